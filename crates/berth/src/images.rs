@@ -1,0 +1,584 @@
+//! Image commands: images, rmi, load, save, import, tag, history, inspect,
+//! prune, system df, info, version.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use berth_image::gc::{self, Removed};
+use berth_image::load::{self, Input};
+use berth_image::reference::Reference;
+use berth_image::store::{ImageRecord, Store};
+use berth_image::{import, inspect as insp, save};
+
+use crate::cli::{
+    FormatArgs, HistoryArgs, ImagesArgs, ImportArgs, InspectArgs, LoadArgs, PruneArgs, RmiArgs,
+    SaveArgs, TagArgs,
+};
+use crate::output::{self, ago, human_size, table, Template};
+
+pub struct Ctx {
+    pub root: PathBuf,
+    pub runroot: PathBuf,
+}
+
+impl Ctx {
+    pub fn store(&self) -> Result<Store> {
+        Store::open(&self.root)
+            .with_context(|| format!("cannot open the store at {}", self.root.display()))
+    }
+}
+
+fn print_format(format: &str, items: &[Value]) -> Result<()> {
+    let mut out = io::stdout().lock();
+    if format == "json" {
+        for v in items {
+            writeln!(out, "{}", serde_json::to_string(v)?)?;
+        }
+        return Ok(());
+    }
+    let t = Template::parse(format.strip_prefix("table ").unwrap_or(format))?;
+    for v in items {
+        writeln!(out, "{}", t.render(v)?)?;
+    }
+    Ok(())
+}
+
+pub fn version(a: &FormatArgs) -> Result<()> {
+    let v = json!({
+        "Client": {
+            "Version": env!("CARGO_PKG_VERSION"),
+            "Os": std::env::consts::OS,
+            "Arch": std::env::consts::ARCH,
+        }
+    });
+    match &a.format {
+        Some(f) if f == "json" => println!("{}", serde_json::to_string(&v)?),
+        Some(f) => println!("{}", Template::parse(f)?.render(&v)?),
+        None => {
+            println!("Client:");
+            println!(" Version:    {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                " OS/Arch:    {}/{}",
+                std::env::consts::OS,
+                std::env::consts::ARCH
+            );
+        }
+    }
+    Ok(())
+}
+
+fn cgroup_version() -> &'static str {
+    let unified = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let hybrid = std::path::Path::new("/sys/fs/cgroup/unified").exists();
+    match (unified, hybrid) {
+        (true, _) => "2",
+        (false, true) => "1 (hybrid)",
+        _ => "1",
+    }
+}
+
+pub fn info(ctx: &Ctx, a: &FormatArgs) -> Result<()> {
+    let store = ctx.store()?;
+    let images = store.images()?;
+    let uname = rustix_uname();
+    let v = json!({
+        "Images": images.len(),
+        "Driver": "overlay",
+        "DockerRootDir": ctx.root.display().to_string(),
+        "RunRoot": ctx.runroot.display().to_string(),
+        "CgroupVersion": cgroup_version(),
+        "KernelVersion": uname.1,
+        "OperatingSystem": uname.0,
+        "Architecture": std::env::consts::ARCH,
+        "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "ServerVersion": env!("CARGO_PKG_VERSION"),
+    });
+    match &a.format {
+        Some(f) if f == "json" => println!("{}", serde_json::to_string(&v)?),
+        Some(f) => println!("{}", Template::parse(f)?.render(&v)?),
+        None => {
+            println!("Server Version: {}", env!("CARGO_PKG_VERSION"));
+            println!("Images: {}", images.len());
+            println!("Storage Driver: overlay");
+            println!("Root Dir: {}", ctx.root.display());
+            println!("Run Root: {}", ctx.runroot.display());
+            println!("Cgroup Version: {}", cgroup_version());
+            println!("Kernel Version: {}", uname.1);
+            println!("Architecture: {}", std::env::consts::ARCH);
+            println!("CPUs: {}", v["NCPU"]);
+        }
+    }
+    Ok(())
+}
+
+fn rustix_uname() -> (String, String) {
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_else(|| "Linux".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    (os, kernel)
+}
+
+/// One row of `berth images`.
+struct Row<'a> {
+    image: &'a ImageRecord,
+    tag: Option<&'a Reference>,
+}
+
+fn glob_match(pattern: &str, s: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && go(p, &s[1..])),
+            (Some(b'?'), Some(c)) if *c != b'/' => go(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), s.as_bytes())
+}
+
+fn image_labels(store: &Store, image: &ImageRecord) -> Result<Value> {
+    let cfg = insp::config_json(store, image)?;
+    Ok(cfg
+        .pointer("/config/Labels")
+        .cloned()
+        .unwrap_or(Value::Null))
+}
+
+fn row_matches(store: &Store, row: &Row<'_>, filters: &[String]) -> Result<bool> {
+    for f in filters {
+        let (key, value) = f.split_once('=').unwrap_or((f.as_str(), ""));
+        let ok = match key {
+            "dangling" => {
+                let want = match value {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => bail!("invalid filter 'dangling={value}': use true or false"),
+                };
+                row.image.tags.is_empty() == want
+            }
+            "reference" => row.tag.is_some_and(|t| {
+                glob_match(value, &t.familiar_name()) || glob_match(value, &t.familiar())
+            }),
+            "label" => {
+                let labels = image_labels(store, row.image)?;
+                let (k, v) = value.split_once('=').map_or((value, None), |(k, v)| (k, Some(v)));
+                match (labels.get(k), v) {
+                    (Some(_), None) => true,
+                    (Some(actual), Some(v)) => actual.as_str() == Some(v),
+                    _ => false,
+                }
+            }
+            "before" | "since" => {
+                let other = store.resolve(value)?;
+                if key == "before" {
+                    row.image.created < other.created
+                } else {
+                    row.image.created > other.created
+                }
+            }
+            _ => bail!("invalid filter '{key}': berth images accepts dangling, reference, label, before and since"),
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+pub fn list(ctx: &Ctx, a: &ImagesArgs) -> Result<()> {
+    let store = ctx.store()?;
+    let images = store.images()?;
+    let mut filters = a.filter.clone();
+    if let Some(repo) = &a.repository {
+        filters.push(format!("reference={repo}"));
+    }
+    let mut rows = Vec::new();
+    for image in &images {
+        let candidates: Vec<Row<'_>> = if image.tags.is_empty() {
+            vec![Row { image, tag: None }]
+        } else {
+            image
+                .tags
+                .iter()
+                .map(|t| Row {
+                    image,
+                    tag: Some(t),
+                })
+                .collect()
+        };
+        for row in candidates {
+            if row_matches(&store, &row, &filters)? {
+                rows.push(row);
+            }
+        }
+    }
+    let id_of = |img: &ImageRecord| {
+        if a.no_trunc {
+            img.id.to_string()
+        } else {
+            img.id.short().to_string()
+        }
+    };
+    if a.quiet {
+        let mut seen = std::collections::HashSet::new();
+        for r in &rows {
+            if seen.insert(&r.image.id) {
+                println!("{}", id_of(r.image));
+            }
+        }
+        return Ok(());
+    }
+    let values: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let (repo, tag) = match r.tag {
+                Some(t) => (t.familiar_name(), t.tag().unwrap_or("<none>").to_string()),
+                None => ("<none>".to_string(), "<none>".to_string()),
+            };
+            json!({
+                "Containers": "N/A",
+                "CreatedAt": r.image.created.clone().unwrap_or_default(),
+                "CreatedSince": ago(r.image.created.as_deref()),
+                "Digest": r.image.manifest_digest.to_string(),
+                "ID": id_of(r.image),
+                "Repository": repo,
+                "SharedSize": "N/A",
+                "Size": human_size(r.image.size),
+                "Tag": tag,
+                "UniqueSize": "N/A",
+                "VirtualSize": human_size(r.image.size),
+            })
+        })
+        .collect();
+    match a.format.as_deref() {
+        Some("table") | None => {
+            let mut header = vec!["REPOSITORY", "TAG"];
+            if a.digests {
+                header.push("DIGEST");
+            }
+            header.extend(["IMAGE ID", "CREATED", "SIZE"]);
+            let mut t = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
+            for v in &values {
+                let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+                let mut row = vec![s("Repository"), s("Tag")];
+                if a.digests {
+                    row.push(s("Digest"));
+                }
+                row.extend([s("ID"), s("CreatedSince"), s("Size")]);
+                t.push(row);
+            }
+            print!("{}", table(&t));
+        }
+        Some(f) => print_format(f, &values)?,
+    }
+    Ok(())
+}
+
+pub fn remove(ctx: &Ctx, a: &RmiArgs) -> Result<()> {
+    let mut store = ctx.store()?;
+    let mut failed = false;
+    for name in &a.images {
+        match gc::remove_image(&mut store, name, a.force) {
+            Ok(lines) => {
+                for l in lines {
+                    match l {
+                        Removed::Untagged(t) => println!("Untagged: {t}"),
+                        Removed::Deleted(d) => println!("Deleted: {d}"),
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("Error: {}", crate::chain(&anyhow::Error::new(e)));
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<()> {
+    let mut store = ctx.store()?;
+    let loaded = match &a.input {
+        Some(p) => {
+            if !p.exists() {
+                bail!("open {}: no such file or directory", p.display());
+            }
+            load::load(&mut store, Input::Path(p))
+        }
+        None => {
+            let stdin = io::stdin();
+            if stdin.is_terminal() {
+                bail!("requested load from stdin, but stdin is empty: pass -i FILE or pipe an archive");
+            }
+            load::load(&mut store, Input::Reader(Box::new(stdin.lock())))
+        }
+    }
+    .context("cannot load the archive")?;
+    if !a.quiet {
+        for img in loaded {
+            if img.tags.is_empty() {
+                println!("Loaded image ID: {}", img.id);
+            }
+            for t in &img.tags {
+                println!("Loaded image: {}", t.familiar());
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn save(ctx: &Ctx, a: &SaveArgs) -> Result<()> {
+    let store = ctx.store()?;
+    let format = match a.format.as_str() {
+        "oci-archive" => save::Format::OciArchive,
+        "oci-dir" => save::Format::OciDir,
+        _ => save::Format::DockerArchive,
+    };
+    let mut images = Vec::new();
+    for name in &a.images {
+        let image = store.resolve(name)?;
+        let named = Reference::parse(name).ok().filter(|r| {
+            r.digest().is_none() && store.tag_target(r).ok().flatten().as_ref() == Some(&image.id)
+        });
+        images.push((image, named));
+    }
+    match (&a.output, format) {
+        (Some(path), _) => save::save_to_path(&store, &images, format, path)?,
+        (None, save::Format::OciDir) => {
+            bail!("--format oci-dir needs an output directory: pass -o DIR")
+        }
+        (None, _) => {
+            let stdout = io::stdout();
+            if stdout.is_terminal() {
+                bail!("cowardly refusing to save to a terminal: use the -o flag or redirect");
+            }
+            let _ =
+                save::save_to_writer(&store, &images, format, io::BufWriter::new(stdout.lock()))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn import(ctx: &Ctx, a: &ImportArgs) -> Result<()> {
+    let mut store = ctx.store()?;
+    let reference = a.reference.as_deref().map(Reference::parse).transpose()?;
+    let opts = import::Options {
+        changes: a.change.clone(),
+        message: a.message.clone(),
+        platform: a.platform.clone(),
+    };
+    let id = if a.file == "-" {
+        import::import(&mut store, io::stdin().lock(), reference.as_ref(), &opts)?
+    } else {
+        let f = std::fs::File::open(&a.file).with_context(|| format!("open {}", a.file))?;
+        import::import(&mut store, f, reference.as_ref(), &opts)?
+    };
+    println!("{id}");
+    Ok(())
+}
+
+pub fn tag(ctx: &Ctx, a: &TagArgs) -> Result<()> {
+    let mut store = ctx.store()?;
+    let image = store.resolve(&a.source)?;
+    let target = Reference::parse(&a.target)?;
+    if target.digest().is_some() {
+        bail!(
+            "refusing to create a tag with a digest reference: {}",
+            a.target
+        );
+    }
+    store.tag(&target, &image.id)?;
+    Ok(())
+}
+
+pub fn history(ctx: &Ctx, a: &HistoryArgs) -> Result<()> {
+    let store = ctx.store()?;
+    let image = store.resolve(&a.image)?;
+    let rows = insp::history(&store, &image)?;
+    if a.quiet {
+        for r in &rows {
+            println!(
+                "{}",
+                if a.no_trunc || r.id == "<missing>" {
+                    r.id.clone()
+                } else {
+                    short_id(&r.id)
+                }
+            );
+        }
+        return Ok(());
+    }
+    let values: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let created_by = if a.no_trunc || r.created_by.chars().count() <= 45 {
+                r.created_by.clone()
+            } else {
+                format!("{}…", r.created_by.chars().take(44).collect::<String>())
+            };
+            json!({
+                "ID": if a.no_trunc || r.id == "<missing>" { r.id.clone() } else { short_id(&r.id) },
+                "CreatedAt": r.created.clone().unwrap_or_default(),
+                "CreatedSince": if a.human { ago(r.created.as_deref()) } else { r.created.clone().unwrap_or_default() },
+                "CreatedBy": created_by,
+                "Size": if a.human { human_size(r.size) } else { r.size.to_string() },
+                "Comment": r.comment,
+            })
+        })
+        .collect();
+    match a.format.as_deref() {
+        Some("table") | None => {
+            let mut t = vec![["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()];
+            for v in &values {
+                let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+                t.push(vec![
+                    s("ID"),
+                    s("CreatedSince"),
+                    s("CreatedBy"),
+                    s("Size"),
+                    s("Comment"),
+                ]);
+            }
+            print!("{}", table(&t));
+        }
+        Some(f) => print_format(f, &values)?,
+    }
+    Ok(())
+}
+
+fn short_id(id: &str) -> String {
+    id.strip_prefix("sha256:")
+        .unwrap_or(id)
+        .chars()
+        .take(12)
+        .collect()
+}
+
+pub fn inspect(ctx: &Ctx, a: &InspectArgs) -> Result<()> {
+    if let Some(k) = &a.kind {
+        if k != "image" {
+            bail!("unsupported --type {k:?}: only images exist so far");
+        }
+    }
+    let store = ctx.store()?;
+    let mut values = Vec::new();
+    let mut missing = Vec::new();
+    for name in &a.names {
+        match store.resolve(name) {
+            Ok(image) => values.push(insp::inspect(&store, &image)?),
+            Err(e) => missing.push(e.to_string()),
+        }
+    }
+    match a.format.as_deref() {
+        None | Some("json") => println!("{}", serde_json::to_string_pretty(&values)?),
+        Some(f) => {
+            let t = Template::parse(f)?;
+            for v in &values {
+                println!("{}", t.render(v)?);
+            }
+        }
+    }
+    if !missing.is_empty() {
+        for m in &missing {
+            eprintln!("Error: {m}");
+        }
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+pub fn prune(ctx: &Ctx, a: &PruneArgs, system: bool) -> Result<()> {
+    if !a.filter.is_empty() {
+        bail!("prune filters are not supported yet: run without --filter");
+    }
+    if !a.force && io::stdin().is_terminal() {
+        let what = if system {
+            "WARNING! This will remove:\n  - all dangling images\n  - unused layers and build leftovers"
+        } else if a.all {
+            "WARNING! This will remove all images without at least one container associated to them."
+        } else {
+            "WARNING! This will remove all dangling images."
+        };
+        eprint!("{what}\nAre you sure you want to continue? [y/N] ");
+        let mut answer = String::new();
+        io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(());
+        }
+    }
+    let mut store = ctx.store()?;
+    let (removed, report) = gc::prune_images(&mut store, a.all)?;
+    if !removed.is_empty() {
+        println!("Deleted Images:");
+        for r in &removed {
+            match r {
+                Removed::Untagged(t) => println!("untagged: {t}"),
+                Removed::Deleted(d) => println!("deleted: {d}"),
+            }
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", human_size(report.bytes));
+    Ok(())
+}
+
+pub fn df(ctx: &Ctx, a: &FormatArgs) -> Result<()> {
+    let store = ctx.store()?;
+    let usage = gc::disk_usage(&store)?;
+    let values = vec![
+        json!({
+            "Type": "Images",
+            "TotalCount": usage.images,
+            "Active": usage.active_images,
+            "Size": human_size(usage.images_size),
+            "Reclaimable": format!("{} ({}%)", human_size(usage.reclaimable),
+                (usage.reclaimable * 100).checked_div(usage.images_size).unwrap_or(0)),
+        }),
+        json!({
+            "Type": "Blobs",
+            "TotalCount": usage.blobs,
+            "Active": usage.blobs,
+            "Size": human_size(usage.blobs_size),
+            "Reclaimable": human_size(0),
+        }),
+    ];
+    match &a.format {
+        Some(f) => print_format(f, &values)?,
+        None => {
+            let mut t = vec![["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()];
+            for v in &values {
+                t.push(vec![
+                    output::go_string(&v["Type"]),
+                    output::go_string(&v["TotalCount"]),
+                    output::go_string(&v["Active"]),
+                    output::go_string(&v["Size"]),
+                    output::go_string(&v["Reclaimable"]),
+                ]);
+            }
+            print!("{}", table(&t));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! Docker-shaped views of an image: `docker image inspect` JSON and
+//! `docker history` rows.
+
+use serde_json::{json, Map, Value};
+
+use crate::store::{ImageRecord, Store, StoreError, CONFIG_LIMIT};
+
+/// The fields docker always shows in an image's `Config`, with their empty
+/// values.
+type MakeValue = fn() -> Value;
+
+const CONFIG_DEFAULTS: &[(&str, MakeValue)] = &[
+    ("Hostname", || json!("")),
+    ("Domainname", || json!("")),
+    ("User", || json!("")),
+    ("AttachStdin", || json!(false)),
+    ("AttachStdout", || json!(false)),
+    ("AttachStderr", || json!(false)),
+    ("Tty", || json!(false)),
+    ("OpenStdin", || json!(false)),
+    ("StdinOnce", || json!(false)),
+    ("Env", || Value::Null),
+    ("Cmd", || Value::Null),
+    ("Image", || json!("")),
+    ("Volumes", || Value::Null),
+    ("WorkingDir", || json!("")),
+    ("Entrypoint", || Value::Null),
+    ("OnBuild", || Value::Null),
+    ("Labels", || Value::Null),
+];
+
+/// The image's config blob as JSON.
+pub fn config_json(store: &Store, image: &ImageRecord) -> Result<Value, StoreError> {
+    let raw = store.read_blob(&image.id, CONFIG_LIMIT)?;
+    serde_json::from_slice(&raw).map_err(|e| StoreError::Io {
+        path: store.blob_path(&image.id),
+        source: e.into(),
+    })
+}
+
+/// `docker image inspect` output for one image.
+pub fn inspect(store: &Store, image: &ImageRecord) -> Result<Value, StoreError> {
+    let config = config_json(store, image)?;
+    let mut cfg: Map<String, Value> = config
+        .get("config")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for (k, v) in CONFIG_DEFAULTS {
+        cfg.entry(k.to_string()).or_insert_with(v);
+    }
+    let str_of = |k: &str| {
+        config
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let snapshots = store.image_snapshots(&image.id)?;
+    let lower: Vec<String> = snapshots
+        .iter()
+        .rev()
+        .map(|s| s.path.display().to_string())
+        .collect();
+    let repo_digests: Vec<String> = image
+        .tags
+        .iter()
+        .filter(|_| image.manifest_media_type.contains("manifest"))
+        .map(|t| format!("{}@{}", t.familiar_name(), image.manifest_digest))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let diff_ids: Vec<String> = store
+        .layers(&image.id)?
+        .iter()
+        .map(|l| l.diff_id.to_string())
+        .collect();
+    Ok(json!({
+        "Id": image.id.to_string(),
+        "RepoTags": image.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
+        "RepoDigests": repo_digests,
+        "Parent": "",
+        "Comment": history_comment(&config),
+        "Created": str_of("created"),
+        "DockerVersion": str_of("docker_version"),
+        "Author": str_of("author"),
+        "Config": Value::Object(cfg),
+        "Architecture": str_of("architecture"),
+        "Variant": config.get("variant").cloned().unwrap_or(Value::Null),
+        "Os": str_of("os"),
+        "Size": image.size,
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": { "LowerDir": lower.join(":") },
+        },
+        "RootFS": { "Type": "layers", "Layers": diff_ids },
+        "Metadata": { "LastTagTime": chrono::DateTime::from_timestamp(image.added, 0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+            .unwrap_or_default() },
+    }))
+}
+
+fn history_comment(config: &Value) -> String {
+    config
+        .get("history")
+        .and_then(Value::as_array)
+        .and_then(|h| h.last())
+        .and_then(|h| h.get("comment"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+/// One row of `docker history`, newest first.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryRow {
+    /// The image ID on the top row, `<missing>` below (as docker shows for
+    /// layers of pulled or loaded images).
+    pub id: String,
+    pub created: Option<String>,
+    pub created_by: String,
+    pub size: u64,
+    pub comment: String,
+    pub empty_layer: bool,
+}
+
+pub fn history(store: &Store, image: &ImageRecord) -> Result<Vec<HistoryRow>, StoreError> {
+    let config = config_json(store, image)?;
+    let snapshots = store.image_snapshots(&image.id)?;
+    let mut sizes = snapshots.iter().map(|s| s.size);
+    let mut rows = Vec::new();
+    let entries = config
+        .get("history")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for h in &entries {
+        let empty = h
+            .get("empty_layer")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        rows.push(HistoryRow {
+            id: "<missing>".into(),
+            created: h.get("created").and_then(Value::as_str).map(str::to_string),
+            created_by: h
+                .get("created_by")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            size: if empty { 0 } else { sizes.next().unwrap_or(0) },
+            comment: h
+                .get("comment")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            empty_layer: empty,
+        });
+    }
+    // Layers the history does not describe (configs without history).
+    for size in sizes {
+        rows.push(HistoryRow {
+            id: "<missing>".into(),
+            created: None,
+            created_by: String::new(),
+            size,
+            comment: String::new(),
+            empty_layer: false,
+        });
+    }
+    rows.reverse();
+    if let Some(top) = rows.first_mut() {
+        top.id = image.id.to_string();
+    }
+    Ok(rows)
+}

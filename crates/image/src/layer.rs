@@ -1,0 +1,775 @@
+//! Layer apply: a (compressed) tar layer becomes a snapshot directory usable
+//! as an overlayfs lowerdir.
+//!
+//! One streaming pass decompresses, hashes the uncompressed stream (the
+//! diff_id) and extracts. Every file system call is made relative to a
+//! directory fd; parents are resolved with `openat2(RESOLVE_IN_ROOT)`, so a
+//! symlink in the layer can never redirect a write outside the snapshot.
+//! OCI whiteouts become overlay whiteouts.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{
+    self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, XattrFlags,
+    CWD,
+};
+use rustix::io::Errno;
+
+use crate::digest::{Algorithm, Digest, HashingReader};
+
+/// Prefix of an OCI whiteout file name.
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// Name of the OCI opaque-directory marker.
+pub const WHITEOUT_OPAQUE: &str = ".wh..wh..opq";
+/// Xattr that marks an overlay directory opaque.
+pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// What went wrong while applying a layer.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("layer entry {entry:?} would be written outside the layer directory: {reason}")]
+    Breakout { entry: String, reason: &'static str },
+    #[error("layer entry {entry:?}: {what}")]
+    Entry {
+        entry: String,
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("layer entry {entry:?} is truncated: expected {expected} bytes, got {got}")]
+    TruncatedEntry {
+        entry: String,
+        expected: u64,
+        got: u64,
+    },
+    #[error("layer entry {entry:?} has unsupported type {kind:?}")]
+    UnsupportedEntry { entry: String, kind: u8 },
+    #[error("cannot read layer stream (corrupt compression or truncated tar)")]
+    Stream(#[source] io::Error),
+    #[error("layer content does not match its diff_id: expected {expected}, got {actual}")]
+    DiffIdMismatch { expected: Digest, actual: Digest },
+    #[error("cannot prepare layer directory {path:?}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What a layer apply measured.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// Digest of the uncompressed tar stream.
+    pub diff_id: Digest,
+    /// Length of the uncompressed tar stream.
+    pub diff_size: u64,
+    /// Bytes of file content written.
+    pub content_size: u64,
+}
+
+/// Compression detected from a stream's first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    pub fn detect(head: &[u8]) -> Compression {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+}
+
+/// Wraps `input` in the decompressor its magic bytes call for.
+pub fn decompress<'a, R: Read + 'a>(input: R) -> io::Result<Box<dyn Read + 'a>> {
+    let mut buf = BufReader::with_capacity(256 * 1024, input);
+    let head = buf.fill_buf()?;
+    Ok(match Compression::detect(head) {
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buf)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buf)?),
+        Compression::None => Box::new(buf),
+    })
+}
+
+/// Applies the layer read from `input` (gzip, zstd or plain tar) into the
+/// existing, empty directory `dest`. When `expected` is given, the diff_id of
+/// the stream must match it. On error the caller removes `dest`.
+pub fn apply(
+    input: impl Read,
+    dest: &Path,
+    expected: Option<&Digest>,
+) -> Result<Applied, LayerError> {
+    let stream = decompress(input).map_err(LayerError::Stream)?;
+    let algorithm = expected.map_or(Algorithm::Sha256, Digest::algorithm);
+    let mut hashing = HashingReader::new(stream, algorithm);
+    let root = rfs::open(
+        dest,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| LayerError::Dir {
+        path: dest.to_path_buf(),
+        source: e.into(),
+    })?;
+    let mut ex = Extractor::new(root);
+    {
+        let mut archive = tar::Archive::new(&mut hashing);
+        let entries = archive.entries().map_err(LayerError::Stream)?;
+        for entry in entries {
+            let entry = entry.map_err(LayerError::Stream)?;
+            ex.entry(entry)?;
+        }
+    }
+    // Hash the end-of-archive blocks and any padding, as the diff_id covers
+    // the whole stream.
+    io::copy(&mut hashing, &mut io::sink()).map_err(LayerError::Stream)?;
+    ex.finish()?;
+    let (diff_id, diff_size) = hashing.finish();
+    if let Some(expected) = expected {
+        if *expected != diff_id {
+            return Err(LayerError::DiffIdMismatch {
+                expected: expected.clone(),
+                actual: diff_id,
+            });
+        }
+    }
+    Ok(Applied {
+        diff_id,
+        diff_size,
+        content_size: ex.content_size,
+    })
+}
+
+/// Cleans an entry name: strips `./` and a trailing slash, refuses absolute
+/// names and `..`. Returns `None` for the root itself.
+fn clean_name(raw: &Path, entry: &str) -> Result<Option<PathBuf>, LayerError> {
+    let mut out = PathBuf::new();
+    for c in raw.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                return Err(LayerError::Breakout {
+                    entry: entry.to_string(),
+                    reason: "name contains a '..' component",
+                })
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(LayerError::Breakout {
+                    entry: entry.to_string(),
+                    reason: "name is absolute",
+                })
+            }
+        }
+    }
+    Ok(if out.as_os_str().is_empty() {
+        None
+    } else {
+        Some(out)
+    })
+}
+
+/// Resolves `target` lexically against `base` (both inside the root);
+/// `None` if it climbs above the root.
+fn resolve_lexically(base: &Path, target: &Path) -> Option<PathBuf> {
+    let mut parts: Vec<&OsStr> = if target.is_absolute() {
+        Vec::new()
+    } else {
+        base.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n),
+                _ => None,
+            })
+            .collect()
+    };
+    for c in target.components() {
+        match c {
+            Component::Normal(n) => parts.push(n),
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            _ => {}
+        }
+    }
+    Some(parts.iter().collect())
+}
+
+fn timestamps(sec: i64, nsec: u32) -> Timestamps {
+    let t = Timespec {
+        tv_sec: sec,
+        tv_nsec: nsec.into(),
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+/// PAX `mtime` may carry a fraction ("1700000000.123456789").
+fn pax_mtime(value: &str) -> Option<(i64, u32)> {
+    let (s, frac) = value.split_once('.').unwrap_or((value, ""));
+    let sec: i64 = s.parse().ok()?;
+    let mut digits: String = frac.chars().take(9).collect();
+    while digits.len() < 9 {
+        digits.push('0');
+    }
+    let nsec: u32 = digits.parse().ok()?;
+    Some((sec, nsec))
+}
+
+struct Extractor {
+    root: OwnedFd,
+    /// The last parent directory resolved, reused while entries stay in it.
+    cached: Option<(PathBuf, OwnedFd)>,
+    /// Directories whose times are set at the end, after their children.
+    dir_times: Vec<(PathBuf, Timestamps)>,
+    content_size: u64,
+}
+
+fn entry_err(entry: &str, what: impl Into<String>) -> impl FnOnce(Errno) -> LayerError + '_ {
+    let what = what.into();
+    move |e| LayerError::Entry {
+        entry: entry.to_string(),
+        what,
+        source: e.into(),
+    }
+}
+
+impl Extractor {
+    fn new(root: OwnedFd) -> Self {
+        Extractor {
+            root,
+            cached: None,
+            dir_times: Vec::new(),
+            content_size: 0,
+        }
+    }
+
+    /// Opens directory `rel` (resolved inside the root), creating missing
+    /// components with mode 0755.
+    fn open_dir(&self, rel: &Path, entry: &str) -> Result<OwnedFd, LayerError> {
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+        let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+        if rel.as_os_str().is_empty() {
+            return rfs::openat2(&self.root, ".", flags, Mode::empty(), resolve)
+                .map_err(entry_err(entry, "cannot open layer root"));
+        }
+        match rfs::openat2(&self.root, rel, flags, Mode::empty(), resolve) {
+            Ok(fd) => return Ok(fd),
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(entry_err(entry, format!("cannot open parent {rel:?}"))(e)),
+        }
+        // Walk down, creating what is missing.
+        let mut fd = rfs::openat2(&self.root, ".", flags, Mode::empty(), resolve)
+            .map_err(entry_err(entry, "cannot open layer root"))?;
+        let mut prefix = PathBuf::new();
+        for c in rel.components() {
+            prefix.push(c);
+            let next = match rfs::openat2(&self.root, &prefix, flags, Mode::empty(), resolve) {
+                Ok(next) => next,
+                Err(Errno::NOENT) => {
+                    match rfs::mkdirat(&fd, c.as_os_str(), Mode::from_raw_mode(0o755)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => {
+                            return Err(entry_err(entry, format!("cannot create {prefix:?}"))(e))
+                        }
+                    }
+                    rfs::openat2(&self.root, &prefix, flags, Mode::empty(), resolve)
+                        .map_err(entry_err(entry, format!("cannot open {prefix:?}")))?
+                }
+                Err(e) => return Err(entry_err(entry, format!("cannot open {prefix:?}"))(e)),
+            };
+            fd = next;
+        }
+        Ok(fd)
+    }
+
+    /// The directory fd for `parent`, from the cache when possible.
+    fn parent(&mut self, parent: &Path, entry: &str) -> Result<&OwnedFd, LayerError> {
+        let hit = matches!(&self.cached, Some((p, _)) if p == parent);
+        if !hit {
+            let fd = self.open_dir(parent, entry)?;
+            self.cached = Some((parent.to_path_buf(), fd));
+        }
+        Ok(&self.cached.as_ref().expect("cached parent").1)
+    }
+
+    /// Forgets the cached parent when `path` is it or one of its ancestors,
+    /// since the entry at `path` may replace a directory.
+    fn invalidate(&mut self, path: &Path) {
+        if matches!(&self.cached, Some((p, _)) if p.starts_with(path)) {
+            self.cached = None;
+        }
+    }
+
+    fn entry<R: Read>(&mut self, mut e: tar::Entry<'_, R>) -> Result<(), LayerError> {
+        let raw_path = e.path().map_err(LayerError::Stream)?.into_owned();
+        let name = raw_path.to_string_lossy().into_owned();
+        let kind = e.header().entry_type();
+        let pax = read_pax(&mut e)?;
+        let times = match pax.mtime {
+            Some((sec, nsec)) => timestamps(sec, nsec),
+            None => timestamps(e.header().mtime().map_err(LayerError::Stream)? as i64, 0),
+        };
+        let header_mode = e.header().mode().map_err(LayerError::Stream)?;
+        let perm = Mode::from_raw_mode(header_mode & 0o7777);
+        let Some(path) = clean_name(&raw_path, &name)? else {
+            // "./": the root directory's own metadata.
+            if kind.is_dir() {
+                let fd = self.open_dir(Path::new(""), &name)?;
+                set_meta(&fd, &e, &pax, &name)?;
+                rfs::fchmod(&fd, perm).map_err(entry_err(&name, "cannot set mode"))?;
+                self.dir_times.push((PathBuf::new(), times));
+            }
+            return Ok(());
+        };
+        let file_name = path.file_name().expect("cleaned name has a last component");
+        let fname = file_name.as_bytes();
+        let parent = path.parent().unwrap_or(Path::new("")).to_path_buf();
+
+        // Whiteouts.
+        if fname == WHITEOUT_OPAQUE.as_bytes() {
+            let dir = self.parent(&parent, &name)?;
+            rfs::fsetxattr(dir, OVERLAY_OPAQUE_XATTR, b"y", XattrFlags::empty())
+                .map_err(entry_err(&name, "cannot mark directory opaque"))?;
+            return Ok(());
+        }
+        if let Some(hidden) = fname.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            if hidden.starts_with(b".wh.") || hidden.is_empty() {
+                // aufs metadata such as .wh..wh.plnk: not part of the image.
+                return Ok(());
+            }
+            let hidden = OsStr::from_bytes(hidden).to_os_string();
+            let target = parent.join(&hidden);
+            self.invalidate(&target);
+            let dir = self.parent(&parent, &name)?;
+            remove_existing(dir, &hidden, &name)?;
+            rfs::mknodat(
+                dir,
+                &hidden,
+                FileType::CharacterDevice,
+                Mode::empty(),
+                rfs::makedev(0, 0),
+            )
+            .map_err(entry_err(&name, "cannot create whiteout"))?;
+            return Ok(());
+        }
+
+        let file_name = file_name.to_os_string();
+        if !kind.is_dir() {
+            self.invalidate(&path);
+        }
+
+        match kind {
+            tar::EntryType::Directory => {
+                let dir = self.parent(&parent, &name)?;
+                match rfs::statat(dir, &file_name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+                    Ok(_) => {
+                        remove_existing(dir, &file_name, &name)?;
+                        self.cached = None;
+                        let dir = self.parent(&parent, &name)?;
+                        rfs::mkdirat(dir, &file_name, Mode::from_raw_mode(0o700))
+                            .map_err(entry_err(&name, "cannot create directory"))?;
+                    }
+                    Err(Errno::NOENT) => {
+                        rfs::mkdirat(dir, &file_name, Mode::from_raw_mode(0o700))
+                            .map_err(entry_err(&name, "cannot create directory"))?;
+                    }
+                    Err(e) => return Err(entry_err(&name, "cannot stat")(e)),
+                }
+                let dir = self.parent(&parent, &name)?;
+                let fd = rfs::openat(
+                    dir,
+                    &file_name,
+                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(entry_err(&name, "cannot open directory"))?;
+                set_meta(&fd, &e, &pax, &name)?;
+                rfs::fchmod(&fd, perm).map_err(entry_err(&name, "cannot set mode"))?;
+                self.dir_times.push((path, times));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                if kind == tar::EntryType::GNUSparse {
+                    return Err(LayerError::UnsupportedEntry {
+                        entry: name,
+                        kind: b'S',
+                    });
+                }
+                let expected = e.header().size().map_err(LayerError::Stream)?;
+                let dir = self.parent(&parent, &name)?;
+                remove_existing(dir, &file_name, &name)?;
+                let fd = rfs::openat(
+                    dir,
+                    &file_name,
+                    OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::WRONLY
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(entry_err(&name, "cannot create file"))?;
+                let mut file = File::from(fd);
+                let got = io::copy(&mut e, &mut file).map_err(|source| LayerError::Entry {
+                    entry: name.clone(),
+                    what: "cannot write file content".into(),
+                    source,
+                })?;
+                if got != expected {
+                    return Err(LayerError::TruncatedEntry {
+                        entry: name,
+                        expected,
+                        got,
+                    });
+                }
+                self.content_size += got;
+                set_meta(&file, &e, &pax, &name)?;
+                // chown clears set-id bits, so the mode comes after it.
+                rfs::fchmod(&file, perm).map_err(entry_err(&name, "cannot set mode"))?;
+                rfs::futimens(&file, &times).map_err(entry_err(&name, "cannot set times"))?;
+            }
+            tar::EntryType::Symlink => {
+                let target = e
+                    .link_name()
+                    .map_err(LayerError::Stream)?
+                    .ok_or_else(|| LayerError::Entry {
+                        entry: name.clone(),
+                        what: "symlink has no target".into(),
+                        source: io::ErrorKind::InvalidData.into(),
+                    })?
+                    .into_owned();
+                if !target.is_absolute() && resolve_lexically(&parent, &target).is_none() {
+                    return Err(LayerError::Breakout {
+                        entry: name,
+                        reason: "symlink target climbs above the layer root",
+                    });
+                }
+                let dir = self.parent(&parent, &name)?;
+                remove_existing(dir, &file_name, &name)?;
+                rfs::symlinkat(&target, dir, &file_name)
+                    .map_err(entry_err(&name, "cannot create symlink"))?;
+                let (uid, gid) = owner(&e)?;
+                rfs::chownat(
+                    dir,
+                    &file_name,
+                    Some(uid),
+                    Some(gid),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(entry_err(&name, "cannot set owner"))?;
+                self.set_xattrs_at(&parent, &file_name, &pax, &name)?;
+                let dir = self.parent(&parent, &name)?;
+                rfs::utimensat(dir, &file_name, &times, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(entry_err(&name, "cannot set times"))?;
+            }
+            tar::EntryType::Link => {
+                let target = e
+                    .link_name()
+                    .map_err(LayerError::Stream)?
+                    .ok_or_else(|| LayerError::Entry {
+                        entry: name.clone(),
+                        what: "hardlink has no target".into(),
+                        source: io::ErrorKind::InvalidData.into(),
+                    })?
+                    .into_owned();
+                let Some(target) = resolve_lexically(Path::new(""), &target) else {
+                    return Err(LayerError::Breakout {
+                        entry: name,
+                        reason: "hardlink target climbs above the layer root",
+                    });
+                };
+                let Some(target_name) = target.file_name().map(OsStr::to_os_string) else {
+                    return Err(LayerError::Breakout {
+                        entry: name,
+                        reason: "hardlink target is the layer root",
+                    });
+                };
+                let target_dir = self.open_dir(target.parent().unwrap_or(Path::new("")), &name)?;
+                let dir = self.parent(&parent, &name)?;
+                if target != path {
+                    remove_existing(dir, &file_name, &name)?;
+                }
+                rfs::linkat(&target_dir, &target_name, dir, &file_name, AtFlags::empty())
+                    .map_err(entry_err(&name, format!("cannot link to {target:?}")))?;
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                let file_type = match kind {
+                    tar::EntryType::Char => FileType::CharacterDevice,
+                    tar::EntryType::Block => FileType::BlockDevice,
+                    _ => FileType::Fifo,
+                };
+                let major = e.header().device_major().ok().flatten().unwrap_or(0);
+                let minor = e.header().device_minor().ok().flatten().unwrap_or(0);
+                let dir = self.parent(&parent, &name)?;
+                remove_existing(dir, &file_name, &name)?;
+                rfs::mknodat(
+                    dir,
+                    &file_name,
+                    file_type,
+                    Mode::from_raw_mode(0o600),
+                    rfs::makedev(major, minor),
+                )
+                .map_err(entry_err(&name, "cannot create device node"))?;
+                let fd = rfs::openat(
+                    dir,
+                    &file_name,
+                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(entry_err(&name, "cannot open device node"))?;
+                let (uid, gid) = owner(&e)?;
+                rfs::chownat(
+                    dir,
+                    &file_name,
+                    Some(uid),
+                    Some(gid),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(entry_err(&name, "cannot set owner"))?;
+                rfs::chmodat(dir, &file_name, perm, AtFlags::empty())
+                    .map_err(entry_err(&name, "cannot set mode"))?;
+                drop(fd);
+                self.set_xattrs_at(&parent, &file_name, &pax, &name)?;
+                let dir = self.parent(&parent, &name)?;
+                rfs::utimensat(dir, &file_name, &times, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(entry_err(&name, "cannot set times"))?;
+            }
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
+            other => {
+                return Err(LayerError::UnsupportedEntry {
+                    entry: name,
+                    kind: other.as_byte(),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// Extended attributes of a symlink or device node, through its path.
+    fn set_xattrs_at(
+        &mut self,
+        parent: &Path,
+        file_name: &OsStr,
+        pax: &Pax,
+        name: &str,
+    ) -> Result<(), LayerError> {
+        if pax.xattrs.is_empty() {
+            return Ok(());
+        }
+        let dir = self.parent(parent, name)?;
+        let proc_path = Path::new("/proc/self/fd")
+            .join(rustix::fd::AsRawFd::as_raw_fd(dir).to_string())
+            .join(file_name);
+        for (key, value) in &pax.xattrs {
+            set_xattr_result(
+                rfs::lsetxattr(&proc_path, key, value, XattrFlags::empty()),
+                name,
+                key,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Sets directory times last, deepest first, so that creating children
+    /// does not disturb them.
+    fn finish(&mut self) -> Result<(), LayerError> {
+        self.cached = None;
+        let dirs = std::mem::take(&mut self.dir_times);
+        for (path, times) in dirs.iter().rev() {
+            let name = path.to_string_lossy();
+            let fd = self.open_dir(path, &name)?;
+            rfs::futimens(&fd, times).map_err(entry_err(&name, "cannot set times"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Owner and extended attributes through an fd.
+fn set_meta<R: Read>(
+    fd: impl AsFd,
+    e: &tar::Entry<'_, R>,
+    pax: &Pax,
+    name: &str,
+) -> Result<(), LayerError> {
+    let (uid, gid) = owner(e)?;
+    rfs::fchown(&fd, Some(uid), Some(gid)).map_err(entry_err(name, "cannot set owner"))?;
+    for (key, value) in &pax.xattrs {
+        set_xattr_result(
+            rfs::fsetxattr(&fd, key, value, XattrFlags::empty()),
+            name,
+            key,
+        )?;
+    }
+    Ok(())
+}
+
+fn owner<R: Read>(e: &tar::Entry<'_, R>) -> Result<(rfs::Uid, rfs::Gid), LayerError> {
+    let h = e.header();
+    let uid = h.uid().map_err(LayerError::Stream)?;
+    let gid = h.gid().map_err(LayerError::Stream)?;
+    let (Ok(uid), Ok(gid)) = (u32::try_from(uid), u32::try_from(gid)) else {
+        return Err(LayerError::Entry {
+            entry: e
+                .path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            what: format!("owner {uid}:{gid} is out of range"),
+            source: io::ErrorKind::InvalidData.into(),
+        });
+    };
+    if uid == u32::MAX || gid == u32::MAX {
+        return Err(LayerError::Entry {
+            entry: e
+                .path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            what: "owner -1 is not a valid id".into(),
+            source: io::ErrorKind::InvalidData.into(),
+        });
+    }
+    Ok((rfs::Uid::from_raw(uid), rfs::Gid::from_raw(gid)))
+}
+
+/// What an entry's PAX records add to its header: a precise mtime and
+/// extended attributes (`SCHILY.xattr.*`), minus the overlay's own
+/// attributes, which a layer must never be able to forge.
+#[derive(Default)]
+struct Pax {
+    mtime: Option<(i64, u32)>,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+fn read_pax<R: Read>(e: &mut tar::Entry<'_, R>) -> Result<Pax, LayerError> {
+    let mut pax = Pax::default();
+    let Some(exts) = e.pax_extensions().map_err(LayerError::Stream)? else {
+        return Ok(pax);
+    };
+    for ext in exts {
+        let ext = ext.map_err(LayerError::Stream)?;
+        let key = ext.key_bytes();
+        if key == b"mtime" {
+            pax.mtime = ext.value().ok().and_then(pax_mtime);
+        } else if let Some(attr) = key.strip_prefix(b"SCHILY.xattr.") {
+            let attr = String::from_utf8_lossy(attr).into_owned();
+            if attr.starts_with("trusted.overlay.") {
+                continue;
+            }
+            pax.xattrs.push((attr, ext.value_bytes().to_vec()));
+        }
+    }
+    Ok(pax)
+}
+
+fn set_xattr_result(r: rustix::io::Result<()>, entry: &str, key: &str) -> Result<(), LayerError> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(Errno::OPNOTSUPP) => {
+            tracing::warn!(
+                entry,
+                key,
+                "file system does not support this xattr; skipped"
+            );
+            Ok(())
+        }
+        Err(e) => Err(entry_err(entry, format!("cannot set xattr {key}"))(e)),
+    }
+}
+
+/// Removes whatever is at `name` in `dir` (a file, link, or a whole
+/// directory tree), so that an entry can take its place.
+fn remove_existing(dir: &OwnedFd, name: &OsStr, entry: &str) -> Result<(), LayerError> {
+    match rfs::unlinkat(dir, name, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(Errno::ISDIR) => {
+            remove_tree_at(dir, name).map_err(entry_err(entry, "cannot replace directory"))
+        }
+        Err(e) => Err(entry_err(entry, "cannot replace existing file")(e)),
+    }
+}
+
+/// Recursively removes directory `name` under `dir` without following
+/// symlinks.
+pub(crate) fn remove_tree_at(dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<()> {
+    let sub = rfs::openat(
+        dir,
+        name,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut children = Vec::new();
+    for ent in rfs::Dir::read_from(&sub)? {
+        let ent = ent?;
+        let n = ent.file_name().to_bytes();
+        if n == b"." || n == b".." {
+            continue;
+        }
+        children.push((OsStr::from_bytes(n).to_os_string(), ent.file_type()));
+    }
+    for (child, ft) in children {
+        if ft == FileType::Directory {
+            remove_tree_at(&sub, &child)?;
+        } else {
+            match rfs::unlinkat(&sub, &child, AtFlags::empty()) {
+                Err(Errno::ISDIR) => remove_tree_at(&sub, &child)?,
+                r => r?,
+            }
+        }
+    }
+    rfs::unlinkat(dir, name, AtFlags::REMOVEDIR)
+}
+
+/// Removes a whole directory tree by path (used to drop half-written
+/// snapshots).
+pub fn remove_dir_all(path: &Path) -> io::Result<()> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::ErrorKind::InvalidInput.into());
+    };
+    let dir = rfs::openat(
+        CWD,
+        parent,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    match remove_tree_at(&dir, name) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Total apparent size of regular files under `path`, by inode (hardlinks
+/// counted once).
+pub fn tree_size(path: &Path) -> io::Result<u64> {
+    let mut seen = HashMap::new();
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for ent in std::fs::read_dir(&dir)? {
+            let ent = ent?;
+            let md = ent.metadata()?;
+            if md.is_dir() {
+                stack.push(ent.path());
+            } else if md.is_file() {
+                use std::os::unix::fs::MetadataExt;
+                if seen.insert((md.dev(), md.ino()), ()).is_none() {
+                    total += md.len();
+                }
+            }
+        }
+    }
+    Ok(total)
+}

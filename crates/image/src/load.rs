@@ -1,0 +1,941 @@
+//! `berth load`: OCI image layouts (directories or tars) and docker-archive
+//! tars (what `docker save` writes) into the store.
+//!
+//! Everything is staged under the store's `tmp/` and checked (every digest,
+//! every diff_id) before one commit makes it visible; a failed load leaves
+//! the store as it was.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Component, Path, PathBuf};
+
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
+use rusqlite::params;
+use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
+
+use crate::digest::{Algorithm, Digest, HashingReader};
+use crate::layer::{self, Compression, LayerError};
+use crate::reference::Reference;
+use crate::store::{self, chain_id, now_unix, LayerRecord, Store, StoreError, TempDir};
+
+/// Why a load failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot open {path:?}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot unpack the archive")]
+    Archive(#[source] LayerError),
+    #[error("not an image archive: found neither manifest.json (docker-archive) nor index.json (OCI layout)")]
+    UnknownFormat,
+    #[error("{file} in the archive: {what}")]
+    Invalid { file: String, what: String },
+    #[error("{file} in the archive is missing")]
+    Missing {
+        file: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{file} in the archive is not valid JSON for {what}")]
+    Json {
+        file: String,
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{file} in the archive is not valid {what}")]
+    Spec {
+        file: String,
+        what: &'static str,
+        #[source]
+        source: oci_spec::OciSpecError,
+    },
+    #[error("{file} in the archive does not match its digest: expected {expected}, got {actual}")]
+    DigestMismatch {
+        file: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("unsupported media type {media_type:?} for {what}")]
+    MediaType {
+        media_type: String,
+        what: &'static str,
+    },
+    #[error("layer {index} ({file})")]
+    Layer {
+        index: usize,
+        file: String,
+        #[source]
+        source: LayerError,
+    },
+    #[error("the index lists no image for linux/amd64")]
+    NoPlatform,
+    #[error("the archive holds no image")]
+    Empty,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One image a load added, with the tags it now carries.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub id: Digest,
+    pub tags: Vec<Reference>,
+}
+
+/// Where a load reads from.
+pub enum Input<'a> {
+    /// A tar file (possibly compressed) or an OCI layout directory.
+    Path(&'a Path),
+    /// A tar stream, such as standard input.
+    Reader(Box<dyn Read + 'a>),
+}
+
+/// Loads every image in `input` into `store`.
+pub fn load(store: &mut Store, input: Input<'_>) -> Result<Vec<Loaded>, LoadError> {
+    let _lock = store.lock_shared()?;
+    let staging = store.temp_dir()?;
+    let (source_dir, _unpacked) = match input {
+        Input::Path(p) if p.is_dir() => (p.to_path_buf(), None),
+        Input::Path(p) => {
+            let f = File::open(p).map_err(|source| LoadError::Open {
+                path: p.to_path_buf(),
+                source,
+            })?;
+            let dir = unpack_archive(store, f)?;
+            (dir.path().to_path_buf(), Some(dir))
+        }
+        Input::Reader(r) => {
+            let dir = unpack_archive(store, r)?;
+            (dir.path().to_path_buf(), Some(dir))
+        }
+    };
+    let source = Source::open(&source_dir)?;
+    let mut stage = Stage::new(store, &staging);
+    if source.exists("manifest.json") {
+        docker_archive(&source, &mut stage)?;
+    } else if source.exists("index.json") {
+        oci_layout(&source, &mut stage)?;
+    } else {
+        return Err(LoadError::UnknownFormat);
+    }
+    if stage.images.is_empty() {
+        return Err(LoadError::Empty);
+    }
+    Ok(stage.commit()?)
+}
+
+/// Unpacks an archive tar into a fresh temporary directory, with the same
+/// safety rules as a layer.
+fn unpack_archive(store: &Store, input: impl Read) -> Result<TempDir, LoadError> {
+    let dir = store.temp_dir()?;
+    layer::apply(input, dir.path(), None).map_err(LoadError::Archive)?;
+    Ok(dir)
+}
+
+/// Read access to an archive's files, resolved inside its directory.
+struct Source {
+    root: OwnedFd,
+}
+
+impl Source {
+    fn open(dir: &Path) -> Result<Source, LoadError> {
+        let root = rfs::open(
+            dir,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| LoadError::Open {
+            path: dir.to_path_buf(),
+            source: e.into(),
+        })?;
+        Ok(Source { root })
+    }
+
+    fn file(&self, rel: &str) -> Result<File, LoadError> {
+        let clean: PathBuf = Path::new(rel)
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .collect();
+        if clean.as_os_str().is_empty() {
+            return Err(LoadError::Invalid {
+                file: rel.to_string(),
+                what: "empty file name".into(),
+            });
+        }
+        let fd = rfs::openat2(
+            &self.root,
+            &clean,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(|e| LoadError::Missing {
+            file: rel.to_string(),
+            source: e.into(),
+        })?;
+        let f = File::from(fd);
+        match f.metadata() {
+            Ok(m) if m.is_file() => Ok(f),
+            _ => Err(LoadError::Invalid {
+                file: rel.to_string(),
+                what: "is not a regular file".into(),
+            }),
+        }
+    }
+
+    fn exists(&self, rel: &str) -> bool {
+        self.file(rel).is_ok()
+    }
+
+    /// Reads a small JSON file whole.
+    fn small(&self, rel: &str, limit: u64) -> Result<Vec<u8>, LoadError> {
+        let mut buf = Vec::new();
+        self.file(rel)?
+            .take(limit + 1)
+            .read_to_end(&mut buf)
+            .map_err(|source| LoadError::Missing {
+                file: rel.to_string(),
+                source,
+            })?;
+        if buf.len() as u64 > limit {
+            return Err(LoadError::Invalid {
+                file: rel.to_string(),
+                what: format!("larger than the {limit}-byte limit"),
+            });
+        }
+        Ok(buf)
+    }
+
+    /// Reads a blob of an OCI layout and checks its digest.
+    fn blob(&self, d: &Digest, limit: u64) -> Result<Vec<u8>, LoadError> {
+        let name = blob_name(d);
+        let data = self.small(&name, limit)?;
+        let actual = Digest::of(d.algorithm(), &data);
+        if actual != *d {
+            return Err(LoadError::DigestMismatch {
+                file: name,
+                expected: d.clone(),
+                actual,
+            });
+        }
+        Ok(data)
+    }
+}
+
+fn blob_name(d: &Digest) -> String {
+    format!("blobs/{}/{}", d.algorithm().as_str(), d.hex())
+}
+
+fn parse_digest(file: &str, s: &str) -> Result<Digest, LoadError> {
+    s.parse()
+        .map_err(|e: crate::digest::DigestError| LoadError::Invalid {
+            file: file.to_string(),
+            what: e.to_string(),
+        })
+}
+
+// ---- docker-archive -------------------------------------------------------
+
+#[derive(serde::Deserialize)]
+struct ArchiveEntry {
+    #[serde(rename = "Config")]
+    config: String,
+    #[serde(rename = "RepoTags", default)]
+    repo_tags: Option<Vec<String>>,
+    #[serde(rename = "Layers", default)]
+    layers: Vec<String>,
+}
+
+fn docker_archive(source: &Source, stage: &mut Stage<'_>) -> Result<(), LoadError> {
+    let raw = source.small("manifest.json", store::MANIFEST_LIMIT)?;
+    let entries: Vec<ArchiveEntry> =
+        serde_json::from_slice(&raw).map_err(|source| LoadError::Json {
+            file: "manifest.json".into(),
+            what: "a docker-archive manifest",
+            source,
+        })?;
+    for entry in entries {
+        let config = source.small(&entry.config, store::CONFIG_LIMIT)?;
+        let config_digest = Digest::sha256_of(&config);
+        let mut tags = Vec::new();
+        for t in entry.repo_tags.unwrap_or_default() {
+            tags.push(Reference::parse(&t).map_err(|e| LoadError::Invalid {
+                file: "manifest.json".into(),
+                what: e.to_string(),
+            })?);
+        }
+        let layers = entry
+            .layers
+            .iter()
+            .map(|l| SourceLayer {
+                file: l.clone(),
+                digest: None,
+                media_type: None,
+            })
+            .collect();
+        stage.image(
+            source,
+            &entry.config,
+            config,
+            config_digest,
+            layers,
+            None,
+            tags,
+        )?;
+    }
+    Ok(())
+}
+
+// ---- OCI image layout ----------------------------------------------------
+
+fn oci_layout(source: &Source, stage: &mut Stage<'_>) -> Result<(), LoadError> {
+    if let Ok(layout) = source.small("oci-layout", 4096) {
+        let v: serde_json::Value =
+            serde_json::from_slice(&layout).map_err(|source| LoadError::Json {
+                file: "oci-layout".into(),
+                what: "an OCI layout header",
+                source,
+            })?;
+        if v.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
+            return Err(LoadError::Invalid {
+                file: "oci-layout".into(),
+                what: "imageLayoutVersion is not 1.0.0".into(),
+            });
+        }
+    }
+    let raw = source.small("index.json", store::MANIFEST_LIMIT)?;
+    let index = ImageIndex::from_reader(&raw[..]).map_err(|source| LoadError::Spec {
+        file: "index.json".into(),
+        what: "an OCI image index",
+        source,
+    })?;
+    for desc in index.manifests() {
+        let tags = descriptor_tags(desc)?;
+        let Some((manifest_desc, manifest)) = resolve_manifest(source, desc, 0)? else {
+            continue;
+        };
+        let (mbytes, mdigest, mtype) = manifest;
+        let m = ImageManifest::from_reader(&mbytes[..]).map_err(|source| LoadError::Spec {
+            file: blob_name(&mdigest),
+            what: "an image manifest",
+            source,
+        })?;
+        let _ = manifest_desc;
+        check_config_type(m.config().media_type())?;
+        let config_digest = parse_digest("manifest", m.config().digest().as_ref())?;
+        let config = source.blob(&config_digest, store::CONFIG_LIMIT)?;
+        let layers = m
+            .layers()
+            .iter()
+            .map(|l| {
+                let d = parse_digest("manifest", l.digest().as_ref())?;
+                check_layer_type(l.media_type())?;
+                Ok(SourceLayer {
+                    file: blob_name(&d),
+                    digest: Some((d, l.size())),
+                    media_type: Some(l.media_type().to_string()),
+                })
+            })
+            .collect::<Result<Vec<_>, LoadError>>()?;
+        let name = blob_name(&config_digest);
+        stage.image(
+            source,
+            &name,
+            config,
+            config_digest,
+            layers,
+            Some((mbytes, mdigest, mtype)),
+            tags,
+        )?;
+    }
+    Ok(())
+}
+
+type ManifestBytes = (Vec<u8>, Digest, String);
+
+/// Follows a descriptor to an image manifest, choosing linux/amd64 in
+/// indexes. `None` for descriptors of other platforms.
+fn resolve_manifest(
+    source: &Source,
+    desc: &Descriptor,
+    depth: u32,
+) -> Result<Option<(Descriptor, ManifestBytes)>, LoadError> {
+    if depth > 4 {
+        return Err(LoadError::Invalid {
+            file: "index.json".into(),
+            what: "indexes nested too deeply".into(),
+        });
+    }
+    let d = parse_digest("index.json", desc.digest().as_ref())?;
+    let bytes = source.blob(&d, store::MANIFEST_LIMIT)?;
+    match desc.media_type() {
+        MediaType::ImageManifest => Ok(Some((
+            desc.clone(),
+            (bytes, d, desc.media_type().to_string()),
+        ))),
+        MediaType::Other(t) if t == DOCKER_MANIFEST => {
+            Ok(Some((desc.clone(), (bytes, d, t.clone()))))
+        }
+        MediaType::ImageIndex => nested_index(source, &bytes, &d, depth),
+        MediaType::Other(t) if t == DOCKER_MANIFEST_LIST => nested_index(source, &bytes, &d, depth),
+        other => Err(LoadError::MediaType {
+            media_type: other.to_string(),
+            what: "an index entry",
+        }),
+    }
+}
+
+fn nested_index(
+    source: &Source,
+    bytes: &[u8],
+    d: &Digest,
+    depth: u32,
+) -> Result<Option<(Descriptor, ManifestBytes)>, LoadError> {
+    let index = ImageIndex::from_reader(bytes).map_err(|source| LoadError::Spec {
+        file: blob_name(d),
+        what: "an image index",
+        source,
+    })?;
+    let mut any = false;
+    for m in index.manifests() {
+        let fits = match m.platform() {
+            Some(p) => p.os().to_string() == "linux" && p.architecture().to_string() == "amd64",
+            None => true,
+        };
+        if !fits {
+            continue;
+        }
+        any = true;
+        if let Some(found) = resolve_manifest(source, m, depth + 1)? {
+            return Ok(Some(found));
+        }
+    }
+    if any {
+        Ok(None)
+    } else {
+        Err(LoadError::NoPlatform)
+    }
+}
+
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+
+fn check_config_type(t: &MediaType) -> Result<(), LoadError> {
+    match t {
+        MediaType::ImageConfig => Ok(()),
+        MediaType::Other(s) if s == DOCKER_CONFIG => Ok(()),
+        other => Err(LoadError::MediaType {
+            media_type: other.to_string(),
+            what: "an image config",
+        }),
+    }
+}
+
+fn check_layer_type(t: &MediaType) -> Result<(), LoadError> {
+    match t {
+        MediaType::ImageLayer
+        | MediaType::ImageLayerGzip
+        | MediaType::ImageLayerZstd
+        | MediaType::ImageLayerNonDistributable
+        | MediaType::ImageLayerNonDistributableGzip
+        | MediaType::ImageLayerNonDistributableZstd => Ok(()),
+        MediaType::Other(s)
+            if s.starts_with("application/vnd.docker.image.rootfs.")
+                && (s.ends_with("diff.tar.gzip") || s.ends_with("diff.tar")) =>
+        {
+            Ok(())
+        }
+        other => Err(LoadError::MediaType {
+            media_type: other.to_string(),
+            what: "a layer",
+        }),
+    }
+}
+
+/// Tags named by an index entry's annotations: `io.containerd.image.name`
+/// (a full reference), else `org.opencontainers.image.ref.name` when it is a
+/// whole reference rather than a bare tag.
+fn descriptor_tags(desc: &Descriptor) -> Result<Vec<Reference>, LoadError> {
+    let Some(ann) = desc.annotations() else {
+        return Ok(Vec::new());
+    };
+    let name = ann.get("io.containerd.image.name").or_else(|| {
+        ann.get("org.opencontainers.image.ref.name")
+            .filter(|n| n.contains('/') || n.contains(':'))
+    });
+    match name {
+        Some(n) => Ok(vec![Reference::parse(n).map_err(|e| {
+            LoadError::Invalid {
+                file: "index.json".into(),
+                what: e.to_string(),
+            }
+        })?]),
+        None => Ok(Vec::new()),
+    }
+}
+
+// ---- staging and commit --------------------------------------------------
+
+struct SourceLayer {
+    file: String,
+    /// Digest and size from a manifest, when there is one.
+    digest: Option<(Digest, u64)>,
+    media_type: Option<String>,
+}
+
+struct StagedSnapshot {
+    chain_id: Digest,
+    parent: Option<Digest>,
+    diff_id: Digest,
+    diff_size: u64,
+    size: u64,
+    dir: PathBuf,
+}
+
+struct StagedImage {
+    id: Digest,
+    manifest_digest: Digest,
+    manifest_media_type: String,
+    created: Option<String>,
+    size: u64,
+    layers: Vec<LayerRecord>,
+    tags: Vec<Reference>,
+}
+
+/// Work in progress: files under a temporary directory and the rows that
+/// will describe them.
+pub(crate) struct Stage<'s> {
+    store: &'s mut Store,
+    dir: PathBuf,
+    counter: u64,
+    blobs: HashMap<Digest, PathBuf>,
+    snapshots: Vec<StagedSnapshot>,
+    images: Vec<StagedImage>,
+}
+
+impl<'s> Stage<'s> {
+    pub(crate) fn new(store: &'s mut Store, tmp: &TempDir) -> Self {
+        Stage {
+            store,
+            dir: tmp.path().to_path_buf(),
+            counter: 0,
+            blobs: HashMap::new(),
+            snapshots: Vec::new(),
+            images: Vec::new(),
+        }
+    }
+
+    fn next_path(&mut self, what: &str) -> PathBuf {
+        self.counter += 1;
+        self.dir.join(format!("{what}-{}", self.counter))
+    }
+
+    fn has_blob(&self, d: &Digest) -> bool {
+        self.blobs.contains_key(d) || self.store.has_blob(d)
+    }
+
+    /// Stages small content already in memory.
+    pub(crate) fn blob_bytes(&mut self, data: &[u8], alg: Algorithm) -> Result<Digest, LoadError> {
+        let d = Digest::of(alg, data);
+        if !self.has_blob(&d) {
+            let path = self.next_path("blob");
+            store::write_verified(data, &path, Some(&d))?;
+            self.blobs.insert(d.clone(), path);
+        }
+        Ok(d)
+    }
+
+    fn snapshot_known(&self, chain: &Digest) -> Result<bool, LoadError> {
+        Ok(self.snapshots.iter().any(|s| &s.chain_id == chain)
+            || self.store.snapshot(chain)?.is_some())
+    }
+
+    /// Stages one image: its config, each layer (copied and unpacked in one
+    /// pass, every digest checked) and a manifest (given, or made in OCI
+    /// form).
+    #[allow(clippy::too_many_arguments)]
+    fn image(
+        &mut self,
+        source: &Source,
+        config_file: &str,
+        config: Vec<u8>,
+        config_digest: Digest,
+        layers: Vec<SourceLayer>,
+        manifest: Option<ManifestBytes>,
+        tags: Vec<Reference>,
+    ) -> Result<(), LoadError> {
+        let parsed =
+            ImageConfiguration::from_reader(&config[..]).map_err(|source| LoadError::Spec {
+                file: config_file.to_string(),
+                what: "an image config",
+                source,
+            })?;
+        let diff_ids = parsed
+            .rootfs()
+            .diff_ids()
+            .iter()
+            .map(|d| parse_digest(config_file, d))
+            .collect::<Result<Vec<_>, _>>()?;
+        if diff_ids.len() != layers.len() {
+            return Err(LoadError::Invalid {
+                file: config_file.to_string(),
+                what: format!(
+                    "config lists {} layers (rootfs.diff_ids) but the manifest has {}",
+                    diff_ids.len(),
+                    layers.len()
+                ),
+            });
+        }
+        self.blob_bytes(&config, config_digest.algorithm())?;
+
+        let mut records = Vec::new();
+        let mut parent: Option<Digest> = None;
+        for (index, (l, diff_id)) in layers.into_iter().zip(diff_ids).enumerate() {
+            let chain = chain_id(parent.as_ref(), &diff_id);
+            let record = self.layer(source, index, &l, &diff_id, &chain, parent.as_ref())?;
+            records.push(record);
+            parent = Some(chain);
+        }
+        self.add_image(
+            config_digest,
+            config.len() as u64,
+            parsed.created().clone(),
+            records,
+            manifest,
+            tags,
+        )
+    }
+
+    fn layer(
+        &mut self,
+        source: &Source,
+        index: usize,
+        l: &SourceLayer,
+        diff_id: &Digest,
+        chain: &Digest,
+        parent: Option<&Digest>,
+    ) -> Result<LayerRecord, LoadError> {
+        if let Some((d, size)) = &l.digest {
+            if self.has_blob(d) && self.snapshot_known(chain)? {
+                return Ok(LayerRecord {
+                    blob_digest: d.clone(),
+                    media_type: l.media_type.clone().unwrap_or_default(),
+                    blob_size: *size,
+                    diff_id: diff_id.clone(),
+                    chain_id: chain.clone(),
+                });
+            }
+        }
+        let file = source.file(&l.file)?;
+        let expected = l.digest.as_ref().map(|(d, _)| d);
+        self.layer_from_reader(file, expected, l.media_type.clone(), Some(diff_id), parent)
+            .map_err(|e| match e {
+                LoadError::Layer { source, .. } => LoadError::Layer {
+                    index,
+                    file: l.file.clone(),
+                    source,
+                },
+                LoadError::DigestMismatch {
+                    expected, actual, ..
+                } => LoadError::DigestMismatch {
+                    file: l.file.clone(),
+                    expected,
+                    actual,
+                },
+                other => other,
+            })
+    }
+
+    /// Copies a layer blob from `input` into staging while unpacking it, in
+    /// one pass, checking the blob digest (when `expected`) and the diff_id
+    /// (when `diff_id`).
+    pub(crate) fn layer_from_reader(
+        &mut self,
+        input: impl Read,
+        expected: Option<&Digest>,
+        media_type: Option<String>,
+        diff_id: Option<&Digest>,
+        parent: Option<&Digest>,
+    ) -> Result<LayerRecord, LoadError> {
+        let layer_err = |source| LoadError::Layer {
+            index: 0,
+            file: "-".into(),
+            source,
+        };
+        let algorithm = expected.map_or(Algorithm::Sha256, Digest::algorithm);
+        let blob_path = self.next_path("blob");
+        let blob_file = File::create_new(&blob_path).map_err(|e| StoreError::Io {
+            path: blob_path.clone(),
+            source: e,
+        })?;
+        let mut tee = Tee {
+            inner: HashingReader::new(input, algorithm),
+            copy: io::BufWriter::with_capacity(256 * 1024, blob_file),
+            head: Vec::new(),
+        };
+        let snap_dir = self.next_path("snapshot");
+        std::fs::create_dir(&snap_dir).map_err(|e| StoreError::Io {
+            path: snap_dir.clone(),
+            source: e,
+        })?;
+        let applied = layer::apply(&mut tee, &snap_dir, diff_id).map_err(layer_err)?;
+        io::copy(&mut tee, &mut io::sink()).map_err(|e| layer_err(LayerError::Stream(e)))?;
+        let Tee { inner, copy, head } = tee;
+        let (blob_digest, blob_size) = inner.finish();
+        let blob_file = copy.into_inner().map_err(|e| StoreError::Io {
+            path: blob_path.clone(),
+            source: e.into_error(),
+        })?;
+        blob_file.sync_all().map_err(|e| StoreError::Io {
+            path: blob_path.clone(),
+            source: e,
+        })?;
+        if let Some(expected) = expected {
+            if *expected != blob_digest {
+                return Err(LoadError::DigestMismatch {
+                    file: "-".into(),
+                    expected: expected.clone(),
+                    actual: blob_digest,
+                });
+            }
+        }
+        let media_type = media_type.unwrap_or_else(|| {
+            match Compression::detect(&head) {
+                Compression::Gzip => MediaType::ImageLayerGzip,
+                Compression::Zstd => MediaType::ImageLayerZstd,
+                Compression::None => MediaType::ImageLayer,
+            }
+            .to_string()
+        });
+        if !self.has_blob(&blob_digest) {
+            self.blobs.insert(blob_digest.clone(), blob_path);
+        }
+        let chain = chain_id(parent, &applied.diff_id);
+        if !self.snapshot_known(&chain)? {
+            self.snapshots.push(StagedSnapshot {
+                chain_id: chain.clone(),
+                parent: parent.cloned(),
+                diff_id: applied.diff_id.clone(),
+                diff_size: applied.diff_size,
+                size: applied.content_size,
+                dir: snap_dir,
+            });
+        }
+        Ok(LayerRecord {
+            blob_digest,
+            media_type,
+            blob_size,
+            diff_id: applied.diff_id,
+            chain_id: chain,
+        })
+    }
+
+    /// Stages an image record over layers already staged.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn add_image(
+        &mut self,
+        id: Digest,
+        config_len: u64,
+        created: Option<String>,
+        records: Vec<LayerRecord>,
+        manifest: Option<ManifestBytes>,
+        tags: Vec<Reference>,
+    ) -> Result<(), LoadError> {
+        let mut size = 0;
+        for r in &records {
+            size += match self.snapshots.iter().find(|s| s.chain_id == r.chain_id) {
+                Some(s) => s.size,
+                None => self.store.snapshot(&r.chain_id)?.map_or(0, |s| s.size),
+            };
+        }
+        let (manifest_digest, manifest_media_type) = match manifest {
+            Some((bytes, d, t)) => {
+                if !self.has_blob(&d) {
+                    let path = self.next_path("blob");
+                    store::write_verified(&bytes[..], &path, Some(&d))?;
+                    self.blobs.insert(d.clone(), path);
+                }
+                (d, t)
+            }
+            None => {
+                let bytes = synthesize_manifest(&id, config_len, &records)?;
+                (
+                    self.blob_bytes(&bytes, Algorithm::Sha256)?,
+                    MediaType::ImageManifest.to_string(),
+                )
+            }
+        };
+        self.images.push(StagedImage {
+            id,
+            manifest_digest,
+            manifest_media_type,
+            created,
+            size,
+            layers: records,
+            tags,
+        });
+        Ok(())
+    }
+
+    /// Makes everything staged visible at once.
+    pub(crate) fn commit(self) -> Result<Vec<Loaded>, StoreError> {
+        let Stage {
+            store,
+            blobs,
+            snapshots,
+            images,
+            ..
+        } = self;
+        let mut moved: Vec<PathBuf> = Vec::new();
+        let result = (|| {
+            for (d, path) in &blobs {
+                if store.commit_blob_file(path, d)? {
+                    moved.push(store.blob_path(d));
+                }
+            }
+            for alg in ["sha256", "sha512"] {
+                store::sync_dir(&store.root().join("blobs").join(alg))?;
+            }
+            let snap_root = store.root().join("snapshots");
+            let root = store.root().to_path_buf();
+            let tx = store.write_tx()?;
+            let now = now_unix();
+            for s in &snapshots {
+                let inserted = tx.execute(
+                    "INSERT INTO snapshots(chain_id, parent, diff_id, diff_size, size, added)
+                     VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(chain_id) DO NOTHING",
+                    params![
+                        s.chain_id.to_string(),
+                        s.parent.as_ref().map(|p| p.to_string()),
+                        s.diff_id.to_string(),
+                        s.diff_size as i64,
+                        s.size as i64,
+                        now
+                    ],
+                )?;
+                if inserted == 1 {
+                    let id = tx.last_insert_rowid();
+                    let dest = snap_root.join(id.to_string());
+                    if dest.exists() {
+                        // Left by a crash between rename and commit.
+                        layer::remove_dir_all(&dest).map_err(|e| StoreError::Io {
+                            path: dest.clone(),
+                            source: e,
+                        })?;
+                    }
+                    std::fs::rename(&s.dir, &dest).map_err(|e| StoreError::Io {
+                        path: dest.clone(),
+                        source: e,
+                    })?;
+                }
+            }
+            let mut loaded = Vec::new();
+            for img in &images {
+                let id = img.id.to_string();
+                tx.execute(
+                    "INSERT INTO images(id, manifest_digest, manifest_media_type, created, size, added)
+                     VALUES(?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT(id) DO UPDATE SET manifest_digest = excluded.manifest_digest,
+                        manifest_media_type = excluded.manifest_media_type",
+                    params![
+                        id,
+                        img.manifest_digest.to_string(),
+                        img.manifest_media_type,
+                        img.created,
+                        img.size as i64,
+                        now
+                    ],
+                )?;
+                tx.execute("DELETE FROM image_layers WHERE image_id = ?1", [&id])?;
+                for (idx, l) in img.layers.iter().enumerate() {
+                    tx.execute(
+                        "INSERT INTO image_layers(image_id, idx, blob_digest, media_type, blob_size, diff_id, chain_id)
+                         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![
+                            id,
+                            idx as i64,
+                            l.blob_digest.to_string(),
+                            l.media_type,
+                            l.blob_size as i64,
+                            l.diff_id.to_string(),
+                            l.chain_id.to_string()
+                        ],
+                    )?;
+                }
+                let mut seen = HashSet::new();
+                for t in &img.tags {
+                    if seen.insert(t.to_string()) {
+                        tx.execute(
+                            "INSERT INTO tags(name, image_id, added) VALUES(?1, ?2, ?3)
+                             ON CONFLICT(name) DO UPDATE SET image_id = excluded.image_id, added = excluded.added",
+                            params![t.to_string(), id, now],
+                        )?;
+                    }
+                }
+                loaded.push(Loaded {
+                    id: img.id.clone(),
+                    tags: img.tags.clone(),
+                });
+            }
+            tx.commit()?;
+            store::sync_dir(&root.join("snapshots"))?;
+            Ok(loaded)
+        })();
+        if result.is_err() {
+            for p in moved {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        result
+    }
+}
+
+/// An OCI manifest for an image that arrived without one.
+pub(crate) fn synthesize_manifest(
+    config: &Digest,
+    config_size: u64,
+    layers: &[LayerRecord],
+) -> Result<Vec<u8>, LoadError> {
+    let m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MediaType::ImageManifest.to_string(),
+        "config": {
+            "mediaType": MediaType::ImageConfig.to_string(),
+            "digest": config.to_string(),
+            "size": config_size,
+        },
+        "layers": layers.iter().map(|l| serde_json::json!({
+            "mediaType": l.media_type,
+            "digest": l.blob_digest.to_string(),
+            "size": l.blob_size,
+        })).collect::<Vec<_>>(),
+    });
+    Ok(serde_json::to_vec(&m).expect("manifest serializes"))
+}
+
+/// Copies everything read into a second writer (the staged blob) and
+/// keeps the first bytes for compression detection.
+struct Tee<R, W> {
+    inner: R,
+    copy: W,
+    head: Vec<u8>,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy.write_all(&buf[..n])?;
+        if self.head.len() < 8 {
+            let take = (8 - self.head.len()).min(n);
+            self.head.extend_from_slice(&buf[..take]);
+        }
+        Ok(n)
+    }
+}

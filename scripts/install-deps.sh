@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages berth's tests and benchmarks use as peers.
+# Idempotent: does nothing when everything is present.
+set -euo pipefail
+need=()
+for pair in skopeo:skopeo umoci:umoci dockerd:docker.io containerd:containerd runc:runc hyperfine:hyperfine; do
+  bin=${pair%%:*} pkg=${pair#*:}
+  command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: need root to install: ${need[*]}" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
