@@ -590,9 +590,21 @@ impl Extractor {
     fn finish(&mut self) -> Result<(), LayerError> {
         self.cached = None;
         let dirs = std::mem::take(&mut self.dir_times);
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+        let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
         for (path, times) in dirs.iter().rev() {
             let name = path.to_string_lossy();
-            let fd = self.open_dir(path, &name)?;
+            let rel = if path.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                path.as_path()
+            };
+            let fd = match rfs::openat2(&self.root, rel, flags, Mode::empty(), resolve) {
+                Ok(fd) => fd,
+                // Replaced or removed by a later entry.
+                Err(Errno::NOTDIR | Errno::NOENT) => continue,
+                Err(e) => return Err(entry_err(&name, "cannot open directory")(e)),
+            };
             rfs::futimens(&fd, times).map_err(entry_err(&name, "cannot set times"))?;
         }
         Ok(())
@@ -772,4 +784,341 @@ pub fn tree_size(path: &Path) -> io::Result<u64> {
         }
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+
+    /// Builds a tar in memory, writing names into the header bytes directly
+    /// so that hostile names ("../x", "/abs") can be expressed.
+    struct TarBuf {
+        b: tar::Builder<Vec<u8>>,
+    }
+
+    impl TarBuf {
+        fn new() -> Self {
+            TarBuf {
+                b: tar::Builder::new(Vec::new()),
+            }
+        }
+
+        fn entry(
+            &mut self,
+            name: &str,
+            kind: tar::EntryType,
+            mode: u32,
+            link: &str,
+            data: &[u8],
+        ) -> &mut Self {
+            self.entry_owned(name, kind, mode, link, data, (0, 0), 1_600_000_000)
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn entry_owned(
+            &mut self,
+            name: &str,
+            kind: tar::EntryType,
+            mode: u32,
+            link: &str,
+            data: &[u8],
+            owner: (u64, u64),
+            mtime: u64,
+        ) -> &mut Self {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_uid(owner.0);
+            h.set_gid(owner.1);
+            h.set_mtime(mtime);
+            h.set_size(data.len() as u64);
+            {
+                let old = h.as_old_mut();
+                old.name = [0; 100];
+                old.name[..name.len()].copy_from_slice(name.as_bytes());
+                old.linkname = [0; 100];
+                old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+            }
+            h.set_cksum();
+            self.b.append(&h, data).unwrap();
+            self
+        }
+
+        fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
+            self.b
+                .append_pax_extensions(records.iter().copied())
+                .unwrap();
+            self
+        }
+
+        fn finish(&mut self) -> Vec<u8> {
+            std::mem::replace(&mut self.b, tar::Builder::new(Vec::new()))
+                .into_inner()
+                .unwrap()
+        }
+    }
+
+    use tar::EntryType as T;
+
+    fn apply_to(data: &[u8]) -> (tempfile::TempDir, Result<Applied, LayerError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let r = apply(data, dir.path(), None);
+        (dir, r)
+    }
+
+    #[test]
+    fn preserves_metadata_links_and_special_files() {
+        let tar = TarBuf::new()
+            .entry("./", T::Directory, 0o755, "", b"")
+            .entry_owned("usr/", T::Directory, 0o750, "", b"", (0, 0), 1_500_000_000)
+            .entry_owned(
+                "usr/bin/su",
+                T::Regular,
+                0o4755,
+                "",
+                b"setuid",
+                (0, 0),
+                1_600_000_001,
+            )
+            .entry_owned(
+                "usr/owned",
+                T::Regular,
+                0o640,
+                "",
+                b"x",
+                (1234, 4321),
+                1_600_000_002,
+            )
+            .entry("usr/hard", T::Link, 0o640, "usr/owned", b"")
+            .entry("usr/sym", T::Symlink, 0o777, "../etc/target", b"")
+            .entry("usr/abs", T::Symlink, 0o777, "/etc/localtime", b"")
+            .entry("dev/fifo", T::Fifo, 0o600, "", b"")
+            .entry("dev/null", T::Char, 0o666, "", b"")
+            .entry_owned(
+                "sgid/",
+                T::Directory,
+                0o2775,
+                "",
+                b"",
+                (0, 50),
+                1_400_000_000,
+            )
+            .pax(&[
+                ("SCHILY.xattr.user.test", b"v1"),
+                ("SCHILY.xattr.trusted.overlay.redirect", b"/etc"),
+            ])
+            .entry("usr/xattr", T::Regular, 0o644, "", b"")
+            .pax(&[("mtime", b"1600000003.5")])
+            .entry("usr/nanos", T::Regular, 0o644, "", b"")
+            .finish();
+        let (dir, r) = apply_to(&tar);
+        let applied = r.unwrap();
+        assert_eq!(applied.diff_size, tar.len() as u64);
+        assert_eq!(applied.diff_id, Digest::sha256_of(&tar));
+        let p = dir.path();
+        let su = fs::metadata(p.join("usr/bin/su")).unwrap();
+        assert_eq!(su.permissions().mode() & 0o7777, 0o4755);
+        assert_eq!(su.mtime(), 1_600_000_001);
+        let owned = fs::metadata(p.join("usr/owned")).unwrap();
+        assert_eq!(
+            (owned.uid(), owned.gid(), owned.mode() & 0o777),
+            (1234, 4321, 0o640)
+        );
+        assert_eq!(fs::metadata(p.join("usr/hard")).unwrap().ino(), owned.ino());
+        assert_eq!(
+            fs::read_link(p.join("usr/sym")).unwrap(),
+            Path::new("../etc/target")
+        );
+        assert_eq!(
+            fs::read_link(p.join("usr/abs")).unwrap(),
+            Path::new("/etc/localtime")
+        );
+        assert!(fs::symlink_metadata(p.join("dev/fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        assert!(fs::symlink_metadata(p.join("dev/null"))
+            .unwrap()
+            .file_type()
+            .is_char_device());
+        let sgid = fs::metadata(p.join("sgid")).unwrap();
+        assert_eq!((sgid.mode() & 0o7777, sgid.gid()), (0o2775, 50));
+        let usr = fs::metadata(p.join("usr")).unwrap();
+        assert_eq!(
+            (usr.mode() & 0o777, usr.mtime()),
+            (0o750, 1_500_000_000),
+            "directory times are set after children"
+        );
+        let mut buf = [0u8; 16];
+        let n = rfs::getxattr(p.join("usr/xattr"), "user.test", &mut buf[..]).unwrap();
+        assert_eq!(&buf[..n], b"v1");
+        assert!(
+            rfs::getxattr(
+                p.join("usr/xattr"),
+                "trusted.overlay.redirect",
+                &mut buf[..]
+            )
+            .is_err(),
+            "overlay xattrs are never taken from a layer"
+        );
+        let nanos = fs::metadata(p.join("usr/nanos")).unwrap();
+        assert_eq!(
+            (nanos.mtime(), nanos.mtime_nsec()),
+            (1_600_000_003, 500_000_000)
+        );
+    }
+
+    #[test]
+    fn whiteouts_become_overlay_whiteouts() {
+        let tar = TarBuf::new()
+            .entry("etc/.wh.passwd", T::Regular, 0o644, "", b"")
+            .entry("var/cache/.wh..wh..opq", T::Regular, 0o644, "", b"")
+            .entry(".wh..wh.plnk", T::Directory, 0o700, "", b"")
+            .entry("var/.wh-lookalike", T::Regular, 0o644, "", b"x")
+            .finish();
+        let (dir, r) = apply_to(&tar);
+        r.unwrap();
+        let p = dir.path();
+        let wh = fs::symlink_metadata(p.join("etc/passwd")).unwrap();
+        assert!(wh.file_type().is_char_device());
+        assert_eq!(wh.rdev(), 0);
+        assert!(!p.join("etc/.wh.passwd").exists());
+        let mut buf = [0u8; 4];
+        let n = rfs::getxattr(p.join("var/cache"), OVERLAY_OPAQUE_XATTR, &mut buf[..]).unwrap();
+        assert_eq!(&buf[..n], b"y");
+        assert!(!p.join(".wh..wh.plnk").exists());
+        assert!(p.join("var/.wh-lookalike").is_file());
+    }
+
+    #[test]
+    fn refuses_entries_that_leave_the_root() {
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "../escape",
+                TarBuf::new()
+                    .entry("../escape", T::Regular, 0o644, "", b"x")
+                    .finish(),
+            ),
+            (
+                "a/../../escape",
+                TarBuf::new()
+                    .entry("a/../../escape", T::Regular, 0o644, "", b"x")
+                    .finish(),
+            ),
+            (
+                "/abs",
+                TarBuf::new()
+                    .entry("/abs", T::Regular, 0o644, "", b"x")
+                    .finish(),
+            ),
+            (
+                "climb",
+                TarBuf::new()
+                    .entry("d/climb", T::Symlink, 0o777, "../../../x", b"")
+                    .finish(),
+            ),
+            (
+                "hard",
+                TarBuf::new()
+                    .entry("hard", T::Link, 0o644, "../../etc/passwd", b"")
+                    .finish(),
+            ),
+        ];
+        for (name, tar) in cases {
+            let (dir, r) = apply_to(&tar);
+            let err = r.expect_err(name).to_string();
+            assert!(err.contains(name), "{err:?} does not name {name:?}");
+            assert!(err.contains("outside the layer directory"), "{err}");
+            assert!(!dir.path().parent().unwrap().join("escape").exists());
+        }
+        // A symlink to an existing host directory, then a write through it:
+        // resolved as if chrooted, the target does not exist in the layer,
+        // so the entry fails and nothing reaches the host.
+        let tar = TarBuf::new()
+            .entry(
+                "evil",
+                T::Symlink,
+                0o777,
+                outside.path().to_str().unwrap(),
+                b"",
+            )
+            .entry("evil/victim", T::Regular, 0o644, "", b"pwned")
+            .finish();
+        let (_dir, r) = apply_to(&tar);
+        let err = r.unwrap_err().to_string();
+        assert!(err.contains("evil/victim"), "{err}");
+        assert!(!victim.exists(), "written through a symlink to the host");
+        // A symlink to "/" then a write through it lands inside the root.
+        let tar = TarBuf::new()
+            .entry("up", T::Symlink, 0o777, "/", b"")
+            .entry("up/etc/hosts-x", T::Regular, 0o644, "", b"pwned")
+            .finish();
+        let (dir, r) = apply_to(&tar);
+        r.unwrap();
+        assert!(!Path::new("/etc/hosts-x").exists());
+        assert_eq!(fs::read(dir.path().join("etc/hosts-x")).unwrap(), b"pwned");
+    }
+
+    #[test]
+    fn checks_diff_id_and_reports_bad_streams() {
+        let tar = TarBuf::new()
+            .entry("f", T::Regular, 0o644, "", &[7u8; 5000])
+            .finish();
+        let dir = tempfile::tempdir().unwrap();
+        let wrong = Digest::sha256_of(b"other");
+        let err = apply(&tar[..], dir.path(), Some(&wrong)).unwrap_err();
+        assert!(matches!(err, LayerError::DiffIdMismatch { .. }), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let err = apply(&tar[..1024], dir.path(), None).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LayerError::TruncatedEntry { .. } | LayerError::Stream(_)
+            ),
+            "{err}"
+        );
+
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, &tar).unwrap();
+        let mut gz = gz.finish().unwrap();
+        let good = gz.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let applied = apply(&good[..], dir.path(), Some(&Digest::sha256_of(&tar))).unwrap();
+        assert_eq!(applied.content_size, 5000);
+        let mid = gz.len() / 2;
+        gz[mid] ^= 0xff;
+        gz[mid + 1] ^= 0xff;
+        let dir = tempfile::tempdir().unwrap();
+        assert!(apply(&gz[..], dir.path(), Some(&Digest::sha256_of(&tar))).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            apply(&good[..good.len() / 2], dir.path(), None).is_err(),
+            "truncated gzip"
+        );
+
+        let zst = zstd::encode_all(&tar[..], 3).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        apply(&zst[..], dir.path(), Some(&Digest::sha256_of(&tar))).unwrap();
+        assert_eq!(fs::read(dir.path().join("f")).unwrap(), vec![7u8; 5000]);
+    }
+
+    #[test]
+    fn later_entries_replace_earlier_ones() {
+        let tar = TarBuf::new()
+            .entry("x/", T::Directory, 0o755, "", b"")
+            .entry("x/child", T::Regular, 0o644, "", b"1")
+            .entry("x", T::Regular, 0o644, "", b"file now")
+            .entry("y", T::Regular, 0o644, "", b"old")
+            .entry("y", T::Symlink, 0o777, "x", b"")
+            .finish();
+        let (dir, r) = apply_to(&tar);
+        r.unwrap();
+        assert_eq!(fs::read(dir.path().join("x")).unwrap(), b"file now");
+        assert_eq!(fs::read_link(dir.path().join("y")).unwrap(), Path::new("x"));
+    }
 }
