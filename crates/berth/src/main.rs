@@ -34,7 +34,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// The whole cause chain on one line, each cause once.
+/// The whole cause chain on one line, each cause once. Control characters
+/// (which causes may quote from a damaged archive) are escaped so the error
+/// stays one line.
 fn chain(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
@@ -43,7 +45,17 @@ fn chain(e: &anyhow::Error) -> String {
             parts.push(s);
         }
     }
-    parts.join(": ")
+    parts
+        .join(": ")
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn init_logging(level: &str) {

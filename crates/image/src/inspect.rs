@@ -29,6 +29,22 @@ const CONFIG_DEFAULTS: &[(&str, MakeValue)] = &[
     ("Labels", || Value::Null),
 ];
 
+/// Keys a legacy (docker build) config may carry that belong to containers,
+/// not images; see docker's deprecation of them in image inspect (API 1.50).
+const CONTAINER_ONLY: &[&str] = &[
+    "Hostname",
+    "Domainname",
+    "AttachStdin",
+    "AttachStdout",
+    "AttachStderr",
+    "Tty",
+    "OpenStdin",
+    "StdinOnce",
+    "Image",
+    "NetworkDisabled",
+    "MacAddress",
+];
+
 /// The image's config blob as JSON.
 pub fn config_json(store: &Store, image: &ImageRecord) -> Result<Value, StoreError> {
     let raw = store.read_blob(&image.id, CONFIG_LIMIT)?;
@@ -46,6 +62,12 @@ pub fn inspect(store: &Store, image: &ImageRecord) -> Result<Value, StoreError> 
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
+    // Fields of a container's config that are no part of an image config
+    // (the legacy builder left values in some, e.g. "Image"): docker shows
+    // them empty or not at all, never the stored value.
+    for k in CONTAINER_ONLY {
+        cfg.remove(*k);
+    }
     for (k, v) in CONFIG_DEFAULTS {
         cfg.entry(k.to_string()).or_insert_with(v);
     }
@@ -62,20 +84,15 @@ pub fn inspect(store: &Store, image: &ImageRecord) -> Result<Value, StoreError> 
         .rev()
         .map(|s| s.path.display().to_string())
         .collect();
-    let repo_digests: Vec<String> = image
-        .tags
-        .iter()
-        .filter(|_| image.manifest_media_type.contains("manifest"))
-        .map(|t| format!("{}@{}", t.familiar_name(), image.manifest_digest))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    // Digests a registry knows the image by; none until images are pulled
+    // or pushed (docker shows [] for loaded images too).
+    let repo_digests: Vec<String> = Vec::new();
     let diff_ids: Vec<String> = store
         .layers(&image.id)?
         .iter()
         .map(|l| l.diff_id.to_string())
         .collect();
-    Ok(json!({
+    let mut out = json!({
         "Id": image.id.to_string(),
         "RepoTags": image.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
         "RepoDigests": repo_digests,
@@ -86,7 +103,6 @@ pub fn inspect(store: &Store, image: &ImageRecord) -> Result<Value, StoreError> 
         "Author": str_of("author"),
         "Config": Value::Object(cfg),
         "Architecture": str_of("architecture"),
-        "Variant": config.get("variant").cloned().unwrap_or(Value::Null),
         "Os": str_of("os"),
         "Size": image.size,
         "GraphDriver": {
@@ -97,7 +113,14 @@ pub fn inspect(store: &Store, image: &ImageRecord) -> Result<Value, StoreError> 
         "Metadata": { "LastTagTime": chrono::DateTime::from_timestamp(image.added, 0)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
             .unwrap_or_default() },
-    }))
+    });
+    if let Some(v) = config
+        .get("variant")
+        .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+    {
+        out["Variant"] = v.clone();
+    }
+    Ok(out)
 }
 
 fn history_comment(config: &Value) -> String {

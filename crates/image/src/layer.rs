@@ -69,7 +69,8 @@ pub struct Applied {
     pub diff_id: Digest,
     /// Length of the uncompressed tar stream.
     pub diff_size: u64,
-    /// Bytes of file content written.
+    /// Apparent size of what was written, as Docker counts a layer's Size:
+    /// regular file bytes plus symlink target lengths.
     pub content_size: u64,
 }
 
@@ -476,6 +477,8 @@ impl Extractor {
                 let dir = self.parent(&parent, &name)?;
                 rfs::utimensat(dir, &file_name, &times, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(entry_err(&name, "cannot set times"))?;
+                // lstat's size of a symlink, which docker's Size includes.
+                self.content_size += target.as_os_str().len() as u64;
             }
             tar::EntryType::Link => {
                 let target = e
@@ -763,8 +766,8 @@ pub fn remove_dir_all(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Total apparent size of regular files under `path`, by inode (hardlinks
-/// counted once).
+/// Total apparent size of regular files and symlinks under `path`, by inode
+/// (hardlinks counted once), as docker computes a layer's Size.
 pub fn tree_size(path: &Path) -> io::Result<u64> {
     let mut seen = HashMap::new();
     let mut total = 0;
@@ -775,7 +778,7 @@ pub fn tree_size(path: &Path) -> io::Result<u64> {
             let md = ent.metadata()?;
             if md.is_dir() {
                 stack.push(ent.path());
-            } else if md.is_file() {
+            } else if md.is_file() || md.is_symlink() {
                 use std::os::unix::fs::MetadataExt;
                 if seen.insert((md.dev(), md.ino()), ()).is_none() {
                     total += md.len();
@@ -918,6 +921,11 @@ mod tests {
         assert_eq!(applied.diff_size, tar.len() as u64);
         assert_eq!(applied.diff_id, Digest::sha256_of(&tar));
         let p = dir.path();
+        // Docker's Size: file bytes ("setuid", "x"; the hardlink once) plus
+        // symlink target lengths; directories and devices count nothing.
+        let size = (6 + 1 + "../etc/target".len() + "/etc/localtime".len()) as u64;
+        assert_eq!(applied.content_size, size);
+        assert_eq!(tree_size(p).unwrap(), size);
         let su = fs::metadata(p.join("usr/bin/su")).unwrap();
         assert_eq!(su.permissions().mode() & 0o7777, 0o4755);
         assert_eq!(su.mtime(), 1_600_000_001);

@@ -31,6 +31,10 @@ pub enum LoadError {
     },
     #[error("cannot unpack the archive")]
     Archive(#[source] LayerError),
+    /// The archive's own tar stream cannot be read. The parser's message is
+    /// left out: it quotes the damaged header bytes.
+    #[error("the input is not a readable tar archive ({0})")]
+    NotTar(&'static str),
     #[error("not an image archive: found neither manifest.json (docker-archive) nor index.json (OCI layout)")]
     UnknownFormat,
     #[error("{file} in the archive: {what}")]
@@ -48,7 +52,7 @@ pub enum LoadError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("{file} in the archive is not valid {what}")]
+    #[error("{file} in the archive is not valid as {what}")]
     Spec {
         file: String,
         what: &'static str,
@@ -134,7 +138,13 @@ pub fn load(store: &mut Store, input: Input<'_>) -> Result<Vec<Loaded>, LoadErro
 /// safety rules as a layer.
 fn unpack_archive(store: &Store, input: impl Read) -> Result<TempDir, LoadError> {
     let dir = store.temp_dir()?;
-    layer::apply(input, dir.path(), None).map_err(LoadError::Archive)?;
+    layer::apply(input, dir.path(), None).map_err(|e| match e {
+        LayerError::Stream(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            LoadError::NotTar("it ends early: truncated?")
+        }
+        LayerError::Stream(_) => LoadError::NotTar("corrupt data, or not a tar file"),
+        other => LoadError::Archive(other),
+    })?;
     Ok(dir)
 }
 
@@ -685,7 +695,28 @@ impl<'s> Stage<'s> {
             path: snap_dir.clone(),
             source: e,
         })?;
-        let applied = layer::apply(&mut tee, &snap_dir, diff_id).map_err(layer_err)?;
+        let applied = match layer::apply(&mut tee, &snap_dir, diff_id) {
+            Ok(applied) => applied,
+            Err(e) => {
+                // A blob that is not the one the manifest names is reported
+                // as a digest mismatch, not as whatever its wrong bytes broke
+                // first (gzip, tar headers, diff_id).
+                if let Some(expected) = expected {
+                    let Tee { mut inner, .. } = tee;
+                    if io::copy(&mut inner, &mut io::sink()).is_ok() {
+                        let (actual, _) = inner.finish();
+                        if actual != *expected {
+                            return Err(LoadError::DigestMismatch {
+                                file: "-".into(),
+                                expected: expected.clone(),
+                                actual,
+                            });
+                        }
+                    }
+                }
+                return Err(layer_err(e));
+            }
+        };
         io::copy(&mut tee, &mut io::sink()).map_err(|e| layer_err(LayerError::Stream(e)))?;
         let Tee { inner, copy, head } = tee;
         let (blob_digest, blob_size) = inner.finish();

@@ -20,7 +20,7 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use rustix::fs::{self as rfs, FlockOperation};
@@ -182,6 +182,17 @@ pub fn chain_id(parent: Option<&Digest>, diff_id: &Digest) -> Digest {
     }
 }
 
+/// How long a store operation waits for another process's database lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Settings and schema of a store database connection.
+fn init_db(db: &Connection) -> rusqlite::Result<()> {
+    db.pragma_update(None, "journal_mode", "WAL")?;
+    db.pragma_update(None, "synchronous", "NORMAL")?;
+    db.pragma_update(None, "foreign_keys", "ON")?;
+    db.execute_batch(SCHEMA)
+}
+
 impl Store {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
@@ -193,11 +204,25 @@ impl Store {
             fs::create_dir_all(root.join(sub)).map_err(root_err)?;
         }
         let db = Connection::open(root.join("berth.db"))?;
-        db.busy_timeout(Duration::from_secs(30))?;
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        db.pragma_update(None, "synchronous", "NORMAL")?;
-        db.pragma_update(None, "foreign_keys", "ON")?;
-        db.execute_batch(SCHEMA)?;
+        db.busy_timeout(BUSY_TIMEOUT)?;
+        // Two processes creating the database at once both hold a read lock
+        // on the new (rollback-journal) file and want to upgrade it to
+        // switch to WAL: SQLite breaks that deadlock by failing one with
+        // SQLITE_BUSY at once, without waiting. Retry until the other is
+        // done; every step is idempotent.
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match init_db(&db) {
+                Ok(()) => break,
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(Store {
             root: root.to_path_buf(),
             db,
