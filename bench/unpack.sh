@@ -14,21 +14,9 @@ tag=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests
 work=$(mktemp -d /var/tmp/berth-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 runs=${RUNS:-10}
-hyperfine --style none --warmup 1 --runs "$runs" --export-json "$work/h.json" \
-  --prepare "rm -rf $work/t $work/b $work/u; mkdir -p $work/t; sync" \
-  -n "berth load" "$berth --root $work/b load -q -i $img" \
-  -n "tar -xzf" "tar -xzf $img/blobs/sha256/$layer -C $work/t" \
-  -n "umoci unpack" "umoci unpack --image $img:$tag $work/u" >/dev/null
-python3 - "$work/h.json" <<'PY'
-import json, sys
-r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-m = {k: v["median"] for k, v in r.items()}
-b = m["berth load"]
-print("## unpack debian-bookworm-minbase (49 MB gzip layer)\n")
-print("| tool | median (s) | berth / tool |")
-print("| --- | --- | --- |")
-for k in ["berth load", "tar -xzf", "umoci unpack"]:
-    print(f"| {k} | {m[k]:.3f} | {b / m[k]:.2f}x |")
-print(f"\nberth vs tar -xzf: {b / m['tar -xzf']:.2f}x the time (goal <= 1.2x); "
-      f"umoci / berth: {m['umoci unpack'] / b:.2f}x faster (goal >= 2x)\n")
-PY
+python3 bench/harness.py "unpack debian-bookworm-minbase (one 49 MB gzip layer, 127 MB unpacked)" "$runs" \
+  "rm -rf $work/t $work/b $work/u; mkdir -p $work/t; sync; echo 3 > /proc/sys/vm/drop_caches || true; cat $img/blobs/sha256/* > /dev/null" -- \
+  "berth load=$berth --root $work/b load -q -i $img" \
+  "tar -xzf=tar -xzf $img/blobs/sha256/$layer -C $work/t" \
+  "umoci unpack=umoci unpack --image $img:$tag $work/u"
+echo "Goals: berth <= 1.2x the time of tar -xzf; >= 2x faster than umoci unpack."
