@@ -6,7 +6,7 @@ demo:
 
 # Every test, with the Debian peers they use installed first.
 test: deps
-	cargo test --workspace --release
+	./scripts/test.sh
 
 lint:
 	cargo fmt --all -- --check
