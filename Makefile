@@ -1,4 +1,4 @@
-.PHONY: demo test lint bench deps
+.PHONY: demo test lint bench deps fuzz
 
 # The main job: Build → Ship → Run on a local store.
 demo:
@@ -18,3 +18,10 @@ deps:
 bench: deps
 	cargo build --release -p berth
 	./bench/run.sh
+
+# Coverage-guided fuzzing of the untrusted-input parsers (cargo install cargo-fuzz).
+FUZZ_SECONDS ?= 60
+fuzz:
+	for t in reference layer load_index; do \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 || exit 1; \
+	done

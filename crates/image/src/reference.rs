@@ -261,7 +261,17 @@ impl Reference {
         }
         match self.path.strip_prefix(OFFICIAL_PREFIX) {
             Some(rest) if !rest.contains('/') => rest.to_string(),
-            _ => self.path.clone(),
+            _ => {
+                // Without the domain, a first component such as "a.b" would
+                // be read back as a registry (Docker's own familiar form has
+                // that ambiguity; found by fuzzing): keep the domain then.
+                let first = self.path.split('/').next().unwrap_or("");
+                if first.contains('.') || first.contains(':') || first == "localhost" {
+                    self.repository()
+                } else {
+                    self.path.clone()
+                }
+            }
         }
     }
 
@@ -516,6 +526,15 @@ mod tests {
             (
                 "index.docker.io/library/busybox".into(),
                 ok("docker.io/library/busybox:latest", "busybox:latest"),
+            ),
+            // Found by fuzzing: a Hub path whose first component looks like
+            // a domain keeps "docker.io/" in its familiar form.
+            (
+                "docker.io/7ocker.io/7".into(),
+                ok(
+                    "docker.io/7ocker.io/7:latest",
+                    "docker.io/7ocker.io/7:latest",
+                ),
             ),
             (
                 "index.docker.io/busybox".into(),
