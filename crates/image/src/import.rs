@@ -62,7 +62,7 @@ pub fn import(
     let _lock = store.lock_shared()?;
     let tmp = store.temp_dir()?;
     let mut stage = Stage::new(store, &tmp);
-    let layer = stage.layer_from_reader(input, None, None, None, None)?;
+    let layer = stage.layer_from_reader(input, None, None, None, None, None)?;
     let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let mut doc = json!({
         "architecture": arch,

@@ -119,7 +119,8 @@ pub fn load(store: &mut Store, input: Input<'_>) -> Result<Vec<Loaded>, LoadErro
             (dir.path().to_path_buf(), Some(dir))
         }
     };
-    let source = Source::open(&source_dir)?;
+    let mut source = Source::open(&source_dir)?;
+    source.owned = _unpacked.is_some();
     let mut stage = Stage::new(store, &staging);
     if source.exists("manifest.json") {
         docker_archive(&source, &mut stage)?;
@@ -151,6 +152,9 @@ fn unpack_archive(store: &Store, input: impl Read) -> Result<TempDir, LoadError>
 /// Read access to an archive's files, resolved inside its directory.
 struct Source {
     root: OwnedFd,
+    /// Whether the directory is our own staging (an unpacked archive), whose
+    /// files may be moved rather than copied.
+    owned: bool,
 }
 
 impl Source {
@@ -164,7 +168,19 @@ impl Source {
             path: dir.to_path_buf(),
             source: e.into(),
         })?;
-        Ok(Source { root })
+        Ok(Source { root, owned: false })
+    }
+
+    /// The real path of `file` when it lives in our own staging and is a
+    /// single link (a hardlinked or symlinked layer shared by two images in
+    /// a docker-archive is copied instead).
+    fn owned_path(&self, file: &File) -> Option<PathBuf> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        if !self.owned || file.metadata().ok()?.nlink() != 1 {
+            return None;
+        }
+        std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
     }
 
     fn file(&self, rel: &str) -> Result<File, LoadError> {
@@ -526,6 +542,8 @@ pub(crate) struct Stage<'s> {
     dir: PathBuf,
     counter: u64,
     blobs: HashMap<Digest, PathBuf>,
+    /// Archive files already staged, by the blob they became.
+    files_done: HashMap<String, Digest>,
     snapshots: Vec<StagedSnapshot>,
     images: Vec<StagedImage>,
 }
@@ -537,6 +555,7 @@ impl<'s> Stage<'s> {
             dir: tmp.path().to_path_buf(),
             counter: 0,
             blobs: HashMap::new(),
+            files_done: HashMap::new(),
             snapshots: Vec::new(),
             images: Vec::new(),
         }
@@ -643,32 +662,63 @@ impl<'s> Stage<'s> {
                 });
             }
         }
-        let file = source.file(&l.file)?;
+        // A layer file an earlier image of this archive already used may
+        // have been moved into staging: read it from there.
+        let (file, owned) = match self.files_done.get(&l.file) {
+            Some(d) => {
+                let path = self
+                    .blobs
+                    .get(d)
+                    .cloned()
+                    .unwrap_or_else(|| self.store.blob_path(d));
+                let f = File::open(&path).map_err(|e| StoreError::Io { path, source: e })?;
+                (f, None)
+            }
+            None => {
+                let f = source.file(&l.file)?;
+                let owned = source.owned_path(&f);
+                (f, owned)
+            }
+        };
         let expected = l.digest.as_ref().map(|(d, _)| d);
-        self.layer_from_reader(file, expected, l.media_type.clone(), Some(diff_id), parent)
-            .map_err(|e| match e {
-                LoadError::Layer { source, .. } => LoadError::Layer {
-                    index,
-                    file: l.file.clone(),
-                    source,
-                },
-                LoadError::DigestMismatch {
-                    expected, actual, ..
-                } => LoadError::DigestMismatch {
-                    file: l.file.clone(),
-                    expected,
-                    actual,
-                },
-                other => other,
-            })
+        let record = self.layer_from_reader(
+            file,
+            owned,
+            expected,
+            l.media_type.clone(),
+            Some(diff_id),
+            parent,
+        );
+        if let Ok(r) = &record {
+            self.files_done
+                .insert(l.file.clone(), r.blob_digest.clone());
+        }
+        record.map_err(|e| match e {
+            LoadError::Layer { source, .. } => LoadError::Layer {
+                index,
+                file: l.file.clone(),
+                source,
+            },
+            LoadError::DigestMismatch {
+                expected, actual, ..
+            } => LoadError::DigestMismatch {
+                file: l.file.clone(),
+                expected,
+                actual,
+            },
+            other => other,
+        })
     }
 
     /// Copies a layer blob from `input` into staging while unpacking it, in
     /// one pass, checking the blob digest (when `expected`) and the diff_id
-    /// (when `diff_id`).
+    /// (when `diff_id`). When `owned` names the file `input` reads (a file
+    /// in our own staging), it is moved into place instead of copied.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn layer_from_reader(
         &mut self,
         input: impl Read,
+        owned: Option<PathBuf>,
         expected: Option<&Digest>,
         media_type: Option<String>,
         diff_id: Option<&Digest>,
@@ -681,13 +731,19 @@ impl<'s> Stage<'s> {
         };
         let algorithm = expected.map_or(Algorithm::Sha256, Digest::algorithm);
         let blob_path = self.next_path("blob");
-        let blob_file = File::create_new(&blob_path).map_err(|e| StoreError::Io {
-            path: blob_path.clone(),
-            source: e,
-        })?;
+        let copy = match owned {
+            Some(_) => None,
+            None => {
+                let f = File::create_new(&blob_path).map_err(|e| StoreError::Io {
+                    path: blob_path.clone(),
+                    source: e,
+                })?;
+                Some(io::BufWriter::with_capacity(256 * 1024, f))
+            }
+        };
         let mut tee = Tee {
             inner: HashingReader::new(input, algorithm),
-            copy: io::BufWriter::with_capacity(256 * 1024, blob_file),
+            copy,
             head: Vec::new(),
         };
         let snap_dir = self.next_path("snapshot");
@@ -720,10 +776,21 @@ impl<'s> Stage<'s> {
         io::copy(&mut tee, &mut io::sink()).map_err(|e| layer_err(LayerError::Stream(e)))?;
         let Tee { inner, copy, head } = tee;
         let (blob_digest, blob_size) = inner.finish();
-        let blob_file = copy.into_inner().map_err(|e| StoreError::Io {
-            path: blob_path.clone(),
-            source: e.into_error(),
-        })?;
+        let blob_file = match (copy, owned) {
+            (Some(copy), _) => copy.into_inner().map_err(|e| StoreError::Io {
+                path: blob_path.clone(),
+                source: e.into_error(),
+            })?,
+            (None, Some(path)) => {
+                let io_err = |e| StoreError::Io {
+                    path: path.clone(),
+                    source: e,
+                };
+                std::fs::rename(&path, &blob_path).map_err(io_err)?;
+                File::open(&blob_path).map_err(io_err)?
+            }
+            (None, None) => unreachable!("a blob is either copied or moved"),
+        };
         blob_file.sync_all().map_err(|e| StoreError::Io {
             path: blob_path.clone(),
             source: e,
@@ -955,14 +1022,16 @@ pub(crate) fn synthesize_manifest(
 /// keeps the first bytes for compression detection.
 struct Tee<R, W> {
     inner: R,
-    copy: W,
+    copy: Option<W>,
     head: Vec<u8>,
 }
 
 impl<R: Read, W: Write> Read for Tee<R, W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.copy.write_all(&buf[..n])?;
+        if let Some(copy) = &mut self.copy {
+            copy.write_all(&buf[..n])?;
+        }
         if self.head.len() < 8 {
             let take = (8 - self.head.len()).min(n);
             self.head.extend_from_slice(&buf[..take]);
