@@ -1,0 +1,4 @@
+//! berth's OCI runtime: turns an OCI bundle into an isolated process.
+//!
+//! The `berth-runc` binary (runc's command line) and `berth run` both call
+//! this library. The process that clones a container is single-threaded.
