@@ -2,3 +2,6 @@
 //!
 //! The `berth-runc` binary (runc's command line) and `berth run` both call
 //! this library. The process that clones a container is single-threaded.
+
+/// Control groups: v1 (and hybrid) and v2 behind one trait.
+pub mod cgroups;
