@@ -5,3 +5,7 @@
 
 /// Control groups: v1 (and hybrid) and v2 behind one trait.
 pub mod cgroups;
+/// Capabilities: bounding, effective, permitted, inheritable and ambient sets.
+pub mod caps;
+/// Seccomp: OCI filters compiled to BPF, and Docker's profile format.
+pub mod seccomp;
