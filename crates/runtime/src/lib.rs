@@ -3,9 +3,17 @@
 //! The `berth-runc` binary (runc's command line) and `berth run` both call
 //! this library. The process that clones a container is single-threaded.
 
-/// Control groups: v1 (and hybrid) and v2 behind one trait.
-pub mod cgroups;
 /// Capabilities: bounding, effective, permitted, inheritable and ambient sets.
 pub mod caps;
+/// Control groups: v1 (and hybrid) and v2 behind one trait.
+pub mod cgroups;
+/// The lifecycle: create, start, kill, delete, run.
+pub mod container;
+/// Root filesystem: mounts, devices, pivot_root, masked paths.
+pub mod rootfs;
 /// Seccomp: OCI filters compiled to BPF, and Docker's profile format.
 pub mod seccomp;
+/// Loading and checking a bundle's config.json.
+pub mod spec;
+/// Persisted container state and live status.
+pub mod state;

@@ -1,0 +1,291 @@
+//! berth-runc: an OCI runtime with runc's command line, so that containerd
+//! and dockerd can drive berth's runtime library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use berth_runtime::container::{self, CreateOptions};
+use berth_runtime::state::Saved;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "berth-runc",
+    version,
+    about = "An OCI runtime with runc's command line"
+)]
+struct Cli {
+    /// Root directory for container state
+    #[arg(long, global = true, default_value = "/run/berth-runc")]
+    root: PathBuf,
+    /// Log file (default: stderr)
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Log format: text or json
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Enable debug logging
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Use systemd for cgroups (not supported)
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Create a container
+    Create {
+        /// Path to the bundle directory
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        /// File to write the container's init pid to
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        /// Unix socket that receives the pty master
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
+        /// Use chroot instead of pivot_root
+        #[arg(long)]
+        no_pivot: bool,
+        /// Pass N extra fds (3, 4, ...) to the process
+        #[arg(long, default_value_t = 0)]
+        preserve_fds: u32,
+        /// Do not create a new session keyring (accepted for compatibility)
+        #[arg(long)]
+        no_new_keyring: bool,
+        id: String,
+    },
+    /// Start a created container
+    Start { id: String },
+    /// Create and start a container; without --detach wait, then delete it
+    Run {
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
+        #[arg(long)]
+        no_pivot: bool,
+        #[arg(long, default_value_t = 0)]
+        preserve_fds: u32,
+        /// Detach from the container's process
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(long)]
+        no_new_keyring: bool,
+        id: String,
+    },
+    /// Print the OCI state of a container
+    State { id: String },
+    /// Send a signal to the container's init (default SIGTERM)
+    Kill {
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container
+    Delete {
+        /// Kill a running container first
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// List containers
+    #[command(visible_alias = "ls")]
+    List {
+        /// table or json
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        /// Only print ids
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Write a default config.json for a bundle
+    Spec {
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+    },
+}
+
+fn signal_number(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Ok(n);
+    }
+    let name = s.to_ascii_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    Ok(match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "ILL" => libc::SIGILL,
+        "TRAP" => libc::SIGTRAP,
+        "ABRT" | "IOT" => libc::SIGABRT,
+        "BUS" => libc::SIGBUS,
+        "FPE" => libc::SIGFPE,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "SEGV" => libc::SIGSEGV,
+        "USR2" => libc::SIGUSR2,
+        "PIPE" => libc::SIGPIPE,
+        "ALRM" => libc::SIGALRM,
+        "TERM" => libc::SIGTERM,
+        "STKFLT" => libc::SIGSTKFLT,
+        "CHLD" => libc::SIGCHLD,
+        "CONT" => libc::SIGCONT,
+        "STOP" => libc::SIGSTOP,
+        "TSTP" => libc::SIGTSTP,
+        "TTIN" => libc::SIGTTIN,
+        "TTOU" => libc::SIGTTOU,
+        "URG" => libc::SIGURG,
+        "XCPU" => libc::SIGXCPU,
+        "XFSZ" => libc::SIGXFSZ,
+        "VTALRM" => libc::SIGVTALRM,
+        "PROF" => libc::SIGPROF,
+        "WINCH" => libc::SIGWINCH,
+        "IO" | "POLL" => libc::SIGIO,
+        "PWR" => libc::SIGPWR,
+        "SYS" => libc::SIGSYS,
+        _ => bail!("unknown signal {s:?}"),
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("berth-runc: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    if cli.systemd_cgroup {
+        bail!("--systemd-cgroup is not supported: berth-runc manages cgroups through cgroupfs; drop the flag (containerd: SystemdCgroup = false)");
+    }
+    let root = cli.root;
+    match cli.command {
+        Cmd::Create {
+            bundle,
+            pid_file,
+            console_socket,
+            no_pivot,
+            preserve_fds,
+            id,
+            ..
+        } => {
+            let opts = CreateOptions {
+                id,
+                bundle: absolute(&bundle)?,
+                root,
+                pid_file,
+                console_socket,
+                no_pivot,
+                preserve_fds,
+            };
+            container::create(&opts)?;
+            Ok(0)
+        }
+        Cmd::Start { id } => {
+            container::start(&root, &id)?;
+            Ok(0)
+        }
+        Cmd::Run {
+            bundle,
+            pid_file,
+            console_socket,
+            no_pivot,
+            preserve_fds,
+            detach,
+            id,
+            ..
+        } => {
+            let opts = CreateOptions {
+                id: id.clone(),
+                bundle: absolute(&bundle)?,
+                root: root.clone(),
+                pid_file,
+                console_socket,
+                no_pivot,
+                preserve_fds,
+            };
+            if detach {
+                container::create(&opts)?;
+                container::start(&root, &id)?;
+                return Ok(0);
+            }
+            let code = container::run(&opts)?;
+            Ok(code.clamp(0, 255) as u8)
+        }
+        Cmd::State { id } => {
+            let saved = Saved::load(&root, &id)?;
+            println!("{}", serde_json::to_string_pretty(&saved.oci_state(&root))?);
+            Ok(0)
+        }
+        Cmd::Kill { id, signal } => {
+            container::kill(&root, &id, signal_number(&signal)?)?;
+            Ok(0)
+        }
+        Cmd::Delete { force, id } => {
+            container::delete(&root, &id, force)?;
+            Ok(0)
+        }
+        Cmd::List { format, quiet } => {
+            let all = Saved::list(&root)?;
+            if quiet {
+                for s in &all {
+                    println!("{}", s.id);
+                }
+            } else if format == "json" {
+                let v: Vec<_> = all.iter().map(|s| s.oci_state(&root)).collect();
+                println!("{}", serde_json::to_string(&v)?);
+            } else {
+                println!(
+                    "{:<12} {:<8} {:<10} {:<40} {:<30} OWNER",
+                    "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+                );
+                for s in &all {
+                    let st = s.oci_state(&root);
+                    println!(
+                        "{:<12} {:<8} {:<10} {:<40} {:<30} root",
+                        s.id,
+                        st["pid"],
+                        st["status"].as_str().unwrap_or(""),
+                        s.bundle.display(),
+                        s.created
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Cmd::Spec { bundle } => {
+            let path = bundle.join("config.json");
+            if path.exists() {
+                bail!("file {} exists: remove it first", path.display());
+            }
+            let mut spec = oci_spec::runtime::Spec::default();
+            spec.set_hostname(Some("berth".into()));
+            std::fs::write(&path, serde_json::to_vec_pretty(&spec)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(0)
+        }
+    }
+}
+
+fn absolute(p: &std::path::Path) -> Result<PathBuf> {
+    std::fs::canonicalize(p).with_context(|| format!("bundle {}", p.display()))
+}

@@ -1,0 +1,693 @@
+//! The container lifecycle: create, start, kill, delete, run.
+//!
+//! `create` clones the container's init directly into its new namespaces
+//! (one clone, no re-exec of the runtime binary, so no host binary is ever
+//! executed inside the container). Init prepares the rootfs, pivots, drops
+//! privileges, reports "ready" over a socketpair, then blocks opening the
+//! exec fifo for writing; `start` opens it for reading, which releases init
+//! into `execve` of the container's process.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::rootfs;
+use crate::spec::{self, SpecError};
+use crate::state::{self, Saved, StateError, Status};
+
+/// Errors of the lifecycle commands.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("{what}")]
+    Sys {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("container init failed: {0}")]
+    Init(String),
+    #[error("container {id:?} is {status}: {what}")]
+    WrongState {
+        id: String,
+        status: Status,
+        what: &'static str,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+fn sys(what: impl Into<String>) -> impl FnOnce(io::Error) -> ContainerError {
+    let what = what.into();
+    move |source| ContainerError::Sys { what, source }
+}
+
+/// What `create` needs besides the bundle.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    /// The runtime's state root (runc's `--root`).
+    pub root: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    /// Extra fds (3, 4, ...) passed to the container's process.
+    pub preserve_fds: u32,
+}
+
+fn ns_flag(t: LinuxNamespaceType) -> libc::c_int {
+    match t {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Time => 0x80,
+    }
+}
+
+/// Creates container `opts.id` from its bundle; returns init's pid. On
+/// error nothing is left behind.
+pub fn create(opts: &CreateOptions) -> Result<i32, ContainerError> {
+    let spec = spec::load(&opts.bundle)?;
+    let dir = state::dir(&opts.root, &opts.id)?;
+    fs::create_dir_all(&opts.root)
+        .map_err(sys(format!("cannot create {}", opts.root.display())))?;
+    match fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(StateError::Exists(opts.id.clone()).into())
+        }
+        Err(e) => return Err(sys(format!("cannot create {}", dir.display()))(e)),
+    }
+    let result = create_in(&spec, opts, &dir);
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn create_in(spec: &Spec, opts: &CreateOptions, dir: &Path) -> Result<i32, ContainerError> {
+    if spec
+        .process()
+        .as_ref()
+        .is_some_and(|p| p.terminal().unwrap_or(false))
+    {
+        return Err(ContainerError::Unsupported(
+            "process.terminal is not supported by berth-runc yet".into(),
+        ));
+    }
+    let fifo = dir.join("exec.fifo");
+    let cfifo = CString::new(fifo.to_string_lossy().as_bytes()).expect("no NUL in path");
+    // SAFETY: cfifo is a valid NUL-terminated path.
+    if unsafe { libc::mkfifo(cfifo.as_ptr(), 0o600) } != 0 {
+        return Err(sys("cannot create the exec fifo")(
+            io::Error::last_os_error(),
+        ));
+    }
+    let (parent_sock, child_sock) =
+        UnixStream::pair().map_err(sys("cannot create the sync socket"))?;
+
+    let mut flags: libc::c_int = 0;
+    let mut join: Vec<(LinuxNamespaceType, PathBuf)> = Vec::new();
+    for ns in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        match ns.path() {
+            Some(p) => join.push((ns.typ(), p.clone())),
+            None => flags |= ns_flag(ns.typ()),
+        }
+    }
+    if join.iter().any(|(t, _)| *t == LinuxNamespaceType::User) {
+        return Err(ContainerError::Unsupported(
+            "joining a user namespace by path is not supported yet".into(),
+        ));
+    }
+    if flags & libc::CLONE_NEWUSER != 0 {
+        return Err(ContainerError::Unsupported(
+            "user namespaces are not supported by berth-runc yet".into(),
+        ));
+    }
+    // A pid namespace to join must be entered before the clone: setns for
+    // pid namespaces applies to children.
+    for (t, p) in &join {
+        if *t == LinuxNamespaceType::Pid {
+            setns_path(p, libc::CLONE_NEWPID)?;
+        }
+    }
+    let rootfs = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .unwrap_or_default();
+
+    // SAFETY: a raw clone without CLONE_VM behaves like fork: the child gets
+    // a copy of this single-threaded process and continues on its own copy
+    // of the stack; it only runs `init` and then execs or exits.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        return Err(sys("cannot clone the container init")(
+            io::Error::last_os_error(),
+        ));
+    }
+    if pid == 0 {
+        drop(parent_sock);
+        let code = match init(spec, opts, &join, &fifo, &rootfs, child_sock) {
+            Ok(never) => match never {},
+            Err((mut sock, msg)) => {
+                let _ = sock.write_all(format!("E{msg}").as_bytes());
+                1
+            }
+        };
+        // SAFETY: _exit ends the child without running the parent's
+        // destructors or atexit handlers a second time.
+        unsafe { libc::_exit(code) };
+    }
+    let pid = pid as i32;
+    drop(child_sock);
+    match parent_side(spec, opts, dir, pid, &rootfs, parent_sock) {
+        Ok(()) => Ok(pid),
+        Err(e) => {
+            // SAFETY: plain syscalls on the child we just created.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            Err(e)
+        }
+    }
+}
+
+fn parent_side(
+    spec: &Spec,
+    opts: &CreateOptions,
+    dir: &Path,
+    pid: i32,
+    rootfs: &Path,
+    mut sock: UnixStream,
+) -> Result<(), ContainerError> {
+    // Let init go on, then wait for its verdict.
+    sock.write_all(b"G").map_err(sys("cannot signal init"))?;
+    let mut buf = Vec::new();
+    sock.read_to_end(&mut buf)
+        .map_err(sys("cannot read init's status"))?;
+    match buf.first() {
+        Some(b'R') => {}
+        Some(b'E') => {
+            return Err(ContainerError::Init(
+                String::from_utf8_lossy(&buf[1..]).into_owned(),
+            ))
+        }
+        _ => {
+            return Err(ContainerError::Init(
+                "init exited before it was ready".into(),
+            ))
+        }
+    }
+    let (_, start_time) = state::proc_stat(pid)
+        .ok_or_else(|| ContainerError::Init("init exited before it was ready".into()))?;
+    let saved = Saved {
+        id: opts.id.clone(),
+        pid,
+        start_time,
+        bundle: opts.bundle.clone(),
+        rootfs: rootfs.to_path_buf(),
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        paused: false,
+        cgroups_path: spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()),
+    };
+    saved.save(&opts.root)?;
+    let _ = dir;
+    if let Some(p) = &opts.pid_file {
+        write_atomic(p, pid.to_string().as_bytes())
+            .map_err(sys(format!("cannot write pid file {}", p.display())))?;
+    }
+    Ok(())
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("berth-tmp");
+    fs::write(&tmp, data)?;
+    fs::rename(&tmp, path)
+}
+
+fn setns_path(path: &Path, nstype: libc::c_int) -> Result<(), ContainerError> {
+    let f =
+        fs::File::open(path).map_err(sys(format!("cannot open namespace {}", path.display())))?;
+    // SAFETY: f is an open namespace file descriptor.
+    if unsafe { libc::setns(f.as_raw_fd(), nstype) } != 0 {
+        return Err(sys(format!("cannot join namespace {}", path.display()))(
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+type InitResult = Result<std::convert::Infallible, (UnixStream, String)>;
+
+/// The container's init, in its new namespaces. Never returns on success.
+fn init(
+    spec: &Spec,
+    opts: &CreateOptions,
+    join: &[(LinuxNamespaceType, PathBuf)],
+    fifo: &Path,
+    rootfs: &Path,
+    mut sock: UnixStream,
+) -> InitResult {
+    // Until it execs, init is a copy of the host's runtime binary: make it
+    // non-dumpable so no other process can open its /proc/PID/exe or memory
+    // (CVE-2019-5736 class), and remember the binary's identity so that init
+    // refuses to exec it inside the container.
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let host_exe = fs::metadata("/proc/self/exe").ok().map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        (m.dev(), m.ino())
+    });
+    let mut go = [0u8; 1];
+    if sock.read_exact(&mut go).is_err() {
+        // The parent is gone.
+        // SAFETY: see create().
+        unsafe { libc::_exit(1) };
+    }
+    macro_rules! t {
+        ($e:expr, $what:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) => return Err((sock, format!("{}: {}", $what, chain(&e)))),
+            }
+        };
+    }
+    for (t, p) in join {
+        if *t != LinuxNamespaceType::Pid {
+            t!(setns_path(p, ns_flag(*t)), "joining a namespace");
+        }
+    }
+    let new_ns = |t: LinuxNamespaceType| {
+        spec.linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|v| v.iter().any(|n| n.typ() == t && n.path().is_none()))
+    };
+    if new_ns(LinuxNamespaceType::Uts) {
+        if let Some(h) = spec.hostname() {
+            t!(
+                rustix::system::sethostname(h.as_bytes()).map_err(io::Error::from),
+                "sethostname"
+            );
+        }
+        if let Some(d) = spec.domainname() {
+            t!(
+                rustix::system::setdomainname(d.as_bytes()).map_err(io::Error::from),
+                "setdomainname"
+            );
+        }
+    }
+    // The exec fifo must be opened before the rootfs hides it.
+    let fifo_fd = t!(
+        rustix::fs::open(
+            fifo,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty()
+        )
+        .map_err(io::Error::from),
+        "opening the exec fifo"
+    );
+    if new_ns(LinuxNamespaceType::Mount) {
+        t!(rootfs::prepare(spec, rootfs), "preparing the rootfs");
+        t!(rootfs::pivot(rootfs, opts.no_pivot), "entering the rootfs");
+        t!(rootfs::sysctls(spec), "sysctl");
+        // Like runc, a missing cwd is created (before a read-only root).
+        let cwd = spec.process().as_ref().expect("checked").cwd();
+        t!(
+            fs::create_dir_all(cwd),
+            format!("creating cwd {}", cwd.display())
+        );
+        t!(rootfs::finish(spec), "finishing the rootfs");
+    } else {
+        t!(
+            rustix::process::chroot(rootfs).map_err(io::Error::from),
+            "chroot"
+        );
+    }
+    let process = spec.process().as_ref().expect("checked by spec::load");
+    if let Some(adj) = process.oom_score_adj() {
+        t!(
+            fs::write("/proc/self/oom_score_adj", adj.to_string()),
+            "oomScoreAdj"
+        );
+    }
+    for r in process.rlimits().iter().flatten() {
+        let lim = libc::rlimit {
+            rlim_cur: r.soft(),
+            rlim_max: r.hard(),
+        };
+        let Some(res) = rlimit_resource(r.typ()) else {
+            return Err((sock, format!("unknown rlimit {:?}", r.typ())));
+        };
+        // SAFETY: lim is a valid rlimit struct.
+        if unsafe { libc::setrlimit(res, &lim) } != 0 {
+            let e = io::Error::last_os_error();
+            let mut cur = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: cur is a valid out-parameter.
+            unsafe { libc::getrlimit(res, &mut cur) };
+            return Err((
+                sock,
+                format!(
+                    "rlimit {:?} soft={} hard={}: {e} (the runtime's own hard limit is {}; raising it needs CAP_SYS_RESOURCE)",
+                    r.typ(),
+                    r.soft(),
+                    r.hard(),
+                    cur.rlim_max
+                ),
+            ));
+        }
+    }
+    let user = process.user();
+    let gids: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
+    // SAFETY: plain credential syscalls with valid arguments.
+    unsafe {
+        if libc::setgroups(gids.len(), gids.as_ptr()) != 0 {
+            return Err((sock, format!("setgroups: {}", io::Error::last_os_error())));
+        }
+        if libc::setresgid(user.gid(), user.gid(), user.gid()) != 0 {
+            return Err((
+                sock,
+                format!("setgid {}: {}", user.gid(), io::Error::last_os_error()),
+            ));
+        }
+        if libc::setresuid(user.uid(), user.uid(), user.uid()) != 0 {
+            return Err((
+                sock,
+                format!("setuid {}: {}", user.uid(), io::Error::last_os_error()),
+            ));
+        }
+        if let Some(mask) = user.umask() {
+            libc::umask(mask as libc::mode_t);
+        }
+    }
+    let cwd = process.cwd();
+    t!(
+        rustix::process::chdir(cwd).map_err(io::Error::from),
+        format!("cwd {}", cwd.display())
+    );
+
+    // Every fd but stdio, the preserved ones, the sync socket and the fifo
+    // is closed on exec (CVE-2024-21626 class).
+    let keep_from = 3 + opts.preserve_fds;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            keep_from,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+    }
+    for fd in 3..keep_from {
+        // SAFETY: fcntl on an fd number; an invalid fd just fails.
+        unsafe {
+            let flags = libc::fcntl(fd as libc::c_int, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd as libc::c_int, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            }
+        }
+    }
+
+    let args: Vec<CString> = process
+        .args()
+        .iter()
+        .flatten()
+        .map(|a| CString::new(a.as_bytes()).unwrap_or_default())
+        .collect();
+    let env: Vec<CString> = process
+        .env()
+        .iter()
+        .flatten()
+        .map(|e| CString::new(e.as_bytes()).unwrap_or_default())
+        .collect();
+    let path_env = process
+        .env()
+        .iter()
+        .flatten()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .to_string();
+    let exe = match resolve_exe(&process.args().as_ref().expect("checked")[0], &path_env) {
+        Some(p) => p,
+        None => {
+            return Err((
+                sock,
+                format!(
+                    "exec: {:?}: executable file not found in $PATH",
+                    process.args().as_ref().expect("checked")[0]
+                ),
+            ))
+        }
+    };
+    if let (Some((dev, ino)), Ok(md)) = (host_exe, fs::metadata(Path::new(&*exe.to_string_lossy())))
+    {
+        use std::os::unix::fs::MetadataExt;
+        if md.dev() == dev && md.ino() == ino {
+            return Err((
+                sock,
+                format!(
+                    "refusing to exec {:?}: it is the host's runtime binary",
+                    exe
+                ),
+            ));
+        }
+    }
+    if process.no_new_privileges().unwrap_or(false) {
+        // SAFETY: prctl with constant arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err((
+                sock,
+                format!("no_new_privs: {}", io::Error::last_os_error()),
+            ));
+        }
+    }
+
+    // Ready: the parent records the container and exits; we wait for start.
+    if sock.write_all(b"R").is_err() {
+        // SAFETY: see create().
+        unsafe { libc::_exit(1) };
+    }
+    drop(sock);
+    let wfifo = format!("/proc/self/fd/{}", fifo_fd.as_raw_fd());
+    let cw = CString::new(wfifo).expect("no NUL");
+    // SAFETY: cw is a valid path; blocks until `start` opens the fifo.
+    let w = unsafe { libc::open(cw.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if w < 0 {
+        // SAFETY: see create().
+        unsafe { libc::_exit(1) };
+    }
+    // SAFETY: w was just opened by us.
+    let mut wf = unsafe { fs::File::from_raw_fd(w) };
+    let _ = wf.write_all(b"0");
+    drop(wf);
+    drop(fifo_fd);
+
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    // SAFETY: exe, argv and envp are NUL-terminated arrays of valid C
+    // strings that outlive the call.
+    unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    let e = io::Error::last_os_error();
+    eprintln!("berth-runc: exec {:?}: {e}", exe);
+    let code = match e.raw_os_error() {
+        Some(libc::ENOENT) => 127,
+        _ => 126,
+    };
+    // SAFETY: see create().
+    unsafe { libc::_exit(code) };
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn rlimit_resource(t: oci_spec::runtime::PosixRlimitType) -> Option<libc::__rlimit_resource_t> {
+    use oci_spec::runtime::PosixRlimitType as T;
+    Some(match t {
+        T::RlimitCpu => libc::RLIMIT_CPU,
+        T::RlimitFsize => libc::RLIMIT_FSIZE,
+        T::RlimitData => libc::RLIMIT_DATA,
+        T::RlimitStack => libc::RLIMIT_STACK,
+        T::RlimitCore => libc::RLIMIT_CORE,
+        T::RlimitRss => libc::RLIMIT_RSS,
+        T::RlimitNproc => libc::RLIMIT_NPROC,
+        T::RlimitNofile => libc::RLIMIT_NOFILE,
+        T::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        T::RlimitAs => libc::RLIMIT_AS,
+        T::RlimitLocks => libc::RLIMIT_LOCKS,
+        T::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        T::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        T::RlimitNice => libc::RLIMIT_NICE,
+        T::RlimitRtprio => libc::RLIMIT_RTPRIO,
+        T::RlimitRttime => libc::RLIMIT_RTTIME,
+    })
+}
+
+/// Finds the executable for `arg0` in the container's PATH (after
+/// pivot_root, so inside the container).
+fn resolve_exe(arg0: &str, path: &str) -> Option<CString> {
+    if arg0.contains('/') {
+        return CString::new(arg0).ok();
+    }
+    for dir in path.split(':') {
+        let candidate = Path::new(dir).join(arg0);
+        if let Ok(md) = fs::metadata(&candidate) {
+            use std::os::unix::fs::PermissionsExt;
+            if md.is_file() && md.permissions().mode() & 0o111 != 0 {
+                return CString::new(candidate.to_string_lossy().as_bytes()).ok();
+            }
+        }
+    }
+    None
+}
+
+/// Releases a created container into its process.
+pub fn start(root: &Path, id: &str) -> Result<(), ContainerError> {
+    let saved = Saved::load(root, id)?;
+    let status = saved.status(root);
+    if status != Status::Created {
+        return Err(ContainerError::WrongState {
+            id: id.into(),
+            status,
+            what: "only a created container can be started",
+        });
+    }
+    let fifo = state::dir(root, id)?.join("exec.fifo");
+    let mut f = fs::File::open(&fifo).map_err(sys("cannot open the exec fifo"))?;
+    let mut b = [0u8; 1];
+    let n = f.read(&mut b).map_err(sys("cannot read the exec fifo"))?;
+    let _ = fs::remove_file(&fifo);
+    if n == 0 {
+        return Err(ContainerError::Init("init exited before start".into()));
+    }
+    Ok(())
+}
+
+/// Sends `signal` to the container's init.
+pub fn kill(root: &Path, id: &str, signal: i32) -> Result<(), ContainerError> {
+    let saved = Saved::load(root, id)?;
+    let status = saved.status(root);
+    if status == Status::Stopped {
+        return Err(ContainerError::WrongState {
+            id: id.into(),
+            status,
+            what: "there is no process to signal",
+        });
+    }
+    // SAFETY: kill on a pid we verified is the container's init.
+    if unsafe { libc::kill(saved.pid, signal) } != 0 {
+        return Err(sys(format!("cannot signal pid {}", saved.pid))(
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Removes a container's state; a live one only with `force` (killed first).
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> {
+    let saved = match Saved::load(root, id) {
+        Ok(s) => s,
+        Err(StateError::NotFound(_)) if force => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let status = saved.status(root);
+    match status {
+        Status::Stopped => {}
+        Status::Created if !force => {
+            // runc deletes created containers without --force.
+            kill_and_wait(&saved);
+        }
+        _ if force => kill_and_wait(&saved),
+        _ => {
+            return Err(ContainerError::WrongState {
+                id: id.into(),
+                status,
+                what: "stop it first or use --force",
+            })
+        }
+    }
+    let dir = state::dir(root, id)?;
+    fs::remove_dir_all(&dir).map_err(sys(format!("cannot remove {}", dir.display())))?;
+    Ok(())
+}
+
+fn kill_and_wait(saved: &Saved) {
+    // SAFETY: kill on a pid verified alive with the recorded start time.
+    unsafe { libc::kill(saved.pid, libc::SIGKILL) };
+    for _ in 0..1000 {
+        if !saved.alive() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// `run`: create, start, wait for the process and delete. Returns the
+/// process's exit code (128+N for a signal, as a shell reports it).
+pub fn run(opts: &CreateOptions) -> Result<i32, ContainerError> {
+    let pid = create(opts)?;
+    if let Err(e) = start(&opts.root, &opts.id) {
+        let _ = delete(&opts.root, &opts.id, true);
+        return Err(e);
+    }
+    let mut status = 0;
+    // SAFETY: pid is our own child.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    let code = if r < 0 {
+        255
+    } else if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
+    };
+    delete(&opts.root, &opts.id, true)?;
+    Ok(code)
+}

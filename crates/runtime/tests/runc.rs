@@ -1,0 +1,384 @@
+//! berth-runc through its command line, with real containers made from the
+//! busybox fixture, checked from inside the container.
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{json, Value};
+
+const RUNC: &str = env!("CARGO_BIN_EXE_berth-runc");
+
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+struct Bundle {
+    dir: tempfile::TempDir,
+}
+
+impl Bundle {
+    /// A bundle with the busybox rootfs and `berth-runc spec`'s config,
+    /// adjusted by `edit`.
+    fn new(edit: impl FnOnce(&mut Value)) -> Bundle {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("bundle/rootfs");
+        fs::create_dir_all(&rootfs).unwrap();
+        let layer = Path::new(env!("CARGO_MANIFEST_DIR")).join(
+            "../../tests/fixtures/busybox-1.35/blobs/sha256/e524c65fa47c8a51ff3bb6c4851f16014cad18c3e1a473a994ac26bff03dacc6",
+        );
+        berth_image::layer::apply(fs::File::open(layer).unwrap(), &rootfs, None).unwrap();
+        let b = Bundle { dir };
+        let out = b.runc(&["spec", "--bundle", b.bundle().to_str().unwrap()]);
+        assert!(out.status.success(), "{out:?}");
+        let mut config: Value = serde_json::from_slice(&fs::read(b.config()).unwrap()).unwrap();
+        config["process"]["terminal"] = json!(false);
+        edit(&mut config);
+        fs::write(b.config(), serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        b
+    }
+
+    fn bundle(&self) -> PathBuf {
+        self.dir.path().join("bundle")
+    }
+
+    fn config(&self) -> PathBuf {
+        self.bundle().join("config.json")
+    }
+
+    fn state_root(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(RUNC);
+        c.arg("--root")
+            .arg(self.state_root())
+            .args(args)
+            .current_dir(self.bundle());
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs berth-runc with stdout and stderr in files, not pipes: a
+    /// created container's init keeps its stdio open, so waiting for pipe
+    /// EOF would wait for the container.
+    fn runc(&self, args: &[&str]) -> Output {
+        let stamp = format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        let out_path = self.dir.path().join(format!("out-{stamp}"));
+        let err_path = self.dir.path().join(format!("err-{stamp}"));
+        let status = self
+            .cmd(args)
+            .stdout(fs::File::create(&out_path).unwrap())
+            .stderr(fs::File::create(&err_path).unwrap())
+            .status()
+            .unwrap();
+        Output {
+            status,
+            stdout: fs::read(&out_path).unwrap(),
+            stderr: fs::read(&err_path).unwrap(),
+        }
+    }
+
+    /// `run` of a shell script; returns (exit code, stdout, stderr).
+    fn sh(&self, id: &str) -> (i32, String, String) {
+        let out = self.runc(&["run", id]);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn leftovers(&self) -> Vec<String> {
+        match fs::read_dir(self.state_root()) {
+            Ok(d) => d
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// Makes `fd` available as `target` without close-on-exec (dup2 is a no-op
+/// when they are equal, so the flag is cleared explicitly).
+fn inheritable_at(fd: i32, target: i32) -> std::io::Result<()> {
+    // SAFETY: plain fd syscalls on fds the caller owns.
+    unsafe {
+        if fd != target && libc::dup2(fd, target) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::fcntl(target, libc::F_SETFD, 0) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn script(s: &str) -> impl FnOnce(&mut Value) + '_ {
+    move |c| c["process"]["args"] = json!(["sh", "-c", s])
+}
+
+#[test]
+fn run_gives_an_isolated_pid_1_and_its_exit_code() {
+    let b = Bundle::new(|c| {
+        c["hostname"] = json!("inside");
+        c["process"]["env"] = json!(["PATH=/bin", "GREETING=hi there"]);
+        c["process"]["cwd"] = json!("/tmp/work");
+        c["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "echo $GREETING; hostname; echo pid=$$; pwd; id -u; readlink /proc/1/exe; ls /; exit 7"
+        ]);
+    });
+    let (code, out, err) = b.sh("t-run");
+    assert_eq!(code, 7, "stderr: {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        &lines[..6],
+        [
+            "hi there",
+            "inside",
+            "pid=1",
+            "/tmp/work",
+            "0",
+            "/bin/busybox"
+        ],
+        "{out}"
+    );
+    assert!(lines.contains(&"proc") && lines.contains(&"dev"), "{out}");
+    assert!(
+        b.leftovers().is_empty(),
+        "run leaves no state: {:?}",
+        b.leftovers()
+    );
+}
+
+#[test]
+fn create_start_state_kill_delete() {
+    let b = Bundle::new(script("echo started; exec sleep 60"));
+    let pid_file = b.dir.path().join("pid");
+    let out = b.runc(&["create", "--pid-file", pid_file.to_str().unwrap(), "c1"]);
+    assert!(out.status.success(), "{out:?}");
+    let pid: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let state =
+        |b: &Bundle| -> Value { serde_json::from_slice(&b.runc(&["state", "c1"]).stdout).unwrap() };
+    let s = state(&b);
+    assert_eq!(s["status"], "created");
+    assert_eq!(s["pid"], pid);
+    assert_eq!(s["id"], "c1");
+    assert_eq!(s["ociVersion"], "1.2.0");
+    assert_eq!(
+        s["bundle"],
+        b.bundle().canonicalize().unwrap().to_str().unwrap()
+    );
+
+    assert!(b.runc(&["start", "c1"]).status.success());
+    assert_eq!(state(&b)["status"], "running");
+    let again = b.runc(&["start", "c1"]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("running"),
+        "{again:?}"
+    );
+
+    let del = b.runc(&["delete", "c1"]);
+    assert!(
+        !del.status.success(),
+        "delete of a running container needs --force"
+    );
+    assert!(String::from_utf8_lossy(&del.stderr).contains("--force"));
+
+    let list = String::from_utf8_lossy(&b.runc(&["list", "-q"]).stdout).into_owned();
+    assert_eq!(list.trim(), "c1");
+
+    assert!(b.runc(&["kill", "c1", "KILL"]).status.success());
+    for _ in 0..200 {
+        if state(&b)["status"] == "stopped" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(state(&b)["status"], "stopped");
+    let k = b.runc(&["kill", "c1", "9"]);
+    assert!(!k.status.success(), "kill of a stopped container fails");
+    assert!(b.runc(&["delete", "c1"]).status.success());
+    assert!(b.leftovers().is_empty());
+    let gone = b.runc(&["state", "c1"]);
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("does not exist"),
+        "{gone:?}"
+    );
+}
+
+#[test]
+fn delete_force_kills_a_running_container() {
+    let b = Bundle::new(script("exec sleep 60"));
+    assert!(b.runc(&["run", "-d", "f1"]).status.success());
+    let pid: i32 = serde_json::from_slice::<Value>(&b.runc(&["state", "f1"]).stdout).unwrap()["pid"]
+        .as_i64()
+        .unwrap() as i32;
+    assert!(b.runc(&["delete", "--force", "f1"]).status.success());
+    let alive = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z"))
+        .unwrap_or(false);
+    assert!(!alive, "init survived delete --force");
+    assert!(b.leftovers().is_empty());
+}
+
+/// CVE-2024-21626 class: no fd of the runtime reaches the container.
+#[test]
+fn no_host_fd_leaks_into_the_container() {
+    let b = Bundle::new(script("ls /proc/self/fd | tr '\\n' ' '"));
+    let host_dir = fs::File::open("/").unwrap();
+    let mut c = b.cmd(&["run", "fdleak"]);
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&host_dir);
+    // SAFETY: dup2 in the child between fork and exec, on fds we own.
+    unsafe {
+        c.pre_exec(move || {
+            // An inheritable fd 9 pointing at the host's "/".
+            inheritable_at(raw, 9)
+        });
+    }
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    drop(host_dir);
+    let fds: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    // 0-2 and the fd ls uses to read the directory.
+    assert!(fds.len() <= 4, "unexpected fds in the container: {fds:?}");
+    assert!(
+        !fds.contains(&"9".to_string()),
+        "the host's fd 9 leaked: {fds:?}"
+    );
+}
+
+/// CVE-2019-5736 class: the container can never execute (and so never
+/// reach) the host's runtime binary through /proc/self/exe.
+#[test]
+fn container_cannot_exec_the_runtime_binary() {
+    let b = Bundle::new(|c| c["process"]["args"] = json!(["/proc/self/exe", "--version"]));
+    let (code, out, err) = b.sh("exe");
+    assert_ne!(code, 0);
+    assert!(
+        !out.contains("berth-runc"),
+        "the host binary ran inside: {out}"
+    );
+    assert!(err.contains("host's runtime binary"), "{err}");
+    assert!(b.leftovers().is_empty());
+}
+
+#[test]
+fn preserved_fds_reach_the_process() {
+    let b = Bundle::new(script("cat <&3"));
+    let mut c = b.cmd(&["run", "--preserve-fds", "1", "pfd"]);
+    let (r, mut w) = std::io::pipe().unwrap();
+    std::io::Write::write_all(&mut w, b"through fd 3\n").unwrap();
+    drop(w);
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&r);
+    // SAFETY: dup2 between fork and exec on an fd we own.
+    unsafe {
+        c.pre_exec(move || inheritable_at(raw, 3));
+    }
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "through fd 3\n");
+}
+
+#[test]
+fn exit_codes_for_missing_and_non_executable_programs() {
+    let b = Bundle::new(|c| c["process"]["args"] = json!(["/nonexistent"]));
+    let (code, _, err) = b.sh("missing");
+    assert_ne!(code, 0);
+    assert!(err.contains("/nonexistent"), "{err}");
+    let b = Bundle::new(|c| c["process"]["args"] = json!(["/etc/passwd"]));
+    fs::create_dir_all(b.bundle().join("rootfs/etc")).unwrap();
+    fs::write(
+        b.bundle().join("rootfs/etc/passwd"),
+        "root:x:0:0::/:/bin/sh\n",
+    )
+    .unwrap();
+    let (code, _, _) = b.sh("noexec");
+    assert_eq!(code, 126);
+}
+
+#[test]
+fn bad_bundles_are_refused_clearly_without_leftovers() {
+    type Break = Box<dyn Fn(&Bundle)>;
+    let cases: Vec<(&str, Break, &str)> = vec![
+        (
+            "missing config",
+            Box::new(|b: &Bundle| fs::remove_file(b.config()).unwrap()),
+            "config.json",
+        ),
+        (
+            "malformed",
+            Box::new(|b: &Bundle| fs::write(b.config(), "{\"ociVersion\": ").unwrap()),
+            "not a valid OCI runtime config",
+        ),
+        (
+            "unknown namespace",
+            Box::new(|b: &Bundle| {
+                let mut c: Value = serde_json::from_slice(&fs::read(b.config()).unwrap()).unwrap();
+                c["linux"]["namespaces"] = json!([{"type": "bogus"}]);
+                fs::write(b.config(), serde_json::to_vec(&c).unwrap()).unwrap();
+            }),
+            "bogus",
+        ),
+        (
+            "unknown mount type",
+            Box::new(|b: &Bundle| {
+                let mut c: Value = serde_json::from_slice(&fs::read(b.config()).unwrap()).unwrap();
+                c["mounts"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"destination": "/x", "type": "weirdfs", "source": "x"}));
+                fs::write(b.config(), serde_json::to_vec(&c).unwrap()).unwrap();
+            }),
+            "weirdfs",
+        ),
+        (
+            "missing rootfs",
+            Box::new(|b: &Bundle| fs::remove_dir_all(b.bundle().join("rootfs")).unwrap()),
+            "root.path",
+        ),
+    ];
+    for (name, break_it, needle) in cases {
+        let b = Bundle::new(script("true"));
+        break_it(&b);
+        let out = b.runc(&["create", "bad"]);
+        assert!(!out.status.success(), "{name}: accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(needle),
+            "{name}: {err:?} does not mention {needle:?}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{name}: {err}");
+        assert!(b.leftovers().is_empty(), "{name}: left {:?}", b.leftovers());
+    }
+    // A duplicate id.
+    let b = Bundle::new(script("exec sleep 60"));
+    assert!(b.runc(&["create", "dup"]).status.success());
+    let out = b.runc(&["create", "dup"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("\"dup\" already exists"),
+        "{out:?}"
+    );
+    assert!(b.runc(&["delete", "--force", "dup"]).status.success());
+    let bad_id = b.runc(&["create", "../evil"]);
+    assert!(
+        String::from_utf8_lossy(&bad_id.stderr).contains("invalid container id"),
+        "{bad_id:?}"
+    );
+    let sd = b.runc(&["--systemd-cgroup", "list"]);
+    assert!(String::from_utf8_lossy(&sd.stderr).contains("not supported"));
+}
