@@ -43,6 +43,10 @@ pub enum ContainerError {
     },
     #[error("{0}")]
     Unsupported(String),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error("linux.seccomp")]
+    Seccomp(#[from] crate::seccomp::SeccompError),
 }
 
 fn sys(what: impl Into<String>) -> impl FnOnce(io::Error) -> ContainerError {
@@ -155,6 +159,19 @@ fn create_in(spec: &Spec, opts: &CreateOptions, dir: &Path) -> Result<i32, Conta
         .as_ref()
         .map(|r| r.path().clone())
         .unwrap_or_default();
+    // Compiled once, here, so a bad profile fails before anything starts.
+    let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(sc) => {
+            let f = crate::seccomp::compile(sc)?;
+            if f.needs_listener() {
+                return Err(ContainerError::Unsupported(
+                    "seccomp SCMP_ACT_NOTIFY (listenerPath) is not supported yet".into(),
+                ));
+            }
+            Some(f)
+        }
+        None => None,
+    };
 
     // SAFETY: a raw clone without CLONE_VM behaves like fork: the child gets
     // a copy of this single-threaded process and continues on its own copy
@@ -176,7 +193,15 @@ fn create_in(spec: &Spec, opts: &CreateOptions, dir: &Path) -> Result<i32, Conta
     }
     if pid == 0 {
         drop(parent_sock);
-        let code = match init(spec, opts, &join, &fifo, &rootfs, child_sock) {
+        let code = match init(
+            spec,
+            opts,
+            &join,
+            &fifo,
+            &rootfs,
+            filter.as_ref(),
+            child_sock,
+        ) {
             Ok(never) => match never {},
             Err((mut sock, msg)) => {
                 let _ = sock.write_all(format!("E{msg}").as_bytes());
@@ -208,6 +233,45 @@ fn parent_side(
     dir: &Path,
     pid: i32,
     rootfs: &Path,
+    sock: UnixStream,
+) -> Result<(), ContainerError> {
+    // Init joins its cgroup before it does anything else.
+    let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+    let cg = crate::cgroups::manager(cgroups_path.as_deref(), &opts.id)?;
+    let applied = cg.apply(pid).and_then(|()| {
+        match spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+            Some(r) => cg.set(r),
+            None => Ok(()),
+        }
+    });
+    if let Err(e) = applied {
+        // SAFETY: kill and reap our own child before removing its cgroup.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        let _ = cg.destroy();
+        return Err(e.into());
+    }
+    let result = parent_wait(spec, opts, dir, pid, rootfs, cgroups_path, sock);
+    if result.is_err() {
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        let _ = cg.destroy();
+    }
+    result
+}
+
+fn parent_wait(
+    spec: &Spec,
+    opts: &CreateOptions,
+    dir: &Path,
+    pid: i32,
+    rootfs: &Path,
+    cgroups_path: Option<PathBuf>,
     mut sock: UnixStream,
 ) -> Result<(), ContainerError> {
     // Let init go on, then wait for its verdict.
@@ -239,7 +303,7 @@ fn parent_side(
         created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         annotations: spec.annotations().clone().unwrap_or_default(),
         paused: false,
-        cgroups_path: spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()),
+        cgroups_path,
     };
     saved.save(&opts.root)?;
     let _ = dir;
@@ -277,6 +341,7 @@ fn init(
     join: &[(LinuxNamespaceType, PathBuf)],
     fifo: &Path,
     rootfs: &Path,
+    filter: Option<&crate::seccomp::Filter>,
     mut sock: UnixStream,
 ) -> InitResult {
     // Until it execs, init is a copy of the host's runtime binary: make it
@@ -393,6 +458,10 @@ fn init(
     }
     let user = process.user();
     let gids: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
+    t!(
+        crate::caps::keep_caps(true),
+        "keeping capabilities across setuid"
+    );
     // SAFETY: plain credential syscalls with valid arguments.
     unsafe {
         if libc::setgroups(gids.len(), gids.as_ptr()) != 0 {
@@ -414,6 +483,10 @@ fn init(
             libc::umask(mask as libc::mode_t);
         }
     }
+    t!(
+        crate::caps::keep_caps(false),
+        "keeping capabilities across setuid"
+    );
     let cwd = process.cwd();
     t!(
         rustix::process::chdir(cwd).map_err(io::Error::from),
@@ -486,14 +559,17 @@ fn init(
             ));
         }
     }
-    if process.no_new_privileges().unwrap_or(false) {
-        // SAFETY: prctl with constant arguments.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err((
-                sock,
-                format!("no_new_privs: {}", io::Error::last_os_error()),
-            ));
-        }
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
+    // before the capabilities are dropped (as runc does).
+    if let (Some(f), false) = (filter, nnp) {
+        t!(f.load(), "loading the seccomp filter");
+    }
+    if let Some(c) = process.capabilities() {
+        t!(crate::caps::apply(c), "setting capabilities");
+    }
+    if nnp {
+        t!(crate::caps::set_no_new_privs(), "no_new_privs");
     }
 
     // Ready: the parent records the container and exits; we wait for start.
@@ -515,6 +591,14 @@ fn init(
     let _ = wf.write_all(b"0");
     drop(wf);
     drop(fifo_fd);
+    // With no_new_privs the filter comes last, as close to execve as can be.
+    if let (Some(f), true) = (filter, nnp) {
+        if let Err(e) = f.load() {
+            eprintln!("berth-runc: loading the seccomp filter: {}", chain(&e));
+            // SAFETY: see create().
+            unsafe { libc::_exit(1) };
+        }
+    }
 
     let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
@@ -609,6 +693,60 @@ pub fn start(root: &Path, id: &str) -> Result<(), ContainerError> {
     Ok(())
 }
 
+fn cgroup_of(saved: &Saved) -> Result<Box<dyn crate::cgroups::CgroupManager>, ContainerError> {
+    Ok(crate::cgroups::manager(
+        saved.cgroups_path.as_deref(),
+        &saved.id,
+    )?)
+}
+
+/// Pids of every process in the container (its cgroup).
+pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>, ContainerError> {
+    let saved = Saved::load(root, id)?;
+    Ok(cgroup_of(&saved)?.pids()?)
+}
+
+/// Freezes (`pause`) or thaws (`resume`) every process of the container.
+pub fn set_paused(root: &Path, id: &str, paused: bool) -> Result<(), ContainerError> {
+    let mut saved = Saved::load(root, id)?;
+    let status = saved.status(root);
+    let ok = if paused {
+        status == Status::Running
+    } else {
+        status == Status::Paused
+    };
+    if !ok {
+        return Err(ContainerError::WrongState {
+            id: id.into(),
+            status,
+            what: if paused {
+                "only a running container can be paused"
+            } else {
+                "only a paused container can be resumed"
+            },
+        });
+    }
+    let cg = cgroup_of(&saved)?;
+    if paused {
+        cg.freeze()?;
+    } else {
+        cg.thaw()?;
+    }
+    saved.paused = paused;
+    saved.save(root)?;
+    Ok(())
+}
+
+/// Sends `signal` to every process of the container.
+pub fn kill_all(root: &Path, id: &str, signal: i32) -> Result<(), ContainerError> {
+    let saved = Saved::load(root, id)?;
+    for pid in cgroup_of(&saved)?.pids()? {
+        // SAFETY: kill of a pid listed in the container's cgroup.
+        unsafe { libc::kill(pid, signal) };
+    }
+    Ok(())
+}
+
 /// Sends `signal` to the container's init.
 pub fn kill(root: &Path, id: &str, signal: i32) -> Result<(), ContainerError> {
     let saved = Saved::load(root, id)?;
@@ -652,6 +790,18 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> 
             })
         }
     }
+    if saved.paused {
+        if let Ok(cg) = cgroup_of(&saved) {
+            let _ = cg.thaw();
+        }
+    }
+    let cg = cgroup_of(&saved)?;
+    // Whatever else is left in the cgroup goes too.
+    for pid in cg.pids().unwrap_or_default() {
+        // SAFETY: kill of a pid listed in the container's cgroup.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    cg.destroy()?;
     let dir = state::dir(root, id)?;
     fs::remove_dir_all(&dir).map_err(sys(format!("cannot remove {}", dir.display())))?;
     Ok(())

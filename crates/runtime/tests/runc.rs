@@ -382,3 +382,106 @@ fn bad_bundles_are_refused_clearly_without_leftovers() {
     let sd = b.runc(&["--systemd-cgroup", "list"]);
     assert!(String::from_utf8_lossy(&sd.stderr).contains("not supported"));
 }
+
+/// The default spec's capabilities (AUDIT_WRITE, KILL, NET_BIND_SERVICE)
+/// are what the process has; CAP_SYS_ADMIN is gone, so it cannot mount.
+#[test]
+fn capabilities_are_limited_to_the_spec() {
+    let b = Bundle::new(|c| {
+        c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "ipc"}, {"type": "network"}]);
+        c["process"]["args"] = json!(["sh", "-c",
+            "grep -E '^Cap(Eff|Bnd|Prm)' /proc/self/status; grep NoNewPrivs /proc/self/status; mount -t tmpfs x /dev/shm 2>&1 && echo MOUNTED; true"]);
+    });
+    let (code, out, err) = b.sh("caps");
+    assert_eq!(code, 0, "{err}");
+    // AUDIT_WRITE (29), KILL (5), NET_BIND_SERVICE (10).
+    let want = format!("{:016x}", (1u64 << 29) | (1 << 5) | (1 << 10));
+    for set in ["CapEff", "CapBnd", "CapPrm"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(set))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(line.ends_with(&want), "{line} (want {want})");
+    }
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(
+        !out.contains("MOUNTED"),
+        "mounted without CAP_SYS_ADMIN: {out}"
+    );
+    assert!(
+        out.contains("permission denied") || out.contains("not permitted"),
+        "{out}"
+    );
+}
+
+/// Docker's default seccomp profile loads and denies what it should.
+#[test]
+fn dockers_default_seccomp_profile_works() {
+    let profile: Value = serde_json::from_slice(
+        &fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/docker-default-seccomp.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let b = Bundle::new(move |c| {
+        c["linux"]["seccomp"] = profile;
+        c["process"]["args"] = json!(["sh", "-c",
+            "echo ok > /dev/shm/f && cat /dev/shm/f; unshare -U true 2>&1 || echo DENIED; grep Seccomp: /proc/self/status"]);
+    });
+    let (code, out, err) = b.sh("seccomp");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("ok\n"), "{out}");
+    assert!(out.contains("DENIED"), "unshare -U was allowed: {out}");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+}
+
+/// Resources land in the container's cgroup (read from inside through
+/// /proc/self/cgroup and the host's cgroupfs), and the cgroup goes with the
+/// container.
+#[test]
+fn cgroup_limits_apply_and_are_removed() {
+    let id = format!("cg-{}", std::process::id());
+    let b = Bundle::new(|c| {
+        c["linux"]["cgroupsPath"] = json!(format!("/berth-test/{id}"));
+        c["linux"]["resources"]["memory"] = json!({"limit": 67108864});
+        c["linux"]["resources"]["pids"] = json!({"limit": 16});
+        c["process"]["args"] = json!(["sh", "-c", "exec sleep 60"]);
+    });
+    assert!(b.runc(&["run", "-d", &id]).status.success());
+    let mem = fs::read_to_string(format!(
+        "/sys/fs/cgroup/memory/berth-test/{id}/memory.limit_in_bytes"
+    ))
+    .or_else(|_| fs::read_to_string(format!("/sys/fs/cgroup/berth-test/{id}/memory.max")))
+    .unwrap();
+    assert_eq!(mem.trim(), "67108864");
+    let pids: Vec<i32> =
+        serde_json::from_slice(&b.runc(&["ps", "--format", "json", &id]).stdout).unwrap();
+    assert_eq!(pids.len(), 1, "{pids:?}");
+
+    assert!(b.runc(&["pause", &id]).status.success());
+    let st: Value = serde_json::from_slice(&b.runc(&["state", &id]).stdout).unwrap();
+    assert_eq!(st["status"], "paused");
+    assert!(b.runc(&["resume", &id]).status.success());
+    let st: Value = serde_json::from_slice(&b.runc(&["state", &id]).stdout).unwrap();
+    assert_eq!(st["status"], "running");
+
+    assert!(b.runc(&["kill", "--all", &id, "KILL"]).status.success());
+    for _ in 0..200 {
+        let st: Value = serde_json::from_slice(&b.runc(&["state", &id]).stdout).unwrap();
+        if st["status"] == "stopped" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(b.runc(&["delete", &id]).status.success());
+    assert!(
+        !Path::new(&format!("/sys/fs/cgroup/memory/berth-test/{id}")).exists(),
+        "cgroup left behind"
+    );
+    assert!(
+        !Path::new(&format!("/sys/fs/cgroup/pids/berth-test/{id}")).exists(),
+        "cgroup left behind"
+    );
+}

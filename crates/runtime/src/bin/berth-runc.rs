@@ -85,9 +85,23 @@ enum Cmd {
     State { id: String },
     /// Send a signal to the container's init (default SIGTERM)
     Kill {
+        /// Signal every process in the container, not only init
+        #[arg(short, long)]
+        all: bool,
         id: String,
         #[arg(default_value = "SIGTERM")]
         signal: String,
+    },
+    /// Suspend every process in the container
+    Pause { id: String },
+    /// Resume a paused container
+    Resume { id: String },
+    /// List the processes of a container
+    Ps {
+        /// table or json
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        id: String,
     },
     /// Delete a container
     Delete {
@@ -236,8 +250,39 @@ fn run(cli: Cli) -> Result<u8> {
             println!("{}", serde_json::to_string_pretty(&saved.oci_state(&root))?);
             Ok(0)
         }
-        Cmd::Kill { id, signal } => {
-            container::kill(&root, &id, signal_number(&signal)?)?;
+        Cmd::Kill { all, id, signal } => {
+            let sig = signal_number(&signal)?;
+            if all {
+                container::kill_all(&root, &id, sig)?;
+            } else {
+                container::kill(&root, &id, sig)?;
+            }
+            Ok(0)
+        }
+        Cmd::Pause { id } => {
+            container::set_paused(&root, &id, true)?;
+            Ok(0)
+        }
+        Cmd::Resume { id } => {
+            container::set_paused(&root, &id, false)?;
+            Ok(0)
+        }
+        Cmd::Ps { format, id } => {
+            let pids = container::pids(&root, &id)?;
+            if format == "json" {
+                println!("{}", serde_json::to_string(&pids)?);
+            } else {
+                println!("{:>8} CMD", "PID");
+                for pid in pids {
+                    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    let cmd: Vec<String> = cmd
+                        .split(|b| *b == 0)
+                        .filter(|a| !a.is_empty())
+                        .map(|a| String::from_utf8_lossy(a).into_owned())
+                        .collect();
+                    println!("{pid:>8} {}", cmd.join(" "));
+                }
+            }
             Ok(0)
         }
         Cmd::Delete { force, id } => {
