@@ -21,10 +21,10 @@ def main():
     med = {n: statistics.median(v) for n, v in times.items()}
     first = cmds[0][0]
     print(f"## {title}\n")
-    print(f"| command | median (s) | min (s) | {first} / command |")
+    print(f"| command | median (ms) | min (ms) | {first} / command |")
     print("| --- | --- | --- | --- |")
     for name, _ in cmds:
-        print(f"| {name} | {med[name]:.3f} | {min(times[name]):.3f} | {med[first] / med[name]:.2f}x |")
+        print(f"| {name} | {med[name] * 1000:.1f} | {min(times[name]) * 1000:.1f} | {med[first] / med[name]:.2f}x |")
     print(f"\n{runs} interleaved runs each.\n")
     return med
 

@@ -260,9 +260,17 @@ pub fn apply(caps: &LinuxCapabilities) -> Result<(), CapsError> {
         let raised =
             unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, cap, 0, 0) };
         if raised != 0 {
+            let err = io::Error::last_os_error();
+            // The kernel refuses an ambient cap that is not both permitted
+            // and inheritable (EPERM); runc warns and goes on, and configs
+            // from `runc spec` rely on that.
+            if err.raw_os_error() == Some(libc::EPERM) {
+                tracing::warn!(cap = %name(cap), "cannot raise ambient capability (not permitted and inheritable); skipped");
+                continue;
+            }
             return Err(CapsError::RaiseAmbient {
                 cap: name(cap),
-                source: io::Error::last_os_error(),
+                source: err,
             });
         }
     }

@@ -238,11 +238,10 @@ fn parent_side(
     // Init joins its cgroup before it does anything else.
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
     let cg = crate::cgroups::manager(cgroups_path.as_deref(), &opts.id)?;
-    let applied = cg.apply(pid).and_then(|()| {
-        match spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-            Some(r) => cg.set(r),
-            None => Ok(()),
-        }
+    let resources = with_default_devices(spec);
+    let applied = cg.apply(pid).and_then(|()| match &resources {
+        Some(r) => cg.set(r),
+        None => Ok(()),
     });
     if let Err(e) = applied {
         // SAFETY: kill and reap our own child before removing its cgroup.
@@ -263,6 +262,49 @@ fn parent_side(
         let _ = cg.destroy();
     }
     result
+}
+
+/// The config's resources with the default devices (and the config's own
+/// devices) allowed after its rules, as runc does: a config that denies all
+/// devices still gets a working /dev/null, /dev/tty, ptys...
+fn with_default_devices(spec: &Spec) -> Option<oci_spec::runtime::LinuxResources> {
+    use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType as T};
+    let linux = spec.linux().as_ref()?;
+    let mut r = linux.resources().clone()?;
+    let mut rules = r.devices().clone().unwrap_or_default();
+    if rules.is_empty() {
+        return Some(r);
+    }
+    let mut allow = |typ: T, major: Option<i64>, minor: Option<i64>| {
+        if let Ok(rule) = LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(typ)
+            .major(major.unwrap_or(-1))
+            .minor(minor.unwrap_or(-1))
+            .access("rwm")
+            .build()
+        {
+            rules.push(rule);
+        }
+    };
+    for (major, minor) in [
+        (1, 3),
+        (1, 5),
+        (1, 7),
+        (1, 8),
+        (1, 9),
+        (5, 0),
+        (5, 1),
+        (5, 2),
+    ] {
+        allow(T::C, Some(major), Some(minor));
+    }
+    allow(T::C, Some(136), None); // /dev/pts/*
+    for d in linux.devices().iter().flatten() {
+        allow(d.typ(), Some(d.major()), Some(d.minor()));
+    }
+    r.set_devices(Some(rules));
+    Some(r)
 }
 
 fn parent_wait(

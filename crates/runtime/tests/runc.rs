@@ -485,3 +485,24 @@ fn cgroup_limits_apply_and_are_removed() {
         "cgroup left behind"
     );
 }
+
+/// A config that denies every device (as `runc spec` writes) still gets
+/// working default devices, and other devices stay denied.
+#[test]
+fn deny_all_devices_keeps_the_default_devices() {
+    let b = Bundle::new(|c| {
+        c["linux"]["resources"]["devices"] = json!([{"allow": false, "access": "rwm"}]);
+        c["process"]["capabilities"] = json!({
+            "bounding": ["CAP_MKNOD"], "effective": ["CAP_MKNOD"], "permitted": ["CAP_MKNOD"],
+        });
+        c["process"]["args"] = json!(["sh", "-c",
+            "echo x > /dev/null && head -c 4 /dev/zero | wc -c; mknod /dev/shm/sda b 8 0 2>&1 || echo MKNOD-DENIED; true"]);
+    });
+    let (code, out, err) = b.sh("devices");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("4\n"), "{out}");
+    assert!(
+        out.contains("MKNOD-DENIED"),
+        "a block device was created: {out}"
+    );
+}
