@@ -45,6 +45,8 @@ pub enum ContainerError {
     Unsupported(String),
     #[error(transparent)]
     Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
     #[error("linux.seccomp")]
     Seccomp(#[from] crate::seccomp::SeccompError),
 }
@@ -318,22 +320,45 @@ fn parent_wait(
 ) -> Result<(), ContainerError> {
     // Let init go on, then wait for its verdict.
     sock.write_all(b"G").map_err(sys("cannot signal init"))?;
-    let mut buf = Vec::new();
-    sock.read_to_end(&mut buf)
-        .map_err(sys("cannot read init's status"))?;
-    match buf.first() {
-        Some(b'R') => {}
-        Some(b'E') => {
-            return Err(ContainerError::Init(
-                String::from_utf8_lossy(&buf[1..]).into_owned(),
-            ))
-        }
-        _ => {
+    loop {
+        let mut kind = [0u8; 1];
+        if sock.read_exact(&mut kind).is_err() {
             return Err(ContainerError::Init(
                 "init exited before it was ready".into(),
-            ))
+            ));
+        }
+        match kind[0] {
+            b'R' => break,
+            b'H' => {
+                // The container's namespaces and mounts exist; pivot_root
+                // has not happened: prestart and createRuntime hooks.
+                let state = creating_state(spec, opts, pid);
+                if let Some(h) = spec.hooks() {
+                    #[allow(deprecated)]
+                    let prestart = h.prestart().clone().unwrap_or_default();
+                    crate::hooks::run("prestart", &prestart, &state)?;
+                    let create_runtime = h.create_runtime().clone().unwrap_or_default();
+                    crate::hooks::run("createRuntime", &create_runtime, &state)?;
+                }
+                sock.write_all(b"G").map_err(sys("cannot signal init"))?;
+            }
+            b'E' => {
+                let mut msg = Vec::new();
+                let _ = sock.read_to_end(&mut msg);
+                return Err(ContainerError::Init(
+                    String::from_utf8_lossy(&msg).into_owned(),
+                ));
+            }
+            other => {
+                return Err(ContainerError::Init(format!(
+                    "unexpected message {other:#x} from init"
+                )))
+            }
         }
     }
+    // Kept for start (poststart) and delete (poststop).
+    let config = serde_json::to_vec(spec).expect("spec serializes");
+    fs::write(dir.join("config.json"), config).map_err(sys("cannot save the config"))?;
     let (_, start_time) = state::proc_stat(pid)
         .ok_or_else(|| ContainerError::Init("init exited before it was ready".into()))?;
     let saved = Saved {
@@ -354,6 +379,24 @@ fn parent_wait(
             .map_err(sys(format!("cannot write pid file {}", p.display())))?;
     }
     Ok(())
+}
+
+/// The OCI state handed to hooks while the container is being created.
+fn creating_state(spec: &Spec, opts: &CreateOptions, pid: i32) -> serde_json::Value {
+    serde_json::json!({
+        "ociVersion": "1.2.0",
+        "id": opts.id,
+        "status": "creating",
+        "pid": pid,
+        "bundle": opts.bundle,
+        "annotations": spec.annotations().clone().unwrap_or_default(),
+    })
+}
+
+/// The saved config of a container (hooks for start and delete).
+fn saved_spec(root: &Path, id: &str) -> Option<Spec> {
+    let raw = fs::read(state::dir(root, id).ok()?.join("config.json")).ok()?;
+    serde_json::from_slice(&raw).ok()
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
@@ -447,6 +490,24 @@ fn init(
     );
     if new_ns(LinuxNamespaceType::Mount) {
         t!(rootfs::prepare(spec, rootfs), "preparing the rootfs");
+        if spec.hooks().is_some() {
+            // Let the runtime run prestart/createRuntime hooks, then run
+            // createContainer hooks here, in the container's namespaces.
+            if sock.write_all(b"H").is_err() || sock.read_exact(&mut go).is_err() {
+                // SAFETY: see create().
+                unsafe { libc::_exit(1) };
+            }
+            let state = creating_state(spec, opts, std::process::id() as i32);
+            let hooks = spec
+                .hooks()
+                .as_ref()
+                .and_then(|h| h.create_container().clone())
+                .unwrap_or_default();
+            t!(
+                crate::hooks::run("createContainer", &hooks, &state),
+                "hooks"
+            );
+        }
         t!(rootfs::pivot(rootfs, opts.no_pivot), "entering the rootfs");
         t!(rootfs::sysctls(spec), "sysctl");
         // Like runc, a missing cwd is created (before a read-only root).
@@ -633,6 +694,18 @@ fn init(
     let _ = wf.write_all(b"0");
     drop(wf);
     drop(fifo_fd);
+    if let Some(hooks) = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().clone())
+    {
+        let state = creating_state(spec, opts, 1);
+        if let Err(e) = crate::hooks::run("startContainer", &hooks, &state) {
+            eprintln!("berth-runc: {}", chain(&e));
+            // SAFETY: see create().
+            unsafe { libc::_exit(1) };
+        }
+    }
     // With no_new_privs the filter comes last, as close to execve as can be.
     if let (Some(f), true) = (filter, nnp) {
         if let Err(e) = f.load() {
@@ -731,6 +804,13 @@ pub fn start(root: &Path, id: &str) -> Result<(), ContainerError> {
     let _ = fs::remove_file(&fifo);
     if n == 0 {
         return Err(ContainerError::Init("init exited before start".into()));
+    }
+    if let Some(hooks) =
+        saved_spec(root, id).and_then(|s| s.hooks().as_ref().and_then(|h| h.poststart().clone()))
+    {
+        if let Err(e) = crate::hooks::run("poststart", &hooks, &saved.oci_state(root)) {
+            tracing::warn!(error = %chain(&e), "poststart hook failed");
+        }
     }
     Ok(())
 }
@@ -844,8 +924,16 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> 
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     cg.destroy()?;
+    let spec = saved_spec(root, id);
+    let mut state = saved.oci_state(root);
+    state["status"] = "stopped".into();
     let dir = state::dir(root, id)?;
     fs::remove_dir_all(&dir).map_err(sys(format!("cannot remove {}", dir.display())))?;
+    if let Some(hooks) = spec.and_then(|s| s.hooks().as_ref().and_then(|h| h.poststop().clone())) {
+        if let Err(e) = crate::hooks::run("poststop", &hooks, &state) {
+            tracing::warn!(error = %chain(&e), "poststop hook failed");
+        }
+    }
     Ok(())
 }
 

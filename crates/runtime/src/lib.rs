@@ -9,6 +9,8 @@ pub mod caps;
 pub mod cgroups;
 /// The lifecycle: create, start, kill, delete, run.
 pub mod container;
+/// OCI hooks.
+pub mod hooks;
 /// Root filesystem: mounts, devices, pivot_root, masked paths.
 pub mod rootfs;
 /// Seccomp: OCI filters compiled to BPF, and Docker's profile format.

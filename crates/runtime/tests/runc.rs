@@ -506,3 +506,77 @@ fn deny_all_devices_keeps_the_default_devices() {
         "a block device was created: {out}"
     );
 }
+
+#[test]
+fn hooks_run_at_each_stage_with_the_state() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let o = out_dir.path().to_str().unwrap().to_string();
+    let host_hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {o}/{name}.json")]});
+    let hooks = json!({
+        "prestart": [host_hook("prestart")],
+        "createRuntime": [host_hook("createRuntime")],
+        "createContainer": [host_hook("createContainer")],
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /dev/shm/startContainer.json"]}],
+        "poststart": [host_hook("poststart")],
+        "poststop": [host_hook("poststop")],
+    });
+    let b = Bundle::new(move |c| {
+        c["hooks"] = hooks;
+        c["process"]["args"] = json!(["sh", "-c", "cat /dev/shm/startContainer.json"]);
+    });
+    let (code, out, err) = b.sh("hooked");
+    assert_eq!(code, 0, "{err}");
+    let inside: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    assert_eq!(inside["id"], "hooked");
+    for stage in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "poststart",
+        "poststop",
+    ] {
+        let raw = fs::read(out_dir.path().join(format!("{stage}.json")))
+            .unwrap_or_else(|e| panic!("{stage}: {e}"));
+        let st: Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(st["id"], "hooked", "{stage}");
+        assert!(
+            st["pid"].as_i64().unwrap() > 0 || stage == "poststop",
+            "{stage}: {st}"
+        );
+        let want = match stage {
+            "poststart" => "running",
+            "poststop" => "stopped",
+            _ => "creating",
+        };
+        assert_eq!(st["status"], want, "{stage}");
+    }
+}
+
+#[test]
+fn a_failing_or_slow_prestart_hook_aborts_creation() {
+    for (hook, needle) in [
+        (
+            json!({"path": "/bin/sh", "args": ["sh", "-c", "echo no network >&2; exit 3"]}),
+            "no network",
+        ),
+        (
+            json!({"path": "/bin/sleep", "args": ["sleep", "5"], "timeout": 1}),
+            "timed out",
+        ),
+    ] {
+        let id = format!("hookfail-{}", std::process::id());
+        let b = Bundle::new(|c| {
+            c["hooks"] = json!({"prestart": [hook]});
+            c["linux"]["cgroupsPath"] = json!(format!("/berth-test/{id}"));
+        });
+        let out = b.runc(&["create", &id]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("prestart") && err.contains(needle), "{err}");
+        assert!(b.leftovers().is_empty(), "{:?}", b.leftovers());
+        assert!(
+            !Path::new(&format!("/sys/fs/cgroup/pids/berth-test/{id}")).exists(),
+            "cgroup left behind"
+        );
+    }
+}
