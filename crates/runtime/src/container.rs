@@ -105,13 +105,13 @@ pub fn create(opts: &CreateOptions) -> Result<i32, ContainerError> {
 }
 
 fn create_in(spec: &Spec, opts: &CreateOptions, dir: &Path) -> Result<i32, ContainerError> {
-    if spec
+    let terminal = spec
         .process()
         .as_ref()
-        .is_some_and(|p| p.terminal().unwrap_or(false))
-    {
+        .is_some_and(|p| p.terminal().unwrap_or(false));
+    if terminal && opts.console_socket.is_none() {
         return Err(ContainerError::Unsupported(
-            "process.terminal is not supported by berth-runc yet".into(),
+            "process.terminal is set but no --console-socket was given: pass one, or set terminal to false".into(),
         ));
     }
     let fifo = dir.join("exec.fifo");
@@ -478,6 +478,15 @@ fn init(
             );
         }
     }
+    // The console socket is a host path: connect before the rootfs hides it.
+    let terminal = spec
+        .process()
+        .as_ref()
+        .is_some_and(|p| p.terminal().unwrap_or(false));
+    let console = match (&opts.console_socket, terminal) {
+        (Some(path), true) => Some(t!(crate::console::connect(path), "console")),
+        _ => None,
+    };
     // The exec fifo must be opened before the rootfs hides it.
     let fifo_fd = t!(
         rustix::fs::open(
@@ -524,6 +533,13 @@ fn init(
         );
     }
     let process = spec.process().as_ref().expect("checked by spec::load");
+    if let Some(c) = console {
+        let size = process
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        t!(crate::console::setup(&c, size), "setting up the terminal");
+    }
     if let Some(adj) = process.oom_score_adj() {
         t!(
             fs::write("/proc/self/oom_score_adj", adj.to_string()),

@@ -580,3 +580,79 @@ fn a_failing_or_slow_prestart_hook_aborts_creation() {
         );
     }
 }
+
+/// `process.terminal` with `--console-socket`: the pty master arrives over
+/// the socket, the process sees a real terminal of the requested size.
+#[test]
+fn terminal_through_the_console_socket() {
+    use std::io::Read;
+    use std::mem::MaybeUninit;
+    use std::os::unix::net::UnixListener;
+
+    let b = Bundle::new(|c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["consoleSize"] = json!({"height": 33, "width": 101});
+        c["process"]["args"] = json!(["sh", "-c", "tty; stty size; echo done"]);
+    });
+    let sock_path = b.dir.path().join("console.sock");
+    let listener = UnixListener::bind(&sock_path).unwrap();
+    let out = b.runc(&[
+        "create",
+        "--console-socket",
+        sock_path.to_str().unwrap(),
+        "tty1",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let (conn, _) = listener.accept().unwrap();
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+    let mut name = [0u8; 64];
+    let got = rustix::net::recvmsg(
+        &conn,
+        &mut [std::io::IoSliceMut::new(&mut name)],
+        &mut control,
+        rustix::net::RecvFlags::empty(),
+    )
+    .unwrap();
+    assert_eq!(&name[..got.bytes], b"/dev/ptmx");
+    let master = control
+        .drain()
+        .find_map(|m| match m {
+            rustix::net::RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+            _ => None,
+        })
+        .expect("a pty master fd");
+    assert!(b.runc(&["start", "tty1"]).status.success());
+    let mut f = fs::File::from(master);
+    let mut text = Vec::new();
+    let mut buf = [0u8; 256];
+    // Read until "done" (EIO once the slave side is closed).
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&text).contains("done") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("/dev/pts/0\r\n"), "{text:?}");
+    assert!(text.contains("33 101\r\n"), "{text:?}");
+    for _ in 0..200 {
+        let st: Value = serde_json::from_slice(&b.runc(&["state", "tty1"]).stdout).unwrap();
+        if st["status"] == "stopped" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(b.runc(&["delete", "tty1"]).status.success());
+
+    // terminal without a console socket is refused clearly.
+    let out = b.runc(&["create", "tty2"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--console-socket"),
+        "{out:?}"
+    );
+    assert!(b.leftovers().is_empty());
+}

@@ -1,0 +1,61 @@
+//! The container's terminal: init opens a pty inside the container's devpts
+//! and sends the master to the console socket (SCM_RIGHTS), as runc does.
+
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+use rustix::pty::OpenptFlags;
+
+/// Connects to the console socket (a host path, so before pivot_root).
+pub fn connect(path: &Path) -> io::Result<UnixStream> {
+    UnixStream::connect(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("console socket {}: {e}", path.display())))
+}
+
+/// In the container, after pivot_root: allocates a pty from the container's
+/// /dev/ptmx, makes its slave the controlling terminal and stdio, and sends
+/// the master through `socket`.
+pub fn setup(socket: &UnixStream, size: Option<(u16, u16)>) -> io::Result<()> {
+    let master =
+        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+    rustix::pty::grantpt(&master)?;
+    rustix::pty::unlockpt(&master)?;
+    // The slave through the master (TIOCGPTPEER), never by a path the
+    // container could have replaced.
+    let slave = rustix::pty::ioctl_tiocgptpeer(&master, OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
+    if let Some((height, width)) = size {
+        rustix::termios::tcsetwinsize(
+            &slave,
+            rustix::termios::Winsize {
+                ws_row: height,
+                ws_col: width,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            },
+        )?;
+    }
+    rustix::process::setsid()?;
+    rustix::process::ioctl_tiocsctty(&slave)?;
+    for target in 0..3 {
+        // SAFETY: dup2 of an fd we own onto the stdio numbers.
+        if unsafe { libc::dup2(slave.as_raw_fd(), target) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    let name = b"/dev/ptmx";
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let fds = [master.as_fd()];
+    control.push(SendAncillaryMessage::ScmRights(&fds));
+    rustix::net::sendmsg(
+        socket,
+        &[IoSlice::new(name)],
+        &mut control,
+        SendFlags::empty(),
+    )?;
+    Ok(())
+}
