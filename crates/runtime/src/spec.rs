@@ -82,6 +82,14 @@ pub fn load(bundle: &Path) -> Result<Spec, SpecError> {
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         check_mount(i, m)?;
     }
+    // This host has neither AppArmor nor SELinux enforcing for berth: say so
+    // rather than pretend the profile applies.
+    if let Some(p) = process.apparmor_profile() {
+        tracing::warn!(profile = %p, "process.apparmorProfile ignored: AppArmor is not supported by berth-runc on this host");
+    }
+    if let Some(l) = process.selinux_label() {
+        tracing::warn!(label = %l, "process.selinuxLabel ignored: SELinux is not supported by berth-runc");
+    }
     Ok(spec)
 }
 

@@ -656,3 +656,42 @@ fn terminal_through_the_console_socket() {
     );
     assert!(b.leftovers().is_empty());
 }
+
+#[test]
+fn features_and_json_logs() {
+    let b = Bundle::new(script("true"));
+    let f: Value = serde_json::from_slice(&b.runc(&["features"]).stdout).unwrap();
+    assert_eq!(f["ociVersionMax"], "1.2.0");
+    assert!(f["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("pid")));
+    assert!(f["linux"]["capabilities"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("CAP_SYS_ADMIN")));
+    assert_eq!(f["linux"]["seccomp"]["enabled"], true);
+    assert_eq!(f["linux"]["cgroup"]["systemd"], false);
+
+    // Errors land in --log as JSON lines when asked (containerd reads them).
+    let log = b.dir.path().join("runc.log");
+    let out = b.runc(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        "nosuch",
+    ]);
+    assert!(!out.status.success());
+    let line = fs::read_to_string(&log).unwrap();
+    let v: Value = serde_json::from_str(line.lines().last().unwrap()).unwrap();
+    assert_eq!(v["level"], "ERROR");
+    assert!(
+        v["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist"),
+        "{v}"
+    );
+}

@@ -120,6 +120,8 @@ enum Cmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Print what this runtime supports (OCI features document)
+    Features,
     /// Write a default config.json for a bundle
     Spec {
         #[arg(short, long, default_value = ".")]
@@ -178,13 +180,51 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    init_logging(&cli);
+    let log_file = cli.log.is_some();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
+            // containerd reads the error from the log file; people read stderr.
+            if log_file {
+                tracing::error!("{e:#}");
+            }
             eprintln!("berth-runc: {e:#}");
             ExitCode::from(1)
         }
     }
+}
+
+/// Logs go to --log (containerd passes a file and reads it back) or stderr,
+/// as text or JSON lines; --debug lowers the level to debug.
+fn init_logging(cli: &Cli) {
+    let level = if cli.debug { "debug" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::new(level);
+    let writer: Box<dyn Fn() -> Box<dyn std::io::Write> + Send + Sync> = match &cli.log {
+        Some(path) => {
+            let path = path.clone();
+            Box::new(move || -> Box<dyn std::io::Write> {
+                match std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                {
+                    Ok(f) => Box::new(f),
+                    Err(_) => Box::new(std::io::stderr()),
+                }
+            })
+        }
+        None => Box::new(|| -> Box<dyn std::io::Write> { Box::new(std::io::stderr()) }),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(false);
+    let _ = if cli.log_format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 fn run(cli: Cli) -> Result<u8> {
@@ -317,6 +357,10 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
+        Cmd::Features => {
+            println!("{}", serde_json::to_string_pretty(&features())?);
+            Ok(0)
+        }
         Cmd::Spec { bundle } => {
             let path = bundle.join("config.json");
             if path.exists() {
@@ -329,6 +373,43 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// The OCI runtime features document (runtime-spec features.md).
+fn features() -> serde_json::Value {
+    let mode = berth_runtime::cgroups::host_mode();
+    serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.2.0",
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+        "mountOptions": [
+            "async", "atime", "bind", "dev", "diratime", "dirsync", "exec", "mand", "noatime",
+            "nodev", "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime", "nosuid",
+            "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared", "rslave",
+            "runbindable", "rw", "shared", "slave", "strictatime", "suid", "sync", "unbindable"
+        ],
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+            "capabilities": berth_runtime::caps::known(),
+            "cgroup": {
+                "v1": mode != "v2",
+                "v2": mode != "v1",
+                "systemd": false,
+                "systemdUser": false,
+            },
+            "seccomp": {
+                "enabled": true,
+                "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
+                            "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
+                "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
+                              "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
+                "archs": ["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32"],
+            },
+            "apparmor": { "enabled": false },
+            "selinux": { "enabled": false },
+        },
+        "annotations": { "io.berth.runtime.version": format!("berth-runc {}", env!("CARGO_PKG_VERSION")) },
+    })
 }
 
 fn absolute(p: &std::path::Path) -> Result<PathBuf> {
