@@ -575,121 +575,10 @@ fn init(
             ));
         }
     }
-    let user = process.user();
-    let gids: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
-    t!(
-        crate::caps::keep_caps(true),
-        "keeping capabilities across setuid"
-    );
-    // SAFETY: plain credential syscalls with valid arguments.
-    unsafe {
-        if libc::setgroups(gids.len(), gids.as_ptr()) != 0 {
-            return Err((sock, format!("setgroups: {}", io::Error::last_os_error())));
-        }
-        if libc::setresgid(user.gid(), user.gid(), user.gid()) != 0 {
-            return Err((
-                sock,
-                format!("setgid {}: {}", user.gid(), io::Error::last_os_error()),
-            ));
-        }
-        if libc::setresuid(user.uid(), user.uid(), user.uid()) != 0 {
-            return Err((
-                sock,
-                format!("setuid {}: {}", user.uid(), io::Error::last_os_error()),
-            ));
-        }
-        if let Some(mask) = user.umask() {
-            libc::umask(mask as libc::mode_t);
-        }
-    }
-    t!(
-        crate::caps::keep_caps(false),
-        "keeping capabilities across setuid"
-    );
-    let cwd = process.cwd();
-    t!(
-        rustix::process::chdir(cwd).map_err(io::Error::from),
-        format!("cwd {}", cwd.display())
-    );
-
-    // Every fd but stdio, the preserved ones, the sync socket and the fifo
-    // is closed on exec (CVE-2024-21626 class).
-    let keep_from = 3 + opts.preserve_fds;
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            keep_from,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        );
-    }
-    for fd in 3..keep_from {
-        // SAFETY: fcntl on an fd number; an invalid fd just fails.
-        unsafe {
-            let flags = libc::fcntl(fd as libc::c_int, libc::F_GETFD);
-            if flags >= 0 {
-                libc::fcntl(fd as libc::c_int, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-            }
-        }
-    }
-
-    let args: Vec<CString> = process
-        .args()
-        .iter()
-        .flatten()
-        .map(|a| CString::new(a.as_bytes()).unwrap_or_default())
-        .collect();
-    let env: Vec<CString> = process
-        .env()
-        .iter()
-        .flatten()
-        .map(|e| CString::new(e.as_bytes()).unwrap_or_default())
-        .collect();
-    let path_env = process
-        .env()
-        .iter()
-        .flatten()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        .to_string();
-    let exe = match resolve_exe(&process.args().as_ref().expect("checked")[0], &path_env) {
-        Some(p) => p,
-        None => {
-            return Err((
-                sock,
-                format!(
-                    "exec: {:?}: executable file not found in $PATH",
-                    process.args().as_ref().expect("checked")[0]
-                ),
-            ))
-        }
+    let (exe, args, env, nnp) = match become_process(process, filter, opts.preserve_fds, host_exe) {
+        Ok(v) => v,
+        Err(msg) => return Err((sock, msg)),
     };
-    if let (Some((dev, ino)), Ok(md)) = (host_exe, fs::metadata(Path::new(&*exe.to_string_lossy())))
-    {
-        use std::os::unix::fs::MetadataExt;
-        if md.dev() == dev && md.ino() == ino {
-            return Err((
-                sock,
-                format!(
-                    "refusing to exec {:?}: it is the host's runtime binary",
-                    exe
-                ),
-            ));
-        }
-    }
-    let nnp = process.no_new_privileges().unwrap_or(false);
-    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
-    // before the capabilities are dropped (as runc does).
-    if let (Some(f), false) = (filter, nnp) {
-        t!(f.load(), "loading the seccomp filter");
-    }
-    if let Some(c) = process.capabilities() {
-        t!(crate::caps::apply(c), "setting capabilities");
-    }
-    if nnp {
-        t!(crate::caps::set_no_new_privs(), "no_new_privs");
-    }
 
     // Ready: the parent records the container and exits; we wait for start.
     if sock.write_all(b"R").is_err() {
@@ -746,6 +635,141 @@ fn init(
     };
     // SAFETY: see create().
     unsafe { libc::_exit(code) };
+}
+
+/// Turns the calling (forked) process into `process`, short of execve:
+/// credentials, cwd, close-on-exec for every fd but stdio and the preserved
+/// ones, the executable resolved in the container (never the host's runtime
+/// binary), seccomp (unless no_new_privs defers it) and capabilities.
+/// Returns what execve needs and whether no_new_privs is set.
+#[allow(clippy::type_complexity)]
+fn become_process(
+    process: &oci_spec::runtime::Process,
+    filter: Option<&crate::seccomp::Filter>,
+    preserve_fds: u32,
+    host_exe: Option<(u64, u64)>,
+) -> Result<(CString, Vec<CString>, Vec<CString>, bool), String> {
+    macro_rules! t {
+        ($e:expr, $what:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) => return Err(format!("{}: {}", $what, chain(&e))),
+            }
+        };
+    }
+    let user = process.user();
+    let gids: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
+    t!(
+        crate::caps::keep_caps(true),
+        "keeping capabilities across setuid"
+    );
+    // SAFETY: plain credential syscalls with valid arguments.
+    unsafe {
+        if libc::setgroups(gids.len(), gids.as_ptr()) != 0 {
+            return Err(format!("setgroups: {}", io::Error::last_os_error()));
+        }
+        if libc::setresgid(user.gid(), user.gid(), user.gid()) != 0 {
+            return Err(format!(
+                "setgid {}: {}",
+                user.gid(),
+                io::Error::last_os_error()
+            ));
+        }
+        if libc::setresuid(user.uid(), user.uid(), user.uid()) != 0 {
+            return Err(format!(
+                "setuid {}: {}",
+                user.uid(),
+                io::Error::last_os_error()
+            ));
+        }
+        if let Some(mask) = user.umask() {
+            libc::umask(mask as libc::mode_t);
+        }
+    }
+    t!(
+        crate::caps::keep_caps(false),
+        "keeping capabilities across setuid"
+    );
+    let cwd = process.cwd();
+    t!(
+        rustix::process::chdir(cwd).map_err(io::Error::from),
+        format!("cwd {}", cwd.display())
+    );
+
+    // Every fd but stdio, the preserved ones, the sync socket and the fifo
+    // is closed on exec (CVE-2024-21626 class).
+    let keep_from = 3 + preserve_fds;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            keep_from,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+    }
+    for fd in 3..keep_from {
+        // SAFETY: fcntl on an fd number; an invalid fd just fails.
+        unsafe {
+            let flags = libc::fcntl(fd as libc::c_int, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd as libc::c_int, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            }
+        }
+    }
+
+    let args: Vec<CString> = process
+        .args()
+        .iter()
+        .flatten()
+        .map(|a| CString::new(a.as_bytes()).unwrap_or_default())
+        .collect();
+    let env: Vec<CString> = process
+        .env()
+        .iter()
+        .flatten()
+        .map(|e| CString::new(e.as_bytes()).unwrap_or_default())
+        .collect();
+    let path_env = process
+        .env()
+        .iter()
+        .flatten()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .to_string();
+    let exe = match resolve_exe(&process.args().as_ref().expect("checked")[0], &path_env) {
+        Some(p) => p,
+        None => {
+            return Err(format!(
+                "exec: {:?}: executable file not found in $PATH",
+                process.args().as_ref().expect("checked")[0]
+            ))
+        }
+    };
+    if let (Some((dev, ino)), Ok(md)) = (host_exe, fs::metadata(Path::new(&*exe.to_string_lossy())))
+    {
+        use std::os::unix::fs::MetadataExt;
+        if md.dev() == dev && md.ino() == ino {
+            return Err(format!(
+                "refusing to exec {:?}: it is the host's runtime binary",
+                exe
+            ));
+        }
+    }
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
+    // before the capabilities are dropped (as runc does).
+    if let (Some(f), false) = (filter, nnp) {
+        t!(f.load(), "loading the seccomp filter");
+    }
+    if let Some(c) = process.capabilities() {
+        t!(crate::caps::apply(c), "setting capabilities");
+    }
+    if nnp {
+        t!(crate::caps::set_no_new_privs(), "no_new_privs");
+    }
+
+    Ok((exe, args, env, nnp))
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
