@@ -193,9 +193,21 @@ fn masks(caps: &LinuxCapabilities, last: u32) -> Masks {
 pub fn apply(caps: &LinuxCapabilities) -> Result<(), CapsError> {
     let last = last_cap();
     let m = masks(caps, last);
+    drop_bounding_mask(m.bounding, last)?;
+    set_sets(&m, last)
+}
 
+/// Only the bounding-set part of [`apply`]: it needs CAP_SETPCAP, so it runs
+/// before a setuid to a non-root user; `apply` after the setuid finds the
+/// drops done.
+pub fn drop_bounding(caps: &LinuxCapabilities) -> Result<(), CapsError> {
+    let last = last_cap();
+    drop_bounding_mask(masks(caps, last).bounding, last)
+}
+
+fn drop_bounding_mask(bounding: u64, last: u32) -> Result<(), CapsError> {
     for cap in 0..=last {
-        if m.bounding & (1 << cap) != 0 {
+        if bounding & (1 << cap) != 0 {
             continue;
         }
         // SAFETY: prctl with integer arguments.
@@ -212,6 +224,11 @@ pub fn apply(caps: &LinuxCapabilities) -> Result<(), CapsError> {
         }
     }
 
+    Ok(())
+}
+
+/// capset of effective/permitted/inheritable, then the ambient set.
+fn set_sets(m: &Masks, last: u32) -> Result<(), CapsError> {
     let header = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,

@@ -35,6 +35,8 @@ pub enum ContainerError {
     },
     #[error("container init failed: {0}")]
     Init(String),
+    #[error("exec failed: {0}")]
+    Exec(String),
     #[error("container {id:?} is {status}: {what}")]
     WrongState {
         id: String,
@@ -657,6 +659,20 @@ fn become_process(
             }
         };
     }
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
+    // before anything is dropped (as runc does).
+    if let (Some(f), false) = (filter, nnp) {
+        t!(f.load(), "loading the seccomp filter");
+    }
+    // The bounding set can only be dropped while still privileged: before
+    // setuid. The other sets follow after it.
+    if let Some(c) = process.capabilities() {
+        t!(
+            crate::caps::drop_bounding(c),
+            "dropping bounding capabilities"
+        );
+    }
     let user = process.user();
     let gids: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
     t!(
@@ -755,12 +771,6 @@ fn become_process(
                 exe
             ));
         }
-    }
-    let nnp = process.no_new_privileges().unwrap_or(false);
-    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
-    // before the capabilities are dropped (as runc does).
-    if let (Some(f), false) = (filter, nnp) {
-        t!(f.load(), "loading the seccomp filter");
     }
     if let Some(c) = process.capabilities() {
         t!(crate::caps::apply(c), "setting capabilities");
@@ -1010,4 +1020,250 @@ pub fn run(opts: &CreateOptions) -> Result<i32, ContainerError> {
     };
     delete(&opts.root, &opts.id, true)?;
     Ok(code)
+}
+
+/// What `exec` runs in an existing container.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub root: PathBuf,
+    pub id: String,
+    pub process: oci_spec::runtime::Process,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
+}
+
+/// The container's process as `exec` starts from it: the saved config's
+/// process (env, user, capabilities...), for the caller to adjust.
+pub fn exec_base(root: &Path, id: &str) -> Result<oci_spec::runtime::Process, ContainerError> {
+    Saved::load(root, id)?;
+    let spec = saved_spec(root, id)
+        .ok_or_else(|| ContainerError::Init(format!("container {id:?} has no saved config")))?;
+    Ok(spec.process().clone().unwrap_or_default())
+}
+
+/// Runs another process in a running container: it joins every namespace
+/// and the cgroup of the container's init, gets the container's seccomp
+/// filter, and the process's credentials and capabilities. Returns its exit
+/// code, or 0 when detached.
+pub fn exec(opts: &ExecOptions) -> Result<i32, ContainerError> {
+    let saved = Saved::load(&opts.root, &opts.id)?;
+    let status = saved.status(&opts.root);
+    if !matches!(status, Status::Running | Status::Created) {
+        return Err(ContainerError::WrongState {
+            id: opts.id.clone(),
+            status,
+            what: "cannot exec in a container that is not running",
+        });
+    }
+    let spec = saved_spec(&opts.root, &opts.id).ok_or_else(|| {
+        ContainerError::Init(format!("container {:?} has no saved config", opts.id))
+    })?;
+    let process = &opts.process;
+    if process.args().as_ref().is_none_or(Vec::is_empty) {
+        return Err(ContainerError::Unsupported(
+            "exec needs a command to run".into(),
+        ));
+    }
+    let terminal = process.terminal().unwrap_or(false);
+    if terminal && opts.console_socket.is_none() {
+        return Err(ContainerError::Unsupported(
+            "--tty needs --console-socket (berth-runc has no terminal of its own to lend)".into(),
+        ));
+    }
+    let filter = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(sc) => Some(crate::seccomp::compile(sc)?),
+        None => None,
+    };
+    // Init's namespaces, opened now (paths under /proc change after the
+    // mount namespace is joined). Only those that differ from ours.
+    let mut namespaces = Vec::new();
+    for (name, flag) in [
+        ("cgroup", libc::CLONE_NEWCGROUP),
+        ("ipc", libc::CLONE_NEWIPC),
+        ("uts", libc::CLONE_NEWUTS),
+        ("net", libc::CLONE_NEWNET),
+        ("pid", libc::CLONE_NEWPID),
+        ("mnt", libc::CLONE_NEWNS),
+    ] {
+        let theirs = format!("/proc/{}/ns/{name}", saved.pid);
+        let same =
+            fs::read_link(&theirs).ok() == fs::read_link(format!("/proc/self/ns/{name}")).ok();
+        if same {
+            continue;
+        }
+        let f = fs::File::open(&theirs).map_err(sys(format!("cannot open {theirs}")))?;
+        namespaces.push((flag, f));
+    }
+    if !saved.alive() {
+        return Err(ContainerError::WrongState {
+            id: opts.id.clone(),
+            status: Status::Stopped,
+            what: "cannot exec in a container that is not running",
+        });
+    }
+    let host_exe = fs::metadata("/proc/self/exe").ok().map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        (m.dev(), m.ino())
+    });
+    // The pid namespace applies to children: join it here, before the fork.
+    for (flag, f) in &namespaces {
+        if *flag == libc::CLONE_NEWPID {
+            // SAFETY: f is an open namespace fd.
+            if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
+                return Err(sys("cannot join the pid namespace")(
+                    io::Error::last_os_error(),
+                ));
+            }
+        }
+    }
+    let (mut parent_sock, mut child_sock) =
+        UnixStream::pair().map_err(sys("cannot create the sync socket"))?;
+    // SAFETY: berth-runc is single-threaded; the child only joins the
+    // container and execs or exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(sys("cannot fork")(io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        drop(parent_sock);
+        let msg = exec_child(
+            opts,
+            &namespaces,
+            filter.as_ref(),
+            host_exe,
+            &mut child_sock,
+        );
+        let _ = child_sock.write_all(format!("E{msg}").as_bytes());
+        // SAFETY: see create().
+        unsafe { libc::_exit(if msg.contains("not found") { 127 } else { 126 }) };
+    }
+    drop(child_sock);
+    let fail = |pid: i32, e: ContainerError| {
+        // SAFETY: kill and reap our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        Err(e)
+    };
+    let cg = cgroup_of(&saved)?;
+    if let Err(e) = cg.apply(pid) {
+        return fail(pid, e.into());
+    }
+    if let Err(e) = parent_sock.write_all(b"G") {
+        return fail(pid, sys("cannot signal the exec process")(e));
+    }
+    // The socket is close-on-exec: EOF without a message means execve
+    // succeeded.
+    let mut msg = Vec::new();
+    let _ = parent_sock.read_to_end(&mut msg);
+    if msg.first() == Some(&b'E') {
+        let mut status = 0;
+        // SAFETY: reap our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        return Err(ContainerError::Exec(
+            String::from_utf8_lossy(&msg[1..]).into_owned(),
+        ));
+    }
+    if let Some(p) = &opts.pid_file {
+        write_atomic(p, pid.to_string().as_bytes())
+            .map_err(sys(format!("cannot write pid file {}", p.display())))?;
+    }
+    if opts.detach {
+        return Ok(0);
+    }
+    Ok(wait_code(pid))
+}
+
+/// Waits for a child; its exit code, or 128+N for a signal.
+fn wait_code(pid: i32) -> i32 {
+    let mut status = 0;
+    // SAFETY: pid is our own child.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    if r < 0 {
+        255
+    } else if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
+    }
+}
+
+/// The exec'd process before execve. Returns an error message on failure.
+fn exec_child(
+    opts: &ExecOptions,
+    namespaces: &[(libc::c_int, fs::File)],
+    filter: Option<&crate::seccomp::Filter>,
+    host_exe: Option<(u64, u64)>,
+    sock: &mut UnixStream,
+) -> String {
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let mut go = [0u8; 1];
+    if sock.read_exact(&mut go).is_err() {
+        // SAFETY: see create().
+        unsafe { libc::_exit(1) };
+    }
+    let process = &opts.process;
+    let console = match (&opts.console_socket, process.terminal().unwrap_or(false)) {
+        (Some(path), true) => match crate::console::connect(path) {
+            Ok(c) => Some(c),
+            Err(e) => return format!("console: {e}"),
+        },
+        _ => None,
+    };
+    // The mount namespace last: it changes what paths mean.
+    for (flag, f) in namespaces
+        .iter()
+        .filter(|(f, _)| *f != libc::CLONE_NEWPID && *f != libc::CLONE_NEWNS)
+    {
+        // SAFETY: f is an open namespace fd.
+        if unsafe { libc::setns(f.as_raw_fd(), *flag) } != 0 {
+            return format!("cannot join namespace: {}", io::Error::last_os_error());
+        }
+    }
+    for (_, f) in namespaces.iter().filter(|(f, _)| *f == libc::CLONE_NEWNS) {
+        // SAFETY: as above; setns into a mount namespace also moves our root
+        // and cwd to that namespace's root.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNS) } != 0 {
+            return format!(
+                "cannot join the mount namespace: {}",
+                io::Error::last_os_error()
+            );
+        }
+    }
+    if let Some(c) = console {
+        let size = process
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        if let Err(e) = crate::console::setup(&c, size) {
+            return format!("setting up the terminal: {e}");
+        }
+    }
+    let (exe, args, env, nnp) = match become_process(process, filter, opts.preserve_fds, host_exe) {
+        Ok(v) => v,
+        Err(msg) => return msg,
+    };
+    if let (Some(f), true) = (filter, nnp) {
+        if let Err(e) = f.load() {
+            return format!("loading the seccomp filter: {}", chain(&e));
+        }
+    }
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    // SAFETY: NUL-terminated arrays of valid C strings that outlive the call.
+    unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOENT) {
+        format!("exec {exe:?}: not found")
+    } else {
+        format!("exec {exe:?}: {e}")
+    }
 }

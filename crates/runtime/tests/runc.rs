@@ -695,3 +695,101 @@ fn features_and_json_logs() {
         "{v}"
     );
 }
+
+#[test]
+fn exec_joins_the_container() {
+    let b = Bundle::new(|c| {
+        c["hostname"] = json!("box");
+        c["process"]["args"] = json!(["sh", "-c", "echo marker > /dev/shm/m; exec sleep 60"]);
+    });
+    assert!(b.runc(&["run", "-d", "ex"]).status.success());
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let out = b.runc(&["exec", "ex", "sh", "-c",
+        "cat /dev/shm/m; echo pid=$$; hostname; grep CapEff /proc/self/status; grep -c . /proc/1/cmdline; exit 4"]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "marker", "same mount namespace: {text}");
+    assert_ne!(lines[1], "pid=1", "{text}");
+    assert!(
+        lines[1].parse::<String>().unwrap().starts_with("pid="),
+        "{text}"
+    );
+    assert!(
+        lines[1].trim_start_matches("pid=").parse::<i32>().unwrap() < 100,
+        "same pid namespace: {text}"
+    );
+    assert_eq!(lines[2], "box", "same uts namespace: {text}");
+    let want = format!("{:016x}", (1u64 << 29) | (1 << 5) | (1 << 10));
+    assert!(
+        lines[3].ends_with(&want),
+        "the container's capabilities: {text}"
+    );
+
+    let out = b.runc(&[
+        "exec",
+        "-e",
+        "FOO=bar",
+        "--cwd",
+        "/dev",
+        "--user",
+        "1000:1000",
+        "ex",
+        "sh",
+        "-c",
+        "echo $FOO; pwd; id -u; id -g",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "bar\n/dev\n1000\n1000\n"
+    );
+
+    // --process FILE and --detach with --pid-file.
+    let mut p: Value = serde_json::from_slice(&fs::read(b.config()).unwrap()).unwrap();
+    let mut process = p["process"].take();
+    process["args"] = json!(["sh", "-c", "echo detached > /dev/shm/d; sleep 1"]);
+    let pfile = b.dir.path().join("process.json");
+    fs::write(&pfile, serde_json::to_vec(&process).unwrap()).unwrap();
+    let pid_file = b.dir.path().join("exec.pid");
+    let out = b.runc(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "--process",
+        pfile.to_str().unwrap(),
+        "ex",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let pid: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(pid > 0);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let out = b.runc(&["exec", "ex", "cat", "/dev/shm/d"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "detached\n");
+
+    let out = b.runc(&["exec", "ex", "/nope"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nope"),
+        "{out:?}"
+    );
+    assert!(b.runc(&["kill", "ex", "KILL"]).status.success());
+    for _ in 0..200 {
+        let st: Value = serde_json::from_slice(&b.runc(&["state", "ex"]).stdout).unwrap();
+        if st["status"] == "stopped" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = b.runc(&["exec", "ex", "true"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not running"),
+        "{out:?}"
+    );
+    assert!(b.runc(&["delete", "ex"]).status.success());
+}

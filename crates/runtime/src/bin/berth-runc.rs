@@ -81,6 +81,46 @@ enum Cmd {
         no_new_keyring: bool,
         id: String,
     },
+    /// Run a process in a running container
+    Exec {
+        /// JSON file holding the OCI process to run (instead of COMMAND)
+        #[arg(short, long)]
+        process: Option<PathBuf>,
+        /// Allocate a pseudo-TTY (needs --console-socket)
+        #[arg(short, long)]
+        tty: bool,
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
+        /// Do not wait for the process
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        /// Working directory in the container
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        /// Set an environment variable (KEY=VALUE)
+        #[arg(short, long)]
+        env: Vec<String>,
+        /// UID[:GID] to run as
+        #[arg(short, long)]
+        user: Option<String>,
+        /// Extra group ids
+        #[arg(short = 'g', long)]
+        additional_gids: Vec<u32>,
+        /// Add a capability to the process's sets
+        #[arg(short, long)]
+        cap: Vec<String>,
+        /// Set no_new_privs for the process
+        #[arg(long)]
+        no_new_privs: bool,
+        #[arg(long, default_value_t = 0)]
+        preserve_fds: u32,
+        id: String,
+        /// The command and its arguments
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Print the OCI state of a container
     State { id: String },
     /// Send a signal to the container's init (default SIGTERM)
@@ -283,6 +323,107 @@ fn run(cli: Cli) -> Result<u8> {
                 return Ok(0);
             }
             let code = container::run(&opts)?;
+            Ok(code.clamp(0, 255) as u8)
+        }
+        Cmd::Exec {
+            process,
+            tty,
+            console_socket,
+            detach,
+            pid_file,
+            cwd,
+            env,
+            user,
+            additional_gids,
+            cap,
+            no_new_privs,
+            preserve_fds,
+            id,
+            command,
+        } => {
+            let proc_ = match process {
+                Some(path) => {
+                    let raw = std::fs::read(&path)
+                        .with_context(|| format!("cannot read --process {}", path.display()))?;
+                    serde_json::from_slice(&raw)
+                        .with_context(|| format!("{} is not a valid OCI process", path.display()))?
+                }
+                None => {
+                    if command.is_empty() {
+                        bail!("exec needs a command (or --process FILE)");
+                    }
+                    let mut p = container::exec_base(&root, &id)?;
+                    p.set_args(Some(command));
+                    p.set_terminal(Some(tty));
+                    if let Some(cwd) = cwd {
+                        p.set_cwd(cwd);
+                    }
+                    let mut all_env = p.env().clone().unwrap_or_default();
+                    for e in env {
+                        let key = e.split('=').next().unwrap_or("").to_string();
+                        all_env.retain(|x| x.split('=').next() != Some(key.as_str()));
+                        all_env.push(e);
+                    }
+                    p.set_env(Some(all_env));
+                    if let Some(u) = user {
+                        let (uid, gid) = u.split_once(':').unwrap_or((u.as_str(), "0"));
+                        let mut usr = p.user().clone();
+                        usr.set_uid(uid.parse().with_context(|| {
+                            format!("--user {u:?}: numeric UID[:GID] expected")
+                        })?);
+                        usr.set_gid(gid.parse().with_context(|| {
+                            format!("--user {u:?}: numeric UID[:GID] expected")
+                        })?);
+                        if !additional_gids.is_empty() {
+                            usr.set_additional_gids(Some(additional_gids));
+                        }
+                        p.set_user(usr);
+                    }
+                    if no_new_privs {
+                        p.set_no_new_privileges(Some(true));
+                    }
+                    if !cap.is_empty() {
+                        let mut caps = p.capabilities().clone().unwrap_or_default();
+                        for c in cap {
+                            let name = if c.starts_with("CAP_") {
+                                c.clone()
+                            } else {
+                                format!("CAP_{c}")
+                            };
+                            let parsed: oci_spec::runtime::Capability =
+                                serde_json::from_value(serde_json::Value::String(name))
+                                    .with_context(|| format!("unknown capability {c:?}"))?;
+                            let add = |s: &Option<
+                                std::collections::HashSet<oci_spec::runtime::Capability>,
+                            >| {
+                                let mut s = s.clone().unwrap_or_default();
+                                s.insert(parsed);
+                                Some(s)
+                            };
+                            let (b, e, pm) = (
+                                add(caps.bounding()),
+                                add(caps.effective()),
+                                add(caps.permitted()),
+                            );
+                            caps.set_bounding(b);
+                            caps.set_effective(e);
+                            caps.set_permitted(pm);
+                        }
+                        p.set_capabilities(Some(caps));
+                    }
+                    p
+                }
+            };
+            let opts = container::ExecOptions {
+                root,
+                id,
+                process: proc_,
+                detach,
+                pid_file,
+                console_socket,
+                preserve_fds,
+            };
+            let code = container::exec(&opts)?;
             Ok(code.clamp(0, 255) as u8)
         }
         Cmd::State { id } => {
