@@ -445,6 +445,11 @@ struct Dockerd {
 
 impl Dockerd {
     fn start() -> Dockerd {
+        Dockerd::start_with(&[])
+    }
+
+    /// Started with extra daemon flags (such as `--add-runtime`).
+    fn start_with(extra: &[String]) -> Dockerd {
         let dockerd = peer("dockerd");
         // dockerd starts its own containerd, which starts runc.
         peer("containerd");
@@ -453,7 +458,7 @@ impl Dockerd {
         let client = docker_client();
         let mut logs = String::new();
         for driver in ["overlay2", "vfs"] {
-            match Dockerd::try_start(&dockerd, &client, driver) {
+            match Dockerd::try_start(&dockerd, &client, driver, extra) {
                 Ok(d) => return d,
                 Err(log) => {
                     logs.push_str(&format!("--- dockerd --storage-driver={driver}:\n{log}\n"))
@@ -463,7 +468,12 @@ impl Dockerd {
         panic!("dockerd did not start with overlay2 nor vfs:\n{logs}");
     }
 
-    fn try_start(dockerd: &Path, client: &Path, driver: &'static str) -> Result<Dockerd, String> {
+    fn try_start(
+        dockerd: &Path,
+        client: &Path,
+        driver: &'static str,
+        extra: &[String],
+    ) -> Result<Dockerd, String> {
         let dir = tempfile::Builder::new()
             .prefix("berth-dockerd")
             .tempdir()
@@ -498,6 +508,7 @@ impl Dockerd {
             // Kept apart from a system dockerd if one shares a containerd.
             .arg(format!("--containerd-namespace={ns}"))
             .arg(format!("--containerd-plugins-namespace={ns}-plugins"))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
             .stderr(log)
@@ -817,4 +828,96 @@ fn dockerd_loads_runs_and_saves_for_berth() {
     );
 
     drop(d);
+}
+
+/// dockerd 20.10 runs containers with berth-runc (`--add-runtime`): the
+/// sample image's output, detached with exec and stop, and a terminal.
+#[test]
+fn dockerd_runs_containers_with_berth_runc() {
+    let runc = Path::new(env!("CARGO_BIN_EXE_berth")).with_file_name("berth-runc");
+    assert!(
+        runc.is_file(),
+        "{} is missing: build the workspace (cargo test --workspace builds it)",
+        runc.display()
+    );
+    let d = Dockerd::start_with(&[format!("--add-runtime=berth={}", runc.display())]);
+    d.ok([
+        "load",
+        "-i",
+        &fixtures()
+            .join("sample-app.docker-save.tar")
+            .display()
+            .to_string(),
+    ]);
+    let out = d.ok([
+        "run",
+        "--rm",
+        "--runtime",
+        "berth",
+        "--network",
+        "none",
+        "sample/app:1.0",
+    ]);
+    assert_eq!(out.stdout(), SAMPLE_APP_OUTPUT, "stderr:\n{}", out.stderr);
+
+    let id = d.ok([
+        "run",
+        "-d",
+        "--runtime",
+        "berth",
+        "--network",
+        "none",
+        "--name",
+        "bg",
+        "sample/app:1.0",
+        "sh",
+        "-c",
+        "echo started; exec sleep 100",
+    ]);
+    assert!(!id.stdout().trim().is_empty());
+    let exec = d.ok([
+        "exec",
+        "bg",
+        "sh",
+        "-c",
+        "id -u; cat /proc/1/cmdline | tr '\\0' ' '",
+    ]);
+    assert_eq!(exec.stdout(), "1234\nsleep 100 ");
+    let inspect = d.ok([
+        "inspect",
+        "--format",
+        "{{.HostConfig.Runtime}} {{.State.Running}}",
+        "bg",
+    ]);
+    assert_eq!(inspect.stdout().trim(), "berth true");
+    d.ok(["stop", "-t", "1", "bg"]);
+    let state = d.ok([
+        "inspect",
+        "--format",
+        "{{.State.Running}} {{.State.ExitCode}}",
+        "bg",
+    ]);
+    assert_eq!(
+        state.stdout().trim(),
+        "false 137",
+        "sleep as pid 1 ignores SIGTERM: docker kills it"
+    );
+    d.ok(["rm", "bg"]);
+    let logs_gone = d.docker(["logs", "bg"]);
+    assert!(!logs_gone.status.success());
+
+    // -it: a pty through the console socket, under `script` for a terminal.
+    let sock = d.dir.path().join("docker.sock");
+    let cmd = format!(
+        "{} -H unix://{} run --rm -it --runtime berth --network none sample/app:1.0 sh -c 'tty; echo it-ok'",
+        d.client.display(),
+        sock.display()
+    );
+    let out = run(Command::new(peer("script")).args(["-qc", &cmd, "/dev/null"]));
+    let text = out.stdout();
+    assert!(
+        text.contains("/dev/pts/0") && text.contains("it-ok"),
+        "{text:?} {}",
+        out.stderr
+    );
 }

@@ -119,10 +119,16 @@ fn create_in(spec: &Spec, opts: &CreateOptions, dir: &Path) -> Result<i32, Conta
     let fifo = dir.join("exec.fifo");
     let cfifo = CString::new(fifo.to_string_lossy().as_bytes()).expect("no NUL in path");
     // SAFETY: cfifo is a valid NUL-terminated path.
-    if unsafe { libc::mkfifo(cfifo.as_ptr(), 0o600) } != 0 {
+    if unsafe { libc::mkfifo(cfifo.as_ptr(), 0o622) } != 0 {
         return Err(sys("cannot create the exec fifo")(
             io::Error::last_os_error(),
         ));
+    }
+    // Init opens it for writing after switching to the process's user, who
+    // may not be root (and the umask must not take the write bits away).
+    // SAFETY: cfifo is a valid path.
+    if unsafe { libc::chmod(cfifo.as_ptr(), 0o622) } != 0 {
+        return Err(sys("cannot chmod the exec fifo")(io::Error::last_os_error()));
     }
     let (parent_sock, child_sock) =
         UnixStream::pair().map_err(sys("cannot create the sync socket"))?;

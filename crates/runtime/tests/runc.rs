@@ -793,3 +793,23 @@ fn exec_joins_the_container() {
     );
     assert!(b.runc(&["delete", "ex"]).status.success());
 }
+
+/// Init running as a non-root user (as `USER app` images do) still gets
+/// released by start, with only its own credentials.
+#[test]
+fn non_root_process_user() {
+    let b = Bundle::new(|c| {
+        c["process"]["user"] = json!({"uid": 1234, "gid": 1234, "additionalGids": [1234, 5]});
+        c["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "id -u; id -g; id -G; grep CapEff /proc/self/status"
+        ]);
+    });
+    let (code, out, err) = b.sh("nonroot");
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..3], ["1234", "1234", "1234 5"], "{out}");
+    // As runc: the spec's effective set, kept across the switch to uid 1234.
+    assert!(lines[3].ends_with("0000000020000420"), "{out}");
+}
