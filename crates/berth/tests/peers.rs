@@ -906,6 +906,22 @@ fn dockerd_runs_containers_with_berth_runc() {
     let logs_gone = d.docker(["logs", "bg"]);
     assert!(!logs_gone.status.success());
 
+    // -m 64m, checked from inside the container.
+    let out = d.ok([
+        "run",
+        "--rm",
+        "--runtime",
+        "berth",
+        "--network",
+        "none",
+        "-m",
+        "64m",
+        "sample/app:1.0",
+        "cat",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]);
+    assert_eq!(out.stdout().trim(), "67108864");
+
     // -it: a pty through the console socket, under `script` for a terminal.
     let sock = d.dir.path().join("docker.sock");
     let cmd = format!(

@@ -280,6 +280,9 @@ fn mount_one(root: &OwnedFd, m: &Mount) -> Result<(), RootfsError> {
         }
         return Ok(());
     }
+    if typ == "cgroup" && crate::cgroups::host_mode() != "v2" {
+        return mount_cgroup_v1(root, m, &o);
+    }
     let target = open_target(root, dest, true)?;
     let data = o.data.join(",");
     // A "cgroup" mount is served by the unified hierarchy (mountable on v2
@@ -298,6 +301,84 @@ fn mount_one(root: &OwnedFd, m: &Mount) -> Result<(), RootfsError> {
         let target = open_target(root, dest, true)?;
         mount_raw(None, &fd_path(&target), None, o.propagation, None)
             .map_err(|e| err(format!("propagation: {e}")))?;
+    }
+    Ok(())
+}
+
+/// `/sys/fs/cgroup` for a v1 or hybrid host, as runc makes it: a tmpfs
+/// holding, for each hierarchy, a bind mount of the container's own cgroup
+/// directory (init has already been moved into its cgroups), so the
+/// container sees its limits and nothing of the host's tree.
+fn mount_cgroup_v1(root: &OwnedFd, m: &Mount, o: &MountOptions) -> Result<(), RootfsError> {
+    let dest = m.destination();
+    let err = |what: String| RootfsError::Mount {
+        destination: dest.clone(),
+        what,
+    };
+    let dirs = crate::cgroups::own_v1_dirs()
+        .map_err(|e| err(format!("cannot find the container's cgroups: {e}")))?;
+    let target = open_target(root, dest, true)?;
+    mount_raw(
+        Some("tmpfs"),
+        &fd_path(&target),
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        Some("mode=755"),
+    )
+    .map_err(|e| err(format!("tmpfs: {e}")))?;
+    let flags = (o.flags & (libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC))
+        | libc::MS_NOSUID
+        | libc::MS_NODEV
+        | libc::MS_NOEXEC;
+    for (name, host_dir) in &dirs {
+        let sub = dest.join(name);
+        let t = open_target(root, &sub, true)?;
+        let src = host_dir.to_string_lossy();
+        mount_raw(
+            Some(&src),
+            &fd_path(&t),
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .map_err(|e| err(format!("bind {src}: {e}")))?;
+        let t = open_target(root, &sub, true)?;
+        mount_raw(
+            None,
+            &fd_path(&t),
+            None,
+            flags | libc::MS_BIND | libc::MS_REMOUNT,
+            None,
+        )
+        .map_err(|e| err(format!("remount {name}: {e}")))?;
+    }
+    // Combined hierarchies are also reachable by each controller's name
+    // (cpu,cpuacct -> cpu and cpuacct), as on the host.
+    let parent = rfs::openat2(
+        root,
+        inside(dest),
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(sys(format!("cannot open {}", dest.display())))?;
+    for (name, _) in &dirs {
+        if name.contains(',') {
+            for part in name.split(',') {
+                let _ = rfs::symlinkat(name.as_str(), &parent, part);
+            }
+        }
+    }
+    if o.flags & libc::MS_RDONLY != 0 {
+        let t = open_target(root, dest, true)?;
+        mount_raw(
+            None,
+            &fd_path(&t),
+            None,
+            libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            Some("mode=755"),
+        )
+        .map_err(|e| err(format!("read-only: {e}")))?;
     }
     Ok(())
 }

@@ -813,3 +813,29 @@ fn non_root_process_user() {
     // As runc: the spec's effective set, kept across the switch to uid 1234.
     assert!(lines[3].ends_with("0000000020000420"), "{out}");
 }
+
+/// A "cgroup" mount shows the container its own cgroups (here: the v1
+/// memory limit) and nothing of the host's tree.
+#[test]
+fn cgroup_mount_shows_only_the_containers_cgroups() {
+    let id = format!("cgm-{}", std::process::id());
+    let b = Bundle::new(|c| {
+        c["linux"]["cgroupsPath"] = json!(format!("/berth-test/{id}"));
+        c["linux"]["resources"]["memory"] = json!({"limit": 67108864});
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| m["destination"] != "/sys/fs/cgroup");
+        mounts.push(
+            json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                           "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+        );
+        c["process"]["args"] = json!(["sh", "-c",
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; \
+             ls /sys/fs/cgroup/memory | grep -c berth-test; touch /sys/fs/cgroup/x 2>&1 || echo READONLY"]);
+    });
+    let (code, out, err) = b.sh(&id);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "67108864", "{out}");
+    assert_eq!(lines[1], "0", "the host's cgroup tree is visible: {out}");
+    assert!(out.contains("READONLY"), "{out}");
+}

@@ -792,3 +792,30 @@ mod tests {
         }
     }
 }
+
+/// The calling process's own cgroup directories on a v1 or hybrid host, as
+/// (name under /sys/fs/cgroup in a container, host directory): `memory`,
+/// `cpu`, `systemd`, ... and `unified` for the cgroup2 hierarchy. Used to
+/// give a container a `/sys/fs/cgroup` that shows only its own cgroups.
+pub fn own_v1_dirs() -> Result<Vec<(String, PathBuf)>, CgroupError> {
+    let m = mounts::cgroup_mounts()?;
+    let p = mounts::proc_cgroups(Path::new("/proc/self/cgroup"))?;
+    let join = |mount: &mounts::Mount, path: &str| {
+        let path = Path::new(path);
+        let rel = path.strip_prefix(&mount.root).unwrap_or(path);
+        mount.mount_point.join(rel.strip_prefix("/").unwrap_or(rel))
+    };
+    let mut out = Vec::new();
+    for mount in &m.v1 {
+        let Some(name) = mount.mount_point.file_name() else {
+            continue;
+        };
+        if let Some(path) = p.v1_path(&mount.controllers) {
+            out.push((name.to_string_lossy().into_owned(), join(mount, path)));
+        }
+    }
+    if let (Some(mount), Some(path)) = (&m.v2, &p.v2) {
+        out.push(("unified".to_string(), join(mount, path)));
+    }
+    Ok(out)
+}
