@@ -5,6 +5,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
@@ -159,75 +160,100 @@ fn inside(p: &Path) -> PathBuf {
 }
 
 /// Opens (creating if missing) the mount target `dest` inside `root`, as a
-/// directory or as a file, with every component resolved inside the root.
+/// directory or as a file. Symlinks met on the way are followed as if the
+/// rootfs were `/` (like runc's securejoin), so missing directories are
+/// created where the link points inside the rootfs; nothing is ever
+/// resolved or created outside it.
 fn open_target(root: &OwnedFd, dest: &Path, dir: bool) -> Result<OwnedFd, RootfsError> {
-    let rel = inside(dest);
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
     let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-    let mut cur = rfs::openat2(
-        root,
-        ".",
-        OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
-        resolve,
-    )
-    .map_err(sys("cannot open the rootfs"))?;
-    let comps: Vec<_> = rel.components().collect();
-    let mut prefix = PathBuf::new();
-    for (i, c) in comps.iter().enumerate() {
-        prefix.push(c);
-        let last = i + 1 == comps.len();
-        match rfs::openat2(
+    let open_dir = |rel: &Path| {
+        let rel = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        rfs::openat2(
             root,
-            &prefix,
-            OFlags::PATH | OFlags::CLOEXEC,
+            rel,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
             resolve,
-        ) {
-            Ok(fd) => cur = fd,
+        )
+    };
+    let mut pending: VecDeque<OsString> = inside(dest)
+        .components()
+        .map(|c| c.as_os_str().to_os_string())
+        .collect();
+    let mut resolved = PathBuf::new();
+    let mut links = 0;
+    while let Some(name) = pending.pop_front() {
+        if name == ".." {
+            resolved.pop();
+            continue;
+        }
+        let last = pending.is_empty();
+        let parent = open_dir(&resolved)
+            .map_err(sys(format!("cannot open the parent of {}", dest.display())))?;
+        match rfs::statat(&parent, &name, rfs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink => {
+                links += 1;
+                if links > 40 {
+                    return Err(sys(format!("too many symlinks under {}", dest.display()))(
+                        rustix::io::Errno::LOOP,
+                    ));
+                }
+                let target = rfs::readlinkat(&parent, &name, Vec::new())
+                    .map_err(sys(format!("cannot read a link under {}", dest.display())))?;
+                let target = PathBuf::from(std::ffi::OsStr::from_bytes(target.as_bytes()));
+                if target.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                for c in target.components().rev() {
+                    match c {
+                        Component::Normal(n) => pending.push_front(n.to_os_string()),
+                        Component::ParentDir => pending.push_front("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            Ok(_) => resolved.push(&name),
             Err(rustix::io::Errno::NOENT) => {
-                let name = c.as_os_str();
-                let parent_rel = match prefix.parent() {
-                    Some(p) if !p.as_os_str().is_empty() => p,
-                    _ => Path::new("."),
-                };
-                let parent = rfs::openat2(
-                    root,
-                    parent_rel,
-                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                    resolve,
-                )
-                .map_err(sys(format!("cannot open the parent of {}", dest.display())))?;
                 if last && !dir {
-                    let f = rfs::openat(
+                    match rfs::openat(
                         &parent,
-                        name,
+                        &name,
                         OFlags::CREATE | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                         Mode::from_raw_mode(0o644),
-                    );
-                    match f {
+                    ) {
                         Ok(_) | Err(rustix::io::Errno::EXIST) => {}
                         Err(e) => return Err(sys(format!("cannot create {}", dest.display()))(e)),
                     }
                 } else {
-                    match rfs::mkdirat(&parent, name, Mode::from_raw_mode(0o755)) {
+                    match rfs::mkdirat(&parent, &name, Mode::from_raw_mode(0o755)) {
                         Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                         Err(e) => return Err(sys(format!("cannot create {}", dest.display()))(e)),
                     }
                 }
-                cur = rfs::openat2(
-                    root,
-                    &prefix,
-                    OFlags::PATH | OFlags::CLOEXEC,
-                    Mode::empty(),
-                    resolve,
-                )
-                .map_err(sys(format!("cannot open {}", dest.display())))?;
+                resolved.push(&name);
             }
             Err(e) => return Err(sys(format!("cannot open {}", dest.display()))(e)),
         }
     }
-    Ok(cur)
+    let rel = if resolved.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        resolved.as_path()
+    };
+    rfs::openat2(
+        root,
+        rel,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        resolve,
+    )
+    .map_err(sys(format!("cannot open {}", dest.display())))
 }
 
 fn fd_path(fd: &OwnedFd) -> String {

@@ -839,3 +839,53 @@ fn cgroup_mount_shows_only_the_containers_cgroups() {
     assert_eq!(lines[1], "0", "the host's cgroup tree is visible: {out}");
     assert!(out.contains("READONLY"), "{out}");
 }
+
+/// A symlink in the rootfs cannot redirect a mount outside it: targets are
+/// resolved inside the rootfs (openat2 RESOLVE_IN_ROOT) and mounted by fd.
+#[test]
+fn mount_targets_cannot_escape_through_symlinks() {
+    let host = tempfile::tempdir().unwrap();
+    let host_path = host.path().to_str().unwrap().to_string();
+    let b = Bundle::new(|c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(json!({"destination": "/abs/mnt", "type": "tmpfs", "source": "tmpfs"}));
+        mounts.push(json!({"destination": "/rel/mnt", "type": "tmpfs", "source": "tmpfs"}));
+        c["root"]["readonly"] = json!(false);
+        // Inside, both links lead to the same place under the rootfs.
+        c["process"]["args"] = json!([
+            "sh",
+            "-c",
+            format!("grep -c ' {host_path}/mnt ' /proc/self/mountinfo")
+        ]);
+    });
+    let rootfs = b.bundle().join("rootfs");
+    // An absolute link to a host directory, and a relative one climbing out.
+    std::os::unix::fs::symlink(&host_path, rootfs.join("abs")).unwrap();
+    std::os::unix::fs::symlink(
+        "../../../../../../../..".to_string() + &host_path,
+        rootfs.join("rel"),
+    )
+    .unwrap();
+    let (code, out, err) = b.sh("escape");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        "2",
+        "both mounts exist inside the container, stacked: {out}"
+    );
+    assert!(
+        !host.path().join("mnt").exists(),
+        "a mount point was created on the host"
+    );
+    // The targets were created inside the rootfs, where the links point
+    // when resolved as if the rootfs were "/".
+    assert!(rootfs
+        .join(host.path().strip_prefix("/").unwrap())
+        .join("mnt")
+        .is_dir());
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&format!("{host_path}/mnt")),
+        "a mount landed on the host"
+    );
+}
