@@ -915,6 +915,25 @@ pub fn set_paused(root: &Path, id: &str, paused: bool) -> Result<(), ContainerEr
     Ok(())
 }
 
+/// Changes the resource limits of a live container (`update`).
+pub fn update(
+    root: &Path,
+    id: &str,
+    resources: &oci_spec::runtime::LinuxResources,
+) -> Result<(), ContainerError> {
+    let saved = Saved::load(root, id)?;
+    let status = saved.status(root);
+    if status == Status::Stopped {
+        return Err(ContainerError::WrongState {
+            id: id.into(),
+            status,
+            what: "cannot update a stopped container",
+        });
+    }
+    cgroup_of(&saved)?.set(resources)?;
+    Ok(())
+}
+
 /// Sends `signal` to every process of the container.
 pub fn kill_all(root: &Path, id: &str, signal: i32) -> Result<(), ContainerError> {
     let saved = Saved::load(root, id)?;

@@ -460,6 +460,20 @@ fn cgroup_limits_apply_and_are_removed() {
         serde_json::from_slice(&b.runc(&["ps", "--format", "json", &id]).stdout).unwrap();
     assert_eq!(pids.len(), 1, "{pids:?}");
 
+    // update: new limits land in the same cgroup.
+    let up = b.runc(&["update", "--memory", "128m", "--pids-limit", "32", &id]);
+    assert!(up.status.success(), "{up:?}");
+    let mem = fs::read_to_string(format!(
+        "/sys/fs/cgroup/memory/berth-test/{id}/memory.limit_in_bytes"
+    ))
+    .or_else(|_| fs::read_to_string(format!("/sys/fs/cgroup/berth-test/{id}/memory.max")))
+    .unwrap();
+    assert_eq!(mem.trim(), "134217728");
+    let pids_max = fs::read_to_string(format!("/sys/fs/cgroup/pids/berth-test/{id}/pids.max"))
+        .or_else(|_| fs::read_to_string(format!("/sys/fs/cgroup/berth-test/{id}/pids.max")))
+        .unwrap();
+    assert_eq!(pids_max.trim(), "32");
+
     assert!(b.runc(&["pause", &id]).status.success());
     let st: Value = serde_json::from_slice(&b.runc(&["state", &id]).stdout).unwrap();
     assert_eq!(st["status"], "paused");

@@ -134,6 +134,40 @@ enum Cmd {
     },
     /// Suspend every process in the container
     Pause { id: String },
+    /// Change the resource limits of a running container
+    Update {
+        /// JSON file with an OCI linux.resources object ("-" for stdin)
+        #[arg(short, long)]
+        resources: Option<PathBuf>,
+        /// Memory limit in bytes (suffixes k, m, g accepted)
+        #[arg(short, long)]
+        memory: Option<String>,
+        /// Memory+swap limit in bytes (-1 for unlimited)
+        #[arg(long)]
+        memory_swap: Option<String>,
+        /// Memory soft limit in bytes
+        #[arg(long)]
+        memory_reservation: Option<String>,
+        /// CPU shares (relative weight)
+        #[arg(long)]
+        cpu_shares: Option<u64>,
+        /// CPU CFS period in microseconds
+        #[arg(long)]
+        cpu_period: Option<u64>,
+        /// CPU CFS quota in microseconds
+        #[arg(long)]
+        cpu_quota: Option<i64>,
+        /// CPUs to run on (0-3, 0,1)
+        #[arg(long)]
+        cpuset_cpus: Option<String>,
+        /// Memory nodes to use
+        #[arg(long)]
+        cpuset_mems: Option<String>,
+        /// Maximum number of pids (-1 for unlimited)
+        #[arg(long)]
+        pids_limit: Option<i64>,
+        id: String,
+    },
     /// Resume a paused container
     Resume { id: String },
     /// List the processes of a container
@@ -440,6 +474,78 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
+        Cmd::Update {
+            resources,
+            memory,
+            memory_swap,
+            memory_reservation,
+            cpu_shares,
+            cpu_period,
+            cpu_quota,
+            cpuset_cpus,
+            cpuset_mems,
+            pids_limit,
+            id,
+        } => {
+            use oci_spec::runtime::{LinuxPidsBuilder, LinuxResources};
+            let mut r: LinuxResources = match resources {
+                Some(path) => {
+                    let raw = if path.as_os_str() == "-" {
+                        let mut v = Vec::new();
+                        std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
+                        v
+                    } else {
+                        std::fs::read(&path)
+                            .with_context(|| format!("cannot read {}", path.display()))?
+                    };
+                    serde_json::from_slice(&raw)
+                        .context("--resources is not an OCI linux.resources object")?
+                }
+                None => LinuxResources::default(),
+            };
+            if memory.is_some() || memory_swap.is_some() || memory_reservation.is_some() {
+                let mut m = r.memory().unwrap_or_default();
+                if let Some(v) = memory {
+                    m.set_limit(Some(bytes(&v)?));
+                }
+                if let Some(v) = memory_swap {
+                    m.set_swap(Some(bytes(&v)?));
+                }
+                if let Some(v) = memory_reservation {
+                    m.set_reservation(Some(bytes(&v)?));
+                }
+                r.set_memory(Some(m));
+            }
+            if cpu_shares.is_some()
+                || cpu_period.is_some()
+                || cpu_quota.is_some()
+                || cpuset_cpus.is_some()
+                || cpuset_mems.is_some()
+            {
+                let mut c = r.cpu().clone().unwrap_or_default();
+                if cpu_shares.is_some() {
+                    c.set_shares(cpu_shares);
+                }
+                if cpu_period.is_some() {
+                    c.set_period(cpu_period);
+                }
+                if cpu_quota.is_some() {
+                    c.set_quota(cpu_quota);
+                }
+                if cpuset_cpus.is_some() {
+                    c.set_cpus(cpuset_cpus);
+                }
+                if cpuset_mems.is_some() {
+                    c.set_mems(cpuset_mems);
+                }
+                r.set_cpu(Some(c));
+            }
+            if let Some(limit) = pids_limit {
+                r.set_pids(Some(LinuxPidsBuilder::default().limit(limit).build()?));
+            }
+            container::update(&root, &id, &r)?;
+            Ok(0)
+        }
         Cmd::Pause { id } => {
             container::set_paused(&root, &id, true)?;
             Ok(0)
@@ -551,6 +657,22 @@ fn features() -> serde_json::Value {
         },
         "annotations": { "io.berth.runtime.version": format!("berth-runc {}", env!("CARGO_PKG_VERSION")) },
     })
+}
+
+/// "64m" style sizes (k, m, g: powers of 1024) or plain bytes; -1 stays -1.
+fn bytes(s: &str) -> Result<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t.as_str(), 1),
+    };
+    let n: i64 = num
+        .trim_end_matches('b')
+        .parse()
+        .with_context(|| format!("invalid size {s:?}"))?;
+    Ok(if n < 0 { n } else { n * mult })
 }
 
 fn absolute(p: &std::path::Path) -> Result<PathBuf> {
