@@ -864,7 +864,11 @@ pub fn start(root: &Path, id: &str) -> Result<(), ContainerError> {
     if let Some(hooks) =
         saved_spec(root, id).and_then(|s| s.hooks().as_ref().and_then(|h| h.poststart().clone()))
     {
-        if let Err(e) = crate::hooks::run("poststart", &hooks, &saved.oci_state(root)) {
+        // The state as of the start: the process may already have exited.
+        let mut state = saved.oci_state(root);
+        state["status"] = "running".into();
+        state["pid"] = saved.pid.into();
+        if let Err(e) = crate::hooks::run("poststart", &hooks, &state) {
             tracing::warn!(error = %chain(&e), "poststart hook failed");
         }
     }
