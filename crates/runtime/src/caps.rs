@@ -282,7 +282,7 @@ fn set_sets(m: &Masks, last: u32) -> Result<(), CapsError> {
             // and inheritable (EPERM); runc warns and goes on, and configs
             // from `runc spec` rely on that.
             if err.raw_os_error() == Some(libc::EPERM) {
-                tracing::warn!(cap = %name(cap), "cannot raise ambient capability (not permitted and inheritable); skipped");
+                tracing::debug!(cap = %name(cap), "cannot raise ambient capability (not permitted and inheritable); skipped");
                 continue;
             }
             return Err(CapsError::RaiseAmbient {
