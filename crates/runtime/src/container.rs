@@ -147,15 +147,19 @@ fn create_in(spec: &Spec, opts: &CreateOptions, dir: &Path) -> Result<i32, Conta
             None => flags |= ns_flag(ns.typ()),
         }
     }
-    if join.iter().any(|(t, _)| *t == LinuxNamespaceType::User) {
-        return Err(ContainerError::Unsupported(
-            "joining a user namespace by path is not supported yet".into(),
-        ));
-    }
     if flags & libc::CLONE_NEWUSER != 0 {
-        return Err(ContainerError::Unsupported(
-            "user namespaces are not supported by berth-runc yet".into(),
-        ));
+        let linux = spec.linux().as_ref();
+        let has =
+            |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| m.is_some_and(|v| !v.is_empty());
+        if !has(linux.and_then(|l| l.uid_mappings().as_ref()))
+            || !has(linux.and_then(|l| l.gid_mappings().as_ref()))
+        {
+            return Err(SpecError::Invalid {
+                field: "linux.uidMappings".into(),
+                what: "a new user namespace needs uidMappings and gidMappings".into(),
+            }
+            .into());
+        }
     }
     // A pid namespace to join must be entered before the clone: setns for
     // pid namespaces applies to children.
@@ -245,6 +249,25 @@ fn parent_side(
     rootfs: &Path,
     sock: UnixStream,
 ) -> Result<(), ContainerError> {
+    // A new user namespace gets its id maps before init goes on.
+    let new_userns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|v| {
+            v.iter()
+                .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none())
+        });
+    if new_userns {
+        if let Err(e) = write_id_maps(spec, pid) {
+            // SAFETY: kill and reap our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            return Err(e);
+        }
+    }
     // Init joins its cgroup before it does anything else.
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
     let cg = crate::cgroups::manager(cgroups_path.as_deref(), &opts.id)?;
@@ -407,6 +430,34 @@ fn saved_spec(root: &Path, id: &str) -> Option<Spec> {
     serde_json::from_slice(&raw).ok()
 }
 
+/// Writes /proc/PID/{uid,gid}_map from the config's mappings.
+fn write_id_maps(spec: &Spec, pid: i32) -> Result<(), ContainerError> {
+    let linux = spec.linux().as_ref();
+    let render = |m: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        m.into_iter()
+            .flatten()
+            .map(|e| format!("{} {} {}\n", e.container_id(), e.host_id(), e.size()))
+            .collect::<String>()
+    };
+    for (file, maps) in [
+        (
+            "uid_map",
+            render(linux.and_then(|l| l.uid_mappings().as_ref())),
+        ),
+        (
+            "gid_map",
+            render(linux.and_then(|l| l.gid_mappings().as_ref())),
+        ),
+    ] {
+        let path = format!("/proc/{pid}/{file}");
+        fs::write(&path, maps.as_bytes()).map_err(|e| ContainerError::Sys {
+            what: format!("cannot write {file} ({})", maps.trim().replace('\n', ", ")),
+            source: e,
+        })?;
+    }
+    Ok(())
+}
+
 fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("berth-tmp");
     fs::write(&tmp, data)?;
@@ -461,8 +512,12 @@ fn init(
             }
         };
     }
+    // A user namespace first: it owns the others.
+    for (t, p) in join.iter().filter(|(t, _)| *t == LinuxNamespaceType::User) {
+        t!(setns_path(p, ns_flag(*t)), "joining the user namespace");
+    }
     for (t, p) in join {
-        if *t != LinuxNamespaceType::Pid {
+        if *t != LinuxNamespaceType::Pid && *t != LinuxNamespaceType::User {
             t!(setns_path(p, ns_flag(*t)), "joining a namespace");
         }
     }
@@ -472,6 +527,18 @@ fn init(
             .and_then(|l| l.namespaces().as_ref())
             .is_some_and(|v| v.iter().any(|n| n.typ() == t && n.path().is_none()))
     };
+    if new_ns(LinuxNamespaceType::User) || join.iter().any(|(t, _)| *t == LinuxNamespaceType::User)
+    {
+        // The maps are written: become the namespace's root.
+        // SAFETY: credential syscalls with constant arguments.
+        if unsafe { libc::setresgid(0, 0, 0) } != 0 || unsafe { libc::setresuid(0, 0, 0) } != 0 {
+            let e = io::Error::last_os_error();
+            return Err((
+                sock,
+                format!("becoming root in the user namespace: {e} (is uid/gid 0 mapped?)"),
+            ));
+        }
+    }
     if new_ns(LinuxNamespaceType::Uts) {
         if let Some(h) = spec.hostname() {
             t!(

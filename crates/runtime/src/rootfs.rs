@@ -462,14 +462,37 @@ fn make_device(
         _ => rfs::FileType::CharacterDevice,
     };
     let _ = rfs::unlinkat(&parent, &name, rfs::AtFlags::empty());
-    rfs::mknodat(
+    match rfs::mknodat(
         &parent,
         &name,
         ft,
         Mode::from_raw_mode(mode & 0o7777),
         rfs::makedev(major as u32, minor as u32),
-    )
-    .map_err(sys(format!("cannot create device {}", path.display())))?;
+    ) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::PERM) => {
+            // In a user namespace mknod is not allowed: bind the host's
+            // node of the same path over an empty file, as runc does.
+            let f = rfs::openat(
+                &parent,
+                &name,
+                OFlags::CREATE | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            )
+            .map_err(sys(format!("cannot create {}", path.display())))?;
+            drop(f);
+            let target = open_target(root, path, false)?;
+            let host = path.to_string_lossy();
+            mount_raw(Some(&host), &fd_path(&target), None, libc::MS_BIND, None).map_err(|e| {
+                RootfsError::Sys {
+                    what: format!("cannot bind device {host}"),
+                    source: e,
+                }
+            })?;
+            return Ok(());
+        }
+        Err(e) => return Err(sys(format!("cannot create device {}", path.display()))(e)),
+    }
     rfs::chownat(
         &parent,
         &name,

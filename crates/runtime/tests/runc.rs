@@ -903,3 +903,73 @@ fn mount_targets_cannot_escape_through_symlinks() {
         "a mount landed on the host"
     );
 }
+
+/// A new user namespace: container root is host uid 100000, files owned by
+/// 100000 appear as root's, devices still work (bound from the host).
+#[test]
+fn user_namespace_maps_ids() {
+    let b = Bundle::new(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["process"]["args"] = json!(["sh", "-c",
+            "cat /proc/self/uid_map | tr -s ' '; id -u; stat -c %u /bin/busybox; echo x > /dev/null && echo devnull-ok; exec sleep 60"]);
+    });
+    // The image's files belong to the mapped root.
+    fn chown_tree(p: &Path, id: u32) {
+        std::os::unix::fs::lchown(p, Some(id), Some(id)).unwrap();
+        if fs::symlink_metadata(p).unwrap().is_dir() {
+            for e in fs::read_dir(p).unwrap() {
+                chown_tree(&e.unwrap().path(), id);
+            }
+        }
+    }
+    chown_tree(&b.bundle().join("rootfs"), 100000);
+    let out_file = b.dir.path().join("userns.out");
+    let err_file = b.dir.path().join("userns.err");
+    let status = b
+        .cmd(&["run", "-d", "uns"])
+        .stdout(fs::File::create(&out_file).unwrap())
+        .stderr(fs::File::create(&err_file).unwrap())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        fs::read_to_string(&err_file).unwrap()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let text = fs::read_to_string(&out_file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.first().map(|l| l.trim()),
+        Some("0 100000 65536"),
+        "{text}"
+    );
+    assert_eq!(&lines[1..4], ["0", "0", "devnull-ok"], "{text}");
+    let st: Value = serde_json::from_slice(&b.runc(&["state", "uns"]).stdout).unwrap();
+    let status = fs::read_to_string(format!("/proc/{}/status", st["pid"])).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid_line.split_whitespace().nth(1) == Some("100000"),
+        "host view: {uid_line}"
+    );
+    assert!(b.runc(&["delete", "--force", "uns"]).status.success());
+
+    // Without mappings a new user namespace is refused clearly.
+    let b = Bundle::new(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+    });
+    let out = b.runc(&["create", "nomap"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("uidMappings"),
+        "{out:?}"
+    );
+    assert!(b.leftovers().is_empty());
+}
