@@ -973,3 +973,30 @@ fn user_namespace_maps_ids() {
     );
     assert!(b.leftovers().is_empty());
 }
+
+/// Namespaces joined by path: a second container shares the first one's
+/// network, uts and ipc namespaces (as a Kubernetes pod's containers do).
+#[test]
+fn namespaces_joined_by_path() {
+    let a = Bundle::new(|c| {
+        c["hostname"] = json!("pod-host");
+        c["process"]["args"] = json!(["sh", "-c", "exec sleep 60"]);
+    });
+    assert!(a.runc(&["run", "-d", "pod-a"]).status.success());
+    let st: Value = serde_json::from_slice(&a.runc(&["state", "pod-a"]).stdout).unwrap();
+    let pid = st["pid"].as_i64().unwrap();
+    let b = Bundle::new(move |c| {
+        c["linux"]["namespaces"] = json!([
+            {"type": "pid"}, {"type": "mount"},
+            {"type": "uts", "path": format!("/proc/{pid}/ns/uts")},
+            {"type": "ipc", "path": format!("/proc/{pid}/ns/ipc")},
+            {"type": "network", "path": format!("/proc/{pid}/ns/net")},
+        ]);
+        c["process"]["args"] = json!(["sh", "-c", "hostname; readlink /proc/self/ns/net"]);
+    });
+    let (code, out, err) = b.sh("pod-b");
+    assert_eq!(code, 0, "{err}");
+    let a_net = fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    assert_eq!(out, format!("pod-host\n{}\n", a_net.display()));
+    assert!(a.runc(&["delete", "--force", "pod-a"]).status.success());
+}
