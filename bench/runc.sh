@@ -26,3 +26,8 @@ if command -v crun >/dev/null; then
 fi
 python3 bench/harness.py "runc run /bin/true (busybox bundle)" "${RUNS:-20}" "true" -- "${cmds[@]}"
 echo "Goal: berth-runc median <= 8 ms and <= 0.3x runc."
+if [ -x /usr/bin/time ]; then
+  rss() { /usr/bin/time -f %M sh -c "cd $work/bundle && $1" 2>&1 >/dev/null | tail -1; }
+  echo
+  echo "Peak RSS (KB, GNU time %M, whole run): berth-runc $(rss "$runc_bin --root $work/s1 run rss1"), runc $(rss "runc --root $work/s2 run rss2"). Goal: <= 3 MB."
+fi
