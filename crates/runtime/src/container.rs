@@ -147,6 +147,9 @@ fn create_in(spec: &Spec, opts: &CreateOptions, dir: &Path) -> Result<i32, Conta
             None => flags |= ns_flag(ns.typ()),
         }
     }
+    // A cgroup namespace is rooted at the cgroup of the process that makes
+    // it: init unshares it itself, once it is in the container's cgroup.
+    flags &= !libc::CLONE_NEWCGROUP;
     if flags & libc::CLONE_NEWUSER != 0 {
         let linux = spec.linux().as_ref();
         let has =
@@ -539,6 +542,15 @@ fn init(
             ));
         }
     }
+    // The container's cgroup directories, read while /proc/self/cgroup
+    // still shows host paths (before a cgroup namespace).
+    let cgroup_dirs = crate::cgroups::own_v1_dirs().unwrap_or_default();
+    if new_ns(LinuxNamespaceType::Cgroup) {
+        // SAFETY: unsharing only the cgroup namespace does not touch the
+        // process's file table or memory (what makes unshare unsafe).
+        let r = unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) };
+        t!(r.map_err(io::Error::from), "creating the cgroup namespace");
+    }
     if new_ns(LinuxNamespaceType::Uts) {
         if let Some(h) = spec.hostname() {
             t!(
@@ -573,7 +585,10 @@ fn init(
         "opening the exec fifo"
     );
     if new_ns(LinuxNamespaceType::Mount) {
-        t!(rootfs::prepare(spec, rootfs), "preparing the rootfs");
+        t!(
+            rootfs::prepare(spec, rootfs, &cgroup_dirs),
+            "preparing the rootfs"
+        );
         if spec.hooks().is_some() {
             // Let the runtime run prestart/createRuntime hooks, then run
             // createContainer hooks here, in the container's namespaces.

@@ -3,6 +3,7 @@
 //! `/proc/self/fd`), devices, pivot_root, masked and read-only paths.
 
 use std::ffi::CString;
+use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -261,7 +262,7 @@ fn fd_path(fd: &OwnedFd) -> String {
 }
 
 /// Mounts one entry of `mounts` under the rootfs (before pivot_root).
-fn mount_one(root: &OwnedFd, m: &Mount) -> Result<(), RootfsError> {
+fn mount_one(root: &OwnedFd, m: &Mount, cgroups: &[(String, PathBuf)]) -> Result<(), RootfsError> {
     let dest = m.destination();
     let o = parse_options(m.options().as_deref().unwrap_or(&[]));
     let typ = m.typ().as_deref().unwrap_or("none");
@@ -306,8 +307,17 @@ fn mount_one(root: &OwnedFd, m: &Mount) -> Result<(), RootfsError> {
         }
         return Ok(());
     }
-    if typ == "cgroup" && crate::cgroups::host_mode() != "v2" {
-        return mount_cgroup_v1(root, m, &o);
+    if typ == "cgroup" || typ == "cgroup2" {
+        let own_ns =
+            fs::read_link("/proc/self/ns/cgroup").ok() != fs::read_link("/proc/1/ns/cgroup").ok();
+        if crate::cgroups::host_mode() != "v2" && typ == "cgroup" {
+            return mount_cgroup_v1(root, m, &o, cgroups);
+        }
+        if !own_ns {
+            // No cgroup namespace: a cgroup2 mount would show the host's
+            // whole tree; bind the container's own directory instead.
+            return mount_own_cgroup2(root, m, &o, cgroups);
+        }
     }
     let target = open_target(root, dest, true)?;
     let data = o.data.join(",");
@@ -331,18 +341,62 @@ fn mount_one(root: &OwnedFd, m: &Mount) -> Result<(), RootfsError> {
     Ok(())
 }
 
-/// `/sys/fs/cgroup` for a v1 or hybrid host, as runc makes it: a tmpfs
-/// holding, for each hierarchy, a bind mount of the container's own cgroup
-/// directory (init has already been moved into its cgroups), so the
-/// container sees its limits and nothing of the host's tree.
-fn mount_cgroup_v1(root: &OwnedFd, m: &Mount, o: &MountOptions) -> Result<(), RootfsError> {
+/// `/sys/fs/cgroup` on a v2 host without a cgroup namespace: the
+/// container's own cgroup directory, bound read-only if asked (as runc).
+fn mount_own_cgroup2(
+    root: &OwnedFd,
+    m: &Mount,
+    o: &MountOptions,
+    dirs: &[(String, PathBuf)],
+) -> Result<(), RootfsError> {
     let dest = m.destination();
     let err = |what: String| RootfsError::Mount {
         destination: dest.clone(),
         what,
     };
-    let dirs = crate::cgroups::own_v1_dirs()
-        .map_err(|e| err(format!("cannot find the container's cgroups: {e}")))?;
+    let Some((_, dir)) = dirs.iter().find(|(n, _)| n == "unified") else {
+        return Err(err("no cgroup2 hierarchy on this host".into()));
+    };
+    let src = dir.to_string_lossy();
+    let t = open_target(root, dest, true)?;
+    mount_raw(
+        Some(&src),
+        &fd_path(&t),
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .map_err(|e| err(format!("bind {src}: {e}")))?;
+    let flags = (o.flags & libc::MS_RDONLY) | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    let t = open_target(root, dest, true)?;
+    mount_raw(
+        None,
+        &fd_path(&t),
+        None,
+        flags | libc::MS_BIND | libc::MS_REMOUNT,
+        None,
+    )
+    .map_err(|e| err(format!("remount: {e}")))
+}
+
+/// `/sys/fs/cgroup` for a v1 or hybrid host, as runc makes it: a tmpfs
+/// holding, for each hierarchy, a bind mount of the container's own cgroup
+/// directory (init has already been moved into its cgroups), so the
+/// container sees its limits and nothing of the host's tree.
+fn mount_cgroup_v1(
+    root: &OwnedFd,
+    m: &Mount,
+    o: &MountOptions,
+    dirs: &[(String, PathBuf)],
+) -> Result<(), RootfsError> {
+    let dest = m.destination();
+    let err = |what: String| RootfsError::Mount {
+        destination: dest.clone(),
+        what,
+    };
+    if dirs.is_empty() {
+        return Err(err("cannot find the container's cgroups".into()));
+    }
     let target = open_target(root, dest, true)?;
     mount_raw(
         Some("tmpfs"),
@@ -356,7 +410,7 @@ fn mount_cgroup_v1(root: &OwnedFd, m: &Mount, o: &MountOptions) -> Result<(), Ro
         | libc::MS_NOSUID
         | libc::MS_NODEV
         | libc::MS_NOEXEC;
-    for (name, host_dir) in &dirs {
+    for (name, host_dir) in dirs {
         let sub = dest.join(name);
         let t = open_target(root, &sub, true)?;
         let src = host_dir.to_string_lossy();
@@ -388,7 +442,7 @@ fn mount_cgroup_v1(root: &OwnedFd, m: &Mount, o: &MountOptions) -> Result<(), Ro
         ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
     )
     .map_err(sys(format!("cannot open {}", dest.display())))?;
-    for (name, _) in &dirs {
+    for (name, _) in dirs {
         if name.contains(',') {
             for part in name.split(',') {
                 let _ = rfs::symlinkat(name.as_str(), &parent, part);
@@ -529,7 +583,13 @@ fn symlink_in(root: &OwnedFd, target: &str, link: &str) -> Result<(), RootfsErro
 /// Prepares the rootfs before pivot_root: makes the mount tree private (or
 /// as rootfsPropagation says), bind-mounts the rootfs onto itself, performs
 /// the config's mounts and creates the devices.
-pub fn prepare(spec: &Spec, rootfs: &Path) -> Result<(), RootfsError> {
+/// `cgroups` are the container's own cgroup directories (from
+/// `cgroups::own_v1_dirs`, read before any cgroup namespace exists).
+pub fn prepare(
+    spec: &Spec,
+    rootfs: &Path,
+    cgroups: &[(String, PathBuf)],
+) -> Result<(), RootfsError> {
     let linux = spec.linux().as_ref();
     let propagation = linux
         .and_then(|l| l.rootfs_propagation().as_deref())
@@ -562,7 +622,7 @@ pub fn prepare(spec: &Spec, rootfs: &Path) -> Result<(), RootfsError> {
         if m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("tmpfs") {
             dev_is_tmpfs = true;
         }
-        mount_one(&root, m)?;
+        mount_one(&root, m, cgroups)?;
     }
     if dev_is_tmpfs {
         for (name, major, minor) in default_devices() {

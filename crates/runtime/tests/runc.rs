@@ -1000,3 +1000,29 @@ fn namespaces_joined_by_path() {
     assert_eq!(out, format!("pod-host\n{}\n", a_net.display()));
     assert!(a.runc(&["delete", "--force", "pod-a"]).status.success());
 }
+
+/// A cgroup namespace is rooted at the container's own cgroup (init joins
+/// the cgroup first, then unshares), so /proc/self/cgroup shows "/".
+#[test]
+fn cgroup_namespace_is_rooted_at_the_containers_cgroup() {
+    for with_ns in [true, false] {
+        let id = format!("cgns-{}-{with_ns}", std::process::id());
+        let b = Bundle::new(|c| {
+            c["linux"]["cgroupsPath"] = json!(format!("/berth-test/{id}"));
+            let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.retain(|n| n["type"] != "cgroup");
+            if with_ns {
+                ns.push(json!({"type": "cgroup"}));
+            }
+            c["process"]["args"] = json!(["sh", "-c", "grep ':memory:' /proc/self/cgroup"]);
+        });
+        let (code, out, err) = b.sh(&id);
+        assert_eq!(code, 0, "{err}");
+        let want = if with_ns {
+            ":memory:/".to_string()
+        } else {
+            format!(":memory:/berth-test/{id}")
+        };
+        assert!(out.trim().ends_with(&want), "cgroupns={with_ns}: {out}");
+    }
+}
