@@ -710,14 +710,7 @@ fn init(
         }
     }
 
-    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
-    envp.push(std::ptr::null());
-    // SAFETY: exe, argv and envp are NUL-terminated arrays of valid C
-    // strings that outlive the call.
-    unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-    let e = io::Error::last_os_error();
+    let e = execve(&exe, &args, &env);
     eprintln!("berth-runc: exec {:?}: {e}", exe);
     let code = match e.raw_os_error() {
         Some(libc::ENOENT) => 127,
@@ -1117,18 +1110,7 @@ pub fn run(opts: &CreateOptions) -> Result<i32, ContainerError> {
         let _ = delete(&opts.root, &opts.id, true);
         return Err(e);
     }
-    let mut status = 0;
-    // SAFETY: pid is our own child.
-    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-    let code = if r < 0 {
-        255
-    } else if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        255
-    };
+    let code = wait_code(pid);
     delete(&opts.root, &opts.id, true)?;
     Ok(code)
 }
@@ -1288,6 +1270,18 @@ pub fn exec(opts: &ExecOptions) -> Result<i32, ContainerError> {
     Ok(wait_code(pid))
 }
 
+/// execve; returns only on failure, with the error.
+fn execve(exe: &CString, args: &[CString], env: &[CString]) -> io::Error {
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    // SAFETY: exe, argv and envp are NUL-terminated arrays of valid C
+    // strings that outlive the call.
+    unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    io::Error::last_os_error()
+}
+
 /// Waits for a child; its exit code, or 128+N for a signal.
 fn wait_code(pid: i32) -> i32 {
     let mut status = 0;
@@ -1365,13 +1359,7 @@ fn exec_child(
             return format!("loading the seccomp filter: {}", chain(&e));
         }
     }
-    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
-    envp.push(std::ptr::null());
-    // SAFETY: NUL-terminated arrays of valid C strings that outlive the call.
-    unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-    let e = io::Error::last_os_error();
+    let e = execve(&exe, &args, &env);
     if e.raw_os_error() == Some(libc::ENOENT) {
         format!("exec {exe:?}: not found")
     } else {
