@@ -994,21 +994,27 @@ pub fn set_paused(root: &Path, id: &str, paused: bool) -> Result<(), ContainerEr
     Ok(())
 }
 
-/// Changes the resource limits of a live container (`update`).
-pub fn update(
-    root: &Path,
-    id: &str,
-    resources: &oci_spec::runtime::LinuxResources,
-) -> Result<(), ContainerError> {
+/// A container that has a process, or a WrongState error saying `what`.
+fn live(root: &Path, id: &str, what: &'static str) -> Result<Saved, ContainerError> {
     let saved = Saved::load(root, id)?;
     let status = saved.status(root);
     if status == Status::Stopped {
         return Err(ContainerError::WrongState {
             id: id.into(),
             status,
-            what: "cannot update a stopped container",
+            what,
         });
     }
+    Ok(saved)
+}
+
+/// Changes the resource limits of a live container (`update`).
+pub fn update(
+    root: &Path,
+    id: &str,
+    resources: &oci_spec::runtime::LinuxResources,
+) -> Result<(), ContainerError> {
+    let saved = live(root, id, "cannot update a stopped container")?;
     cgroup_of(&saved)?.set(resources)?;
     Ok(())
 }
@@ -1025,15 +1031,7 @@ pub fn kill_all(root: &Path, id: &str, signal: i32) -> Result<(), ContainerError
 
 /// Sends `signal` to the container's init.
 pub fn kill(root: &Path, id: &str, signal: i32) -> Result<(), ContainerError> {
-    let saved = Saved::load(root, id)?;
-    let status = saved.status(root);
-    if status == Status::Stopped {
-        return Err(ContainerError::WrongState {
-            id: id.into(),
-            status,
-            what: "there is no process to signal",
-        });
-    }
+    let saved = live(root, id, "there is no process to signal")?;
     // SAFETY: kill on a pid we verified is the container's init.
     if unsafe { libc::kill(saved.pid, signal) } != 0 {
         return Err(sys(format!("cannot signal pid {}", saved.pid))(

@@ -36,50 +36,57 @@ struct Cli {
     command: Cmd,
 }
 
+/// The flags `create` and `run` share, defined once.
+#[derive(clap::Args, Debug)]
+struct CreateArgs {
+    /// Path to the bundle directory
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    /// File to write the container's init pid to
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    /// Use chroot instead of pivot_root
+    #[arg(long)]
+    no_pivot: bool,
+    /// Pass N extra fds (3, 4, ...) to the process
+    #[arg(long, default_value_t = 0)]
+    preserve_fds: u32,
+    /// Do not create a new session keyring (accepted for compatibility)
+    #[arg(long)]
+    no_new_keyring: bool,
+    id: String,
+}
+
+impl CreateArgs {
+    fn options(self, root: PathBuf) -> Result<CreateOptions> {
+        Ok(CreateOptions {
+            id: self.id,
+            bundle: absolute(&self.bundle)?,
+            root,
+            pid_file: self.pid_file,
+            console_socket: self.console_socket,
+            no_pivot: self.no_pivot,
+            preserve_fds: self.preserve_fds,
+        })
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Create a container
-    Create {
-        /// Path to the bundle directory
-        #[arg(short, long, default_value = ".")]
-        bundle: PathBuf,
-        /// File to write the container's init pid to
-        #[arg(long)]
-        pid_file: Option<PathBuf>,
-        /// Unix socket that receives the pty master
-        #[arg(long)]
-        console_socket: Option<PathBuf>,
-        /// Use chroot instead of pivot_root
-        #[arg(long)]
-        no_pivot: bool,
-        /// Pass N extra fds (3, 4, ...) to the process
-        #[arg(long, default_value_t = 0)]
-        preserve_fds: u32,
-        /// Do not create a new session keyring (accepted for compatibility)
-        #[arg(long)]
-        no_new_keyring: bool,
-        id: String,
-    },
+    Create(CreateArgs),
     /// Start a created container
     Start { id: String },
     /// Create and start a container; without --detach wait, then delete it
     Run {
-        #[arg(short, long, default_value = ".")]
-        bundle: PathBuf,
-        #[arg(long)]
-        pid_file: Option<PathBuf>,
-        #[arg(long)]
-        console_socket: Option<PathBuf>,
-        #[arg(long)]
-        no_pivot: bool,
-        #[arg(long, default_value_t = 0)]
-        preserve_fds: u32,
+        #[command(flatten)]
+        create: CreateArgs,
         /// Detach from the container's process
         #[arg(short, long)]
         detach: bool,
-        #[arg(long)]
-        no_new_keyring: bool,
-        id: String,
     },
     /// Run a process in a running container
     Exec {
@@ -312,53 +319,19 @@ fn run(cli: Cli) -> Result<u8> {
     }
     let root = cli.root;
     match cli.command {
-        Cmd::Create {
-            bundle,
-            pid_file,
-            console_socket,
-            no_pivot,
-            preserve_fds,
-            id,
-            ..
-        } => {
-            let opts = CreateOptions {
-                id,
-                bundle: absolute(&bundle)?,
-                root,
-                pid_file,
-                console_socket,
-                no_pivot,
-                preserve_fds,
-            };
-            container::create(&opts)?;
+        Cmd::Create(args) => {
+            container::create(&args.options(root)?)?;
             Ok(0)
         }
         Cmd::Start { id } => {
             container::start(&root, &id)?;
             Ok(0)
         }
-        Cmd::Run {
-            bundle,
-            pid_file,
-            console_socket,
-            no_pivot,
-            preserve_fds,
-            detach,
-            id,
-            ..
-        } => {
-            let opts = CreateOptions {
-                id: id.clone(),
-                bundle: absolute(&bundle)?,
-                root: root.clone(),
-                pid_file,
-                console_socket,
-                no_pivot,
-                preserve_fds,
-            };
+        Cmd::Run { create, detach } => {
+            let opts = create.options(root)?;
             if detach {
                 container::create(&opts)?;
-                container::start(&root, &id)?;
+                container::start(&opts.root, &opts.id)?;
                 return Ok(0);
             }
             let code = container::run(&opts)?;
