@@ -3,8 +3,11 @@
 alike) and prints medians and ratios against the first command.
 
 usage: harness.py TITLE RUNS PREPARE -- NAME=CMD NAME=CMD ...
-PREPARE runs (untimed) before every timed command."""
-import statistics, subprocess, sys, time
+PREPARE runs (untimed) before every timed command. A CMD starting with
+"exec " is split into words and run without a shell (for millisecond-scale
+commands, where a shell's own start-up would blur the ratio); "{n}" in it
+becomes the run's number."""
+import shlex, statistics, subprocess, sys, time
 
 def main():
     title, runs, prepare = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -14,8 +17,13 @@ def main():
         order = cmds[r % len(cmds):] + cmds[:r % len(cmds)]
         for name, cmd in order:
             subprocess.run(prepare, shell=True, check=True)
-            t = time.perf_counter()
-            subprocess.run(cmd, shell=True, check=True, stdout=subprocess.DEVNULL)
+            if cmd.startswith("exec "):
+                args = [w.replace("{n}", str(r)) for w in shlex.split(cmd[5:])]
+                t = time.perf_counter()
+                subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+            else:
+                t = time.perf_counter()
+                subprocess.run(cmd, shell=True, check=True, stdout=subprocess.DEVNULL)
             if r:
                 times[name].append(time.perf_counter() - t)
     med = {n: statistics.median(v) for n, v in times.items()}

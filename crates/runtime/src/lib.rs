@@ -13,6 +13,8 @@ pub mod console;
 pub mod container;
 /// OCI hooks.
 pub mod hooks;
+/// Log lines in runc's (logrus) text and JSON formats.
+pub mod log;
 /// Root filesystem: mounts, devices, pivot_root, masked paths.
 pub mod rootfs;
 /// Seccomp: OCI filters compiled to BPF, and Docker's profile format.

@@ -3,13 +3,12 @@
 //! `/proc/self/fd`), devices, pivot_root, masked and read-only paths.
 
 use std::ffi::CString;
-use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, LinuxNamespaceType, Mount, Spec};
 use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
 
 /// Why the root filesystem could not be prepared.
@@ -183,6 +182,19 @@ fn open_target(root: &OwnedFd, dest: &Path, dir: bool) -> Result<OwnedFd, Rootfs
             resolve,
         )
     };
+    // Most targets exist already: one resolution in the kernel, with the
+    // same semantics as the walk below (links followed inside the root).
+    match rfs::openat2(
+        root,
+        inside(dest),
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        resolve,
+    ) {
+        Ok(fd) => return Ok(fd),
+        Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(sys(format!("cannot open {}", dest.display()))(e)),
+    }
     let mut pending: VecDeque<OsString> = inside(dest)
         .components()
         .map(|c| c.as_os_str().to_os_string())
@@ -262,7 +274,14 @@ fn fd_path(fd: &OwnedFd) -> String {
 }
 
 /// Mounts one entry of `mounts` under the rootfs (before pivot_root).
-fn mount_one(root: &OwnedFd, m: &Mount, cgroups: &[(String, PathBuf)]) -> Result<(), RootfsError> {
+/// `cgroupns`: the container has a cgroup namespace of its own (new or
+/// joined); without one, a cgroup2 mount would show the host's tree.
+fn mount_one(
+    root: &OwnedFd,
+    m: &Mount,
+    cgroups: &[(String, PathBuf)],
+    cgroupns: bool,
+) -> Result<(), RootfsError> {
     let dest = m.destination();
     let o = parse_options(m.options().as_deref().unwrap_or(&[]));
     let typ = m.typ().as_deref().unwrap_or("none");
@@ -308,12 +327,10 @@ fn mount_one(root: &OwnedFd, m: &Mount, cgroups: &[(String, PathBuf)]) -> Result
         return Ok(());
     }
     if typ == "cgroup" || typ == "cgroup2" {
-        let own_ns =
-            fs::read_link("/proc/self/ns/cgroup").ok() != fs::read_link("/proc/1/ns/cgroup").ok();
         if crate::cgroups::host_mode() != "v2" && typ == "cgroup" {
             return mount_cgroup_v1(root, m, &o, cgroups);
         }
-        if !own_ns {
+        if !cgroupns {
             // No cgroup namespace: a cgroup2 mount would show the host's
             // whole tree; bind the container's own directory instead.
             return mount_own_cgroup2(root, m, &o, cgroups);
@@ -617,12 +634,17 @@ pub fn prepare(
         Mode::empty(),
     )
     .map_err(sys(format!("cannot open rootfs {rootfs_s}")))?;
+    let cgroupns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|v| v.iter().any(|n| n.typ() == LinuxNamespaceType::Cgroup));
     let mut dev_is_tmpfs = false;
     for m in spec.mounts().iter().flatten() {
         if m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("tmpfs") {
             dev_is_tmpfs = true;
         }
-        mount_one(&root, m, cgroups)?;
+        mount_one(&root, m, cgroups, cgroupns)?;
     }
     if dev_is_tmpfs {
         for (name, major, minor) in default_devices() {

@@ -700,14 +700,8 @@ fn features_and_json_logs() {
     assert!(!out.status.success());
     let line = fs::read_to_string(&log).unwrap();
     let v: Value = serde_json::from_str(line.lines().last().unwrap()).unwrap();
-    assert_eq!(v["level"], "ERROR");
-    assert!(
-        v["fields"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("does not exist"),
-        "{v}"
-    );
+    assert_eq!(v["level"], "error");
+    assert!(v["msg"].as_str().unwrap().contains("does not exist"), "{v}");
 }
 
 #[test]
@@ -1025,4 +1019,103 @@ fn cgroup_namespace_is_rooted_at_the_containers_cgroup() {
         };
         assert!(out.trim().ends_with(&want), "cgroupns={with_ns}: {out}");
     }
+}
+
+/// The pure cgroup v2 paths, on this hybrid host: berth-runc runs in a
+/// private mount namespace where /sys/fs/cgroup is the cgroup2 hierarchy
+/// alone (the unified hierarchy, which holds hugetlb here), so it sees a
+/// v2-only host. Checked from inside: a hugetlb limit, the device rules as
+/// an eBPF program (default devices work, mknod of a block device is
+/// denied), and a cgroup mount without a cgroup namespace that shows the
+/// container's own cgroup directory only. The cgroup is removed afterwards.
+#[test]
+fn pure_cgroup_v2_host() {
+    use std::os::unix::process::CommandExt as _;
+    if !Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists()
+        && !Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    {
+        panic!("no cgroup2 hierarchy on this host");
+    }
+    let id = format!("v2-{}", std::process::id());
+    let b = Bundle::new(|c| {
+        c["linux"]["cgroupsPath"] = json!(format!("/berth-test/{id}"));
+        c["linux"]["resources"]["hugepageLimits"] = json!([{"pageSize": "2MB", "limit": 4194304}]);
+        c["linux"]["resources"]["devices"] = json!([{"allow": false, "access": "rwm"}]);
+        c["linux"]["namespaces"] = json!([
+            {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}
+        ]);
+        c["process"]["capabilities"] = json!({
+            "bounding": ["CAP_MKNOD"], "effective": ["CAP_MKNOD"], "permitted": ["CAP_MKNOD"],
+        });
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| m["destination"] != "/sys/fs/cgroup");
+        mounts.push(
+            json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                           "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        );
+        c["process"]["args"] = json!(["sh", "-c",
+            "cat /sys/fs/cgroup/hugetlb.2MB.max; \
+             echo procs $(grep -c '^1$' /sys/fs/cgroup/cgroup.procs) $(grep -c '^0$' /sys/fs/cgroup/cgroup.procs); \
+             ls /sys/fs/cgroup | grep -c berth-test; \
+             echo x > /dev/null && echo NULL-OK; \
+             mknod /dev/shm/sda b 8 0 2>&1 || echo MKNOD-DENIED"]);
+    });
+    let mut cmd = b.cmd(&["run", &id]);
+    // SAFETY: only async-signal-safe syscalls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let none = std::ptr::null();
+            let check = |r: i32| {
+                if r < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            };
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            check(libc::mount(
+                none,
+                c"/".as_ptr(),
+                none,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            check(libc::umount2(c"/sys/fs/cgroup".as_ptr(), libc::MNT_DETACH))?;
+            check(libc::mount(
+                c"cgroup2".as_ptr(),
+                c"/sys/fs/cgroup".as_ptr(),
+                c"cgroup2".as_ptr(),
+                0,
+                std::ptr::null(),
+            ))
+        });
+    }
+    let out_path = b.dir.path().join("v2-out");
+    let err_path = b.dir.path().join("v2-err");
+    let status = cmd
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(fs::File::create(&err_path).unwrap())
+        .status()
+        .unwrap();
+    let out = fs::read_to_string(&out_path).unwrap();
+    let err = fs::read_to_string(&err_path).unwrap();
+    assert!(status.success(), "{status:?} {out} {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "4194304", "hugetlb limit: {out}");
+    assert_eq!(
+        lines[1], "procs 1 0",
+        "/sys/fs/cgroup is not the container's own cgroup: {out}"
+    );
+    assert_eq!(lines[2], "0", "the host's cgroup tree is visible: {out}");
+    assert_eq!(lines[3], "NULL-OK", "{out}");
+    assert!(
+        out.contains("MKNOD-DENIED"),
+        "the eBPF device filter let a block device be created: {out}"
+    );
+    let host = if Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists() {
+        format!("/sys/fs/cgroup/unified/berth-test/{id}")
+    } else {
+        format!("/sys/fs/cgroup/berth-test/{id}")
+    };
+    assert!(!Path::new(&host).exists(), "{host} left behind");
 }

@@ -279,38 +279,12 @@ fn main() -> ExitCode {
 /// Logs go to --log (containerd passes a file and reads it back) or stderr,
 /// as text or JSON lines; --debug lowers the level to debug.
 fn init_logging(cli: &Cli) {
-    // A plain max level: EnvFilter's directive parsing costs about a
-    // millisecond, a tenth of a container start.
     let level = if cli.debug {
         tracing::Level::DEBUG
     } else {
         tracing::Level::WARN
     };
-    let writer: Box<dyn Fn() -> Box<dyn std::io::Write> + Send + Sync> = match &cli.log {
-        Some(path) => {
-            let path = path.clone();
-            Box::new(move || -> Box<dyn std::io::Write> {
-                match std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                {
-                    Ok(f) => Box::new(f),
-                    Err(_) => Box::new(std::io::stderr()),
-                }
-            })
-        }
-        None => Box::new(|| -> Box<dyn std::io::Write> { Box::new(std::io::stderr()) }),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(writer)
-        .with_ansi(false);
-    let _ = if cli.log_format == "json" {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+    berth_runtime::log::Logger::new(level, cli.log_format == "json", cli.log.clone()).install();
 }
 
 fn run(cli: Cli) -> Result<u8> {

@@ -47,7 +47,20 @@ impl Mounts {
 }
 
 /// Reads this process's mount table.
+///
+/// Read once per process: hosts do not remount their cgroup hierarchies
+/// under a running engine, and a container start would otherwise parse
+/// mountinfo several times.
 pub(crate) fn cgroup_mounts() -> Result<Mounts, CgroupError> {
+    static CACHE: std::sync::OnceLock<Mounts> = std::sync::OnceLock::new();
+    if let Some(m) = CACHE.get() {
+        return Ok(m.clone());
+    }
+    let m = read_cgroup_mounts()?;
+    Ok(CACHE.get_or_init(|| m).clone())
+}
+
+fn read_cgroup_mounts() -> Result<Mounts, CgroupError> {
     let info = read("/proc/self/mountinfo")?;
     // Controller names the kernel knows, to tell them from mount options.
     let known: Vec<String> = match std::fs::read_to_string("/proc/cgroups") {
