@@ -1,4 +1,4 @@
-.PHONY: demo test lint bench deps fuzz
+.PHONY: demo test lint bench deps fuzz dist
 
 # The main job: Build → Ship → Run on a local store.
 demo:
@@ -7,6 +7,10 @@ demo:
 # Every test, with the Debian peers they use installed first.
 test: deps
 	./scripts/test.sh
+
+# The shipped binaries (static, LTO): target/dist-bin/.
+dist:
+	./scripts/dist.sh
 
 lint:
 	cargo fmt --all -- --check

@@ -100,6 +100,12 @@ pub(crate) fn remove_created(created: &[PathBuf]) {
 
 /// Removes `dir` and every cgroup below it. Missing is fine.
 pub(crate) fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
+    // A container's cgroup is usually a leaf: one rmdir, no listing.
+    match std::fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
