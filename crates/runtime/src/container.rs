@@ -190,6 +190,13 @@ fn create_in(spec: &Spec, opts: &CreateOptions, dir: &Path) -> Result<i32, Conta
         None => None,
     };
 
+    // The cgroup manager is made before the clone, so init knows its cgroup
+    // directories (for a cgroup mount) without waiting for the parent to
+    // move it there.
+    let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+    let cg = crate::cgroups::manager(cgroups_path.as_deref(), &opts.id)?;
+    let cgroup_dirs = cg.container_dirs();
+
     // SAFETY: a raw clone without CLONE_VM behaves like fork: the child gets
     // a copy of this single-threaded process and continues on its own copy
     // of the stack; it only runs `init` and then execs or exits.
@@ -210,15 +217,14 @@ fn create_in(spec: &Spec, opts: &CreateOptions, dir: &Path) -> Result<i32, Conta
     }
     if pid == 0 {
         drop(parent_sock);
-        let code = match init(
-            spec,
-            opts,
-            &join,
-            &fifo,
-            &rootfs,
-            filter.as_ref(),
-            child_sock,
-        ) {
+        let plan = InitPlan {
+            join: &join,
+            fifo: &fifo,
+            rootfs: &rootfs,
+            filter: filter.as_ref(),
+            cgroup_dirs: &cgroup_dirs,
+        };
+        let code = match init(spec, opts, &plan, child_sock) {
             Ok(never) => match never {},
             Err((mut sock, msg)) => {
                 let _ = sock.write_all(format!("E{msg}").as_bytes());
@@ -231,7 +237,7 @@ fn create_in(spec: &Spec, opts: &CreateOptions, dir: &Path) -> Result<i32, Conta
     }
     let pid = pid as i32;
     drop(child_sock);
-    match parent_side(spec, opts, dir, pid, &rootfs, parent_sock) {
+    match parent_side(spec, opts, dir, pid, &rootfs, cg.as_ref(), parent_sock) {
         Ok(()) => Ok(pid),
         Err(e) => {
             // SAFETY: plain syscalls on the child we just created.
@@ -244,13 +250,19 @@ fn create_in(spec: &Spec, opts: &CreateOptions, dir: &Path) -> Result<i32, Conta
     }
 }
 
+/// The parent's half of create. Init is told to go on ('G') as soon as its
+/// user namespace has its id maps, and gets on with its rootfs while the
+/// parent moves it into its cgroups (the first v1 `cgroup.procs` write waits
+/// for an RCU grace period, milliseconds on an idle host); 'C' then tells
+/// init that its cgroups are ready.
 fn parent_side(
     spec: &Spec,
     opts: &CreateOptions,
     dir: &Path,
     pid: i32,
     rootfs: &Path,
-    sock: UnixStream,
+    cg: &dyn crate::cgroups::CgroupManager,
+    mut sock: UnixStream,
 ) -> Result<(), ContainerError> {
     // A new user namespace gets its id maps before init goes on.
     let new_userns = spec
@@ -271,9 +283,8 @@ fn parent_side(
             return Err(e);
         }
     }
-    // Init joins its cgroup before it does anything else.
+    sock.write_all(b"G").map_err(sys("cannot signal init"))?;
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-    let cg = crate::cgroups::manager(cgroups_path.as_deref(), &opts.id)?;
     let resources = with_default_devices(spec);
     let applied = cg.apply(pid).and_then(|()| match &resources {
         Some(r) => cg.set(r),
@@ -288,6 +299,9 @@ fn parent_side(
         let _ = cg.destroy();
         return Err(e.into());
     }
+    // If init has failed meanwhile, this write fails and parent_wait reads
+    // its error.
+    let _ = sock.write_all(b"C");
     let result = parent_wait(spec, opts, dir, pid, rootfs, cgroups_path, sock);
     if result.is_err() {
         // SAFETY: as above.
@@ -352,8 +366,7 @@ fn parent_wait(
     cgroups_path: Option<PathBuf>,
     mut sock: UnixStream,
 ) -> Result<(), ContainerError> {
-    // Let init go on, then wait for its verdict.
-    sock.write_all(b"G").map_err(sys("cannot signal init"))?;
+    // Wait for init's verdict, running hooks when it asks.
     loop {
         let mut kind = [0u8; 1];
         if sock.read_exact(&mut kind).is_err() {
@@ -481,16 +494,31 @@ fn setns_path(path: &Path, nstype: libc::c_int) -> Result<(), ContainerError> {
 
 type InitResult = Result<std::convert::Infallible, (UnixStream, String)>;
 
+/// What create prepared for init before the clone.
+struct InitPlan<'a> {
+    /// Namespaces to join by path.
+    join: &'a [(LinuxNamespaceType, PathBuf)],
+    fifo: &'a Path,
+    rootfs: &'a Path,
+    filter: Option<&'a crate::seccomp::Filter>,
+    /// `CgroupManager::container_dirs`.
+    cgroup_dirs: &'a [(String, PathBuf)],
+}
+
 /// The container's init, in its new namespaces. Never returns on success.
 fn init(
     spec: &Spec,
     opts: &CreateOptions,
-    join: &[(LinuxNamespaceType, PathBuf)],
-    fifo: &Path,
-    rootfs: &Path,
-    filter: Option<&crate::seccomp::Filter>,
+    plan: &InitPlan<'_>,
     mut sock: UnixStream,
 ) -> InitResult {
+    let InitPlan {
+        join,
+        fifo,
+        rootfs,
+        filter,
+        cgroup_dirs,
+    } = *plan;
     // Until it execs, init is a copy of the host's runtime binary: make it
     // non-dumpable so no other process can open its /proc/PID/exe or memory
     // (CVE-2019-5736 class), and remember the binary's identity so that init
@@ -542,10 +570,27 @@ fn init(
             ));
         }
     }
-    // The container's cgroup directories, read while /proc/self/cgroup
-    // still shows host paths (before a cgroup namespace).
-    let cgroup_dirs = crate::cgroups::own_v1_dirs().unwrap_or_default();
+    // The parent is moving us into our cgroups meanwhile; 'C' says it is
+    // done. A cgroup namespace must wait for it (it is rooted where we are
+    // when it is made); otherwise the rootfs is prepared in the meantime.
+    let mut cgroups_ready = {
+        let mut sock = t!(sock.try_clone(), "duplicating the sync socket");
+        let mut done = false;
+        move || {
+            if done {
+                return;
+            }
+            let mut c = [0u8; 1];
+            if sock.read_exact(&mut c).is_err() || c[0] != b'C' {
+                // The parent failed (and kills us) or is gone.
+                // SAFETY: see create().
+                unsafe { libc::_exit(1) };
+            }
+            done = true;
+        }
+    };
     if new_ns(LinuxNamespaceType::Cgroup) {
+        cgroups_ready();
         // SAFETY: unsharing only the cgroup namespace does not touch the
         // process's file table or memory (what makes unshare unsafe).
         let r = unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) };
@@ -586,10 +631,12 @@ fn init(
     );
     if new_ns(LinuxNamespaceType::Mount) {
         t!(
-            rootfs::prepare(spec, rootfs, &cgroup_dirs),
+            rootfs::prepare(spec, rootfs, cgroup_dirs, &mut cgroups_ready),
             "preparing the rootfs"
         );
         if spec.hooks().is_some() {
+            // 'C' comes before the parent reads our 'H'.
+            cgroups_ready();
             // Let the runtime run prestart/createRuntime hooks, then run
             // createContainer hooks here, in the container's namespaces.
             if sock.write_all(b"H").is_err() || sock.read_exact(&mut go).is_err() {
@@ -665,6 +712,8 @@ fn init(
             ));
         }
     }
+    // In its cgroups before it takes the process's credentials and filter.
+    cgroups_ready();
     let (exe, args, env, nnp) = match become_process(process, filter, opts.preserve_fds, host_exe) {
         Ok(v) => v,
         Err(msg) => return Err((sock, msg)),

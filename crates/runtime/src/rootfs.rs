@@ -601,11 +601,13 @@ fn symlink_in(root: &OwnedFd, target: &str, link: &str) -> Result<(), RootfsErro
 /// as rootfsPropagation says), bind-mounts the rootfs onto itself, performs
 /// the config's mounts and creates the devices.
 /// `cgroups` are the container's own cgroup directories (from
-/// `cgroups::own_v1_dirs`, read before any cgroup namespace exists).
+/// `CgroupManager::container_dirs`); `cgroups_ready` is called before the
+/// first cgroup mount and returns once they exist and hold the process.
 pub fn prepare(
     spec: &Spec,
     rootfs: &Path,
     cgroups: &[(String, PathBuf)],
+    cgroups_ready: &mut dyn FnMut(),
 ) -> Result<(), RootfsError> {
     let linux = spec.linux().as_ref();
     let propagation = linux
@@ -643,6 +645,9 @@ pub fn prepare(
     for m in spec.mounts().iter().flatten() {
         if m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("tmpfs") {
             dev_is_tmpfs = true;
+        }
+        if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            cgroups_ready();
         }
         mount_one(&root, m, cgroups, cgroupns)?;
     }

@@ -1119,3 +1119,25 @@ fn pure_cgroup_v2_host() {
     };
     assert!(!Path::new(&host).exists(), "{host} left behind");
 }
+
+/// Init prepares its rootfs while the parent sets up its cgroups; when the
+/// cgroup side fails (an impossible cpuset here), init is killed, and
+/// neither state nor cgroup directories remain.
+#[test]
+fn a_failing_cgroup_setup_aborts_creation_cleanly() {
+    let id = format!("cgfail-{}", std::process::id());
+    let b = Bundle::new(|c| {
+        c["linux"]["cgroupsPath"] = json!(format!("/berth-test/{id}"));
+        c["linux"]["resources"]["cpu"] = json!({"cpus": "4095"});
+        c["process"]["args"] = json!(["true"]);
+    });
+    let out = b.runc(&["run", &id]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cpuset"), "{err}");
+    assert!(b.leftovers().is_empty(), "{:?}", b.leftovers());
+    for h in ["cpuset", "memory", "pids", "unified"] {
+        let d = format!("/sys/fs/cgroup/{h}/berth-test/{id}");
+        assert!(!Path::new(&d).exists(), "{d} left behind");
+    }
+}

@@ -193,6 +193,11 @@ pub trait CgroupManager: std::fmt::Debug {
     /// The memory limit in effect, for tests and `berth stats` (None if
     /// unlimited).
     fn memory_limit(&self) -> Result<Option<i64>, CgroupError>;
+    /// The container's directory in each hierarchy it joins, named as the
+    /// hierarchy appears under `/sys/fs/cgroup` (`memory`, `cpu,cpuacct`,
+    /// `systemd`, ...; `unified` for cgroup2), known before `apply` runs:
+    /// what a container's cgroup mount shows.
+    fn container_dirs(&self) -> Vec<(String, PathBuf)>;
 }
 
 /// Picks the v1 (incl. hybrid) or v2 manager from the host's mounts.
@@ -791,31 +796,4 @@ mod tests {
             assert!(!d.exists(), "{} left behind", d.display());
         }
     }
-}
-
-/// The calling process's own cgroup directories on a v1 or hybrid host, as
-/// (name under /sys/fs/cgroup in a container, host directory): `memory`,
-/// `cpu`, `systemd`, ... and `unified` for the cgroup2 hierarchy. Used to
-/// give a container a `/sys/fs/cgroup` that shows only its own cgroups.
-pub fn own_v1_dirs() -> Result<Vec<(String, PathBuf)>, CgroupError> {
-    let m = mounts::cgroup_mounts()?;
-    let p = mounts::proc_cgroups(Path::new("/proc/self/cgroup"))?;
-    let join = |mount: &mounts::Mount, path: &str| {
-        let path = Path::new(path);
-        let rel = path.strip_prefix(&mount.root).unwrap_or(path);
-        mount.mount_point.join(rel.strip_prefix("/").unwrap_or(rel))
-    };
-    let mut out = Vec::new();
-    for mount in &m.v1 {
-        let Some(name) = mount.mount_point.file_name() else {
-            continue;
-        };
-        if let Some(path) = p.v1_path(&mount.controllers) {
-            out.push((name.to_string_lossy().into_owned(), join(mount, path)));
-        }
-    }
-    if let (Some(mount), Some(path)) = (&m.v2, &p.v2) {
-        out.push(("unified".to_string(), join(mount, path)));
-    }
-    Ok(out)
 }

@@ -129,6 +129,21 @@ impl V1Manager {
 }
 
 impl CgroupManager for V1Manager {
+    fn container_dirs(&self) -> Vec<(String, PathBuf)> {
+        let mut out: Vec<(String, PathBuf)> = self
+            .hierarchies
+            .iter()
+            .filter_map(|h| {
+                let name = h.mount_point.file_name()?.to_string_lossy().into_owned();
+                Some((name, h.dir()))
+            })
+            .collect();
+        if let Some(u) = &self.unified {
+            out.push(("unified".to_string(), u.dir()));
+        }
+        out
+    }
+
     fn apply(&self, pid: i32) -> Result<(), CgroupError> {
         let before = super::mounts::proc_cgroups(&PathBuf::from(format!("/proc/{pid}/cgroup")))
             .unwrap_or_default();

@@ -100,6 +100,10 @@ fn enable_controllers(dir: &Path) {
 }
 
 impl CgroupManager for V2Manager {
+    fn container_dirs(&self) -> Vec<(String, PathBuf)> {
+        vec![("unified".to_string(), self.dir())]
+    }
+
     fn apply(&self, pid: i32) -> Result<(), CgroupError> {
         let created = fs::create(&self.root, &self.rel, |parent, _| {
             enable_controllers(parent);
