@@ -19,6 +19,7 @@ use crate::cli::{
 };
 use crate::output::{self, ago, human_size, table, Template};
 
+#[derive(Clone)]
 pub struct Ctx {
     pub root: PathBuf,
     pub runroot: PathBuf,

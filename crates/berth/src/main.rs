@@ -1,6 +1,7 @@
 //! The `berth` command line: glue between clap and the libraries.
 
 mod cli;
+mod containers;
 mod images;
 mod output;
 
@@ -9,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{CommandFactory, Parser};
 
-use cli::{Cli, Command, ImageCommand, SystemCommand};
+use cli::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
 
 /// Exit code for errors of berth itself (docker's convention for `run`;
 /// usage errors use it too).
@@ -26,10 +27,13 @@ fn main() -> ExitCode {
     };
     init_logging(&cli.log_level);
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("Error: {}", chain(&e));
-            ExitCode::from(1)
+            match e.downcast_ref::<containers::CodeError>() {
+                Some(c) => ExitCode::from(c.code),
+                None => ExitCode::from(1),
+            }
         }
     }
 }
@@ -37,7 +41,7 @@ fn main() -> ExitCode {
 /// The whole cause chain on one line, each cause once. Control characters
 /// (which causes may quote from a damaged archive) are escaped so the error
 /// stays one line.
-fn chain(e: &anyhow::Error) -> String {
+pub(crate) fn chain(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let s = cause.to_string();
@@ -68,12 +72,49 @@ fn init_logging(level: &str) {
         .try_init();
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli) -> Result<u8> {
     let ctx = images::Ctx {
         root: cli.root.clone(),
         runroot: cli.runroot.clone(),
     };
     match cli.command {
+        Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => {
+            return containers::run(&ctx, &a)
+        }
+        Command::Create(a) | Command::Container(ContainerCommand::Create(a)) => {
+            return containers::create(&ctx, &a)
+        }
+        Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => {
+            return containers::start(&ctx, &a)
+        }
+        Command::Stop(a) | Command::Container(ContainerCommand::Stop(a)) => {
+            return containers::stop(&ctx, &a)
+        }
+        Command::Kill(a) | Command::Container(ContainerCommand::Kill(a)) => {
+            return containers::kill(&ctx, &a)
+        }
+        Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => {
+            return containers::rm(&ctx, &a)
+        }
+        Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => {
+            return containers::ps(&ctx, &a)
+        }
+        Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => {
+            return containers::logs(&ctx, &a)
+        }
+        Command::Wait(a) | Command::Container(ContainerCommand::Wait(a)) => {
+            return containers::wait(&ctx, &a)
+        }
+        Command::Container(ContainerCommand::Inspect(a)) => return containers::inspect(&ctx, &a),
+        Command::Container(ContainerCommand::Prune(a)) => return containers::prune(&ctx, &a),
+        _ => {}
+    }
+    images_command(cli.command, &ctx).map(|()| 0)
+}
+
+fn images_command(command: Command, ctx: &images::Ctx) -> Result<()> {
+    let ctx = ctx.clone();
+    match command {
         Command::Version(a) => images::version(&a),
         Command::Info(a) | Command::System(SystemCommand::Info(a)) => images::info(&ctx, &a),
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::list(&ctx, &a),
@@ -97,5 +138,6 @@ fn run(cli: Cli) -> Result<()> {
             clap_mangen::generate_to(Cli::command(), &dir)?;
             Ok(())
         }
+        _ => unreachable!("container commands are handled in run"),
     }
 }

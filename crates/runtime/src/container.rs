@@ -70,6 +70,9 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     /// Extra fds (3, 4, ...) passed to the container's process.
     pub preserve_fds: u32,
+    /// The container's stdin, stdout and stderr, when they are not the
+    /// caller's own (`berth run` passes pipes or a terminal).
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
 fn ns_flag(t: LinuxNamespaceType) -> libc::c_int {
@@ -519,6 +522,17 @@ fn init(
         filter,
         cgroup_dirs,
     } = *plan;
+    reset_signals();
+    if let Some(fds) = opts.stdio {
+        for (target, fd) in fds.into_iter().enumerate() {
+            // SAFETY: dup2 onto 0..2 of this (single-threaded) child; the
+            // sources stay open until the close-on-exec sweep.
+            if fd != target as i32 && unsafe { libc::dup2(fd, target as i32) } < 0 {
+                let e = io::Error::last_os_error();
+                return Err((sock, format!("setting up stdio: {e}")));
+            }
+        }
+    }
     // Until it execs, init is a copy of the host's runtime binary: make it
     // non-dumpable so no other process can open its /proc/PID/exe or memory
     // (CVE-2019-5736 class), and remember the binary's identity so that init
@@ -1345,6 +1359,27 @@ fn wait_code(pid: i32) -> i32 {
     }
 }
 
+/// Signal dispositions and the mask are inherited through clone and (for
+/// ignored signals and the mask) through execve: the container's process
+/// starts with every signal at its default and none blocked, whatever its
+/// launcher had (Rust ignores SIGPIPE; `berth run` blocks the signals it
+/// forwards).
+fn reset_signals() {
+    for sig in 1..65 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: resetting a disposition to SIG_DFL; invalid numbers fail.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    // SAFETY: an empty set, valid for sigprocmask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
 /// The exec'd process before execve. Returns an error message on failure.
 fn exec_child(
     opts: &ExecOptions,
@@ -1353,6 +1388,7 @@ fn exec_child(
     host_exe: Option<(u64, u64)>,
     sock: &mut UnixStream,
 ) -> String {
+    reset_signals();
     // SAFETY: prctl with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let mut go = [0u8; 1];

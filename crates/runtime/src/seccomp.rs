@@ -1024,6 +1024,11 @@ fn kernel_at_least(version: &str) -> Result<bool, SeccompError> {
     Ok(have >= want)
 }
 
+/// Docker's default seccomp profile in Docker's own format, byte for byte
+/// moby's `profiles/seccomp/default.json` (Apache-2.0; see
+/// `profiles/README.md`). `from_docker_profile` turns it into the OCI section.
+pub const DOCKER_DEFAULT_PROFILE: &[u8] = include_bytes!("../profiles/docker-default.json");
+
 /// Converts a profile in Docker's format (its default profile, or
 /// `--security-opt seccomp=FILE`) into the OCI section for a container whose
 /// bounding set is `caps` on architecture `arch` (Go's names: `amd64`,
@@ -2067,7 +2072,7 @@ mod tests {
 
     #[test]
     fn seccomp_docker_profile_conversion_matches_fixture() {
-        let profile = std::fs::read(format!("{FIXTURES}/docker-default-profile.json")).unwrap();
+        let profile = DOCKER_DEFAULT_PROFILE.to_vec();
         let caps: Vec<String> = DOCKER_CAPS.iter().map(|c| c.to_string()).collect();
         let converted = from_docker_profile(&profile, &caps, "amd64").unwrap();
         assert_eq!(converted, docker_default());

@@ -70,6 +70,7 @@ impl CreateArgs {
             console_socket: self.console_socket,
             no_pivot: self.no_pivot,
             preserve_fds: self.preserve_fds,
+            stdio: None,
         })
     }
 }

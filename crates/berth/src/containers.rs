@@ -1,0 +1,643 @@
+//! Container commands: run, create, start, stop, kill, rm, ps, logs, wait,
+//! inspect, prune. The work is in berth-engine; this is flags and output.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use anyhow::{bail, Context, Result};
+use berth_engine::config::ContainerConfig;
+use berth_engine::{Engine, EngineError, Paths, Record, State};
+use serde_json::{json, Value};
+
+use crate::cli::{
+    ContainerInspectArgs, ContainerPruneArgs, KillArgs, LogsArgs, PsArgs, RmArgs, RunArgs,
+    StartArgs, StopArgs, WaitArgs,
+};
+use crate::images::Ctx;
+use crate::output;
+
+/// An error with the exit code docker gives it (125 engine, 126/127 exec).
+#[derive(Debug)]
+pub struct CodeError {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl std::fmt::Display for CodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl std::error::Error for CodeError {}
+
+fn coded(e: EngineError) -> anyhow::Error {
+    let code = e.exit_code();
+    CodeError {
+        code,
+        error: e.into(),
+    }
+    .into()
+}
+
+fn engine(ctx: &Ctx) -> Result<Engine> {
+    Engine::open(&Paths::new(&ctx.root, &ctx.runroot)).map_err(coded)
+}
+
+fn read_env_file(path: &std::path::Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("open {}: reading the --env-file", path.display()))?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if t.contains('=') {
+            out.push(t.to_string());
+        } else if let Ok(v) = std::env::var(t) {
+            // A bare name takes the value from berth's environment.
+            out.push(format!("{t}={v}"));
+        }
+    }
+    Ok(out)
+}
+
+fn config_from(a: &RunArgs) -> Result<ContainerConfig> {
+    if !a.publish.is_empty() {
+        bail!("-p/--publish needs bridge networking, which berth does not have yet; use --network host to reach the container's ports");
+    }
+    berth_engine::monitor::check_restart_policy(&a.restart).map_err(coded)?;
+    if a.rm && a.restart != "no" && !a.restart.is_empty() {
+        bail!("conflicting options: cannot specify both --restart and --rm");
+    }
+    if a.tty {
+        bail!("-t/--tty is not supported yet: run without -t (stdin and output are relayed through pipes)");
+    }
+    let mut env = Vec::new();
+    for f in &a.env_file {
+        env.extend(read_env_file(f)?);
+    }
+    for e in &a.env {
+        if e.contains('=') {
+            env.push(e.clone());
+        } else if let Ok(v) = std::env::var(e) {
+            env.push(format!("{e}={v}"));
+        }
+    }
+    let mut labels = BTreeMap::new();
+    for l in &a.labels {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let memory = match &a.memory {
+        Some(m) => Some(berth_engine::config::parse_size(m).map_err(|e| {
+            coded(EngineError::Invalid(format!(
+                "invalid argument {m:?} for \"-m, --memory\" flag: {e}"
+            )))
+        })?),
+        None => None,
+    };
+    Ok(ContainerConfig {
+        cmd: a.command.clone(),
+        entrypoint: a.entrypoint.clone(),
+        env,
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
+        labels,
+        tty: a.tty,
+        interactive: a.interactive,
+        read_only: a.read_only,
+        tmpfs: a.tmpfs.clone(),
+        volumes: a.volume.clone(),
+        mounts: a.mount.clone(),
+        memory,
+        cpus: a.cpus,
+        pids_limit: a.pids_limit,
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        privileged: a.privileged,
+        security_opt: a.security_opt.clone(),
+        init: false,
+        ulimits: a.ulimit.clone(),
+        stop_signal: a.stop_signal.clone(),
+        stop_timeout: a.stop_timeout,
+        restart: a.restart.clone(),
+        network: a.network.clone(),
+        auto_remove: a.rm,
+        path: String::new(),
+        args: Vec::new(),
+    })
+}
+
+fn create_record(ctx: &Ctx, a: &RunArgs) -> Result<(Engine, Record)> {
+    // Every flag error is an engine error (125), as docker's.
+    let config = config_from(a).map_err(|e| match e.downcast::<CodeError>() {
+        Ok(c) => c.into(),
+        Err(e) => anyhow::Error::from(CodeError {
+            code: 125,
+            error: e,
+        }),
+    })?;
+    let mut eng = engine(ctx)?;
+    let rec = eng
+        .create(&a.image, a.name.as_deref(), config)
+        .map_err(coded)?;
+    Ok((eng, rec))
+}
+
+pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<u8> {
+    let (_, rec) = create_record(ctx, a)?;
+    println!("{}", rec.id);
+    Ok(0)
+}
+
+pub fn run(ctx: &Ctx, a: &RunArgs) -> Result<u8> {
+    let (mut eng, rec) = create_record(ctx, a)?;
+    if a.detach {
+        berth_engine::monitor::start_detached(eng, &rec.id).map_err(coded)?;
+        println!("{}", rec.id);
+        return Ok(0);
+    }
+    let code =
+        berth_engine::monitor::run_foreground(&mut eng, &rec.id, a.interactive).map_err(coded)?;
+    Ok(code.clamp(0, 255) as u8)
+}
+
+pub fn start(ctx: &Ctx, a: &StartArgs) -> Result<u8> {
+    if a.attach || a.interactive {
+        if a.containers.len() > 1 {
+            bail!("you cannot start and attach multiple containers at once");
+        }
+        let mut eng = engine(ctx)?;
+        let rec = eng.get(&a.containers[0]).map_err(coded)?;
+        let code = berth_engine::monitor::run_foreground(&mut eng, &rec.id, a.interactive)
+            .map_err(coded)?;
+        return Ok(code.clamp(0, 255) as u8);
+    }
+    let mut failed = false;
+    for c in &a.containers {
+        let res = engine(ctx).and_then(|mut eng| {
+            let rec = eng.get(c).map_err(coded)?;
+            if matches!(rec.state, State::Running | State::Paused) {
+                return Ok(());
+            }
+            berth_engine::monitor::start_detached(eng, &rec.id).map_err(coded)
+        });
+        match res {
+            Ok(()) => println!("{c}"),
+            Err(e) => {
+                eprintln!("Error response from daemon: {}", crate::chain(&e));
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        bail!("failed to start containers: {}", a.containers.join(", "));
+    }
+    Ok(0)
+}
+
+/// Runs `f` for each container, printing its name on success (docker's
+/// output) and every error; fails if any did.
+fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<u8> {
+    let mut failed = 0;
+    for n in names {
+        match f(n) {
+            Ok(()) => println!("{n}"),
+            Err(e) => {
+                eprintln!("Error response from daemon: {}", crate::chain(&e));
+                failed += 1;
+            }
+        }
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+pub fn stop(ctx: &Ctx, a: &StopArgs) -> Result<u8> {
+    let mut eng = engine(ctx)?;
+    let sig = a
+        .signal
+        .as_deref()
+        .map(berth_engine::lifecycle::parse_signal)
+        .transpose()?;
+    each(&a.containers, |c| {
+        eng.stop(c, a.time, sig)?;
+        Ok(())
+    })
+}
+
+pub fn kill(ctx: &Ctx, a: &KillArgs) -> Result<u8> {
+    let mut eng = engine(ctx)?;
+    let sig = berth_engine::lifecycle::parse_signal(&a.signal)?;
+    each(&a.containers, |c| {
+        eng.kill(c, sig)?;
+        Ok(())
+    })
+}
+
+pub fn rm(ctx: &Ctx, a: &RmArgs) -> Result<u8> {
+    let mut eng = engine(ctx)?;
+    each(&a.containers, |c| {
+        eng.remove(c, a.force)?;
+        Ok(())
+    })
+}
+
+pub fn wait(ctx: &Ctx, a: &WaitArgs) -> Result<u8> {
+    let mut eng = engine(ctx)?;
+    let mut failed = false;
+    for c in &a.containers {
+        let res = eng
+            .get(c)
+            .and_then(|rec| eng.wait_exit(&rec.id, None))
+            .map(|r| r.map(|r| r.exit_code));
+        match res {
+            Ok(Some(code)) => println!("{code}"),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("Error response from daemon: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn secs_since(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())
+        .unwrap_or(0)
+}
+
+/// docker ps's STATUS column.
+fn status_text(r: &Record) -> String {
+    match r.state {
+        State::Created => "Created".into(),
+        State::Running | State::Paused => {
+            let up = output::human_duration(secs_since(&r.started_at));
+            let mut s = format!("Up {up}");
+            if r.state == State::Paused {
+                s.push_str(" (Paused)");
+            }
+            if !r.health.is_empty() {
+                s.push_str(&format!(" ({})", r.health));
+            }
+            s
+        }
+        State::Restarting => format!(
+            "Restarting ({}) {} ago",
+            r.exit_code,
+            output::human_duration(secs_since(&r.finished_at))
+        ),
+        State::Exited => format!(
+            "Exited ({}) {} ago",
+            r.exit_code,
+            output::human_duration(secs_since(&r.finished_at))
+        ),
+        State::Dead => "Dead".into(),
+    }
+}
+
+fn command_text(r: &Record, trunc: bool) -> String {
+    let mut parts = vec![r.config.path.clone()];
+    parts.extend(r.config.args.iter().cloned());
+    let cmd = parts.join(" ");
+    let cmd = if trunc && cmd.chars().count() > 20 {
+        format!("{}…", cmd.chars().take(19).collect::<String>())
+    } else {
+        cmd
+    };
+    format!("\"{cmd}\"")
+}
+
+fn ps_value(r: &Record, trunc: bool) -> Value {
+    let labels: Vec<String> = r
+        .config
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    json!({
+        "ID": if trunc { r.id[..12].to_string() } else { r.id.clone() },
+        "Image": r.image,
+        "Command": command_text(r, trunc),
+        "CreatedAt": r.created,
+        "RunningFor": format!("{} ago", output::human_duration(secs_since(&r.created))),
+        "Status": status_text(r),
+        "State": r.state.as_str(),
+        "Ports": "",
+        "Names": r.name,
+        "Labels": labels.join(","),
+        "Mounts": "",
+        "Networks": if r.config.network.is_empty() { "none" } else { r.config.network.as_str() },
+    })
+}
+
+fn matches_filter(r: &Record, f: &str) -> Result<bool> {
+    let (k, v) = f
+        .split_once('=')
+        .with_context(|| format!("bad format of filter {f:?} (expected name=value)"))?;
+    Ok(match k {
+        "id" => r.id.starts_with(v),
+        "name" => r.name.contains(v),
+        "status" => r.state.as_str() == v,
+        "exited" => r.state == State::Exited && r.exit_code.to_string() == v,
+        "label" => match v.split_once('=') {
+            Some((lk, lv)) => r.config.labels.get(lk).is_some_and(|x| x == lv),
+            None => r.config.labels.contains_key(v),
+        },
+        "ancestor" => r.image == v || r.image_id.contains(v),
+        _ => {
+            bail!("invalid filter {k:?}: berth supports id, name, status, exited, label, ancestor")
+        }
+    })
+}
+
+pub fn ps(ctx: &Ctx, a: &PsArgs) -> Result<u8> {
+    let mut eng = engine(ctx)?;
+    let mut recs = eng.list()?;
+    let all = a.all || a.last.is_some() || a.latest;
+    if !all {
+        recs.retain(|r| matches!(r.state, State::Running | State::Paused | State::Restarting));
+    }
+    for f in &a.filter {
+        let mut kept = Vec::new();
+        for r in recs {
+            if matches_filter(&r, f)? {
+                kept.push(r);
+            }
+        }
+        recs = kept;
+    }
+    if let Some(n) = a.last.filter(|n| *n >= 0) {
+        recs.truncate(n as usize);
+    }
+    if a.latest {
+        recs.truncate(1);
+    }
+    let trunc = !a.no_trunc;
+    let mut out = std::io::stdout().lock();
+    if a.quiet {
+        for r in &recs {
+            writeln!(out, "{}", if trunc { &r.id[..12] } else { &r.id })?;
+        }
+        return Ok(0);
+    }
+    match a.format.as_deref() {
+        Some("json") => {
+            for r in &recs {
+                writeln!(out, "{}", ps_value(r, trunc))?;
+            }
+        }
+        Some(t) if t != "table" => {
+            let tpl = output::Template::parse(t.strip_prefix("table ").unwrap_or(t))?;
+            for r in &recs {
+                writeln!(out, "{}", tpl.render(&ps_value(r, trunc))?)?;
+            }
+        }
+        _ => {
+            let mut rows = vec![vec![
+                "CONTAINER ID".to_string(),
+                "IMAGE".into(),
+                "COMMAND".into(),
+                "CREATED".into(),
+                "STATUS".into(),
+                "PORTS".into(),
+                "NAMES".into(),
+            ]];
+            for r in &recs {
+                let v = ps_value(r, trunc);
+                rows.push(
+                    [
+                        "ID",
+                        "Image",
+                        "Command",
+                        "RunningFor",
+                        "Status",
+                        "Ports",
+                        "Names",
+                    ]
+                    .iter()
+                    .map(|k| v[*k].as_str().unwrap_or("").to_string())
+                    .collect(),
+                );
+            }
+            write!(out, "{}", output::table(&rows))?;
+        }
+    }
+    Ok(0)
+}
+
+/// `--since`/`--until`: RFC 3339, Unix seconds, or a duration back from
+/// now (`10m`, `1h30m`, `45s`).
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    if let Ok(n) = s.parse::<f64>() {
+        return chrono::DateTime::from_timestamp(n as i64, 0).context("timestamp out of range");
+    }
+    let mut total = 0i64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: i64 = num.parse().with_context(|| format!("invalid time {s:?}"))?;
+        num.clear();
+        total += n * match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => bail!("invalid time {s:?}: use RFC 3339, Unix seconds, or a duration like 10m"),
+        };
+    }
+    if !num.is_empty() {
+        bail!("invalid time {s:?}: a duration needs a unit (s, m, h)");
+    }
+    Ok(chrono::Utc::now() - chrono::Duration::seconds(total))
+}
+
+pub fn logs(ctx: &Ctx, a: &LogsArgs) -> Result<u8> {
+    let mut eng = engine(ctx)?;
+    let rec = eng.get(&a.container)?;
+    let path = eng.layout(&rec.id).log();
+    let since = a.since.as_deref().map(parse_time).transpose()?;
+    let until = a.until.as_deref().map(parse_time).transpose()?;
+    let tail: Option<usize> = match a.tail.as_str() {
+        "all" | "-1" => None,
+        n => Some(
+            n.parse()
+                .with_context(|| format!("invalid --tail {n:?}: a number or \"all\""))?,
+        ),
+    };
+    let keep = |e: &berth_engine::logs::Entry| {
+        let t = chrono::DateTime::parse_from_rfc3339(&e.time)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .ok();
+        since.is_none_or(|s| t.is_some_and(|t| t >= s))
+            && until.is_none_or(|u| t.is_some_and(|t| t < u))
+    };
+    let print = |e: &berth_engine::logs::Entry| {
+        let line = if a.timestamps {
+            format!("{} {}", e.time, e.log)
+        } else {
+            e.log.clone()
+        };
+        if e.stream == "stderr" {
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        } else {
+            let mut o = std::io::stdout().lock();
+            let _ = o.write_all(line.as_bytes());
+            let _ = o.flush();
+        }
+    };
+    let entries: Vec<_> = berth_engine::logs::read(&path)
+        .into_iter()
+        .filter(|e| keep(e))
+        .collect();
+    let skip = tail.map(|n| entries.len().saturating_sub(n)).unwrap_or(0);
+    let mut seen = berth_engine::logs::read(&path).len();
+    for e in &entries[skip..] {
+        print(e);
+    }
+    if a.follow {
+        loop {
+            let running = matches!(
+                eng.get(&rec.id).map(|r| r.state),
+                Ok(State::Running | State::Paused | State::Restarting)
+            );
+            let all = berth_engine::logs::read(&path);
+            for e in all.iter().skip(seen).filter(|e| keep(e)) {
+                print(e);
+            }
+            seen = all.len();
+            if !running {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    Ok(0)
+}
+
+fn inspect_value(eng: &Engine, r: &Record) -> Value {
+    let layout = eng.layout(&r.id);
+    let c = &r.config;
+    json!({
+        "Id": r.id,
+        "Created": r.created,
+        "Path": c.path,
+        "Args": c.args,
+        "State": {
+            "Status": r.state.as_str(),
+            "Running": matches!(r.state, State::Running | State::Paused),
+            "Paused": r.state == State::Paused,
+            "Restarting": r.state == State::Restarting,
+            "OOMKilled": false,
+            "Dead": r.state == State::Dead,
+            "Pid": r.pid,
+            "ExitCode": r.exit_code,
+            "Error": r.error,
+            "StartedAt": if r.started_at.is_empty() { "0001-01-01T00:00:00Z" } else { &r.started_at },
+            "FinishedAt": if r.finished_at.is_empty() { "0001-01-01T00:00:00Z" } else { &r.finished_at },
+        },
+        "Image": r.image_id,
+        "ResolvConfPath": layout.dir.join("resolv.conf"),
+        "HostnamePath": layout.dir.join("hostname"),
+        "HostsPath": layout.dir.join("hosts"),
+        "LogPath": layout.log(),
+        "Name": format!("/{}", r.name),
+        "RestartCount": r.restart_count,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "HostConfig": {
+            "Binds": c.volumes,
+            "NetworkMode": if c.network.is_empty() { "default" } else { c.network.as_str() },
+            "RestartPolicy": {
+                "Name": c.restart.split(':').next().unwrap_or("no"),
+                "MaximumRetryCount": c.restart.split_once(':').and_then(|(_, n)| n.parse::<i64>().ok()).unwrap_or(0),
+            },
+            "AutoRemove": c.auto_remove,
+            "CapAdd": c.cap_add,
+            "CapDrop": c.cap_drop,
+            "Privileged": c.privileged,
+            "ReadonlyRootfs": c.read_only,
+            "SecurityOpt": c.security_opt,
+            "Memory": c.memory.unwrap_or(0),
+            "NanoCpus": c.cpus.map(|x| (x * 1e9) as i64).unwrap_or(0),
+            "PidsLimit": c.pids_limit,
+            "Tmpfs": c.tmpfs,
+        },
+        "GraphDriver": {
+            "Name": "overlay2",
+            "Data": {
+                "UpperDir": layout.upper(),
+                "WorkDir": layout.work(),
+                "MergedDir": layout.merged(),
+            }
+        },
+        "Config": {
+            "Hostname": c.hostname.clone().unwrap_or_else(|| r.id[..12].to_string()),
+            "User": c.user.clone().unwrap_or_default(),
+            "Tty": c.tty,
+            "OpenStdin": c.interactive,
+            "Env": c.env,
+            "Cmd": c.cmd,
+            "Image": r.image,
+            "WorkingDir": c.workdir.clone().unwrap_or_default(),
+            "Entrypoint": c.entrypoint.as_ref().map(|e| vec![e.clone()]),
+            "Labels": c.labels,
+            "StopSignal": c.stop_signal,
+            "StopTimeout": c.stop_timeout,
+        },
+    })
+}
+
+pub fn inspect(ctx: &Ctx, a: &ContainerInspectArgs) -> Result<u8> {
+    let mut eng = engine(ctx)?;
+    let mut values = Vec::new();
+    let mut failed = false;
+    for c in &a.containers {
+        match eng.get(c) {
+            Ok(r) => values.push(inspect_value(&eng, &r)),
+            Err(e) => {
+                eprintln!("Error: {e}");
+                failed = true;
+            }
+        }
+    }
+    match a.format.as_deref() {
+        None | Some("json") => println!("{}", serde_json::to_string_pretty(&values)?),
+        Some(t) => {
+            let tpl = output::Template::parse(t)?;
+            for v in &values {
+                println!("{}", tpl.render(v)?);
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+pub fn prune(ctx: &Ctx, _a: &ContainerPruneArgs) -> Result<u8> {
+    let mut eng = engine(ctx)?;
+    let mut removed = Vec::new();
+    for r in eng.list()? {
+        if matches!(r.state, State::Exited | State::Created | State::Dead) {
+            eng.remove(&r.id, false)?;
+            removed.push(r.id);
+        }
+    }
+    if !removed.is_empty() {
+        println!("Deleted Containers:");
+        for id in &removed {
+            println!("{id}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: 0B");
+    Ok(0)
+}

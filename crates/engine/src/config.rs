@@ -1,0 +1,229 @@
+//! What a container is made of: the user's options (docker run's flags) and
+//! the image's config, merged the way Docker merges them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::EngineError;
+
+/// The options of `berth create`/`run`, kept with the container.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ContainerConfig {
+    /// The command after the image name (replaces the image's Cmd).
+    pub cmd: Vec<String>,
+    /// `--entrypoint` ("" clears the image's).
+    pub entrypoint: Option<String>,
+    /// `-e` and `--env-file` entries, in order.
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub tty: bool,
+    pub interactive: bool,
+    pub read_only: bool,
+    /// `--tmpfs PATH[:OPTIONS]`.
+    pub tmpfs: Vec<String>,
+    /// `-v SRC:DST[:OPTS]`.
+    pub volumes: Vec<String>,
+    /// `--mount type=...,...`.
+    pub mounts: Vec<String>,
+    /// Bytes.
+    pub memory: Option<i64>,
+    pub cpus: Option<f64>,
+    pub pids_limit: Option<i64>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub security_opt: Vec<String>,
+    pub init: bool,
+    /// `--ulimit name=soft[:hard]`.
+    pub ulimits: Vec<String>,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<i64>,
+    /// "no", "always", "unless-stopped", "on-failure[:N]".
+    pub restart: String,
+    /// "none", "host" or "" (a private namespace with loopback).
+    pub network: String,
+    /// `--rm`.
+    pub auto_remove: bool,
+    /// The resolved process, for inspect: entrypoint + cmd as run.
+    pub path: String,
+    pub args: Vec<String>,
+}
+
+/// The parts of an image config `berth run` uses, including Docker's
+/// extensions (Healthcheck, Shell) that the OCI config type lacks.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct ImageConfig {
+    pub user: String,
+    pub env: Vec<String>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub working_dir: String,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub stop_signal: String,
+    pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
+    pub healthcheck: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ImageFile {
+    config: Option<ImageConfig>,
+}
+
+impl ImageConfig {
+    /// The `config` object of an image config blob.
+    pub fn parse(blob: &[u8]) -> Result<ImageConfig, EngineError> {
+        let f: ImageFile = serde_json::from_slice(blob)
+            .map_err(|e| EngineError::Invalid(format!("image config: {e}")))?;
+        Ok(f.config.unwrap_or_default())
+    }
+}
+
+/// Docker's rule: `--entrypoint` replaces the image's entrypoint and then
+/// also drops the image's Cmd; a command given replaces Cmd.
+pub fn process_args(opts: &ContainerConfig, image: &ImageConfig) -> Vec<String> {
+    let (entrypoint, image_cmd): (Vec<String>, Vec<String>) = match &opts.entrypoint {
+        Some(e) if e.is_empty() => (Vec::new(), Vec::new()),
+        Some(e) => (vec![e.clone()], Vec::new()),
+        None => (
+            image.entrypoint.clone().unwrap_or_default(),
+            image.cmd.clone().unwrap_or_default(),
+        ),
+    };
+    let cmd = if opts.cmd.is_empty() {
+        image_cmd
+    } else {
+        opts.cmd.clone()
+    };
+    entrypoint.into_iter().chain(cmd).collect()
+}
+
+/// The default PATH Docker sets when neither the image nor the user does.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The process environment: PATH default, HOSTNAME, TERM with a tty, the
+/// image's env, then the user's (later entries win, per variable).
+pub fn process_env(opts: &ContainerConfig, image: &ImageConfig, hostname: &str) -> Vec<String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut set = |entry: &str| {
+        let (k, v) = entry.split_once('=').unwrap_or((entry, ""));
+        match out.iter_mut().find(|(key, _)| key == k) {
+            Some(slot) => slot.1 = v.to_string(),
+            None => out.push((k.to_string(), v.to_string())),
+        }
+    };
+    set(&format!("PATH={DEFAULT_PATH}"));
+    set(&format!("HOSTNAME={hostname}"));
+    if opts.tty {
+        set("TERM=xterm");
+    }
+    for e in &image.env {
+        set(e);
+    }
+    for e in &opts.env {
+        set(e);
+    }
+    out.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// Parses docker's `-m` sizes: `64m`, `1g`, `512k`, `1024` (bytes); b, k, m,
+/// g, t, with an optional trailing "b".
+pub fn parse_size(s: &str) -> Result<i64, EngineError> {
+    let bad = || {
+        EngineError::Invalid(format!(
+            "invalid size: {s:?}: use a number with an optional unit (b, k, m, g), e.g. 64m"
+        ))
+    };
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').map(str::to_string).unwrap_or(t);
+    let (num, mult): (&str, i64) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        Some(_) => (&t[..], 1),
+        None => return Err(bad()),
+    };
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    if !n.is_finite() || n < 0.0 {
+        return Err(bad());
+    }
+    Ok((n * mult as f64) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(ep: Option<&[&str]>, cmd: Option<&[&str]>) -> ImageConfig {
+        ImageConfig {
+            entrypoint: ep.map(|v| v.iter().map(|s| s.to_string()).collect()),
+            cmd: cmd.map(|v| v.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+
+    fn opts(ep: Option<&str>, cmd: &[&str]) -> ContainerConfig {
+        ContainerConfig {
+            entrypoint: ep.map(str::to_string),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn entrypoint_and_cmd_rules() {
+        let img = image(Some(&["/ep", "-x"]), Some(&["a", "b"]));
+        assert_eq!(
+            process_args(&opts(None, &[]), &img),
+            ["/ep", "-x", "a", "b"]
+        );
+        assert_eq!(process_args(&opts(None, &["c"]), &img), ["/ep", "-x", "c"]);
+        // --entrypoint drops the image's Cmd too.
+        assert_eq!(process_args(&opts(Some("sh"), &[]), &img), ["sh"]);
+        assert_eq!(
+            process_args(&opts(Some("sh"), &["-c", "x"]), &img),
+            ["sh", "-c", "x"]
+        );
+        assert_eq!(process_args(&opts(Some(""), &["ls"]), &img), ["ls"]);
+        let img = image(None, Some(&["sh"]));
+        assert_eq!(process_args(&opts(None, &[]), &img), ["sh"]);
+        assert_eq!(process_args(&opts(None, &["true"]), &img), ["true"]);
+    }
+
+    #[test]
+    fn env_merge() {
+        let img = ImageConfig {
+            env: vec!["PATH=/img".into(), "A=1".into(), "B=2".into()],
+            ..Default::default()
+        };
+        let o = ContainerConfig {
+            env: vec!["B=3".into(), "C=".into()],
+            tty: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            process_env(&o, &img, "h"),
+            ["PATH=/img", "HOSTNAME=h", "TERM=xterm", "A=1", "B=3", "C="]
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_size("512KB").unwrap(), 512 << 10);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert_eq!(parse_size("1.5k").unwrap(), 1536);
+        for bad in ["12q", "", "m", "-1m", "abc"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+}

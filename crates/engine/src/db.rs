@@ -1,0 +1,245 @@
+//! Container records in the store's SQLite database (`berth.db`, WAL), in
+//! their own table beside the image store's.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::EngineError;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    image_id TEXT NOT NULL,
+    image TEXT NOT NULL,
+    created TEXT NOT NULL,
+    config TEXT NOT NULL,
+    state TEXT NOT NULL,
+    pid INTEGER NOT NULL DEFAULT 0,
+    monitor_pid INTEGER NOT NULL DEFAULT 0,
+    exit_code INTEGER NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',
+    started_at TEXT NOT NULL DEFAULT '',
+    finished_at TEXT NOT NULL DEFAULT '',
+    restart_count INTEGER NOT NULL DEFAULT 0,
+    health TEXT NOT NULL DEFAULT '',
+    monitor_start INTEGER NOT NULL DEFAULT 0,
+    stop_requested INTEGER NOT NULL DEFAULT 0
+);
+"#;
+
+/// A container's lifecycle state, as docker names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Exited,
+    Dead,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Created => "created",
+            State::Running => "running",
+            State::Paused => "paused",
+            State::Restarting => "restarting",
+            State::Exited => "exited",
+            State::Dead => "dead",
+        }
+    }
+
+    fn parse(s: &str) -> State {
+        match s {
+            "created" => State::Created,
+            "running" => State::Running,
+            "paused" => State::Paused,
+            "restarting" => State::Restarting,
+            "exited" => State::Exited,
+            _ => State::Dead,
+        }
+    }
+}
+
+/// One container as recorded.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// 64 hex digits.
+    pub id: String,
+    /// Without docker's leading slash.
+    pub name: String,
+    pub image_id: String,
+    /// The image as the user named it.
+    pub image: String,
+    /// RFC 3339 with nanoseconds.
+    pub created: String,
+    pub config: crate::config::ContainerConfig,
+    pub state: State,
+    /// Init's host pid while running.
+    pub pid: i32,
+    /// The monitor process's pid while one runs.
+    pub monitor_pid: i32,
+    pub exit_code: i32,
+    /// Why the last start failed, or why the exit code is not the process's.
+    pub error: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub restart_count: i64,
+    /// "", "starting", "healthy" or "unhealthy".
+    pub health: String,
+    /// The monitor's start time (clock ticks since boot), so a reused pid
+    /// is never taken for it.
+    pub monitor_start: u64,
+    /// `stop` was asked for: no restart policy applies to this exit.
+    pub stop_requested: bool,
+}
+
+/// A connection to the container table.
+pub struct Db {
+    conn: Connection,
+}
+
+fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    let config: String = row.get(5)?;
+    let state: String = row.get(6)?;
+    Ok(Record {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        image_id: row.get(2)?,
+        image: row.get(3)?,
+        created: row.get(4)?,
+        config: serde_json::from_str(&config).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        state: State::parse(&state),
+        pid: row.get(7)?,
+        monitor_pid: row.get(8)?,
+        exit_code: row.get(9)?,
+        error: row.get(10)?,
+        started_at: row.get(11)?,
+        finished_at: row.get(12)?,
+        restart_count: row.get(13)?,
+        health: row.get(14)?,
+        monitor_start: row.get::<_, i64>(15)? as u64,
+        stop_requested: row.get(16)?,
+    })
+}
+
+const COLUMNS: &str = "id, name, image_id, image, created, config, state, pid, monitor_pid, \
+                       exit_code, error, started_at, finished_at, restart_count, health, \
+                       monitor_start, stop_requested";
+
+impl Db {
+    /// Opens the table in `root/berth.db` (the image store creates the file).
+    pub fn open(root: &Path) -> Result<Db, EngineError> {
+        let conn = Connection::open(root.join("berth.db"))?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Db { conn })
+    }
+
+    pub fn insert(&self, r: &Record) -> Result<(), EngineError> {
+        let config = serde_json::to_string(&r.config).expect("config serializes");
+        let res = self.conn.execute(
+            &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+            params![
+                r.id, r.name, r.image_id, r.image, r.created, config, r.state.as_str(), r.pid,
+                r.monitor_pid, r.exit_code, r.error, r.started_at, r.finished_at, r.restart_count,
+                r.health, r.monitor_start as i64, r.stop_requested
+            ],
+        );
+        match res {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                let holder = self.get(&r.name)?.map(|o| o.id).unwrap_or_default();
+                Err(EngineError::NameInUse {
+                    name: r.name.clone(),
+                    id: holder,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every field but id and created.
+    pub fn update(&self, r: &Record) -> Result<(), EngineError> {
+        let config = serde_json::to_string(&r.config).expect("config serializes");
+        self.conn.execute(
+            "UPDATE containers SET name = ?2, config = ?3, state = ?4, pid = ?5, monitor_pid = ?6, \
+             exit_code = ?7, error = ?8, started_at = ?9, finished_at = ?10, restart_count = ?11, \
+             health = ?12, monitor_start = ?13, stop_requested = ?14 WHERE id = ?1",
+            params![
+                r.id,
+                r.name,
+                config,
+                r.state.as_str(),
+                r.pid,
+                r.monitor_pid,
+                r.exit_code,
+                r.error,
+                r.started_at,
+                r.finished_at,
+                r.restart_count,
+                r.health,
+                r.monitor_start as i64,
+                r.stop_requested
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete(&self, id: &str) -> Result<(), EngineError> {
+        self.conn
+            .execute("DELETE FROM containers WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// Finds a container the way docker does: full id, exact name, or a
+    /// unique id prefix.
+    pub fn get(&self, key: &str) -> Result<Option<Record>, EngineError> {
+        let key = key.strip_prefix('/').unwrap_or(key);
+        let exact = self
+            .conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM containers WHERE id = ?1 OR name = ?1"),
+                [key],
+                record,
+            )
+            .optional()?;
+        if exact.is_some() {
+            return Ok(exact);
+        }
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM containers WHERE id LIKE ?1 || '%'"
+        ))?;
+        let found: Vec<Record> = stmt
+            .query_map([key.to_ascii_lowercase()], record)?
+            .collect::<Result<_, _>>()?;
+        match found.len() {
+            0 => Ok(None),
+            1 => Ok(found.into_iter().next()),
+            _ => Err(EngineError::Ambiguous(key.to_string())),
+        }
+    }
+
+    /// Every container, newest first.
+    pub fn list(&self) -> Result<Vec<Record>, EngineError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM containers ORDER BY created DESC"
+        ))?;
+        let v = stmt.query_map([], record)?.collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+}

@@ -1,0 +1,111 @@
+//! berth's containers: records in SQLite, overlay root filesystems, OCI
+//! configs derived from images as Docker derives them, and the monitor that
+//! owns a running container (its stdio, its logs, its exit code).
+
+/// What a container is made of: run options and the image config.
+pub mod config;
+/// Container records.
+pub mod db;
+/// The container lifecycle: create, start (through the monitor), stop,
+/// kill, remove, wait.
+pub mod lifecycle;
+/// Docker's json-file logs.
+pub mod logs;
+/// The per-container monitor process and the foreground relay.
+pub mod monitor;
+/// Random container names.
+pub mod names;
+/// Overlay root filesystems and the /etc files.
+pub mod rootfs;
+/// The OCI config derived from image and options.
+pub mod spec;
+/// Users and groups from the image.
+pub mod users;
+
+use std::path::{Path, PathBuf};
+
+pub use db::{Record, State};
+pub use lifecycle::Engine;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    #[error("multiple containers match {0:?}: give more of the id")]
+    Ambiguous(String),
+    #[error("Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name.")]
+    NameInUse { name: String, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Db(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Image(#[from] berth_image::store::StoreError),
+    #[error(transparent)]
+    Runtime(#[from] berth_runtime::container::ContainerError),
+    /// The container's command could not be started: docker's 126/127.
+    #[error("{message}")]
+    Exec { code: u8, message: String },
+}
+
+impl EngineError {
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> EngineError {
+        EngineError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// The exit code docker gives this error from `run`/`start`: 126 and 127
+    /// for a command that cannot be executed or is not found, else 125.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            EngineError::Exec { code, .. } => *code,
+            _ => 125,
+        }
+    }
+}
+
+/// Where berth keeps things: `root` (images, containers, database) and
+/// `runroot` (runtime state, gone at reboot).
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub root: PathBuf,
+    pub runroot: PathBuf,
+}
+
+impl Paths {
+    pub fn new(root: &Path, runroot: &Path) -> Paths {
+        Paths {
+            root: root.to_path_buf(),
+            runroot: runroot.to_path_buf(),
+        }
+    }
+
+    /// The OCI runtime's state root.
+    pub fn runtime(&self) -> PathBuf {
+        self.runroot.join("runtime")
+    }
+}
+
+/// 64 random hex digits.
+pub fn new_id() -> String {
+    let mut b = [0u8; 32];
+    let mut filled = 0;
+    while filled < b.len() {
+        match rustix::rand::getrandom(&mut b[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => panic!("getrandom: {e}"),
+        }
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,368 @@
+//! The engine: containers created from images, and what can be done to
+//! them. Starting is in `monitor`: the process that starts a container's
+//! init is its parent for life and records its exit.
+
+use std::time::{Duration, Instant};
+
+use berth_image::store::{Store, CONFIG_LIMIT};
+
+use crate::config::{ContainerConfig, ImageConfig};
+use crate::db::{Db, Record, State};
+use crate::rootfs::Layout;
+use crate::{EngineError, Paths};
+
+pub struct Engine {
+    pub paths: Paths,
+    pub store: Store,
+    pub db: Db,
+}
+
+/// Whether `pid` is still the process that started at `start` (clock ticks
+/// since boot, from /proc/PID/stat).
+pub(crate) fn alive(pid: i32, start: u64) -> bool {
+    pid > 0
+        && berth_runtime::state::proc_stat(pid)
+            .is_some_and(|(state, t)| t == start && state != 'Z' && state != 'X')
+}
+
+impl Engine {
+    pub fn open(paths: &Paths) -> Result<Engine, EngineError> {
+        let store = Store::open(&paths.root)?;
+        let db = Db::open(&paths.root)?;
+        Ok(Engine {
+            paths: paths.clone(),
+            store,
+            db,
+        })
+    }
+
+    pub fn layout(&self, id: &str) -> Layout {
+        Layout::new(&self.paths.root, id)
+    }
+
+    /// The image's config (its `config` object).
+    pub fn image_config(&self, image_id: &str) -> Result<ImageConfig, EngineError> {
+        let d = image_id
+            .parse()
+            .map_err(|_| EngineError::Invalid(format!("bad image id {image_id}")))?;
+        ImageConfig::parse(&self.store.read_blob(&d, CONFIG_LIMIT)?)
+    }
+
+    /// `berth create`: records a container of `image` (a reference or id),
+    /// with its directory; nothing runs yet.
+    pub fn create(
+        &mut self,
+        image: &str,
+        name: Option<&str>,
+        config: ContainerConfig,
+    ) -> Result<Record, EngineError> {
+        let img = match self.store.resolve(image) {
+            Ok(i) => i,
+            Err(berth_image::store::StoreError::NoSuchImage(_)) => {
+                return Err(EngineError::Invalid(format!(
+                    "Unable to find image '{}' locally: no registry to pull from yet; load it with `berth load`",
+                    berth_image::reference::Reference::parse(image)
+                        .map(|r| r.familiar())
+                        .unwrap_or_else(|_| image.to_string())
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(n) = name {
+            if !crate::names::valid(n) {
+                return Err(EngineError::Invalid(format!(
+                    "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                )));
+            }
+        }
+        // Checked now so that a bad flag fails `create`, not a later start.
+        crate::spec::capabilities(&config)?;
+        if let Some(m) = config.memory {
+            if m < 6 << 20 {
+                return Err(EngineError::Invalid(
+                    "Minimum memory limit allowed is 6MB".into(),
+                ));
+            }
+        }
+        let id = crate::new_id();
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => crate::names::random(|c| self.db.get(c).ok().flatten().is_some()),
+        };
+        let image_cfg = self.image_config(&img.id.to_string())?;
+        let mut config = config;
+        let args = crate::config::process_args(&config, &image_cfg);
+        config.path = args.first().cloned().unwrap_or_default();
+        config.args = args.iter().skip(1).cloned().collect();
+        let rec = Record {
+            id: id.clone(),
+            name,
+            image_id: img.id.to_string(),
+            image: image.to_string(),
+            created: crate::logs::now(),
+            config,
+            state: State::Created,
+            pid: 0,
+            monitor_pid: 0,
+            exit_code: 0,
+            error: String::new(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            restart_count: 0,
+            health: String::new(),
+            monitor_start: 0,
+            stop_requested: false,
+        };
+        self.db.insert(&rec)?;
+        let layout = self.layout(&id);
+        let made = std::fs::create_dir_all(&layout.dir)
+            .map_err(|e| EngineError::io(format!("create {}", layout.dir.display()), e))
+            .and_then(|()| {
+                self.store
+                    .add_lease(&format!("container:{id}"), &img.id)
+                    .map_err(Into::into)
+            });
+        if let Err(e) = made {
+            let _ = self.db.delete(&id);
+            let _ = std::fs::remove_dir_all(&layout.dir);
+            return Err(e);
+        }
+        Ok(rec)
+    }
+
+    /// A container by id, name or unique id prefix, with its state made
+    /// true (see `reconcile`).
+    pub fn get(&mut self, key: &str) -> Result<Record, EngineError> {
+        let rec = self
+            .db
+            .get(key)?
+            .ok_or_else(|| EngineError::NoSuchContainer(key.to_string()))?;
+        self.reconcile(rec)
+    }
+
+    /// Every container, newest first, states made true.
+    pub fn list(&mut self) -> Result<Vec<Record>, EngineError> {
+        let recs = self.db.list()?;
+        recs.into_iter().map(|r| self.reconcile(r)).collect()
+    }
+
+    /// A running container whose monitor is gone (killed with SIGKILL, or
+    /// the machine's process table lost it) cannot have its exit recorded:
+    /// its process is killed, its rootfs unmounted and its runtime state
+    /// removed, and it is marked exited, with 137 if berth killed it here
+    /// and 255 if its real exit code was lost.
+    pub fn reconcile(&mut self, mut rec: Record) -> Result<Record, EngineError> {
+        if !matches!(
+            rec.state,
+            State::Running | State::Paused | State::Restarting
+        ) || alive(rec.monitor_pid, rec.monitor_start)
+        {
+            return Ok(rec);
+        }
+        let rt = self.paths.runtime();
+        let was_alive = matches!(
+            berth_runtime::state::Saved::load(&rt, &rec.id).map(|s| s.status(&rt)),
+            Ok(berth_runtime::state::Status::Running
+                | berth_runtime::state::Status::Paused
+                | berth_runtime::state::Status::Created)
+        );
+        let _ = berth_runtime::container::delete(&rt, &rec.id, true);
+        let _ = crate::rootfs::unmount(&self.layout(&rec.id));
+        rec.state = State::Exited;
+        rec.pid = 0;
+        rec.monitor_pid = 0;
+        rec.finished_at = crate::logs::now();
+        if was_alive {
+            rec.exit_code = 137;
+            rec.error = "the container's monitor process died; berth killed the container".into();
+        } else {
+            rec.exit_code = 255;
+            rec.error = "the container's monitor process died; its exit code was lost".into();
+        }
+        self.db.update(&rec)?;
+        Ok(rec)
+    }
+
+    /// The signal `stop` sends: `--stop-signal`, else the image's
+    /// STOPSIGNAL, else SIGTERM.
+    pub fn stop_signal(&self, rec: &Record) -> Result<i32, EngineError> {
+        let name = match &rec.config.stop_signal {
+            Some(s) => s.clone(),
+            None => self
+                .image_config(&rec.image_id)
+                .map(|c| c.stop_signal)
+                .unwrap_or_default(),
+        };
+        if name.is_empty() {
+            return Ok(libc::SIGTERM);
+        }
+        parse_signal(&name)
+    }
+
+    /// Sends `signal` to the container's init.
+    pub fn kill(&mut self, key: &str, signal: i32) -> Result<Record, EngineError> {
+        let rec = self.get(key)?;
+        if !matches!(rec.state, State::Running | State::Paused) {
+            return Err(EngineError::Conflict(format!(
+                "Cannot kill container: {}: Container {} is not running",
+                key, rec.id
+            )));
+        }
+        berth_runtime::container::kill(&self.paths.runtime(), &rec.id, signal)?;
+        Ok(rec)
+    }
+
+    /// `berth stop`: the stop signal, then SIGKILL after `timeout` (the
+    /// container's `--stop-timeout`, else 10 s); returns once its exit is
+    /// recorded. A stopped container is left as it is.
+    pub fn stop(
+        &mut self,
+        key: &str,
+        timeout: Option<i64>,
+        signal: Option<i32>,
+    ) -> Result<Record, EngineError> {
+        let mut rec = self.get(key)?;
+        if !matches!(
+            rec.state,
+            State::Running | State::Paused | State::Restarting
+        ) {
+            return Ok(rec);
+        }
+        rec.stop_requested = true;
+        self.db.update(&rec)?;
+        let rt = self.paths.runtime();
+        if rec.state == State::Paused {
+            let _ = berth_runtime::container::set_paused(&rt, &rec.id, false);
+        }
+        let sig = match signal {
+            Some(s) => s,
+            None => self.stop_signal(&rec)?,
+        };
+        let _ = berth_runtime::container::kill(&rt, &rec.id, sig);
+        let wait = timeout.or(rec.config.stop_timeout).unwrap_or(10);
+        if wait >= 0 {
+            if let Some(r) = self.wait_exit(&rec.id, Some(Duration::from_secs(wait as u64)))? {
+                return Ok(r);
+            }
+        }
+        let _ = berth_runtime::container::kill(&rt, &rec.id, libc::SIGKILL);
+        Ok(self
+            .wait_exit(&rec.id, None)?
+            .expect("waits without a deadline"))
+    }
+
+    /// Waits until the container is not running (its exit recorded);
+    /// `None` if `limit` passed first.
+    pub fn wait_exit(
+        &mut self,
+        id: &str,
+        limit: Option<Duration>,
+    ) -> Result<Option<Record>, EngineError> {
+        let start = Instant::now();
+        let mut delay = Duration::from_millis(2);
+        loop {
+            let rec = match self.db.get(id)? {
+                Some(r) => self.reconcile(r)?,
+                // Removed meanwhile (--rm): it has exited.
+                None => return Err(EngineError::NoSuchContainer(id.to_string())),
+            };
+            if !matches!(
+                rec.state,
+                State::Running | State::Paused | State::Restarting
+            ) {
+                return Ok(Some(rec));
+            }
+            if limit.is_some_and(|l| start.elapsed() >= l) {
+                return Ok(None);
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// `berth rm`: a running container only with `force` (killed first).
+    pub fn remove(&mut self, key: &str, force: bool) -> Result<Record, EngineError> {
+        let mut rec = self.get(key)?;
+        if matches!(
+            rec.state,
+            State::Running | State::Paused | State::Restarting
+        ) {
+            if !force {
+                return Err(EngineError::Conflict(format!(
+                    "You cannot remove a {} container {}. Stop the container before attempting removal or force remove",
+                    rec.state.as_str(),
+                    rec.id
+                )));
+            }
+            rec.stop_requested = true;
+            self.db.update(&rec)?;
+            let rt = self.paths.runtime();
+            let _ = berth_runtime::container::kill(&rt, &rec.id, libc::SIGKILL);
+            match self.wait_exit(&rec.id, Some(Duration::from_secs(30))) {
+                Ok(_) | Err(EngineError::NoSuchContainer(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.purge(&rec.id)?;
+        Ok(rec)
+    }
+
+    /// Removes every trace of a stopped container.
+    pub(crate) fn purge(&mut self, id: &str) -> Result<(), EngineError> {
+        let _ = berth_runtime::container::delete(&self.paths.runtime(), id, true);
+        crate::rootfs::remove(&self.layout(id))?;
+        self.store.remove_lease(&format!("container:{id}"))?;
+        self.db.delete(id)?;
+        Ok(())
+    }
+}
+
+/// `SIGTERM`, `TERM`, `15`.
+pub fn parse_signal(s: &str) -> Result<i32, EngineError> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    let n = match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "ILL" => libc::SIGILL,
+        "TRAP" => libc::SIGTRAP,
+        "ABRT" | "IOT" => libc::SIGABRT,
+        "BUS" => libc::SIGBUS,
+        "FPE" => libc::SIGFPE,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "SEGV" => libc::SIGSEGV,
+        "USR2" => libc::SIGUSR2,
+        "PIPE" => libc::SIGPIPE,
+        "ALRM" => libc::SIGALRM,
+        "TERM" => libc::SIGTERM,
+        "STKFLT" => libc::SIGSTKFLT,
+        "CHLD" => libc::SIGCHLD,
+        "CONT" => libc::SIGCONT,
+        "STOP" => libc::SIGSTOP,
+        "TSTP" => libc::SIGTSTP,
+        "TTIN" => libc::SIGTTIN,
+        "TTOU" => libc::SIGTTOU,
+        "URG" => libc::SIGURG,
+        "XCPU" => libc::SIGXCPU,
+        "XFSZ" => libc::SIGXFSZ,
+        "VTALRM" => libc::SIGVTALRM,
+        "PROF" => libc::SIGPROF,
+        "WINCH" => libc::SIGWINCH,
+        "IO" | "POLL" => libc::SIGIO,
+        "PWR" => libc::SIGPWR,
+        "SYS" => libc::SIGSYS,
+        _ => {
+            return Err(EngineError::Invalid(format!(
+                "invalid signal: {s}: use a name (SIGTERM, KILL) or a number"
+            )))
+        }
+    };
+    Ok(n)
+}

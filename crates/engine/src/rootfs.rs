@@ -1,0 +1,181 @@
+//! A container's root filesystem: overlayfs over the image's unpacked
+//! layers (the store's `snapshots/N`, whose short names keep deep images
+//! within the mount-option size limit) plus the container's own upper dir,
+//! and the /etc files Docker bind-mounts (hosts, hostname, resolv.conf).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::EngineError;
+
+/// The directories of one container under `ROOT/containers/ID`.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub dir: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: &Path, id: &str) -> Layout {
+        Layout {
+            dir: root.join("containers").join(id),
+        }
+    }
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    pub fn merged(&self) -> PathBuf {
+        self.dir.join("merged")
+    }
+    /// Where an image with no layers gets its (empty) lower dir.
+    fn empty(&self) -> PathBuf {
+        self.dir.join("empty")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("container.log")
+    }
+    pub fn bundle(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Creates the container's directories and /etc files.
+pub fn prepare(layout: &Layout, hostname: &str, network_host: bool) -> Result<(), EngineError> {
+    for d in [layout.upper(), layout.work(), layout.merged()] {
+        fs::create_dir_all(&d)
+            .map_err(|e| EngineError::io(format!("create {}", d.display()), e))?;
+    }
+    let write = |name: &str, text: String| {
+        let p = layout.dir.join(name);
+        fs::write(&p, text).map_err(|e| EngineError::io(format!("write {}", p.display()), e))
+    };
+    write("hostname", format!("{hostname}\n"))?;
+    let mut hosts = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    if network_host {
+        hosts = fs::read_to_string("/etc/hosts").unwrap_or(hosts);
+    } else {
+        hosts.push_str(&format!("127.0.1.1\t{hostname}\n"));
+    }
+    write("hosts", hosts)?;
+    // The host's resolvers, without loopback ones (unreachable from a
+    // private network namespace), as Docker does; Google's as the fallback.
+    let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv = if network_host {
+        host
+    } else {
+        let mut out = String::new();
+        let mut servers = 0;
+        for line in host.lines() {
+            let t = line.trim();
+            if let Some(addr) = t.strip_prefix("nameserver") {
+                let addr = addr.trim();
+                if addr.starts_with("127.") || addr == "::1" {
+                    continue;
+                }
+                servers += 1;
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        if servers == 0 {
+            out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+        }
+        out
+    };
+    write("resolv.conf", resolv)?;
+    Ok(())
+}
+
+/// Mounts the overlay at `merged`: `lowers` top layer first.
+pub fn mount(layout: &Layout, lowers: &[PathBuf]) -> Result<(), EngineError> {
+    let mut lowers: Vec<String> = lowers
+        .iter()
+        .map(|p| escape(&p.to_string_lossy()))
+        .collect();
+    if lowers.is_empty() {
+        let e = layout.empty();
+        fs::create_dir_all(&e)
+            .map_err(|err| EngineError::io(format!("create {}", e.display()), err))?;
+        lowers.push(escape(&e.to_string_lossy()));
+    }
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={},index=off",
+        lowers.join(":"),
+        escape(&layout.upper().to_string_lossy()),
+        escape(&layout.work().to_string_lossy()),
+    );
+    // The kernel takes one page of mount options.
+    if data.len() >= 4095 {
+        return Err(EngineError::Invalid(format!(
+            "the image has too many layers ({}) for one overlay mount of this store root; use a shorter --root",
+            lowers.len()
+        )));
+    }
+    let target = layout.merged();
+    let data = std::ffi::CString::new(data)
+        .map_err(|_| EngineError::Invalid("a store path contains a NUL byte".into()))?;
+    rustix::mount::mount(
+        "overlay",
+        &target,
+        "overlay",
+        rustix::mount::MountFlags::empty(),
+        Some(data.as_c_str()),
+    )
+    .map_err(|e| {
+        EngineError::io(
+            format!("mount the overlay at {}", target.display()),
+            e.into(),
+        )
+    })
+}
+
+/// Overlay option values escape `,` and `:` with a backslash.
+fn escape(p: &str) -> String {
+    p.replace('\\', "\\\\")
+        .replace(',', "\\,")
+        .replace(':', "\\:")
+}
+
+/// Unmounts the overlay if mounted.
+pub fn unmount(layout: &Layout) -> Result<(), EngineError> {
+    let target = layout.merged();
+    match rustix::mount::unmount(&target, rustix::mount::UnmountFlags::empty()) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(rustix::io::Errno::BUSY) => {
+            rustix::mount::unmount(&target, rustix::mount::UnmountFlags::DETACH)
+                .map_err(|e| EngineError::io(format!("unmount {}", target.display()), e.into()))
+        }
+        Err(e) => Err(EngineError::io(
+            format!("unmount {}", target.display()),
+            e.into(),
+        )),
+    }
+}
+
+/// Whether the overlay is mounted (merged is a different mount than its
+/// parent directory).
+pub fn is_mounted(layout: &Layout) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(layout.merged()), fs::metadata(&layout.dir)) {
+        (Ok(a), Ok(b)) => a.dev() != b.dev(),
+        _ => false,
+    }
+}
+
+/// Removes the container's directory (after unmounting).
+pub fn remove(layout: &Layout) -> Result<(), EngineError> {
+    unmount(layout)?;
+    match fs::remove_dir_all(&layout.dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(EngineError::io(
+            format!("remove {}", layout.dir.display()),
+            e,
+        )),
+    }
+}
