@@ -73,16 +73,23 @@ fn cap_name(s: &str) -> String {
 }
 
 pub fn capabilities(opts: &ContainerConfig) -> Result<Vec<String>, EngineError> {
-    let all: Vec<String> = berth_runtime::caps::known()
+    let known = berth_runtime::caps::known();
+    // "All" is every capability berth itself holds (its bounding set): a
+    // host may withhold some (this one has no CAP_SYS_RESOURCE), and a
+    // process cannot grant what it lacks. known() is in number order.
+    let all: Vec<String> = known
         .iter()
-        .map(|s| s.to_string())
+        .enumerate()
+        // SAFETY: prctl with integer arguments.
+        .filter(|(n, _)| unsafe { libc::prctl(libc::PR_CAPBSET_READ, *n as libc::c_ulong, 0, 0, 0) } == 1)
+        .map(|(_, s)| s.to_string())
         .collect();
     if opts.privileged {
         return Ok(all);
     }
     let mut caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
     let check = |c: &String| {
-        if c == "ALL" || all.contains(c) {
+        if c == "ALL" || known.contains(c) {
             Ok(())
         } else {
             Err(EngineError::Invalid(format!(
@@ -328,9 +335,11 @@ pub fn derive(opts: &ContainerConfig, i: &Inputs<'_>) -> Result<Value, EngineErr
             "apparmor" | "label" => {
                 tracing::warn!(option = %o, "security option ignored: AppArmor/SELinux are not supported by berth");
             }
-            _ => return Err(EngineError::Invalid(format!(
+            _ => {
+                return Err(EngineError::Invalid(format!(
                 "invalid --security-opt {o:?}: use seccomp=PROFILE|unconfined or no-new-privileges"
-            ))),
+            )))
+            }
         }
     }
     if !seccomp_set && !opts.privileged {

@@ -170,9 +170,10 @@ mod tests {
     fn passwd_symlink_stays_inside() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir(d.path().join("etc")).unwrap();
-        std::os::unix::fs::symlink("/etc/shadow", d.path().join("etc/passwd")).unwrap();
-        // Resolved inside the rootfs: there is no etc/shadow there.
-        assert!(resolve(d.path(), "root").is_ok());
+        std::fs::write(d.path().join("inside"), "x:x:4321:4321::/:/bin/sh\n").unwrap();
+        // An absolute link resolves inside the rootfs, never on the host.
+        std::os::unix::fs::symlink("/../../inside", d.path().join("etc/passwd")).unwrap();
+        assert_eq!(resolve(d.path(), "x").unwrap().uid, 4321);
         assert!(resolve(d.path(), "daemon").is_err());
     }
 }

@@ -1365,12 +1365,36 @@ fn wait_code(pid: i32) -> i32 {
 /// launcher had (Rust ignores SIGPIPE; `berth run` blocks the signals it
 /// forwards).
 fn reset_signals() {
+    // The kernel's struct sigaction; glibc's signal() refuses 32 and 33,
+    // which it reserves, so the raw syscall resets those too.
+    #[repr(C)]
+    struct KSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
     for sig in 1..65 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: resetting a disposition to SIG_DFL; invalid numbers fail.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
+        // SAFETY: rt_sigaction with a valid struct of the kernel's layout
+        // and the kernel's sigset size; invalid numbers just fail.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KSigaction,
+                std::ptr::null_mut::<KSigaction>(),
+                8usize,
+            )
+        };
     }
     // SAFETY: an empty set, valid for sigprocmask.
     unsafe {

@@ -1,0 +1,465 @@
+//! `berth run` and the container commands, through the binary, as root,
+//! with real images (the busybox fixture and the docker-built sample app),
+//! checked from inside the containers.
+
+mod util;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use util::*;
+
+/// A store with busybox:1.35 (and, if asked, sample/app:1.0) loaded.
+fn berth(sample: bool) -> Berth {
+    let b = Berth::new();
+    b.ok(&["load", "-i", fixture("busybox-1.35").to_str().unwrap()]);
+    b.ok(&[
+        "tag",
+        "sha256:34bf58e478a3177ce60c5882e166493671b970307c68cf12ad89a04d67df3f23",
+        "busybox:1.35",
+    ]);
+    if sample {
+        b.ok(&[
+            "load",
+            "-i",
+            fixture("sample-app.docker-save.tar").to_str().unwrap(),
+        ]);
+    }
+    b
+}
+
+/// Mounts under this store (none may outlive their containers).
+fn mounts_under(b: &Berth) -> Vec<String> {
+    let root = b.root.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&root))
+        .map(str::to_string)
+        .collect()
+}
+
+fn containers_dir(b: &Berth) -> Vec<String> {
+    match fs::read_dir(b.root.join("containers")) {
+        Ok(d) => d
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn the_sample_app_prints_what_it_prints_under_docker() {
+    let b = berth(true);
+    let out = b.ok(&["run", "--rm", "sample/app:1.0"]);
+    assert_eq!(out, "built\n1234\n/app\nprod\n");
+    assert!(
+        containers_dir(&b).is_empty(),
+        "--rm left {:?}",
+        containers_dir(&b)
+    );
+    assert!(mounts_under(&b).is_empty(), "{:?}", mounts_under(&b));
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn exit_codes_follow_docker() {
+    let b = berth(false);
+    let r = b.run(&["run", "--rm", "busybox:1.35", "sh", "-c", "exit 3"]);
+    assert_eq!(r.code, Some(3), "{r}");
+    let r = b.run(&["run", "--rm", "busybox:1.35", "nosuchcommand"]);
+    assert_eq!(r.code, Some(127), "{r}");
+    assert!(r.stderr.contains("executable file not found"), "{r}");
+    // Not executable (procfs is mounted noexec): 126.
+    let r = b.run(&["run", "--rm", "busybox:1.35", "/proc/cpuinfo"]);
+    assert_eq!(r.code, Some(126), "{r}");
+    let r = b.run(&["run", "--rm", "nosuch/image"]);
+    assert_eq!(r.code, Some(125), "{r}");
+    r.one_error_line(&["Unable to find image 'nosuch/image:latest' locally"]);
+    assert!(containers_dir(&b).is_empty());
+    assert!(mounts_under(&b).is_empty());
+}
+
+#[test]
+fn bad_flags_are_engine_errors_and_leave_nothing() {
+    let b = berth(false);
+    for (args, needle) in [
+        (vec!["--memory", "12q"], "invalid size"),
+        (vec!["-p", "8080:80"], "bridge networking"),
+        (
+            vec!["--mount", "type=bind,source=/nonexistent/berth,target=/x"],
+            "bind source path does not exist",
+        ),
+        (vec!["--cap-add", "FLY"], "unknown capability"),
+        (vec!["--restart", "sometimes"], "invalid restart policy"),
+        (
+            vec!["--ulimit", "nofile=10:5"],
+            "soft limit is above the hard limit",
+        ),
+        (
+            vec!["--network", "bridge0"],
+            "network \"bridge0\" not found",
+        ),
+    ] {
+        let mut a = vec!["run", "--rm"];
+        a.extend(args);
+        a.extend(["busybox:1.35", "true"]);
+        let r = b.run(&a);
+        assert_eq!(r.code, Some(125), "{r}");
+        r.one_error_line(&[needle]);
+    }
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    assert!(containers_dir(&b).is_empty(), "{:?}", containers_dir(&b));
+    assert!(mounts_under(&b).is_empty());
+}
+
+#[test]
+fn stdin_is_piped_with_interactive() {
+    let b = berth(false);
+    let mut child = b
+        .command(&["run", "-i", "--rm", "busybox:1.35", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"hi\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    // Without -i the container's stdin is empty.
+    let out = b.ok(&["run", "--rm", "busybox:1.35", "sh", "-c", "cat; echo done"]);
+    assert_eq!(out, "done\n");
+}
+
+#[test]
+fn process_flags_env_workdir_user_hostname_entrypoint() {
+    let b = berth(false);
+    let env_file = b.path("env");
+    fs::write(&env_file, "# comment\nFROM_FILE=yes\nB=file\n").unwrap();
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "A=1",
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "-e",
+        "B=flag",
+        "-w",
+        "/tmp/made",
+        "-u",
+        "1000:1000",
+        "-h",
+        "box",
+        "--entrypoint",
+        "sh",
+        "busybox:1.35",
+        "-c",
+        "echo $A $B $FROM_FILE; pwd; id -u; id -g; hostname; echo $HOSTNAME; echo $PATH",
+    ]);
+    assert_eq!(
+        out,
+        "1 flag yes\n/tmp/made\n1000\n1000\nbox\nbox\n/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+    );
+    // USER and WORKDIR of the image, and /etc/hosts with the hostname.
+    let b = berth(true);
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "sample/app:1.0",
+        "sh",
+        "-c",
+        "id -un; pwd; grep -c $(hostname) /etc/hosts",
+    ]);
+    assert_eq!(out, "app\n/app\n1\n");
+    // A user missing from the image's /etc/passwd.
+    let r = b.run(&["run", "--rm", "-u", "nobody-here", "sample/app:1.0", "true"]);
+    assert_eq!(r.code, Some(125), "{r}");
+    r.one_error_line(&["unable to find user nobody-here"]);
+}
+
+#[test]
+fn docker_default_security_and_its_flags() {
+    let b = berth(false);
+    let status = |extra: &[&str]| {
+        let mut a = vec!["run", "--rm"];
+        a.extend(extra);
+        a.extend(["busybox:1.35", "cat", "/proc/self/status"]);
+        let out = b.ok(&a);
+        let get = |k: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .unwrap_or_else(|| panic!("{k} missing in {out}"))
+                .trim()
+                .to_string()
+        };
+        (
+            get("CapBnd:"),
+            get("Seccomp:"),
+            get("SigIgn:"),
+            get("SigBlk:"),
+            get("NoNewPrivs:"),
+        )
+    };
+    // Docker's default capability set and seccomp filter; no signal
+    // ignored or blocked (berth blocks the ones it forwards).
+    assert_eq!(
+        status(&[]),
+        (
+            "00000000a80425fb".into(),
+            "2".into(),
+            "0000000000000000".into(),
+            "0000000000000000".into(),
+            "0".into()
+        )
+    );
+    let (cap, sc, ..) = status(&[
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "kill",
+        "--security-opt",
+        "no-new-privileges",
+    ]);
+    assert_eq!(cap, "0000000000000020");
+    assert_eq!(sc, "2");
+    assert_eq!(status(&["--security-opt", "no-new-privileges"]).4, "1");
+    let (cap, sc, ..) = status(&["--privileged"]);
+    assert_ne!(cap, "00000000a80425fb");
+    assert_eq!(sc, "0");
+    assert_eq!(status(&["--security-opt", "seccomp=unconfined"]).1, "0");
+    // Masked and read-only paths.
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "wc -c < /proc/keys; echo 1 > /proc/sys/kernel/domainname 2>/dev/null || echo RO",
+    ]);
+    assert_eq!(out, "0\nRO\n");
+    // --read-only with a --tmpfs.
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "touch /x 2>/dev/null || echo RO; touch /scratch/y && echo TMPFS",
+    ]);
+    assert_eq!(out, "RO\nTMPFS\n");
+}
+
+#[test]
+fn bind_mounts_and_limits() {
+    let b = berth(false);
+    let host = b.path("shared");
+    fs::create_dir(&host).unwrap();
+    fs::write(host.join("in"), "from host\n").unwrap();
+    let vol = format!("{}:/data", host.display());
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &vol,
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "cat /data/in; echo from container > /data/out",
+    ]);
+    assert_eq!(out, "from host\n");
+    assert_eq!(
+        fs::read_to_string(host.join("out")).unwrap(),
+        "from container\n"
+    );
+    let ro = format!("{}:/data:ro", host.display());
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &ro,
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "touch /data/z 2>/dev/null || echo RO",
+    ]);
+    assert_eq!(out, "RO\n");
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "-m",
+        "64m",
+        "--pids-limit",
+        "20",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; \
+         cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
+    ]);
+    assert_eq!(out, "67108864\n20\n");
+}
+
+fn wait_for(mut f: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out");
+}
+
+#[test]
+fn detached_containers_logs_stop_kill_rm_wait() {
+    let b = berth(false);
+    let id = b
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "ticker",
+            "-l",
+            "role=test",
+            "busybox:1.35",
+            "sh",
+            "-c",
+            "trap 'echo got TERM; exit 7' TERM; echo started; echo oops >&2; while true; do sleep 0.05; done",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    wait_for(|| b.ok(&["logs", "ticker"]).contains("started"));
+    let r = b.run(&["logs", "ticker"]);
+    assert_eq!(r.stdout, "started\n");
+    assert_eq!(r.stderr, "oops\n");
+    let ps = b.ok(&["ps"]);
+    assert!(ps.starts_with("CONTAINER ID   IMAGE"), "{ps}");
+    assert!(
+        ps.contains(&id[..12]) && ps.contains("Up ") && ps.contains("ticker"),
+        "{ps}"
+    );
+    assert_eq!(
+        b.ok(&["ps", "-q", "--filter", "label=role=test"]).trim(),
+        &id[..12]
+    );
+    assert_eq!(b.ok(&["ps", "-q", "--filter", "status=exited"]), "");
+    let js: serde_json::Value =
+        serde_json::from_str(b.ok(&["ps", "--format", "json"]).trim()).unwrap();
+    assert_eq!(js["State"], "running");
+    assert_eq!(js["Names"], "ticker");
+    // rm of a running container needs -f.
+    let r = b.run(&["rm", "ticker"]);
+    assert_ne!(r.code, Some(0));
+    assert!(
+        r.stderr
+            .contains("Stop the container before attempting removal"),
+        "{r}"
+    );
+    // stop: the trap runs, the exit code is recorded, the log has it.
+    assert_eq!(b.ok(&["stop", "ticker"]), "ticker\n");
+    let st = b.ok(&[
+        "container",
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        "ticker",
+    ]);
+    assert_eq!(st, "exited 7\n");
+    assert_eq!(b.ok(&["wait", "ticker"]), "7\n");
+    assert!(b
+        .ok(&["logs", "--tail", "1", "ticker"])
+        .contains("got TERM"));
+    assert!(b.ok(&["ps", "-a"]).contains("Exited (7)"));
+    assert!(mounts_under(&b).is_empty(), "{:?}", mounts_under(&b));
+    // start again (detached), then kill.
+    assert_eq!(b.ok(&["start", "ticker"]), "ticker\n");
+    wait_for(|| b.ok(&["logs", "ticker"]).matches("started").count() == 2);
+    b.ok(&["kill", "ticker"]);
+    assert_eq!(b.ok(&["wait", "ticker"]), "137\n");
+    b.ok(&["rm", "ticker"]);
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    assert!(containers_dir(&b).is_empty());
+    // rm -f of a running one.
+    b.ok(&["run", "-d", "--name", "xx", "busybox:1.35", "sleep", "100"]);
+    b.ok(&["rm", "-f", "xx"]);
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    assert!(mounts_under(&b).is_empty());
+}
+
+#[test]
+fn a_killed_monitor_leaves_an_honest_exit_and_no_leftovers() {
+    let b = berth(false);
+    let id = b
+        .ok(&["run", "-d", "busybox:1.35", "sleep", "100"])
+        .trim()
+        .to_string();
+    let pid: i32 = b
+        .ok(&["container", "inspect", "--format", "{{.State.Pid}}", &id])
+        .trim()
+        .parse()
+        .unwrap();
+    // The monitor is init's parent.
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let ppid: i32 = stat[stat.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    Command::new("kill")
+        .args(["-9", &ppid.to_string()])
+        .status()
+        .unwrap();
+    wait_for(|| !Path::new(&format!("/proc/{ppid}")).exists());
+    let ps = b.ok(&["ps", "-a"]);
+    assert!(ps.contains("Exited (137)"), "{ps}");
+    // The container's process is gone (at most a zombie of the host's
+    // init, which reaps it in its own time).
+    let state = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s[s.rfind(')').unwrap() + 2..].chars().next().unwrap())
+        .unwrap_or('X');
+    assert!(
+        matches!(state, 'X' | 'Z'),
+        "container process state {state}"
+    );
+    assert!(mounts_under(&b).is_empty(), "{:?}", mounts_under(&b));
+    let err = b.ok(&["container", "inspect", "--format", "{{.State.Error}}", &id]);
+    assert!(err.contains("monitor"), "{err}");
+    assert!(!Path::new(&format!("/sys/fs/cgroup/memory/berth/{id}")).exists());
+}
+
+#[test]
+fn restart_on_failure_retries_then_gives_up() {
+    let b = berth(false);
+    let id = b
+        .ok(&[
+            "run",
+            "-d",
+            "--restart",
+            "on-failure:2",
+            "busybox:1.35",
+            "sh",
+            "-c",
+            "echo run; exit 5",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(b.ok(&["wait", &id]).trim(), "5");
+    wait_for(|| {
+        b.ok(&[
+            "container",
+            "inspect",
+            "--format",
+            "{{.RestartCount}} {{.State.Status}}",
+            &id,
+        ]) == "2 exited\n"
+    });
+    assert_eq!(b.ok(&["logs", &id]), "run\nrun\nrun\n");
+}
