@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# `berth run --rm busybox true` vs `podman run --rm --network none --runtime
+# runc busybox true`, same run, interleaved (bench/harness.py, no shell
+# around either). Each has its own store with the busybox fixture loaded.
+# Podman 4.3's default nofile/nproc rlimits cannot be set on a host without
+# CAP_SYS_RESOURCE, so it gets a containers.conf with no default ulimits
+# (berth sets none either).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x target/release/berth ] || cargo build --release -p berth
+berth=$PWD/target/release/berth
+work=$(mktemp -d /var/tmp/berth-bench-run.XXXXXX)
+cleanup() {
+  podman --root "$work/podman" --runroot "$work/podman-run" --storage-driver overlay system reset -f >/dev/null 2>&1 || true
+  umount -R "$work/podman" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+B="$berth --root $work/berth --runroot $work/berth-run"
+$B load -i tests/fixtures/busybox-1.35 >/dev/null
+$B tag sha256:34bf58e478a3177ce60c5882e166493671b970307c68cf12ad89a04d67df3f23 busybox:1.35
+$B save -o "$work/busybox.tar" busybox:1.35
+cmds=("berth=exec $B run --rm busybox:1.35 true")
+if command -v podman >/dev/null; then
+  printf '[containers]\ndefault_ulimits = []\n' > "$work/containers.conf"
+  P="podman --root $work/podman --runroot $work/podman-run --storage-driver overlay"
+  $P load -i "$work/busybox.tar" >/dev/null 2>&1
+  cmds+=("podman (runc)=exec env CONTAINERS_CONF=$work/containers.conf $P run --rm --network none --runtime runc busybox:1.35 true")
+fi
+python3 bench/harness.py "run --rm busybox true" "${RUNS:-20}" "true" -- "${cmds[@]}"
+echo "Goal: berth <= 0.1x podman."
