@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The main job: Build → Ship → Run on an embedded default store.
 # For now: load the sample image (both docker-archive and OCI forms),
-# list and inspect it, and save it back out in both formats.
+# list and inspect it, save it back out, and run it: in the foreground,
+# detached, with its logs and ps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet -p berth
 berth=$PWD/target/release/berth
 export BERTH_ROOT=${BERTH_ROOT:-$(mktemp -d /tmp/berth-demo.XXXXXX)}
+export BERTH_RUNROOT=${BERTH_RUNROOT:-$BERTH_ROOT-run}
 out=$(mktemp -d /tmp/berth-demo-out.XXXXXX)
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 echo "store: $BERTH_ROOT"
@@ -22,4 +24,12 @@ step "$berth" system df
 step "$berth" rmi sample/app:1.0
 step "$berth" load -i "$out/app-oci.tar"
 step "$berth" images
+step "$berth" run --rm sample/app:1.0
+step "$berth" run -d --name ticker busybox:1.35 sh -c 'for i in 1 2 3; do echo tick $i; sleep 0.2; done; sleep 30'
+sleep 1
+step "$berth" ps
+step "$berth" logs ticker
+step "$berth" stop -t 1 ticker
+step "$berth" ps -a
+step "$berth" rm ticker
 rm -rf "$out"
