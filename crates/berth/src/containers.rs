@@ -495,12 +495,10 @@ pub fn logs(ctx: &Ctx, a: &LogsArgs) -> Result<u8> {
             let _ = o.flush();
         }
     };
-    let entries: Vec<_> = berth_engine::logs::read(&path)
-        .into_iter()
-        .filter(|e| keep(e))
-        .collect();
+    let all = berth_engine::logs::read(&path);
+    let mut seen = all.len();
+    let entries: Vec<_> = all.into_iter().filter(|e| keep(e)).collect();
     let skip = tail.map(|n| entries.len().saturating_sub(n)).unwrap_or(0);
-    let mut seen = berth_engine::logs::read(&path).len();
     for e in &entries[skip..] {
         print(e);
     }

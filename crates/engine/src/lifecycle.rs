@@ -76,14 +76,7 @@ impl Engine {
             }
         }
         // Checked now so that a bad flag fails `create`, not a later start.
-        crate::spec::capabilities(&config)?;
-        if let Some(m) = config.memory {
-            if m < 6 << 20 {
-                return Err(EngineError::Invalid(
-                    "Minimum memory limit allowed is 6MB".into(),
-                ));
-            }
-        }
+        crate::spec::check(&config)?;
         let id = crate::new_id();
         let name = match name {
             Some(n) => n.to_string(),
@@ -319,50 +312,9 @@ impl Engine {
 
 /// `SIGTERM`, `TERM`, `15`.
 pub fn parse_signal(s: &str) -> Result<i32, EngineError> {
-    if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
-            return Ok(n);
-        }
-    }
-    let up = s.to_ascii_uppercase();
-    let name = up.strip_prefix("SIG").unwrap_or(&up);
-    let n = match name {
-        "HUP" => libc::SIGHUP,
-        "INT" => libc::SIGINT,
-        "QUIT" => libc::SIGQUIT,
-        "ILL" => libc::SIGILL,
-        "TRAP" => libc::SIGTRAP,
-        "ABRT" | "IOT" => libc::SIGABRT,
-        "BUS" => libc::SIGBUS,
-        "FPE" => libc::SIGFPE,
-        "KILL" => libc::SIGKILL,
-        "USR1" => libc::SIGUSR1,
-        "SEGV" => libc::SIGSEGV,
-        "USR2" => libc::SIGUSR2,
-        "PIPE" => libc::SIGPIPE,
-        "ALRM" => libc::SIGALRM,
-        "TERM" => libc::SIGTERM,
-        "STKFLT" => libc::SIGSTKFLT,
-        "CHLD" => libc::SIGCHLD,
-        "CONT" => libc::SIGCONT,
-        "STOP" => libc::SIGSTOP,
-        "TSTP" => libc::SIGTSTP,
-        "TTIN" => libc::SIGTTIN,
-        "TTOU" => libc::SIGTTOU,
-        "URG" => libc::SIGURG,
-        "XCPU" => libc::SIGXCPU,
-        "XFSZ" => libc::SIGXFSZ,
-        "VTALRM" => libc::SIGVTALRM,
-        "PROF" => libc::SIGPROF,
-        "WINCH" => libc::SIGWINCH,
-        "IO" | "POLL" => libc::SIGIO,
-        "PWR" => libc::SIGPWR,
-        "SYS" => libc::SIGSYS,
-        _ => {
-            return Err(EngineError::Invalid(format!(
-                "invalid signal: {s}: use a name (SIGTERM, KILL) or a number"
-            )))
-        }
-    };
-    Ok(n)
+    berth_runtime::signal::parse(s).ok_or_else(|| {
+        EngineError::Invalid(format!(
+            "invalid signal: {s}: use a name (SIGTERM, KILL) or a number"
+        ))
+    })
 }

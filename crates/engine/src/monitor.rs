@@ -207,16 +207,7 @@ fn try_wait(pid: i32) -> Option<i32> {
     let mut status = 0;
     // SAFETY: pid is our child; status is a valid out-parameter.
     let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-    if r != pid {
-        return None;
-    }
-    Some(if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        255
-    })
+    (r == pid).then(|| berth_runtime::signal::exit_code(status))
 }
 
 /// Relays until init has exited and its output is drained; returns the
@@ -363,13 +354,7 @@ fn relay(
             let mut status = 0;
             // SAFETY: pid is our child.
             unsafe { libc::waitpid(running.pid, &mut status, 0) };
-            if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else if libc::WIFSIGNALED(status) {
-                128 + libc::WTERMSIG(status)
-            } else {
-                255
-            }
+            berth_runtime::signal::exit_code(status)
         }
     }
 }

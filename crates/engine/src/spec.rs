@@ -10,24 +10,6 @@ use serde_json::{json, Value};
 use crate::config::{process_args, process_env, ContainerConfig, ImageConfig};
 use crate::EngineError;
 
-/// Docker's default capability set.
-pub const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
 const MASKED: &[&str] = &[
     "/proc/asound",
     "/proc/acpi",
@@ -87,7 +69,10 @@ pub fn capabilities(opts: &ContainerConfig) -> Result<Vec<String>, EngineError> 
     if opts.privileged {
         return Ok(all);
     }
-    let mut caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
+    let mut caps: Vec<String> = berth_runtime::caps::DOCKER_DEFAULT
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let check = |c: &String| {
         if c == "ALL" || known.contains(c) {
             Ok(())
@@ -117,6 +102,17 @@ pub fn capabilities(opts: &ContainerConfig) -> Result<Vec<String>, EngineError> 
         }
     }
     Ok(caps)
+}
+
+/// The checks `create` makes so that a bad flag fails before anything
+/// exists (and `derive` again at start); returns the capabilities.
+pub fn check(opts: &ContainerConfig) -> Result<Vec<String>, EngineError> {
+    if opts.memory.is_some_and(|m| m < 6 << 20) {
+        return Err(EngineError::Invalid(
+            "Minimum memory limit allowed is 6MB".into(),
+        ));
+    }
+    capabilities(opts)
 }
 
 fn rlimit(spec: &str) -> Result<Value, EngineError> {
@@ -315,7 +311,7 @@ pub fn derive(opts: &ContainerConfig, i: &Inputs<'_>) -> Result<Value, EngineErr
             "the working directory {cwd:?} is invalid: it needs to be an absolute path"
         )));
     }
-    let caps = capabilities(opts)?;
+    let caps = check(opts)?;
     let mut no_new_privs = false;
     let mut seccomp: Option<Value> = None;
     let mut seccomp_set = false;
@@ -362,9 +358,6 @@ pub fn derive(opts: &ContainerConfig, i: &Inputs<'_>) -> Result<Value, EngineErr
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]}),
     ];
-    if opts.network == "host" {
-        // The host's sysfs view of its network devices stays as it is.
-    }
     for f in ["resolv.conf", "hostname", "hosts"] {
         mounts.push(json!({"destination": format!("/etc/{f}"), "type": "bind",
             "source": format!("{dir}/{f}"), "options": ["rbind", "rprivate"]}));
@@ -416,11 +409,6 @@ pub fn derive(opts: &ContainerConfig, i: &Inputs<'_>) -> Result<Value, EngineErr
         resources["devices"] = json!([{"allow": true, "access": "rwm"}]);
     }
     if let Some(m) = opts.memory {
-        if m < 6 << 20 {
-            return Err(EngineError::Invalid(
-                "minimum memory limit allowed is 6MB".into(),
-            ));
-        }
         resources["memory"] = json!({"limit": m});
     }
     if let Some(c) = opts.cpus {

@@ -315,6 +315,24 @@ pub fn set_no_new_privs() -> Result<(), CapsError> {
     Ok(())
 }
 
+/// Docker's default capability set (moby's `oci/caps.DefaultCapabilities`).
+pub const DOCKER_DEFAULT: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
 /// Names of all capabilities this kernel knows (for `features`).
 pub fn known() -> Vec<String> {
     let last = last_cap() as usize;

@@ -1350,12 +1350,8 @@ fn wait_code(pid: i32) -> i32 {
     let r = unsafe { libc::waitpid(pid, &mut status, 0) };
     if r < 0 {
         255
-    } else if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
     } else {
-        255
+        crate::signal::exit_code(status)
     }
 }
 

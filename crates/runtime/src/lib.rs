@@ -19,6 +19,8 @@ pub mod log;
 pub mod rootfs;
 /// Seccomp: OCI filters compiled to BPF, and Docker's profile format.
 pub mod seccomp;
+/// Signal names and wait statuses.
+pub mod signal;
 /// Loading and checking a bundle's config.json.
 pub mod spec;
 /// Persisted container state and live status.

@@ -1646,24 +1646,6 @@ mod tests {
 
     const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
-    /// Docker's default capabilities (moby's `oci/caps.DefaultCapabilities`).
-    const DOCKER_CAPS: [&str; 14] = [
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE",
-    ];
-
     fn docker_default() -> LinuxSeccomp {
         let json = std::fs::read(format!("{FIXTURES}/docker-default-seccomp.json")).unwrap();
         serde_json::from_slice(&json).unwrap()
@@ -2073,7 +2055,10 @@ mod tests {
     #[test]
     fn seccomp_docker_profile_conversion_matches_fixture() {
         let profile = DOCKER_DEFAULT_PROFILE.to_vec();
-        let caps: Vec<String> = DOCKER_CAPS.iter().map(|c| c.to_string()).collect();
+        let caps: Vec<String> = crate::caps::DOCKER_DEFAULT
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
         let converted = from_docker_profile(&profile, &caps, "amd64").unwrap();
         assert_eq!(converted, docker_default());
         let archs = converted.architectures().clone().unwrap();
