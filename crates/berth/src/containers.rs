@@ -10,8 +10,8 @@ use berth_engine::{Engine, EngineError, Paths, Record, State};
 use serde_json::{json, Value};
 
 use crate::cli::{
-    ContainerInspectArgs, ContainerPruneArgs, KillArgs, LogsArgs, PsArgs, RmArgs, RunArgs,
-    StartArgs, StopArgs, WaitArgs,
+    ContainerInspectArgs, ContainerPruneArgs, ContainersArgs, ExecArgs, KillArgs, LogsArgs, PsArgs,
+    RenameArgs, RmArgs, RunArgs, StartArgs, StopArgs, TopArgs, WaitArgs,
 };
 use crate::images::Ctx;
 use crate::output;
@@ -63,6 +63,22 @@ fn read_env_file(path: &std::path::Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// `--env-file` entries, then `-e`; a bare NAME takes berth's own value.
+fn env_from(files: &[std::path::PathBuf], vars: &[String]) -> Result<Vec<String>> {
+    let mut env = Vec::new();
+    for f in files {
+        env.extend(read_env_file(f)?);
+    }
+    for e in vars {
+        if e.contains('=') {
+            env.push(e.clone());
+        } else if let Ok(v) = std::env::var(e) {
+            env.push(format!("{e}={v}"));
+        }
+    }
+    Ok(env)
+}
+
 fn config_from(a: &RunArgs) -> Result<ContainerConfig> {
     if !a.publish.is_empty() {
         bail!("-p/--publish needs bridge networking, which berth does not have yet; use --network host to reach the container's ports");
@@ -71,20 +87,7 @@ fn config_from(a: &RunArgs) -> Result<ContainerConfig> {
     if a.rm && a.restart != "no" && !a.restart.is_empty() {
         bail!("conflicting options: cannot specify both --restart and --rm");
     }
-    if a.tty {
-        bail!("-t/--tty is not supported yet: run without -t (stdin and output are relayed through pipes)");
-    }
-    let mut env = Vec::new();
-    for f in &a.env_file {
-        env.extend(read_env_file(f)?);
-    }
-    for e in &a.env {
-        if e.contains('=') {
-            env.push(e.clone());
-        } else if let Ok(v) = std::env::var(e) {
-            env.push(format!("{e}={v}"));
-        }
-    }
+    let env = env_from(&a.env_file, &a.env)?;
     let mut labels = BTreeMap::new();
     for l in &a.labels {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
@@ -235,6 +238,69 @@ pub fn kill(ctx: &Ctx, a: &KillArgs) -> Result<u8> {
         eng.kill(c, sig)?;
         Ok(())
     })
+}
+
+pub fn restart(ctx: &Ctx, a: &StopArgs) -> Result<u8> {
+    let sig = a
+        .signal
+        .as_deref()
+        .map(berth_engine::lifecycle::parse_signal)
+        .transpose()?;
+    each(&a.containers, |c| {
+        let mut eng = engine(ctx)?;
+        let rec = eng.stop(c, a.time, sig)?;
+        berth_engine::monitor::start_detached(eng, &rec.id)?;
+        Ok(())
+    })
+}
+
+pub fn pause(ctx: &Ctx, a: &ContainersArgs, paused: bool) -> Result<u8> {
+    let mut eng = engine(ctx)?;
+    each(&a.containers, |c| {
+        eng.set_paused(c, paused)?;
+        Ok(())
+    })
+}
+
+pub fn rename(ctx: &Ctx, a: &RenameArgs) -> Result<u8> {
+    let mut eng = engine(ctx)?;
+    eng.rename(&a.container, &a.new_name)
+        .map_err(anyhow::Error::from)?;
+    Ok(0)
+}
+
+pub fn top(ctx: &Ctx, a: &TopArgs) -> Result<u8> {
+    let mut eng = engine(ctx)?;
+    let (header, rows) = eng
+        .top(&a.container, &a.ps_options)
+        .map_err(anyhow::Error::from)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{header}")?;
+    for r in rows {
+        writeln!(out, "{r}")?;
+    }
+    Ok(0)
+}
+
+pub fn exec(ctx: &Ctx, a: &ExecArgs) -> Result<u8> {
+    let env = env_from(&a.env_file, &a.env)?;
+    let cfg = berth_engine::exec::ExecConfig {
+        cmd: a.command.clone(),
+        env,
+        user: a.user.clone(),
+        workdir: a.workdir.clone(),
+        tty: a.tty,
+        interactive: a.interactive,
+        detach: a.detach,
+        privileged: a.privileged,
+    };
+    let mut eng = engine(ctx)?;
+    // docker exec: 126/127 when the command cannot run, 1 for the rest.
+    let code = berth_engine::exec::exec(&mut eng, &a.container, &cfg).map_err(|e| match e {
+        EngineError::Exec { .. } => coded(e),
+        e => e.into(),
+    })?;
+    Ok(code.clamp(0, 255) as u8)
 }
 
 pub fn rm(ctx: &Ctx, a: &RmArgs) -> Result<u8> {

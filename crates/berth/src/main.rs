@@ -105,6 +105,24 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Wait(a) | Command::Container(ContainerCommand::Wait(a)) => {
             return containers::wait(&ctx, &a)
         }
+        Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => {
+            return containers::exec(&ctx, &a)
+        }
+        Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => {
+            return containers::restart(&ctx, &a)
+        }
+        Command::Pause(a) | Command::Container(ContainerCommand::Pause(a)) => {
+            return containers::pause(&ctx, &a, true)
+        }
+        Command::Unpause(a) | Command::Container(ContainerCommand::Unpause(a)) => {
+            return containers::pause(&ctx, &a, false)
+        }
+        Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => {
+            return containers::rename(&ctx, &a)
+        }
+        Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => {
+            return containers::top(&ctx, &a)
+        }
         Command::Container(ContainerCommand::Inspect(a)) => return containers::inspect(&ctx, &a),
         Command::Container(ContainerCommand::Prune(a)) => return containers::prune(&ctx, &a),
         _ => {}

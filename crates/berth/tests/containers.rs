@@ -463,3 +463,191 @@ fn restart_on_failure_retries_then_gives_up() {
     });
     assert_eq!(b.ok(&["logs", &id]), "run\nrun\nrun\n");
 }
+
+#[test]
+fn tty_gives_a_real_terminal_with_the_callers_window_size() {
+    let b = berth(false);
+    let cmd = b.command(&[
+        "run",
+        "--rm",
+        "-it",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "tty; stty size; echo $TERM; exit 3",
+    ]);
+    let r = run_on_pty(cmd, 27, 91, "", b"");
+    assert_eq!(r.output, "/dev/pts/0\r\n27 91\r\nxterm\r\n", "{}", r.output);
+    assert_eq!(r.code, Some(3));
+    // Keys typed go to an interactive shell in the container.
+    let cmd = b.command(&["run", "--rm", "-it", "busybox:1.35", "sh"]);
+    let r = run_on_pty(cmd, 24, 80, "# ", b"echo $((6*7))\rexit 5\r");
+    assert!(r.output.contains("\r\n42\r\n"), "{:?}", r.output);
+    assert_eq!(r.code, Some(5), "{:?}", r.output);
+    // Detached with -t: the output, merged onto the pty, is logged.
+    b.ok(&[
+        "run",
+        "-dt",
+        "--name",
+        "withtty",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "tty; echo err >&2; sleep 30",
+    ]);
+    wait_for(|| b.ok(&["logs", "withtty"]).contains("err"));
+    assert_eq!(b.ok(&["logs", "withtty"]), "/dev/pts/0\r\nerr\r\n");
+    b.ok(&["rm", "-f", "withtty"]);
+    assert!(mounts_under(&b).is_empty());
+}
+
+#[test]
+fn exec_runs_inside_the_running_container() {
+    let b = berth(false);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "target",
+        "-h",
+        "box",
+        "-e",
+        "FROM_RUN=1",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "echo main; sleep 60; echo never",
+    ]);
+    // Same namespaces: hostname, pid 1 is the container's command, the
+    // container's environment plus -e.
+    let out = b.ok(&[
+        "exec",
+        "-e",
+        "FROM_EXEC=2",
+        "target",
+        "sh",
+        "-c",
+        "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $FROM_RUN $FROM_EXEC; pwd; id -u",
+    ]);
+    assert_eq!(
+        out,
+        "box\nsh -c echo main; sleep 60; echo never \n1 2\n/\n0\n"
+    );
+    // -u and -w.
+    let out = b.ok(&[
+        "exec", "-u", "1234:55", "-w", "/dev", "target", "sh", "-c", "id; pwd",
+    ]);
+    assert_eq!(out, "uid=1234 gid=55\n/dev\n");
+    // The same capabilities as the container (Docker's default set).
+    let out = b.ok(&["exec", "target", "grep", "CapEff", "/proc/self/status"]);
+    assert!(out.contains("00000000a80425fb"), "{out}");
+    // Exit codes: the command's own, 127 not found, 126 not executable.
+    assert_eq!(
+        b.run(&["exec", "target", "sh", "-c", "exit 9"]).code,
+        Some(9)
+    );
+    let r = b.run(&["exec", "target", "nosuchcmd"]);
+    assert_eq!(r.code, Some(127), "{r}");
+    r.one_error_line(&["executable file not found"]);
+    let r = b.run(&["exec", "target", "/proc/cpuinfo"]);
+    assert_eq!(r.code, Some(126), "{r}");
+    // Piped stdin with -i.
+    let r = b.run_with_stdin(&["exec", "-i", "target", "cat"], {
+        let p = b.path("in.txt");
+        fs::write(&p, "through exec\n").unwrap();
+        fs::File::open(p).unwrap()
+    });
+    assert_eq!(r.stdout, "through exec\n", "{r}");
+    // exec -it on a terminal.
+    let cmd = b.command(&["exec", "-it", "target", "sh", "-c", "tty; stty size"]);
+    let r = run_on_pty(cmd, 30, 100, "", b"");
+    assert_eq!(r.output, "/dev/pts/0\r\n30 100\r\n");
+    // -d: started in the background, visible in top.
+    b.ok(&["exec", "-d", "target", "sleep", "41"]);
+    let top = b.ok(&["top", "target"]);
+    assert!(top.starts_with("UID") && top.contains("PID"), "{top}");
+    assert!(
+        top.contains("sleep 41") && top.contains("sleep 60"),
+        "{top}"
+    );
+    // exec output never reaches the container's log.
+    assert_eq!(b.ok(&["logs", "target"]), "main\n");
+    // Not running: a clear error.
+    b.ok(&["stop", "-t", "0", "target"]);
+    let r = b.run(&["exec", "target", "true"]);
+    assert_eq!(r.code, Some(1), "{r}");
+    r.one_error_line(&["is not running"]);
+    b.ok(&["rm", "target"]);
+}
+
+#[test]
+fn pause_unpause_rename_restart_top() {
+    let b = berth(false);
+    let id = b
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "counter",
+            "busybox:1.35",
+            "sh",
+            "-c",
+            "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.02; done",
+        ])
+        .trim()
+        .to_string();
+    let count_file = b.root.join("containers").join(&id).join("upper/count");
+    let count = || -> u64 {
+        fs::read_to_string(&count_file)
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    wait_for(|| count() > 2);
+    b.ok(&["pause", "counter"]);
+    let ps = b.ok(&["ps", "--format", "{{.Status}}"]);
+    assert!(ps.contains("(Paused)"), "{ps}");
+    assert_eq!(b.inspect_container("counter")["State"]["Status"], "paused");
+    let frozen = count();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(count(), frozen, "a paused container kept running");
+    let r = b.run(&["exec", "counter", "true"]);
+    r.one_error_line(&["is paused"]);
+    let r = b.run(&["pause", "counter"]);
+    assert_ne!(r.code, Some(0));
+    assert!(r.stderr.contains("already paused"), "{r}");
+    b.ok(&["unpause", "counter"]);
+    wait_for(|| count() > frozen);
+    // rename: the new name works, the old one is gone, a taken name is
+    // refused.
+    b.ok(&["rename", "counter", "tally"]);
+    assert_eq!(b.ok(&["ps", "--format", "{{.Names}}"]), "tally\n");
+    assert_ne!(b.run(&["top", "counter"]).code, Some(0));
+    b.ok(&["create", "--name", "other", "busybox:1.35", "true"]);
+    let r = b.run(&["rename", "tally", "other"]);
+    r.one_error_line(&["is already in use"]);
+    // top lists the container's processes with ps's columns.
+    let pid = b.inspect_container("tally")["State"]["Pid"]
+        .as_i64()
+        .unwrap();
+    let top = b.ok(&["top", "tally", "-o", "pid,comm"]);
+    let mut lines = top.lines();
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["PID", "COMMAND"]
+    );
+    assert!(top.contains(&format!("{pid} sh")), "{top}");
+    // restart: a new process, the same container.
+    b.ok(&["restart", "-t", "1", "tally"]);
+    let pid2 = b.inspect_container("tally")["State"]["Pid"]
+        .as_i64()
+        .unwrap();
+    assert_ne!(pid, pid2);
+    assert_eq!(b.inspect_container("tally")["State"]["Status"], "running");
+    b.ok(&["pause", "tally"]);
+    // A paused container can still be removed with -f.
+    b.ok(&["rm", "-f", "tally", "other"]);
+    assert!(mounts_under(&b).is_empty());
+    assert!(containers_dir(&b).is_empty());
+}

@@ -170,16 +170,16 @@ impl Db {
         }
     }
 
-    /// Every field but id and created.
+    /// Every field but id, name and created (a name changes only through
+    /// `rename`, so a monitor's update cannot undo one).
     pub fn update(&self, r: &Record) -> Result<(), EngineError> {
         let config = serde_json::to_string(&r.config).expect("config serializes");
         self.conn.execute(
-            "UPDATE containers SET name = ?2, config = ?3, state = ?4, pid = ?5, monitor_pid = ?6, \
-             exit_code = ?7, error = ?8, started_at = ?9, finished_at = ?10, restart_count = ?11, \
-             health = ?12, monitor_start = ?13, stop_requested = ?14 WHERE id = ?1",
+            "UPDATE containers SET config = ?2, state = ?3, pid = ?4, monitor_pid = ?5, \
+             exit_code = ?6, error = ?7, started_at = ?8, finished_at = ?9, restart_count = ?10, \
+             health = ?11, monitor_start = ?12, stop_requested = ?13 WHERE id = ?1",
             params![
                 r.id,
-                r.name,
                 config,
                 r.state.as_str(),
                 r.pid,
@@ -195,6 +195,26 @@ impl Db {
             ],
         )?;
         Ok(())
+    }
+
+    /// Gives container `id` the name `name` (unique, as at insert).
+    pub fn rename(&self, id: &str, name: &str) -> Result<(), EngineError> {
+        match self.conn.execute(
+            "UPDATE containers SET name = ?2 WHERE id = ?1",
+            params![id, name],
+        ) {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                let holder = self.get(name)?.map(|o| o.id).unwrap_or_default();
+                Err(EngineError::NameInUse {
+                    name: name.to_string(),
+                    id: holder,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub fn delete(&self, id: &str) -> Result<(), EngineError> {

@@ -6,8 +6,10 @@
 pub mod config;
 /// Container records.
 pub mod db;
+pub mod exec;
 /// The container lifecycle: create, start (through the monitor), stop,
 /// kill, remove, wait.
+mod io;
 pub mod lifecycle;
 /// Docker's json-file logs.
 pub mod logs;

@@ -201,8 +201,123 @@ impl Engine {
                 key, rec.id
             )));
         }
-        berth_runtime::container::kill(&self.paths.runtime(), &rec.id, signal)?;
+        let rt = self.paths.runtime();
+        berth_runtime::container::kill(&rt, &rec.id, signal)?;
+        if rec.state == State::Paused && signal == libc::SIGKILL {
+            // A frozen process dies only once thawed.
+            let _ = berth_runtime::container::set_paused(&rt, &rec.id, false);
+        }
         Ok(rec)
+    }
+
+    /// `berth pause`/`unpause`: freezes or thaws every process of the
+    /// container (the cgroup freezer).
+    pub fn set_paused(&mut self, key: &str, paused: bool) -> Result<Record, EngineError> {
+        let mut rec = self.get(key)?;
+        match (rec.state, paused) {
+            (State::Running, true) | (State::Paused, false) => {}
+            (State::Paused, true) => {
+                return Err(EngineError::Conflict(format!(
+                    "Container {} is already paused",
+                    rec.id
+                )))
+            }
+            (State::Running, false) => {
+                return Err(EngineError::Conflict(format!(
+                    "Container {} is not paused",
+                    rec.id
+                )))
+            }
+            _ => {
+                return Err(EngineError::Conflict(format!(
+                    "Container {} is not running",
+                    rec.id
+                )))
+            }
+        }
+        berth_runtime::container::set_paused(&self.paths.runtime(), &rec.id, paused)?;
+        rec.state = if paused {
+            State::Paused
+        } else {
+            State::Running
+        };
+        self.db.update(&rec)?;
+        Ok(rec)
+    }
+
+    /// `berth rename`.
+    pub fn rename(&mut self, key: &str, name: &str) -> Result<Record, EngineError> {
+        let name = name.strip_prefix('/').unwrap_or(name);
+        let mut rec = self.get(key)?;
+        if !crate::names::valid(name) {
+            return Err(EngineError::Invalid(format!(
+                "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        if rec.name == name {
+            return Err(EngineError::Invalid(format!(
+                "Renaming a container with the same name as its current name: {name}"
+            )));
+        }
+        self.db.rename(&rec.id, name)?;
+        rec.name = name.to_string();
+        Ok(rec)
+    }
+
+    /// `berth top`: `ps` (with `ps_args`, default `-ef`) on the host,
+    /// limited to the container's processes, as Docker does. Returns the
+    /// header and the rows.
+    pub fn top(
+        &mut self,
+        key: &str,
+        ps_args: &[String],
+    ) -> Result<(String, Vec<String>), EngineError> {
+        let rec = self.get(key)?;
+        if !matches!(rec.state, State::Running | State::Paused) {
+            return Err(EngineError::Conflict(format!(
+                "Container {} is not running",
+                rec.id
+            )));
+        }
+        let pids = berth_runtime::container::pids(&self.paths.runtime(), &rec.id)?;
+        let args: Vec<String> = if ps_args.is_empty() {
+            vec!["-ef".into()]
+        } else {
+            ps_args.to_vec()
+        };
+        let out = std::process::Command::new("ps")
+            .args(&args)
+            .output()
+            .map_err(|e| EngineError::io("run ps (procps) on the host", e))?;
+        if !out.status.success() {
+            return Err(EngineError::Invalid(format!(
+                "ps {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        let header = lines.next().unwrap_or_default().to_string();
+        let col = header
+            .split_whitespace()
+            .position(|h| h == "PID")
+            .ok_or_else(|| {
+                EngineError::Invalid(format!(
+                    "Couldn't find PID field in ps output for the options {:?}",
+                    args.join(" ")
+                ))
+            })?;
+        let rows = lines
+            .filter(|l| {
+                l.split_whitespace()
+                    .nth(col)
+                    .and_then(|p| p.parse::<i32>().ok())
+                    .is_some_and(|p| pids.contains(&p))
+            })
+            .map(str::to_string)
+            .collect();
+        Ok((header, rows))
     }
 
     /// `berth stop`: the stop signal, then SIGKILL after `timeout` (the
@@ -291,6 +406,10 @@ impl Engine {
             self.db.update(&rec)?;
             let rt = self.paths.runtime();
             let _ = berth_runtime::container::kill(&rt, &rec.id, libc::SIGKILL);
+            if rec.state == State::Paused {
+                // A frozen process dies only once thawed.
+                let _ = berth_runtime::container::set_paused(&rt, &rec.id, false);
+            }
             match self.wait_exit(&rec.id, Some(Duration::from_secs(30))) {
                 Ok(_) | Err(EngineError::NoSuchContainer(_)) => {}
                 Err(e) => return Err(e),

@@ -9,39 +9,21 @@
 //! Detached, a forked monitor in its own session does the same without a
 //! terminal, and outlives the CLI.
 
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::Write;
 use std::time::Duration;
 
 use crate::db::{Record, State};
+use crate::io::{relay, signal_fd, Running, Wiring};
 use crate::lifecycle::Engine;
 use crate::EngineError;
 
-/// A started container's process and the monitor's ends of its stdio.
-struct Running {
-    pid: i32,
-    stdout: Option<OwnedFd>,
-    stderr: Option<OwnedFd>,
-    stdin: Option<OwnedFd>,
-}
-
-/// Signals the foreground monitor forwards to the container.
-const FORWARDED: &[i32] = &[
-    libc::SIGINT,
-    libc::SIGTERM,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-];
-
-fn pipe() -> Result<(OwnedFd, OwnedFd), EngineError> {
-    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-        .map_err(|e| EngineError::io("pipe", e.into()))
-}
-
 /// Mounts the rootfs, writes the OCI config and starts init.
-fn launch(eng: &mut Engine, rec: &mut Record, stdin_pipe: bool) -> Result<Running, EngineError> {
+fn launch(
+    eng: &mut Engine,
+    rec: &mut Record,
+    stdin_pipe: bool,
+    size: Option<(u16, u16)>,
+) -> Result<Running, EngineError> {
     let layout = eng.layout(&rec.id);
     let hostname = rec
         .config
@@ -63,7 +45,7 @@ fn launch(eng: &mut Engine, rec: &mut Record, stdin_pipe: bool) -> Result<Runnin
         lowers.reverse();
         crate::rootfs::mount(&layout, &lowers)?;
     }
-    let result = launch_mounted(eng, rec, &layout, &hostname, stdin_pipe);
+    let result = launch_mounted(eng, rec, &layout, &hostname, stdin_pipe, size);
     if result.is_err() {
         let _ = crate::rootfs::unmount(&layout);
     }
@@ -76,6 +58,7 @@ fn launch_mounted(
     layout: &crate::rootfs::Layout,
     hostname: &str,
     stdin_pipe: bool,
+    size: Option<(u16, u16)>,
 ) -> Result<Running, EngineError> {
     let image = eng.image_config(&rec.image_id)?;
     let user_spec = rec
@@ -84,7 +67,7 @@ fn launch_mounted(
         .clone()
         .unwrap_or_else(|| image.user.clone());
     let user = crate::users::resolve(&layout.merged(), &user_spec)?;
-    let spec = crate::spec::derive(
+    let mut spec = crate::spec::derive(
         &rec.config,
         &crate::spec::Inputs {
             id: &rec.id,
@@ -95,20 +78,14 @@ fn launch_mounted(
             user: &user,
         },
     )?;
+    if let (true, Some((rows, cols))) = (rec.config.tty, size) {
+        spec["process"]["consoleSize"] = serde_json::json!({"height": rows, "width": cols});
+    }
     let cfg = layout.dir.join("config.json");
     std::fs::write(&cfg, serde_json::to_vec(&spec).expect("serializes"))
         .map_err(|e| EngineError::io(format!("write {}", cfg.display()), e))?;
 
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    let (in_ours, in_theirs): (Option<OwnedFd>, OwnedFd) = if stdin_pipe {
-        let (r, w) = pipe()?;
-        (Some(w), r)
-    } else {
-        let null =
-            std::fs::File::open("/dev/null").map_err(|e| EngineError::io("open /dev/null", e))?;
-        (None, OwnedFd::from(null))
-    };
+    let wiring = Wiring::new(rec.config.tty, stdin_pipe)?;
     let rt = eng.paths.runtime();
     // A leftover runtime state of this id (a crash between start and
     // record) would block the create.
@@ -121,10 +98,17 @@ fn launch_mounted(
         console_socket: None,
         no_pivot: false,
         preserve_fds: 0,
-        stdio: Some([in_theirs.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]),
+        stdio: Some(wiring.stdio()),
+        console_fd: wiring.console_fd(),
     };
     let pid = berth_runtime::container::create(&opts).map_err(exec_error)?;
-    drop((in_theirs, out_w, err_w));
+    let running = match wiring.started(pid) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = berth_runtime::container::delete(&rt, &rec.id, true);
+            return Err(e);
+        }
+    };
     if let Err(e) = berth_runtime::container::start(&rt, &rec.id) {
         let _ = berth_runtime::container::delete(&rt, &rec.id, true);
         return Err(e.into());
@@ -139,224 +123,39 @@ fn launch_mounted(
     rec.error.clear();
     rec.exit_code = 0;
     eng.db.update(rec)?;
-    Ok(Running {
-        pid,
-        stdout: Some(out_r),
-        stderr: Some(err_r),
-        stdin: in_ours,
-    })
+    Ok(running)
 }
 
 /// Docker's exit codes for a command that cannot run: 127 not found, 126
 /// not executable; the message as docker words it.
-fn exec_error(e: berth_runtime::container::ContainerError) -> EngineError {
-    if let berth_runtime::container::ContainerError::Init(m) = &e {
-        if m.contains("executable file not found") || m.contains("no such file or directory") {
+pub(crate) fn exec_error(e: berth_runtime::container::ContainerError) -> EngineError {
+    command_error(e, "failed to create task")
+}
+
+/// `exec_error` with docker's wording for `what` ("failed to create task"
+/// for run, "OCI runtime exec failed" for exec).
+pub(crate) fn command_error(
+    e: berth_runtime::container::ContainerError,
+    what: &str,
+) -> EngineError {
+    use berth_runtime::container::ContainerError as E;
+    if let E::Init(m) | E::Exec(m) = &e {
+        let lower = m.to_lowercase();
+        let has = |s: &str| lower.contains(s);
+        if has("executable file not found") || has("no such file or directory") {
             return EngineError::Exec {
                 code: 127,
-                message: format!("failed to create task: {m}"),
+                message: format!("{what}: {m}"),
             };
         }
-        if m.contains("ermission denied") || m.contains("exec format error") {
+        if has("permission denied") || has("exec format error") {
             return EngineError::Exec {
                 code: 126,
-                message: format!("failed to create task: {m}"),
+                message: format!("{what}: {m}"),
             };
         }
     }
     EngineError::Runtime(e)
-}
-
-/// Blocks the forwarded signals and SIGCHLD, and returns a signalfd for
-/// them (the container's init resets its own mask).
-fn signal_fd(forward: bool) -> Result<OwnedFd, EngineError> {
-    // SAFETY: sigset manipulation on a local set, then sigprocmask and
-    // signalfd with valid pointers; the new fd is owned below.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGCHLD);
-        if forward {
-            for s in FORWARDED {
-                libc::sigaddset(&mut set, *s);
-            }
-        }
-        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC);
-        if fd < 0 {
-            return Err(EngineError::io("signalfd", std::io::Error::last_os_error()));
-        }
-        Ok(OwnedFd::from_raw_fd(fd))
-    }
-}
-
-/// Reads signals from the signalfd; returns their numbers.
-fn read_signals(fd: &OwnedFd) -> Vec<i32> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 128 * 4];
-    // siginfo is 128 bytes; ssi_signo is its first u32.
-    if let Ok(n) = rustix::io::read(fd, &mut buf) {
-        for chunk in buf[..n].chunks_exact(128) {
-            out.push(u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) as i32);
-        }
-    }
-    out
-}
-
-fn try_wait(pid: i32) -> Option<i32> {
-    let mut status = 0;
-    // SAFETY: pid is our child; status is a valid out-parameter.
-    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-    (r == pid).then(|| berth_runtime::signal::exit_code(status))
-}
-
-/// Relays until init has exited and its output is drained; returns the
-/// exit code. `echo`: also write the output to our stdout/stderr.
-fn relay(
-    running: &mut Running,
-    log: &mut crate::logs::Writer,
-    sigfd: &OwnedFd,
-    echo: bool,
-    stdin: Option<RawFd>,
-) -> i32 {
-    use rustix::event::{poll, PollFd, PollFlags};
-    let mut code: Option<i32> = None;
-    let mut stdin_open = stdin.is_some() && running.stdin.is_some();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        if code.is_some() && running.stdout.is_none() && running.stderr.is_none() {
-            break;
-        }
-        let mut fds: Vec<PollFd<'_>> = Vec::new();
-        let mut which: Vec<u8> = Vec::new();
-        let own_stdin = stdin.map(|fd| {
-            // SAFETY: our stdin stays open for the whole relay.
-            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
-        });
-        fds.push(PollFd::new(sigfd, PollFlags::IN));
-        which.push(b's');
-        if let Some(f) = &running.stdout {
-            fds.push(PollFd::new(f, PollFlags::IN));
-            which.push(b'o');
-        }
-        if let Some(f) = &running.stderr {
-            fds.push(PollFd::new(f, PollFlags::IN));
-            which.push(b'e');
-        }
-        if let (true, Some(fd)) = (stdin_open, own_stdin.as_ref()) {
-            fds.push(PollFd::new(fd, PollFlags::IN));
-            which.push(b'i');
-        }
-        // After init's exit, output still buffered is drained; a pipe
-        // held open by an escaped process does not hold us for long.
-        let timeout = if code.is_some() {
-            Some(&rustix::event::Timespec {
-                tv_sec: 0,
-                tv_nsec: 200_000_000,
-            })
-        } else {
-            None
-        };
-        match poll(&mut fds, timeout) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => break,
-        }
-        let ready: Vec<(u8, bool)> = fds
-            .iter()
-            .zip(&which)
-            .map(|(f, w)| (*w, !f.revents().is_empty()))
-            .collect();
-        drop(fds);
-        for (w, is_ready) in ready {
-            if !is_ready {
-                continue;
-            }
-            match w {
-                b's' => {
-                    for sig in read_signals(sigfd) {
-                        if sig == libc::SIGCHLD {
-                            if let Some(c) = try_wait(running.pid) {
-                                code = Some(c);
-                            }
-                        } else {
-                            // SAFETY: init is our child (not yet reaped).
-                            unsafe { libc::kill(running.pid, sig) };
-                        }
-                    }
-                }
-                b'o' | b'e' => {
-                    let slot = if w == b'o' {
-                        &mut running.stdout
-                    } else {
-                        &mut running.stderr
-                    };
-                    let n = match slot.as_ref().map(|f| rustix::io::read(f, &mut buf)) {
-                        Some(Ok(n)) => n,
-                        Some(Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN)) => continue,
-                        _ => 0,
-                    };
-                    if n == 0 {
-                        *slot = None;
-                        continue;
-                    }
-                    let stream = if w == b'o' { 0 } else { 1 };
-                    log.write(stream, &buf[..n]);
-                    if echo {
-                        let _ = if stream == 0 {
-                            std::io::stdout()
-                                .write_all(&buf[..n])
-                                .and_then(|()| std::io::stdout().flush())
-                        } else {
-                            std::io::stderr().write_all(&buf[..n])
-                        };
-                    }
-                }
-                b'i' => {
-                    let n = match own_stdin.map(|fd| rustix::io::read(fd, &mut buf)) {
-                        Some(Ok(n)) => n,
-                        Some(Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN)) => continue,
-                        _ => 0,
-                    };
-                    if n == 0 {
-                        // EOF: the container sees its stdin close.
-                        stdin_open = false;
-                        running.stdin = None;
-                        continue;
-                    }
-                    let ok = running.stdin.as_ref().is_some_and(|f| {
-                        let mut rest = &buf[..n];
-                        while !rest.is_empty() {
-                            match rustix::io::write(f, rest) {
-                                Ok(k) => rest = &rest[k..],
-                                Err(rustix::io::Errno::INTR) => {}
-                                Err(_) => return false,
-                            }
-                        }
-                        true
-                    });
-                    if !ok {
-                        stdin_open = false;
-                        running.stdin = None;
-                    }
-                }
-                _ => {}
-            }
-        }
-        if code.is_none() {
-            code = try_wait(running.pid);
-        }
-    }
-    match code {
-        Some(c) => c,
-        None => {
-            let mut status = 0;
-            // SAFETY: pid is our child.
-            unsafe { libc::waitpid(running.pid, &mut status, 0) };
-            berth_runtime::signal::exit_code(status)
-        }
-    }
 }
 
 /// Records an exit and tidies up; removes the container with `--rm`.
@@ -434,14 +233,21 @@ pub fn run_foreground(eng: &mut Engine, id: &str, interactive: bool) -> Result<i
         )));
     }
     let sigfd = signal_fd(true)?;
-    let mut running = match launch(eng, &mut rec, interactive) {
+    let tty = rec.config.tty;
+    let size = if tty { crate::io::own_size() } else { None };
+    let mut running = match launch(eng, &mut rec, interactive, size) {
         Ok(r) => r,
         Err(e) => return Err(fail(eng, &mut rec, e)),
     };
     let mut log = crate::logs::Writer::open(&eng.layout(&rec.id).log())
         .map_err(|e| EngineError::io("open the container log", e))?;
     let stdin = interactive.then_some(0);
-    let code = relay(&mut running, &mut log, &sigfd, true, stdin);
+    // `-it` on a terminal: keys go to the container's pty as typed.
+    let raw = (tty && interactive)
+        .then(crate::io::RawMode::enter)
+        .flatten();
+    let code = relay(&mut running, Some(&mut log), &sigfd, true, stdin);
+    drop(raw);
     log.flush();
     finish(eng, &mut rec, code)?;
     Ok(code)
@@ -466,62 +272,16 @@ pub fn start_detached(eng: Engine, id: &str) -> Result<(), EngineError> {
     let paths = eng.paths.clone();
     // The database connection must not cross the fork.
     drop(eng);
-    let (report_r, report_w) = pipe()?;
-    // SAFETY: berth's CLI is single-threaded here, so the child may run
-    // arbitrary code after fork.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(EngineError::io(
-            "fork the monitor",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    if pid == 0 {
-        drop(report_r);
-        let code = monitor_main(&paths, id, report_w);
-        // SAFETY: the monitor ends here without unwinding into the CLI.
-        unsafe { libc::_exit(code) };
-    }
-    drop(report_w);
-    let mut report = String::new();
-    let _ = std::fs::File::from(report_r).read_to_string(&mut report);
-    // Reap the monitor only if it already ended (a failed start).
-    let mut status = 0;
-    // SAFETY: pid is our child.
-    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-    match report.split_once(' ') {
-        _ if report == "ok" => Ok(()),
-        Some((code, msg)) => Err(match code.parse::<u8>() {
-            Ok(c @ (126 | 127)) => EngineError::Exec {
-                code: c,
-                message: msg.to_string(),
-            },
-            _ => EngineError::Invalid(msg.to_string()),
-        }),
-        None => Err(EngineError::Invalid(
-            "the container's monitor exited before reporting".into(),
-        )),
-    }
+    crate::io::fork_helper("the container's monitor", |report| {
+        monitor_main(&paths, id, report)
+    })
 }
 
 /// The detached monitor's life: a new session, stdio on /dev/null, then
 /// start, report, relay to the log, record the exit, restart if the policy
 /// says so.
-fn monitor_main(paths: &crate::Paths, id: &str, report: OwnedFd) -> i32 {
-    // SAFETY: setsid and dup2 onto stdio in our own process.
-    unsafe {
-        libc::setsid();
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if null >= 0 {
-            for fd in 0..3 {
-                libc::dup2(null, fd);
-            }
-            if null > 2 {
-                libc::close(null);
-            }
-        }
-    }
-    let mut report = Some(std::fs::File::from(report));
+fn monitor_main(paths: &crate::Paths, id: &str, report: std::fs::File) -> i32 {
+    let mut report = Some(report);
     let say = |report: &mut Option<std::fs::File>, msg: String| {
         if let Some(mut f) = report.take() {
             let _ = f.write_all(msg.as_bytes());
@@ -550,7 +310,7 @@ fn monitor_main(paths: &crate::Paths, id: &str, report: OwnedFd) -> i32 {
                 return 1;
             }
         };
-        let mut running = match launch(&mut eng, &mut rec, false) {
+        let mut running = match launch(&mut eng, &mut rec, false, None) {
             Ok(r) => r,
             Err(e) => {
                 let code = e.exit_code();
@@ -564,7 +324,7 @@ fn monitor_main(paths: &crate::Paths, id: &str, report: OwnedFd) -> i32 {
             Ok(l) => l,
             Err(_) => return 1,
         };
-        let code = relay(&mut running, &mut log, &sigfd, false, None);
+        let code = relay(&mut running, Some(&mut log), &sigfd, false, None);
         log.flush();
         match finish(&mut eng, &mut rec, code) {
             Ok(true) => {}

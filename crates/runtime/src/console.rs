@@ -1,19 +1,64 @@
 //! The container's terminal: init opens a pty inside the container's devpts
 //! and sends the master to the console socket (SCM_RIGHTS), as runc does.
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
 use rustix::pty::OpenptFlags;
 
 /// Connects to the console socket (a host path, so before pivot_root).
 pub fn connect(path: &Path) -> io::Result<UnixStream> {
     UnixStream::connect(path)
         .map_err(|e| io::Error::new(e.kind(), format!("console socket {}: {e}", path.display())))
+}
+
+/// The console socket: `fd` (a connected socket the caller passed, dup'ed
+/// so the caller's stays its own) or else a connection to `path`.
+pub fn open(path: Option<&Path>, fd: Option<RawFd>) -> io::Result<UnixStream> {
+    if let Some(fd) = fd {
+        // SAFETY: the caller keeps fd open for the duration of this call.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let owned = rustix::io::fcntl_dupfd_cloexec(borrowed, 3)?;
+        return Ok(UnixStream::from(owned));
+    }
+    match path {
+        Some(p) => connect(p),
+        None => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a terminal was asked for but no console socket was given",
+        )),
+    }
+}
+
+/// The caller's side: receives the pty master that `setup` sent.
+pub fn receive(socket: &UnixStream) -> io::Result<OwnedFd> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut name = [0u8; 64];
+    rustix::net::recvmsg(
+        socket,
+        &mut [IoSliceMut::new(&mut name)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )?;
+    for msg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = msg {
+            if let Some(fd) = fds.next() {
+                return Ok(fd);
+            }
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the container sent no terminal",
+    ))
 }
 
 /// In the container, after pivot_root: allocates a pty from the container's

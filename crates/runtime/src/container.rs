@@ -73,6 +73,9 @@ pub struct CreateOptions {
     /// The container's stdin, stdout and stderr, when they are not the
     /// caller's own (`berth run` passes pipes or a terminal).
     pub stdio: Option<[std::os::fd::RawFd; 3]>,
+    /// A connected socket to send the pty master to, instead of
+    /// `console_socket`'s path (an in-process caller's socketpair end).
+    pub console_fd: Option<std::os::fd::RawFd>,
 }
 
 fn ns_flag(t: LinuxNamespaceType) -> libc::c_int {
@@ -114,7 +117,7 @@ fn create_in(spec: &Spec, opts: &CreateOptions, dir: &Path) -> Result<i32, Conta
         .process()
         .as_ref()
         .is_some_and(|p| p.terminal().unwrap_or(false));
-    if terminal && opts.console_socket.is_none() {
+    if terminal && opts.console_socket.is_none() && opts.console_fd.is_none() {
         return Err(ContainerError::Unsupported(
             "process.terminal is set but no --console-socket was given: pass one, or set terminal to false".into(),
         ));
@@ -629,9 +632,12 @@ fn init(
         .process()
         .as_ref()
         .is_some_and(|p| p.terminal().unwrap_or(false));
-    let console = match (&opts.console_socket, terminal) {
-        (Some(path), true) => Some(t!(crate::console::connect(path), "console")),
-        _ => None,
+    let console = match terminal {
+        true => Some(t!(
+            crate::console::open(opts.console_socket.as_deref(), opts.console_fd),
+            "console"
+        )),
+        false => None,
     };
     // The exec fifo must be opened before the rootfs hides it.
     let fifo_fd = t!(
@@ -853,7 +859,7 @@ fn become_process(
     let cwd = process.cwd();
     t!(
         rustix::process::chdir(cwd).map_err(io::Error::from),
-        format!("cwd {}", cwd.display())
+        format!("chdir to cwd ({:?}) set in config.json failed", cwd)
     );
 
     // Every fd but stdio, the preserved ones, the sync socket and the fifo
@@ -1186,6 +1192,10 @@ pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// The process's stdin, stdout and stderr, when not the caller's own.
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
+    /// A connected socket for the pty master (see `CreateOptions`).
+    pub console_fd: Option<std::os::fd::RawFd>,
 }
 
 /// The container's process as `exec` starts from it: the saved config's
@@ -1202,6 +1212,17 @@ pub fn exec_base(root: &Path, id: &str) -> Result<oci_spec::runtime::Process, Co
 /// filter, and the process's credentials and capabilities. Returns its exit
 /// code, or 0 when detached.
 pub fn exec(opts: &ExecOptions) -> Result<i32, ContainerError> {
+    let pid = spawn(opts)?;
+    if opts.detach {
+        return Ok(0);
+    }
+    Ok(wait_code(pid))
+}
+
+/// `exec` up to the point where the process runs: returns its pid (a
+/// child of the caller, which must wait for it). The caller joins the
+/// container's pid namespace for its future children.
+pub fn spawn(opts: &ExecOptions) -> Result<i32, ContainerError> {
     let saved = Saved::load(&opts.root, &opts.id)?;
     let status = saved.status(&opts.root);
     if !matches!(status, Status::Running | Status::Created) {
@@ -1221,7 +1242,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32, ContainerError> {
         ));
     }
     let terminal = process.terminal().unwrap_or(false);
-    if terminal && opts.console_socket.is_none() {
+    if terminal && opts.console_socket.is_none() && opts.console_fd.is_none() {
         return Err(ContainerError::Unsupported(
             "--tty needs --console-socket (berth-runc has no terminal of its own to lend)".into(),
         ));
@@ -1291,7 +1312,15 @@ pub fn exec(opts: &ExecOptions) -> Result<i32, ContainerError> {
         );
         let _ = child_sock.write_all(format!("E{msg}").as_bytes());
         // SAFETY: see create().
-        unsafe { libc::_exit(if msg.contains("not found") { 127 } else { 126 }) };
+        unsafe {
+            libc::_exit(
+                if msg.contains("not found") || msg.contains("no such file") {
+                    127
+                } else {
+                    126
+                },
+            )
+        };
     }
     drop(child_sock);
     let fail = |pid: i32, e: ContainerError| {
@@ -1325,10 +1354,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32, ContainerError> {
         write_atomic(p, pid.to_string().as_bytes())
             .map_err(sys(format!("cannot write pid file {}", p.display())))?;
     }
-    if opts.detach {
-        return Ok(0);
-    }
-    Ok(wait_code(pid))
+    Ok(pid)
 }
 
 /// execve; returns only on failure, with the error.
@@ -1417,12 +1443,20 @@ fn exec_child(
         unsafe { libc::_exit(1) };
     }
     let process = &opts.process;
-    let console = match (&opts.console_socket, process.terminal().unwrap_or(false)) {
-        (Some(path), true) => match crate::console::connect(path) {
+    if let Some(fds) = opts.stdio {
+        for (target, fd) in fds.into_iter().enumerate() {
+            // SAFETY: dup2 onto 0..2 of this single-threaded child.
+            if fd != target as i32 && unsafe { libc::dup2(fd, target as i32) } < 0 {
+                return format!("setting up stdio: {}", io::Error::last_os_error());
+            }
+        }
+    }
+    let console = match process.terminal().unwrap_or(false) {
+        true => match crate::console::open(opts.console_socket.as_deref(), opts.console_fd) {
             Ok(c) => Some(c),
             Err(e) => return format!("console: {e}"),
         },
-        _ => None,
+        false => None,
     };
     // The mount namespace last: it changes what paths mean.
     for (flag, f) in namespaces
@@ -1464,7 +1498,7 @@ fn exec_child(
     }
     let e = execve(&exe, &args, &env);
     if e.raw_os_error() == Some(libc::ENOENT) {
-        format!("exec {exe:?}: not found")
+        format!("exec {exe:?}: no such file or directory")
     } else {
         format!("exec {exe:?}: {e}")
     }

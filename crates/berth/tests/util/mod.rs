@@ -196,6 +196,14 @@ impl Berth {
         list[0].clone()
     }
 
+    /// `container inspect` of one container, as JSON.
+    #[track_caller]
+    pub fn inspect_container(&self, name: &str) -> Value {
+        let out = self.ok(&["container", "inspect", name]);
+        let v: Value = serde_json::from_str(&out).expect("inspect prints JSON");
+        v[0].clone()
+    }
+
     /// Snapshot of the store that a failed command must not change: every
     /// path under the root (type, mode, owner, size and inode of files,
     /// symlink targets), except the database, the lock file and the
@@ -570,4 +578,85 @@ pub fn is_hex(s: &str, n: usize) -> bool {
     s.len() == n
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// What a command run on a terminal printed, and its exit code.
+pub struct PtyRun {
+    pub output: String,
+    pub code: Option<i32>,
+}
+
+/// Runs `cmd` with a new pty (`rows` x `cols`) as its controlling terminal
+/// and stdio. Once the output contains `prompt` (at once if empty), writes
+/// `input`. Reads until the command exits (30 s at most).
+pub fn run_on_pty(mut cmd: Command, rows: u16, cols: u16, prompt: &str, input: &[u8]) -> PtyRun {
+    use rustix::pty::OpenptFlags;
+    use std::os::unix::process::CommandExt;
+    let master =
+        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+            .expect("openpt");
+    rustix::pty::grantpt(&master).expect("grantpt");
+    rustix::pty::unlockpt(&master).expect("unlockpt");
+    let slave = rustix::pty::ioctl_tiocgptpeer(&master, OpenptFlags::RDWR | OpenptFlags::NOCTTY)
+        .expect("pty slave");
+    rustix::termios::tcsetwinsize(
+        &slave,
+        rustix::termios::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    )
+    .expect("set the window size");
+    let s = std::fs::File::from(slave);
+    cmd.stdin(s.try_clone().unwrap())
+        .stdout(s.try_clone().unwrap())
+        .stderr(s);
+    // SAFETY: setsid and TIOCSCTTY on stdin are async-signal-safe calls
+    // between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::setsid()?;
+            rustix::process::ioctl_tiocsctty(std::io::stdin())?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn on the pty");
+    drop(cmd);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut out = Vec::new();
+    let mut sent = input.is_empty();
+    let mut buf = [0u8; 4096];
+    loop {
+        if !sent && String::from_utf8_lossy(&out).contains(prompt) {
+            rustix::io::write(&master, input).expect("write to the pty");
+            sent = true;
+        }
+        let mut fds = [rustix::event::PollFd::new(
+            &master,
+            rustix::event::PollFlags::IN,
+        )];
+        let ts = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 200_000_000,
+        };
+        let n = rustix::event::poll(&mut fds, Some(&ts)).unwrap_or(0);
+        if n > 0 {
+            match rustix::io::read(&master, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => out.extend_from_slice(&buf[..k]),
+            }
+        } else if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    if std::time::Instant::now() > deadline {
+        let _ = child.kill();
+    }
+    let status = child.wait().expect("wait");
+    PtyRun {
+        output: String::from_utf8_lossy(&out).into_owned(),
+        code: status.code(),
+    }
 }

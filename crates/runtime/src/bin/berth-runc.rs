@@ -71,6 +71,7 @@ impl CreateArgs {
             no_pivot: self.no_pivot,
             preserve_fds: self.preserve_fds,
             stdio: None,
+            console_fd: None,
         })
     }
 }
@@ -378,6 +379,8 @@ fn run(cli: Cli) -> Result<u8> {
                 pid_file,
                 console_socket,
                 preserve_fds,
+                stdio: None,
+                console_fd: None,
             };
             let code = container::exec(&opts)?;
             Ok(code.clamp(0, 255) as u8)

@@ -1,0 +1,468 @@
+//! A container process's stdio as the monitor sees it: pipes or a pty,
+//! wired before the runtime starts the process, then relayed (to the log,
+//! to the caller's terminal, from its stdin) until the process exits.
+
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+use crate::EngineError;
+
+/// Signals a foreground monitor forwards to the container's process.
+const FORWARDED: &[i32] = &[
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), EngineError> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| EngineError::io("pipe", e.into()))
+}
+
+pub(crate) fn dev_null() -> Result<OwnedFd, EngineError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map(OwnedFd::from)
+        .map_err(|e| EngineError::io("open /dev/null", e))
+}
+
+/// For a forked helper (monitor, exec keeper): its own session, and
+/// /dev/null for stdio, so that a caller reading our output to its end does
+/// not wait for the helper.
+pub(crate) fn detach_self() {
+    // SAFETY: setsid and dup2 onto stdio in our own process.
+    unsafe {
+        libc::setsid();
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+            if null > 2 {
+                libc::close(null);
+            }
+        }
+    }
+}
+
+/// Forks a helper that outlives the caller (`what`: "the monitor", "the
+/// exec keeper"): in its own session with /dev/null stdio, it runs `body`,
+/// which reports "ok" or "CODE message" once through the file it gets and
+/// returns the helper's exit status. Returns when the report arrives: Ok
+/// on "ok", else the reported error (126/127 kept as exec errors).
+pub(crate) fn fork_helper(
+    what: &str,
+    body: impl FnOnce(std::fs::File) -> i32,
+) -> Result<(), EngineError> {
+    use std::io::Read;
+    let (report_r, report_w) = pipe()?;
+    // SAFETY: berth's CLI is single-threaded here, so the child may run
+    // arbitrary code after fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(EngineError::io(
+            format!("fork {what}"),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    if pid == 0 {
+        drop(report_r);
+        detach_self();
+        let code = body(std::fs::File::from(report_w));
+        // SAFETY: the helper ends here without unwinding into the CLI.
+        unsafe { libc::_exit(code) };
+    }
+    drop(report_w);
+    let mut report = String::new();
+    let _ = std::fs::File::from(report_r).read_to_string(&mut report);
+    if report == "ok" {
+        return Ok(());
+    }
+    // The helper failed and exits (or has): reap it.
+    // SAFETY: pid is our child.
+    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    Err(match report.split_once(' ') {
+        Some((code, msg)) => match code.parse::<u8>() {
+            Ok(c @ (126 | 127)) => EngineError::Exec {
+                code: c,
+                message: msg.to_string(),
+            },
+            _ => EngineError::Invalid(msg.to_string()),
+        },
+        None => EngineError::Invalid(format!("{what} exited before reporting")),
+    })
+}
+
+/// A started process and the monitor's ends of its stdio. With a terminal,
+/// `stdout` and `stdin` are the pty master (stderr is merged into it).
+pub(crate) struct Running {
+    pub pid: i32,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    pub stdin: Option<OwnedFd>,
+    /// The pty master, kept for window-size changes.
+    pub tty: Option<OwnedFd>,
+}
+
+/// The stdio of a process about to be started: the runtime's ends
+/// (`theirs`, `console`) and ours.
+pub(crate) struct Wiring {
+    theirs: [OwnedFd; 3],
+    console: Option<(UnixStream, UnixStream)>,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+    stdin: Option<OwnedFd>,
+    stdin_pipe: bool,
+}
+
+impl Wiring {
+    /// Pipes for stdout and stderr (and stdin when `stdin_pipe`), or a pty
+    /// when `tty`: the runtime sends its master over a socketpair.
+    pub fn new(tty: bool, stdin_pipe: bool) -> Result<Wiring, EngineError> {
+        if tty {
+            let pair = UnixStream::pair().map_err(|e| EngineError::io("socketpair", e))?;
+            return Ok(Wiring {
+                theirs: [dev_null()?, dev_null()?, dev_null()?],
+                console: Some(pair),
+                stdout: None,
+                stderr: None,
+                stdin: None,
+                stdin_pipe,
+            });
+        }
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let (stdin, in_theirs) = if stdin_pipe {
+            let (r, w) = pipe()?;
+            (Some(w), r)
+        } else {
+            (None, dev_null()?)
+        };
+        Ok(Wiring {
+            theirs: [in_theirs, out_w, err_w],
+            console: None,
+            stdout: Some(out_r),
+            stderr: Some(err_r),
+            stdin,
+            stdin_pipe,
+        })
+    }
+
+    /// The fds the runtime gives the process as 0, 1 and 2.
+    pub fn stdio(&self) -> [RawFd; 3] {
+        [
+            self.theirs[0].as_raw_fd(),
+            self.theirs[1].as_raw_fd(),
+            self.theirs[2].as_raw_fd(),
+        ]
+    }
+
+    /// The socket the runtime sends the pty master to.
+    pub fn console_fd(&self) -> Option<RawFd> {
+        self.console.as_ref().map(|(_, theirs)| theirs.as_raw_fd())
+    }
+
+    /// After the runtime started `pid`: closes the process's ends and, with
+    /// a terminal, receives its master.
+    pub fn started(self, pid: i32) -> Result<Running, EngineError> {
+        let Wiring {
+            theirs,
+            console,
+            mut stdout,
+            stderr,
+            mut stdin,
+            stdin_pipe,
+        } = self;
+        drop(theirs);
+        let mut tty = None;
+        if let Some((ours, theirs)) = console {
+            drop(theirs);
+            let master = berth_runtime::console::receive(&ours)
+                .map_err(|e| EngineError::io("receive the container's terminal", e))?;
+            let dup = |f: &OwnedFd| {
+                rustix::io::fcntl_dupfd_cloexec(f, 3)
+                    .map_err(|e| EngineError::io("dup the terminal", e.into()))
+            };
+            if stdin_pipe {
+                stdin = Some(dup(&master)?);
+            }
+            stdout = Some(dup(&master)?);
+            tty = Some(master);
+        }
+        Ok(Running {
+            pid,
+            stdout,
+            stderr,
+            stdin,
+            tty,
+        })
+    }
+}
+
+/// The caller's terminal in raw mode for as long as this lives (`-it` on a
+/// terminal: keys go to the container's pty unprocessed).
+pub(crate) struct RawMode {
+    saved: rustix::termios::Termios,
+}
+
+impl RawMode {
+    /// Raw mode on stdin if it is a terminal.
+    pub fn enter() -> Option<RawMode> {
+        let stdin = std::io::stdin();
+        let saved = rustix::termios::tcgetattr(stdin.as_fd()).ok()?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        rustix::termios::tcsetattr(stdin.as_fd(), rustix::termios::OptionalActions::Now, &raw)
+            .ok()?;
+        Some(RawMode { saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(
+            std::io::stdin().as_fd(),
+            rustix::termios::OptionalActions::Now,
+            &self.saved,
+        );
+    }
+}
+
+/// The size of the caller's terminal (stdout, else stdin), if it has one.
+pub(crate) fn own_size() -> Option<(u16, u16)> {
+    let out = std::io::stdout();
+    let inp = std::io::stdin();
+    let ws = rustix::termios::tcgetwinsize(out.as_fd())
+        .or_else(|_| rustix::termios::tcgetwinsize(inp.as_fd()))
+        .ok()?;
+    (ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
+}
+
+fn resize(master: &OwnedFd) {
+    if let Some((rows, cols)) = own_size() {
+        let _ = rustix::termios::tcsetwinsize(
+            master,
+            rustix::termios::Winsize {
+                ws_row: rows,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            },
+        );
+    }
+}
+
+/// Blocks SIGCHLD (and, when `forward`, the forwarded signals and
+/// SIGWINCH) and returns a signalfd for them. The runtime resets the
+/// container process's mask.
+pub(crate) fn signal_fd(forward: bool) -> Result<OwnedFd, EngineError> {
+    // SAFETY: sigset manipulation on a local set, then sigprocmask and
+    // signalfd with valid pointers; the new fd is owned below.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        if forward {
+            for s in FORWARDED {
+                libc::sigaddset(&mut set, *s);
+            }
+            libc::sigaddset(&mut set, libc::SIGWINCH);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC);
+        if fd < 0 {
+            return Err(EngineError::io("signalfd", std::io::Error::last_os_error()));
+        }
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// Reads signals from the signalfd; returns their numbers.
+fn read_signals(fd: &OwnedFd) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 128 * 4];
+    // siginfo is 128 bytes; ssi_signo is its first u32.
+    if let Ok(n) = rustix::io::read(fd, &mut buf) {
+        for chunk in buf[..n].chunks_exact(128) {
+            out.push(u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]) as i32);
+        }
+    }
+    out
+}
+
+pub(crate) fn try_wait(pid: i32) -> Option<i32> {
+    let mut status = 0;
+    // SAFETY: pid is our child; status is a valid out-parameter.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    (r == pid).then(|| berth_runtime::signal::exit_code(status))
+}
+
+/// Writes all of `data` to `fd`; false if it is gone.
+fn write_all(fd: &OwnedFd, mut data: &[u8]) -> bool {
+    while !data.is_empty() {
+        match rustix::io::write(fd, data) {
+            Ok(k) => data = &data[k..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Relays until the process has exited and its output is drained; returns
+/// the exit code. `log`: the container's json-file log (not for exec);
+/// `echo`: also write the output to our stdout/stderr; `stdin`: our fd to
+/// read the process's input from.
+pub(crate) fn relay(
+    running: &mut Running,
+    mut log: Option<&mut crate::logs::Writer>,
+    sigfd: &OwnedFd,
+    echo: bool,
+    stdin: Option<RawFd>,
+) -> i32 {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut code: Option<i32> = None;
+    let mut stdin_open = stdin.is_some() && running.stdin.is_some();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if code.is_some() && running.stdout.is_none() && running.stderr.is_none() {
+            break;
+        }
+        let mut fds: Vec<PollFd<'_>> = Vec::new();
+        let mut which: Vec<u8> = Vec::new();
+        let own_stdin = stdin.map(|fd| {
+            // SAFETY: our stdin stays open for the whole relay.
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+        });
+        fds.push(PollFd::new(sigfd, PollFlags::IN));
+        which.push(b's');
+        if let Some(f) = &running.stdout {
+            fds.push(PollFd::new(f, PollFlags::IN));
+            which.push(b'o');
+        }
+        if let Some(f) = &running.stderr {
+            fds.push(PollFd::new(f, PollFlags::IN));
+            which.push(b'e');
+        }
+        if let (true, Some(fd)) = (stdin_open, own_stdin.as_ref()) {
+            fds.push(PollFd::new(fd, PollFlags::IN));
+            which.push(b'i');
+        }
+        // After the exit, output still buffered is drained; a pipe held
+        // open by an escaped process does not hold us for long.
+        let timeout = if code.is_some() {
+            Some(&rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 200_000_000,
+            })
+        } else {
+            None
+        };
+        match poll(&mut fds, timeout) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => break,
+        }
+        let ready: Vec<(u8, bool)> = fds
+            .iter()
+            .zip(&which)
+            .map(|(f, w)| (*w, !f.revents().is_empty()))
+            .collect();
+        drop(fds);
+        for (w, is_ready) in ready {
+            if !is_ready {
+                continue;
+            }
+            match w {
+                b's' => {
+                    for sig in read_signals(sigfd) {
+                        if sig == libc::SIGCHLD {
+                            if let Some(c) = try_wait(running.pid) {
+                                code = Some(c);
+                            }
+                        } else if sig == libc::SIGWINCH {
+                            if let Some(t) = &running.tty {
+                                resize(t);
+                            }
+                        } else {
+                            // SAFETY: the process is our child (not yet reaped).
+                            unsafe { libc::kill(running.pid, sig) };
+                        }
+                    }
+                }
+                b'o' | b'e' => {
+                    let slot = if w == b'o' {
+                        &mut running.stdout
+                    } else {
+                        &mut running.stderr
+                    };
+                    // A pty master reads EIO once the last slave closes.
+                    let n = match slot.as_ref().map(|f| rustix::io::read(f, &mut buf)) {
+                        Some(Ok(n)) => n,
+                        Some(Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN)) => continue,
+                        _ => 0,
+                    };
+                    if n == 0 {
+                        *slot = None;
+                        continue;
+                    }
+                    let stream = if w == b'o' { 0 } else { 1 };
+                    if let Some(l) = log.as_deref_mut() {
+                        l.write(stream, &buf[..n]);
+                    }
+                    if echo {
+                        let _ = if stream == 0 {
+                            std::io::stdout()
+                                .write_all(&buf[..n])
+                                .and_then(|()| std::io::stdout().flush())
+                        } else {
+                            std::io::stderr().write_all(&buf[..n])
+                        };
+                    }
+                }
+                b'i' => {
+                    let n = match own_stdin.map(|fd| rustix::io::read(fd, &mut buf)) {
+                        Some(Ok(n)) => n,
+                        Some(Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN)) => continue,
+                        _ => 0,
+                    };
+                    if n == 0 {
+                        // EOF: the process sees its stdin close (with a pty,
+                        // the master stays open for the output).
+                        stdin_open = false;
+                        running.stdin = None;
+                        continue;
+                    }
+                    let ok = running
+                        .stdin
+                        .as_ref()
+                        .is_some_and(|f| write_all(f, &buf[..n]));
+                    if !ok {
+                        stdin_open = false;
+                        running.stdin = None;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if code.is_none() {
+            code = try_wait(running.pid);
+        }
+    }
+    match code {
+        Some(c) => c,
+        None => {
+            let mut status = 0;
+            // SAFETY: pid is our child.
+            unsafe { libc::waitpid(running.pid, &mut status, 0) };
+            berth_runtime::signal::exit_code(status)
+        }
+    }
+}
