@@ -95,6 +95,10 @@ pub enum Command {
     Rename(RenameArgs),
     /// Display the running processes of a container
     Top(TopArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(DiffArgs),
+    /// Create a new image from a container's changes
+    Commit(CommitArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -313,6 +317,10 @@ pub enum ContainerCommand {
     Rename(RenameArgs),
     /// Display the running processes of a container
     Top(TopArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(DiffArgs),
+    /// Create a new image from a container's changes
+    Commit(CommitArgs),
 
     /// Remove all stopped containers
     Prune(ContainerPruneArgs),
@@ -579,4 +587,29 @@ pub struct TopArgs {
     /// Options for ps (default -ef)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub ps_options: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CommitArgs {
+    /// Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")
+    #[arg(short, long)]
+    pub author: Option<String>,
+    /// Apply Dockerfile instruction to the created image
+    #[arg(short, long)]
+    pub change: Vec<String>,
+    /// Commit message
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Pause container during commit
+    #[arg(short, long, default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub pause: bool,
+    pub container: String,
+    /// REPOSITORY[:TAG] for the new image
+    pub repository: Option<String>,
 }

@@ -10,8 +10,9 @@ use berth_engine::{Engine, EngineError, Paths, Record, State};
 use serde_json::{json, Value};
 
 use crate::cli::{
-    ContainerInspectArgs, ContainerPruneArgs, ContainersArgs, ExecArgs, KillArgs, LogsArgs, PsArgs,
-    RenameArgs, RmArgs, RunArgs, StartArgs, StopArgs, TopArgs, WaitArgs,
+    CommitArgs, ContainerInspectArgs, ContainerPruneArgs, ContainersArgs, DiffArgs, ExecArgs,
+    KillArgs, LogsArgs, PsArgs, RenameArgs, RmArgs, RunArgs, StartArgs, StopArgs, TopArgs,
+    WaitArgs,
 };
 use crate::images::Ctx;
 use crate::output;
@@ -279,6 +280,33 @@ pub fn top(ctx: &Ctx, a: &TopArgs) -> Result<u8> {
     for r in rows {
         writeln!(out, "{r}")?;
     }
+    Ok(0)
+}
+
+pub fn diff(ctx: &Ctx, a: &DiffArgs) -> Result<u8> {
+    let mut eng = engine(ctx)?;
+    let changes = berth_engine::changes::diff(&mut eng, &a.container)?;
+    let mut out = std::io::stdout().lock();
+    for c in changes {
+        writeln!(out, "{} {}", c.kind.letter(), c.path)?;
+    }
+    Ok(0)
+}
+
+pub fn commit(ctx: &Ctx, a: &CommitArgs) -> Result<u8> {
+    let mut eng = engine(ctx)?;
+    let id = berth_engine::changes::commit(
+        &mut eng,
+        &a.container,
+        a.repository.as_deref(),
+        &berth_engine::changes::CommitConfig {
+            changes: a.change.clone(),
+            message: a.message.clone(),
+            author: a.author.clone(),
+            pause: a.pause,
+        },
+    )?;
+    println!("{id}");
     Ok(0)
 }
 

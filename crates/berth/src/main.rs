@@ -123,6 +123,12 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => {
             return containers::top(&ctx, &a)
         }
+        Command::Diff(a) | Command::Container(ContainerCommand::Diff(a)) => {
+            return containers::diff(&ctx, &a)
+        }
+        Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => {
+            return containers::commit(&ctx, &a)
+        }
         Command::Container(ContainerCommand::Inspect(a)) => return containers::inspect(&ctx, &a),
         Command::Container(ContainerCommand::Prune(a)) => return containers::prune(&ctx, &a),
         _ => {}

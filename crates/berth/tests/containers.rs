@@ -651,3 +651,125 @@ fn pause_unpause_rename_restart_top() {
     assert!(mounts_under(&b).is_empty());
     assert!(containers_dir(&b).is_empty());
 }
+
+#[test]
+fn diff_and_commit_carry_additions_changes_and_deletions() {
+    let b = berth(true);
+    // The sample app's /app is a directory of the image: replacing it
+    // makes an opaque directory; /bin/vi and /var/empty are deleted.
+    b.ok(&[
+        "run",
+        "--name",
+        "changed",
+        "-u",
+        "0",
+        "sample/app:1.0",
+        "sh",
+        "-c",
+        "rm /bin/vi; rm -rf /var/empty; echo more >> /etc/passwd; mkdir /new; echo n > /new/f; ln /new/f /new/hl; ln -s f /new/sl; rm -rf /app; mkdir /app; echo only > /app/only",
+    ]);
+    let diff = b.ok(&["diff", "changed"]);
+    let lines: Vec<&str> = diff.lines().collect();
+    for want in [
+        "C /app",
+        "A /app/only",
+        "C /bin",
+        "D /bin/vi",
+        "C /etc",
+        "C /etc/passwd",
+        "A /new",
+        "A /new/f",
+        "A /new/hl",
+        "A /new/sl",
+        "C /var",
+        "D /var/empty",
+    ] {
+        assert!(lines.contains(&want), "{want:?} missing from diff:\n{diff}");
+    }
+    // Mount points berth adds (init layer) never show.
+    assert!(
+        !diff.contains("/etc/hosts") && !diff.contains("/proc"),
+        "{diff}"
+    );
+    let id = b
+        .ok(&[
+            "commit",
+            "-m",
+            "trimmed",
+            "-a",
+            "tester",
+            "-c",
+            "ENV STAGE=committed",
+            "changed",
+            "sample/app:changed",
+        ])
+        .trim()
+        .to_string();
+    assert!(id.starts_with("sha256:"), "{id}");
+    let img = b.inspect("sample/app:changed");
+    assert_eq!(img["Id"], id.as_str());
+    assert_eq!(img["Author"], "tester");
+    assert_eq!(img["Config"]["User"], "0");
+    let env = img["Config"]["Env"].to_string();
+    assert!(
+        env.contains("STAGE=committed") && env.contains("APP_MODE=prod"),
+        "{env}"
+    );
+    let hist = b.ok(&["history", "--no-trunc", "sample/app:changed"]);
+    assert!(hist.lines().nth(1).unwrap().contains("trimmed"), "{hist}");
+    // The new image shows exactly the changed view.
+    let view = b.ok(&[
+        "run",
+        "--rm",
+        "sample/app:changed",
+        "sh",
+        "-c",
+        "ls /app; ls /bin/vi /var/empty 2>&1; tail -1 /etc/passwd; cat /new/hl; readlink /new/sl; stat -c %h /new/f; echo $STAGE",
+    ]);
+    assert_eq!(
+        view,
+        "only\nls: /bin/vi: No such file or directory\nls: /var/empty: No such file or directory\nmore\nn\nf\n2\ncommitted\n"
+    );
+    // Its layer is an OCI layer: whiteouts as .wh. files, the opaque
+    // marker in /app.
+    let out = b.path("changed.tar");
+    b.ok(&["save", "-o", out.to_str().unwrap(), "sample/app:changed"]);
+    let manifest_dir = b.path("saved");
+    fs::create_dir(&manifest_dir).unwrap();
+    let st = Command::new("tar")
+        .arg("-xf")
+        .arg(&out)
+        .arg("-C")
+        .arg(&manifest_dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(manifest_dir.join("manifest.json")).unwrap()).unwrap();
+    let top = m[0]["Layers"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_str()
+        .unwrap();
+    let listing = Command::new("tar")
+        .arg("-tf")
+        .arg(manifest_dir.join(top))
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&listing.stdout);
+    for want in [
+        "bin/.wh.vi",
+        "var/.wh.empty",
+        "app/.wh..wh..opq",
+        "app/only",
+        "new/hl",
+    ] {
+        assert!(
+            names.lines().any(|l| l == want),
+            "{want} not in the layer:\n{names}"
+        );
+    }
+    b.ok(&["rm", "changed"]);
+}

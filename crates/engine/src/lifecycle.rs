@@ -40,6 +40,22 @@ impl Engine {
         Layout::new(&self.paths.root, id)
     }
 
+    /// The unpacked layers of an image, top first (overlay's lowerdir
+    /// order).
+    pub fn image_lowers(&self, image_id: &str) -> Result<Vec<std::path::PathBuf>, EngineError> {
+        let digest = image_id
+            .parse()
+            .map_err(|_| EngineError::Invalid(format!("bad image id {image_id}")))?;
+        let mut lowers: Vec<_> = self
+            .store
+            .image_snapshots(&digest)?
+            .into_iter()
+            .map(|s| self.store.snapshot_path(s.id))
+            .collect();
+        lowers.reverse();
+        Ok(lowers)
+    }
+
     /// The image's config (its `config` object).
     pub fn image_config(&self, image_id: &str) -> Result<ImageConfig, EngineError> {
         let d = image_id

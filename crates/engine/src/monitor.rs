@@ -32,17 +32,7 @@ fn launch(
         .unwrap_or_else(|| rec.id[..12].to_string());
     crate::rootfs::prepare(&layout, &hostname, rec.config.network == "host")?;
     if !crate::rootfs::is_mounted(&layout) {
-        let digest = rec
-            .image_id
-            .parse()
-            .map_err(|_| EngineError::Invalid(format!("bad image id {}", rec.image_id)))?;
-        let mut lowers: Vec<_> = eng
-            .store
-            .image_snapshots(&digest)?
-            .into_iter()
-            .map(|s| eng.store.snapshot_path(s.id))
-            .collect();
-        lowers.reverse();
+        let lowers = eng.image_lowers(&rec.image_id)?;
         crate::rootfs::mount(&layout, &lowers)?;
     }
     let result = launch_mounted(eng, rec, &layout, &hostname, stdin_pipe, size);

@@ -29,9 +29,10 @@ impl Layout {
     pub fn merged(&self) -> PathBuf {
         self.dir.join("merged")
     }
-    /// Where an image with no layers gets its (empty) lower dir.
-    fn empty(&self) -> PathBuf {
-        self.dir.join("empty")
+    /// The init layer: the mount points berth itself adds (Docker's
+    /// "-init" layer), so that they never show in diff or commit.
+    pub fn init(&self) -> PathBuf {
+        self.dir.join("init")
     }
     pub fn log(&self) -> PathBuf {
         self.dir.join("container.log")
@@ -41,11 +42,50 @@ impl Layout {
     }
 }
 
+/// Docker's init layer: directories and empty files for the mounts of
+/// every container, and /etc/mtab.
+fn make_init_layer(dir: &Path) -> Result<(), EngineError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| EngineError::io(format!("create {}", p.display()), e)
+    };
+    let tmp = dir.with_extension("tmp");
+    let _ = fs::remove_dir_all(&tmp);
+    for d in ["", "dev", "dev/pts", "dev/shm", "proc", "sys", "etc"] {
+        let p = tmp.join(d);
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&p)
+            .map_err(io(&p))?;
+    }
+    for f in [
+        "dev/console",
+        "etc/hosts",
+        "etc/hostname",
+        "etc/resolv.conf",
+    ] {
+        let p = tmp.join(f);
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o755)
+            .open(&p)
+            .map_err(io(&p))?;
+    }
+    let mtab = tmp.join("etc/mtab");
+    std::os::unix::fs::symlink("/proc/mounts", &mtab).map_err(io(&mtab))?;
+    fs::rename(&tmp, dir).map_err(io(dir))
+}
+
 /// Creates the container's directories and /etc files.
 pub fn prepare(layout: &Layout, hostname: &str, network_host: bool) -> Result<(), EngineError> {
     for d in [layout.upper(), layout.work(), layout.merged()] {
         fs::create_dir_all(&d)
             .map_err(|e| EngineError::io(format!("create {}", d.display()), e))?;
+    }
+    if !layout.init().exists() {
+        make_init_layer(&layout.init())?;
     }
     let write = |name: &str, text: String| {
         let p = layout.dir.join(name);
@@ -90,18 +130,13 @@ pub fn prepare(layout: &Layout, hostname: &str, network_host: bool) -> Result<()
     Ok(())
 }
 
-/// Mounts the overlay at `merged`: `lowers` top layer first.
+/// Mounts the overlay at `merged`: the init layer over `lowers` (the
+/// image's layers, top first).
 pub fn mount(layout: &Layout, lowers: &[PathBuf]) -> Result<(), EngineError> {
-    let mut lowers: Vec<String> = lowers
-        .iter()
+    let lowers: Vec<String> = std::iter::once(&layout.init())
+        .chain(lowers)
         .map(|p| escape(&p.to_string_lossy()))
         .collect();
-    if lowers.is_empty() {
-        let e = layout.empty();
-        fs::create_dir_all(&e)
-            .map_err(|err| EngineError::io(format!("create {}", e.display()), err))?;
-        lowers.push(escape(&e.to_string_lossy()));
-    }
     let data = format!(
         "lowerdir={},upperdir={},workdir={},index=off",
         lowers.join(":"),

@@ -250,3 +250,113 @@ mod tests {
         assert!(apply_change(&mut Map::new(), "CMD").is_err());
     }
 }
+
+/// What `berth commit` makes its image from, besides the layer.
+#[derive(Debug, Default, Clone)]
+pub struct CommitOptions {
+    /// The container's config in Docker's form (Env, Cmd, Entrypoint,
+    /// WorkingDir, User, Labels...), before `changes`.
+    pub config: Map<String, Value>,
+    /// `--change` Dockerfile instructions.
+    pub changes: Vec<String>,
+    /// `--message`: the history comment.
+    pub message: Option<String>,
+    /// `--author`.
+    pub author: Option<String>,
+    /// The history's created_by: the container's command.
+    pub created_by: String,
+    /// The container's id, recorded as Docker records it.
+    pub container: String,
+}
+
+/// `berth commit`: a new image of `parent`'s layers plus the layer tar at
+/// `layer_tar` (a file in `tmp`, moved into the store), with `opts`'
+/// config. Nothing is visible until everything is in place.
+pub fn commit(
+    store: &mut Store,
+    parent: &Digest,
+    layer_tar: &std::path::Path,
+    reference: Option<&Reference>,
+    opts: &CommitOptions,
+) -> Result<Digest, LoadError> {
+    let mut config = opts.config.clone();
+    for c in &opts.changes {
+        apply_change(&mut config, c).map_err(|e| LoadError::Invalid {
+            file: "--change".into(),
+            what: e.to_string(),
+        })?;
+    }
+    let _lock = store.lock_shared()?;
+    let parent_bytes = store.read_blob(parent, 4 << 20)?;
+    let mut doc: Value =
+        serde_json::from_slice(&parent_bytes).map_err(|source| LoadError::Json {
+            file: format!("image config {parent}"),
+            what: "an image config",
+            source,
+        })?;
+    let mut layers = store.layers(parent)?;
+    let tmp = store.temp_dir()?;
+    let mut stage = Stage::new(store, &tmp);
+    let input = std::fs::File::open(layer_tar).map_err(|source| LoadError::Open {
+        path: layer_tar.to_path_buf(),
+        source,
+    })?;
+    let layer = stage.layer_from_reader(
+        input,
+        Some(layer_tar.to_path_buf()),
+        None,
+        None,
+        None,
+        layers.last().map(|l| &l.chain_id),
+    )?;
+    let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let obj = doc.as_object_mut().ok_or_else(|| LoadError::Invalid {
+        file: format!("image config {parent}"),
+        what: "not a JSON object".into(),
+    })?;
+    obj.insert("created".into(), json!(created));
+    obj.insert("config".into(), Value::Object(config));
+    obj.insert("container".into(), json!(opts.container));
+    match &opts.author {
+        Some(a) => obj.insert("author".into(), json!(a)),
+        None => obj.remove("author"),
+    };
+    let mut entry = json!({"created": created, "created_by": opts.created_by});
+    if let Some(a) = &opts.author {
+        entry["author"] = json!(a);
+    }
+    if let Some(m) = &opts.message {
+        entry["comment"] = json!(m);
+    }
+    let history = obj
+        .entry("history")
+        .or_insert_with(|| json!([]))
+        .as_array_mut()
+        .map(|h| h.push(entry));
+    if history.is_none() {
+        obj.insert("history".into(), json!([]));
+    }
+    let diff_ids = obj
+        .get_mut("rootfs")
+        .and_then(|r| r.get_mut("diff_ids"))
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| LoadError::Invalid {
+            file: format!("image config {parent}"),
+            what: "no rootfs.diff_ids".into(),
+        })?;
+    diff_ids.push(json!(layer.diff_id.to_string()));
+    let bytes = serde_json::to_vec(&doc).expect("config serializes");
+    let id = stage.blob_bytes(&bytes, Algorithm::Sha256)?;
+    layers.push(layer);
+    let tags = reference.into_iter().cloned().collect();
+    stage.add_image(
+        id.clone(),
+        bytes.len() as u64,
+        Some(created),
+        layers,
+        None,
+        tags,
+    )?;
+    stage.commit()?;
+    Ok(id)
+}

@@ -5,6 +5,8 @@
 //! layer extraction into overlay-ready snapshots, and the interchange
 //! formats (OCI image layout, docker-archive).
 
+/// A container's changes from its overlay upper dir: `diff` and `commit`.
+pub mod diff;
 /// Content digests (`sha256:...`, `sha512:...`) and streaming verification.
 pub mod digest;
 /// Image removal and garbage collection.

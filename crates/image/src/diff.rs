@@ -1,0 +1,316 @@
+//! A container's changes, read from its overlay upper directory (never a
+//! walk of the whole root filesystem): the A/C/D list `docker diff` prints,
+//! and the layer tar `commit` stores, with overlay whiteouts turned back
+//! into OCI ones (`.wh.NAME` files, `.wh..wh..opq` markers).
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::layer::{OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
+
+/// One line of `docker diff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Added,
+    Changed,
+    Deleted,
+}
+
+impl Kind {
+    pub fn letter(self) -> char {
+        match self {
+            Kind::Added => 'A',
+            Kind::Changed => 'C',
+            Kind::Deleted => 'D',
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Absolute, as seen in the container.
+    pub path: String,
+    pub kind: Kind,
+}
+
+fn is_whiteout(md: &fs::Metadata) -> bool {
+    md.file_type().is_char_device() && md.rdev() == 0
+}
+
+fn is_opaque(path: &Path) -> bool {
+    let mut v = [0u8; 4];
+    matches!(rustix::fs::lgetxattr(path, OVERLAY_OPAQUE_XATTR, &mut v), Ok(1) if v[0] == b'y')
+}
+
+/// Whether `rel` exists in the image below the upper dir: `lowers` top
+/// first, each an overlay layer directory (whiteouts as overlay whiteouts).
+fn in_lowers(lowers: &[PathBuf], rel: &Path) -> bool {
+    for lower in lowers {
+        let p = lower.join(rel);
+        if let Ok(md) = fs::symlink_metadata(&p) {
+            return !is_whiteout(&md);
+        }
+        // An opaque ancestor in this layer hides everything below it.
+        let mut anc = rel.parent();
+        while let Some(a) = anc {
+            if a.as_os_str().is_empty() {
+                break;
+            }
+            if is_opaque(&lower.join(a)) {
+                return false;
+            }
+            anc = a.parent();
+        }
+    }
+    false
+}
+
+/// Sorted directory entries (a stable order for the list and the tar).
+fn sorted_entries(dir: &Path) -> io::Result<Vec<OsString>> {
+    let mut names: Vec<OsString> = fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<io::Result<_>>()?;
+    names.sort();
+    Ok(names)
+}
+
+/// The changes in `upper` against the image layers `lowers` (top first),
+/// sorted by path, as `docker diff` lists them.
+pub fn changes(upper: &Path, lowers: &[PathBuf]) -> io::Result<Vec<Change>> {
+    let mut out = Vec::new();
+    walk_changes(upper, Path::new(""), lowers, false, &mut out)?;
+    Ok(out)
+}
+
+fn walk_changes(
+    upper: &Path,
+    rel: &Path,
+    lowers: &[PathBuf],
+    under_new: bool,
+    out: &mut Vec<Change>,
+) -> io::Result<()> {
+    for name in sorted_entries(&upper.join(rel))? {
+        let r = rel.join(&name);
+        let md = fs::symlink_metadata(upper.join(&r))?;
+        let path = format!("/{}", r.display());
+        if is_whiteout(&md) {
+            out.push(Change {
+                path,
+                kind: Kind::Deleted,
+            });
+            continue;
+        }
+        let existed = !under_new && in_lowers(lowers, &r);
+        out.push(Change {
+            path,
+            kind: if existed { Kind::Changed } else { Kind::Added },
+        });
+        if md.is_dir() {
+            let opaque = is_opaque(&upper.join(&r));
+            walk_changes(upper, &r, lowers, under_new || !existed || opaque, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the upper directory as an OCI layer tar: entries in path order,
+/// owners, modes, times, hardlinks and `security.capability` kept; an
+/// overlay whiteout becomes a `.wh.NAME` file and an opaque directory gets
+/// a `.wh..wh..opq` marker.
+pub fn write_tar(upper: &Path, out: impl Write) -> io::Result<()> {
+    let mut b = tar::Builder::new(out);
+    b.follow_symlinks(false);
+    let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    tar_dir(&mut b, upper, Path::new(""), &mut links)?;
+    b.into_inner()?.flush()
+}
+
+fn header_for(md: &fs::Metadata, kind: tar::EntryType) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(md.mode() & 0o7777);
+    h.set_uid(md.uid() as u64);
+    h.set_gid(md.gid() as u64);
+    h.set_mtime(md.mtime().max(0) as u64);
+    h.set_size(0);
+    h
+}
+
+fn xattrs<W: Write>(b: &mut tar::Builder<W>, path: &Path) -> io::Result<()> {
+    let mut buf = [0u8; 1024];
+    if let Ok(n) = rustix::fs::lgetxattr(path, "security.capability", &mut buf) {
+        b.append_pax_extensions([("SCHILY.xattr.security.capability", &buf[..n])])?;
+    }
+    Ok(())
+}
+
+fn tar_dir<W: Write>(
+    b: &mut tar::Builder<W>,
+    upper: &Path,
+    rel: &Path,
+    links: &mut HashMap<(u64, u64), PathBuf>,
+) -> io::Result<()> {
+    for name in sorted_entries(&upper.join(rel))? {
+        let r = rel.join(&name);
+        let full = upper.join(&r);
+        let md = fs::symlink_metadata(&full)?;
+        let ft = md.file_type();
+        if is_whiteout(&md) {
+            let mut wh = OsString::from(WHITEOUT_PREFIX);
+            wh.push(&name);
+            let mut h = header_for(&md, tar::EntryType::Regular);
+            h.set_mode(0o600);
+            b.append_data(&mut h, rel.join(wh), io::empty())?;
+            continue;
+        }
+        if ft.is_dir() {
+            let mut h = header_for(&md, tar::EntryType::Directory);
+            xattrs(b, &full)?;
+            b.append_data(&mut h, &r, io::empty())?;
+            if is_opaque(&full) {
+                let mut h = header_for(&md, tar::EntryType::Regular);
+                h.set_mode(0o600);
+                b.append_data(&mut h, r.join(WHITEOUT_OPAQUE), io::empty())?;
+            }
+            tar_dir(b, upper, &r, links)?;
+            continue;
+        }
+        if md.nlink() > 1 && !ft.is_dir() {
+            if let Some(first) = links.get(&(md.dev(), md.ino())) {
+                let mut h = header_for(&md, tar::EntryType::Link);
+                b.append_link(&mut h, &r, first)?;
+                continue;
+            }
+            links.insert((md.dev(), md.ino()), r.clone());
+        }
+        if ft.is_file() {
+            let mut h = header_for(&md, tar::EntryType::Regular);
+            h.set_size(md.len());
+            xattrs(b, &full)?;
+            b.append_data(&mut h, &r, fs::File::open(&full)?)?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&full)?;
+            let mut h = header_for(&md, tar::EntryType::Symlink);
+            b.append_link(&mut h, &r, target)?;
+        } else if ft.is_fifo() {
+            let mut h = header_for(&md, tar::EntryType::Fifo);
+            b.append_data(&mut h, &r, io::empty())?;
+        } else if ft.is_char_device() || ft.is_block_device() {
+            let kind = if ft.is_char_device() {
+                tar::EntryType::Char
+            } else {
+                tar::EntryType::Block
+            };
+            let mut h = header_for(&md, kind);
+            let rdev = md.rdev();
+            h.set_device_major(rustix::fs::major(rdev))?;
+            h.set_device_minor(rustix::fs::minor(rdev))?;
+            b.append_data(&mut h, &r, io::empty())?;
+        }
+        // Sockets are not carried in layers.
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mknod_whiteout(p: &Path) {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            p,
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0),
+            0,
+        )
+        .expect("mknod a whiteout (needs root)");
+    }
+
+    #[test]
+    fn lists_and_tars_added_changed_deleted() {
+        let t = tempfile::tempdir().unwrap();
+        let lower = t.path().join("lower");
+        let upper = t.path().join("upper");
+        for d in ["etc", "var/old", "opq/inner"] {
+            fs::create_dir_all(lower.join(d)).unwrap();
+        }
+        fs::write(lower.join("etc/passwd"), "root").unwrap();
+        fs::write(lower.join("etc/gone"), "x").unwrap();
+        fs::write(lower.join("opq/inner/f"), "x").unwrap();
+        fs::create_dir_all(upper.join("etc")).unwrap();
+        fs::create_dir_all(upper.join("new/sub")).unwrap();
+        fs::create_dir_all(upper.join("opq")).unwrap();
+        rustix::fs::lsetxattr(
+            upper.join("opq"),
+            OVERLAY_OPAQUE_XATTR,
+            b"y",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        fs::write(upper.join("opq/fresh"), "x").unwrap();
+        fs::write(upper.join("etc/passwd"), "root2").unwrap();
+        fs::hard_link(upper.join("etc/passwd"), upper.join("new/link")).unwrap();
+        mknod_whiteout(&upper.join("etc/gone"));
+        std::os::unix::fs::symlink("/etc/passwd", upper.join("new/sub/s")).unwrap();
+        let list: Vec<String> = changes(&upper, std::slice::from_ref(&lower))
+            .unwrap()
+            .iter()
+            .map(|c| format!("{} {}", c.kind.letter(), c.path))
+            .collect();
+        assert_eq!(
+            list,
+            [
+                "C /etc",
+                "D /etc/gone",
+                "C /etc/passwd",
+                "A /new",
+                "A /new/link",
+                "A /new/sub",
+                "A /new/sub/s",
+                "C /opq",
+                "A /opq/fresh",
+            ]
+        );
+        let mut tar_bytes = Vec::new();
+        write_tar(&upper, &mut tar_bytes).unwrap();
+        let mut a = tar::Archive::new(&tar_bytes[..]);
+        let names: Vec<(String, tar::EntryType)> = a
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().entry_type(),
+                )
+            })
+            .collect();
+        use tar::EntryType as T;
+        assert_eq!(
+            names,
+            [
+                ("etc".to_string(), T::Directory),
+                ("etc/.wh.gone".to_string(), T::Regular),
+                ("etc/passwd".to_string(), T::Regular),
+                ("new".to_string(), T::Directory),
+                ("new/link".to_string(), T::Link),
+                ("new/sub".to_string(), T::Directory),
+                ("new/sub/s".to_string(), T::Symlink),
+                ("opq".to_string(), T::Directory),
+                ("opq/.wh..wh..opq".to_string(), T::Regular),
+                ("opq/fresh".to_string(), T::Regular),
+            ]
+        );
+        // Applied as a layer, the tar gives back the same upper dir.
+        let back = t.path().join("back");
+        fs::create_dir(&back).unwrap();
+        crate::layer::apply(&tar_bytes[..], &back, None).unwrap();
+        let again: Vec<Change> = changes(&back, &[lower]).unwrap();
+        assert_eq!(again.len(), list.len());
+    }
+}
