@@ -663,6 +663,19 @@ impl Drop for Dockerd {
     }
 }
 
+/// Asserts two listings are equal, showing only the lines that differ.
+#[track_caller]
+fn assert_same_lines(left: &str, right: &str, what: &str) {
+    let l: Vec<&str> = left.lines().collect();
+    let r: Vec<&str> = right.lines().collect();
+    let only_l: Vec<&&str> = l.iter().filter(|x| !r.contains(x)).collect();
+    let only_r: Vec<&&str> = r.iter().filter(|x| !l.contains(x)).collect();
+    assert!(
+        only_l.is_empty() && only_r.is_empty() && l.len() == r.len(),
+        "{what}: only in the first: {only_l:?}; only in the second: {only_r:?}"
+    );
+}
+
 fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
@@ -825,6 +838,103 @@ fn dockerd_loads_runs_and_saves_for_berth() {
         "app/link should be a 0/0 whiteout, is {:?} rdev {}",
         wh.file_type(),
         wh.rdev()
+    );
+
+    // The same files, modes and owners under Docker and under `berth run`:
+    // an image docker committed with deleted files, a deleted directory
+    // and a replaced (opaque) one, and one berth committed the same way.
+    const CHANGES: &str = "rm /bin/vi; rm -rf /var/empty; rm -rf /app; mkdir /app; echo only > /app/only; mkdir -p /new/d; echo n > /new/f; ln /new/f /new/hl";
+    const VIEW: &str =
+        "find / -xdev ! -path /.dockerenv ! -path /proc ! -path /sys -exec stat -c '%n %a %u %g %F %h' {} + | sort";
+    d.ok([
+        "run",
+        "--name",
+        "berth-wh",
+        "--user",
+        "0",
+        "--network",
+        "none",
+        "sample/app:1.0",
+        "sh",
+        "-c",
+        CHANGES,
+    ]);
+    d.ok(["commit", "berth-wh", "sample/app:wh"]);
+    d.ok(["rm", "berth-wh"]);
+    let saved = b2.path("docker-save-wh.tar");
+    d.ok([
+        OsStr::new("save"),
+        "-o".as_ref(),
+        saved.as_os_str(),
+        "sample/app:wh".as_ref(),
+    ]);
+    b2.load(&saved, "sample/app:wh");
+    let under_docker = d
+        .ok([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "sample/app:wh",
+            "sh",
+            "-c",
+            VIEW,
+        ])
+        .stdout();
+    let under_berth = b2
+        .ok(["run", "--rm", "sample/app:wh", "sh", "-c", VIEW])
+        .stdout();
+    assert!(under_docker.contains("/app/only 644"), "{under_docker}");
+    assert_same_lines(
+        &under_berth,
+        &under_docker,
+        "docker's whiteout image seen by berth run",
+    );
+
+    b2.ok([
+        "run",
+        "--name",
+        "berth-wh",
+        "--user",
+        "0",
+        "sample/app:1.0",
+        "sh",
+        "-c",
+        CHANGES,
+    ]);
+    b2.ok(["commit", "berth-wh", "sample/app:bwh"]);
+    let saved = b2.path("berth-save-bwh.tar");
+    b2.ok([
+        OsStr::new("save"),
+        "-o".as_ref(),
+        saved.as_os_str(),
+        "sample/app:bwh".as_ref(),
+    ]);
+    d.ok([OsStr::new("load"), "-i".as_ref(), saved.as_os_str()]);
+    let docker_view = d
+        .ok([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "sample/app:bwh",
+            "sh",
+            "-c",
+            VIEW,
+        ])
+        .stdout();
+    assert_same_lines(
+        &docker_view,
+        &under_docker,
+        "berth's committed image run by docker",
+    );
+    let berth_view = b2
+        .ok(["run", "--rm", "sample/app:bwh", "sh", "-c", VIEW])
+        .stdout();
+    assert_same_lines(
+        &berth_view,
+        &under_docker,
+        "berth's committed image run by berth",
     );
 
     drop(d);
