@@ -99,6 +99,8 @@ pub enum Command {
     Diff(DiffArgs),
     /// Create a new image from a container's changes
     Commit(CommitArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(CpArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -321,6 +323,8 @@ pub enum ContainerCommand {
     Diff(DiffArgs),
     /// Create a new image from a container's changes
     Commit(CommitArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(CpArgs),
 
     /// Remove all stopped containers
     Prune(ContainerPruneArgs),
@@ -612,4 +616,21 @@ pub struct CommitArgs {
     pub container: String,
     /// REPOSITORY[:TAG] for the new image
     pub repository: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CpArgs {
+    /// Archive mode (copy all uid/gid information)
+    #[arg(short, long)]
+    pub archive: bool,
+    /// Always follow symbol link in SRC_PATH
+    #[arg(short = 'L', long)]
+    pub follow_link: bool,
+    /// Suppress progress output during copy (berth prints none)
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// CONTAINER:SRC_PATH, a local path, or - for a tar stream on stdin
+    pub src: String,
+    /// CONTAINER:DEST_PATH, a local path, or - for a tar stream on stdout
+    pub dest: String,
 }

@@ -10,9 +10,9 @@ use berth_engine::{Engine, EngineError, Paths, Record, State};
 use serde_json::{json, Value};
 
 use crate::cli::{
-    CommitArgs, ContainerInspectArgs, ContainerPruneArgs, ContainersArgs, DiffArgs, ExecArgs,
-    KillArgs, LogsArgs, PsArgs, RenameArgs, RmArgs, RunArgs, StartArgs, StopArgs, TopArgs,
-    WaitArgs,
+    CommitArgs, ContainerInspectArgs, ContainerPruneArgs, ContainersArgs, CpArgs, DiffArgs,
+    ExecArgs, KillArgs, LogsArgs, PsArgs, RenameArgs, RmArgs, RunArgs, StartArgs, StopArgs,
+    TopArgs, WaitArgs,
 };
 use crate::images::Ctx;
 use crate::output;
@@ -307,6 +307,52 @@ pub fn commit(ctx: &Ctx, a: &CommitArgs) -> Result<u8> {
         },
     )?;
     println!("{id}");
+    Ok(0)
+}
+
+/// docker's split of a cp argument: `CONTAINER:PATH` when a colon comes
+/// before any slash; `-` is a tar stream; anything else is a local path.
+fn cp_side(arg: &str) -> (Option<String>, berth_engine::cp::Side) {
+    use berth_engine::cp::Side;
+    if arg == "-" {
+        return (None, Side::Stream);
+    }
+    match arg.split_once(':') {
+        Some((c, p)) if !c.is_empty() && !c.contains('/') => {
+            (Some(c.to_string()), Side::Container(p.to_string()))
+        }
+        _ => (None, Side::Host(arg.into())),
+    }
+}
+
+pub fn cp(ctx: &Ctx, a: &CpArgs) -> Result<u8> {
+    let (sc, src) = cp_side(&a.src);
+    let (dc, dest) = cp_side(&a.dest);
+    let container = match (sc, dc) {
+        (Some(c), None) | (None, Some(c)) => c,
+        (Some(_), Some(_)) => {
+            bail!("copying between containers is not supported: copy to the host first")
+        }
+        (None, None) => bail!(
+            "must specify at least one container source: use CONTAINER:PATH for one of the two paths"
+        ),
+    };
+    if matches!(src, berth_engine::cp::Side::Stream)
+        && matches!(dest, berth_engine::cp::Side::Stream)
+    {
+        bail!("one of the two paths must be a container path");
+    }
+    let mut eng = engine(ctx)?;
+    berth_engine::cp::copy(
+        &mut eng,
+        &container,
+        &src,
+        &dest,
+        &berth_engine::cp::CpOptions {
+            archive: a.archive,
+            follow: a.follow_link,
+        },
+    )?;
     Ok(0)
 }
 

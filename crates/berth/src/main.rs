@@ -129,6 +129,9 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => {
             return containers::commit(&ctx, &a)
         }
+        Command::Cp(a) | Command::Container(ContainerCommand::Cp(a)) => {
+            return containers::cp(&ctx, &a)
+        }
         Command::Container(ContainerCommand::Inspect(a)) => return containers::inspect(&ctx, &a),
         Command::Container(ContainerCommand::Prune(a)) => return containers::prune(&ctx, &a),
         _ => {}

@@ -773,3 +773,111 @@ fn diff_and_commit_carry_additions_changes_and_deletions() {
     }
     b.ok(&["rm", "changed"]);
 }
+
+#[test]
+fn cp_both_ways_running_and_stopped_and_never_outside() {
+    let b = berth(false);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "mkdir -p /d/sub; echo a > /d/a; echo b > /d/sub/b; ln -s a /d/link; chown 5:6 /d/a; ln -s / /escape; touch /ready; sleep 60",
+    ]);
+    let ready = || b.run(&["exec", "box", "test", "-e", "/ready"]).code == Some(0);
+    wait_for(ready);
+    let host = b.path("host");
+    fs::create_dir(&host).unwrap();
+    let h = |p: &str| host.join(p).to_str().unwrap().to_string();
+    // Out: a file to a new name, a directory to a new name, into an
+    // existing directory, its contents only (/.), a symlink as is and
+    // followed (-L); owners become the caller's.
+    b.ok(&["cp", "box:/d/a", &h("a.txt")]);
+    assert_eq!(fs::read_to_string(host.join("a.txt")).unwrap(), "a\n");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(fs::metadata(host.join("a.txt")).unwrap().uid(), 0);
+    b.ok(&["cp", "box:/d", &h("copy")]);
+    assert_eq!(fs::read_to_string(host.join("copy/sub/b")).unwrap(), "b\n");
+    fs::create_dir(host.join("into")).unwrap();
+    b.ok(&["cp", "box:/d", &h("into")]);
+    assert!(host.join("into/d/sub/b").exists());
+    fs::create_dir(host.join("merge")).unwrap();
+    b.ok(&["cp", "box:/d/.", &h("merge")]);
+    assert!(host.join("merge/sub/b").exists() && !host.join("merge/d").exists());
+    b.ok(&["cp", "box:/d/link", &h("link")]);
+    assert_eq!(fs::read_link(host.join("link")).unwrap(), Path::new("a"));
+    b.ok(&["cp", "-L", "box:/d/link", &h("followed")]);
+    assert_eq!(fs::read_to_string(host.join("followed")).unwrap(), "a\n");
+    // In: root owns what is copied unless -a; into a directory, to a new
+    // name, and a tar stream from stdin.
+    fs::write(host.join("in.txt"), "in\n").unwrap();
+    rustix::fs::chown(
+        host.join("in.txt").as_path(),
+        Some(rustix::fs::Uid::from_raw(7)),
+        Some(rustix::fs::Gid::from_raw(8)),
+    )
+    .unwrap();
+    b.ok(&["cp", &h("in.txt"), "box:/d/sub/"]);
+    b.ok(&["cp", "-a", &h("in.txt"), "box:/d/kept.txt"]);
+    assert_eq!(
+        b.ok(&[
+            "exec",
+            "box",
+            "stat",
+            "-c",
+            "%n %u:%g",
+            "/d/sub/in.txt",
+            "/d/kept.txt"
+        ]),
+        "/d/sub/in.txt 0:0\n/d/kept.txt 7:8\n"
+    );
+    let tar = b.path("stream.tar");
+    let st = Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&host)
+        .arg("in.txt")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let r = b.run_with_stdin(&["cp", "-", "box:/d/sub"], fs::File::open(&tar).unwrap());
+    assert_eq!(r.code, Some(0), "{r}");
+    // A tar stream out.
+    let out = b.command(&["cp", "box:/d/sub", "-"]).output().unwrap();
+    let listed = Command::new("tar")
+        .arg("-t")
+        .stdin({
+            fs::write(b.path("out.tar"), &out.stdout).unwrap();
+            fs::File::open(b.path("out.tar")).unwrap()
+        })
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        "sub/\nsub/b\nsub/in.txt\n"
+    );
+    // Errors, as docker words them; nothing written.
+    let r = b.run(&["cp", "box:/nope", &h("x")]);
+    r.one_error_line(&["Could not find the file /nope in container box"]);
+    let r = b.run(&["cp", "box:/d/a", &h("missing/")]);
+    r.one_error_line(&["must exist"]);
+    let r = b.run(&["cp", &host.to_string_lossy(), "box:/d/a"]);
+    r.one_error_line(&["cannot copy a directory to a file"]);
+    // A symlink to / inside the container stays inside it.
+    b.ok(&["cp", &h("in.txt"), "box:/escape/d/"]);
+    assert!(!Path::new("/d/in.txt").exists());
+    assert_eq!(b.ok(&["exec", "box", "cat", "/d/in.txt"]), "in\n");
+    // A stopped container, both ways.
+    b.ok(&["stop", "-t", "0", "box"]);
+    b.ok(&["cp", &h("in.txt"), "box:/while-stopped"]);
+    b.ok(&["cp", "box:/d/sub/b", &h("b-stopped")]);
+    assert_eq!(fs::read_to_string(host.join("b-stopped")).unwrap(), "b\n");
+    assert!(mounts_under(&b).is_empty(), "{:?}", mounts_under(&b));
+    b.ok(&["start", "box"]);
+    assert_eq!(b.ok(&["exec", "box", "cat", "/while-stopped"]), "in\n");
+    b.ok(&["rm", "-f", "box"]);
+}

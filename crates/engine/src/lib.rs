@@ -5,6 +5,7 @@
 /// What a container is made of: run options and the image config.
 pub mod changes;
 pub mod config;
+pub mod cp;
 /// Container records.
 pub mod db;
 pub mod exec;

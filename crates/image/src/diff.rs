@@ -122,19 +122,51 @@ fn walk_changes(
 /// overlay whiteout becomes a `.wh.NAME` file and an opaque directory gets
 /// a `.wh..wh..opq` marker.
 pub fn write_tar(upper: &Path, out: impl Write) -> io::Result<()> {
-    let mut b = tar::Builder::new(out);
-    b.follow_symlinks(false);
-    let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    tar_dir(&mut b, upper, Path::new(""), &mut links)?;
-    b.into_inner()?.flush()
+    let mut w = TreeWriter::new(out, true, None);
+    w.dir(upper, Path::new(""))?;
+    w.finish()
 }
 
-fn header_for(md: &fs::Metadata, kind: tar::EntryType) -> tar::Header {
+/// `berth cp`'s archive: the file, directory or link at `src` (followed
+/// when `follow`) named `top` in the tar, or, when `top` is None, only
+/// the contents of directory `src`. `owner` replaces every entry's owner.
+pub fn write_path_tar(
+    src: &Path,
+    top: Option<&str>,
+    follow: bool,
+    owner: Option<(u32, u32)>,
+    out: impl Write,
+) -> io::Result<()> {
+    let mut w = TreeWriter::new(out, false, owner);
+    let md = if follow {
+        fs::metadata(src)?
+    } else {
+        fs::symlink_metadata(src)?
+    };
+    match top {
+        None => {
+            if !md.is_dir() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "only a directory's contents can be copied with /.",
+                ));
+            }
+            w.dir(src, Path::new(""))?;
+        }
+        Some(name) => {
+            w.entry(src, Path::new(name), md)?;
+        }
+    }
+    w.finish()
+}
+
+fn header_for(md: &fs::Metadata, kind: tar::EntryType, owner: Option<(u32, u32)>) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
     h.set_mode(md.mode() & 0o7777);
-    h.set_uid(md.uid() as u64);
-    h.set_gid(md.gid() as u64);
+    let (uid, gid) = owner.unwrap_or((md.uid(), md.gid()));
+    h.set_uid(uid as u64);
+    h.set_gid(gid as u64);
     h.set_mtime(md.mtime().max(0) as u64);
     h.set_size(0);
     h
@@ -148,72 +180,108 @@ fn xattrs<W: Write>(b: &mut tar::Builder<W>, path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn tar_dir<W: Write>(
-    b: &mut tar::Builder<W>,
-    upper: &Path,
-    rel: &Path,
-    links: &mut HashMap<(u64, u64), PathBuf>,
-) -> io::Result<()> {
-    for name in sorted_entries(&upper.join(rel))? {
-        let r = rel.join(&name);
-        let full = upper.join(&r);
-        let md = fs::symlink_metadata(&full)?;
+/// Writes a tree as tar entries: with `whiteouts`, overlay whiteouts and
+/// opaque directories become their OCI forms (a layer); `owner` replaces
+/// every entry's uid and gid.
+struct TreeWriter<W: Write> {
+    b: tar::Builder<W>,
+    whiteouts: bool,
+    owner: Option<(u32, u32)>,
+    links: HashMap<(u64, u64), PathBuf>,
+}
+
+impl<W: Write> TreeWriter<W> {
+    fn new(out: W, whiteouts: bool, owner: Option<(u32, u32)>) -> Self {
+        let mut b = tar::Builder::new(out);
+        b.follow_symlinks(false);
+        TreeWriter {
+            b,
+            whiteouts,
+            owner,
+            links: HashMap::new(),
+        }
+    }
+
+    fn finish(self) -> io::Result<()> {
+        self.b.into_inner()?.flush()
+    }
+
+    fn header(&self, md: &fs::Metadata, kind: tar::EntryType) -> tar::Header {
+        header_for(md, kind, self.owner)
+    }
+
+    /// One entry: the file at `full`, named `r`.
+    fn entry(&mut self, full: &Path, r: &Path, md: fs::Metadata) -> io::Result<()> {
         let ft = md.file_type();
-        if is_whiteout(&md) {
+        if self.whiteouts && is_whiteout(&md) {
             let mut wh = OsString::from(WHITEOUT_PREFIX);
-            wh.push(&name);
-            let mut h = header_for(&md, tar::EntryType::Regular);
+            wh.push(r.file_name().unwrap_or_default());
+            let mut h = self.header(&md, tar::EntryType::Regular);
             h.set_mode(0o600);
-            b.append_data(&mut h, rel.join(wh), io::empty())?;
-            continue;
+            let name = r.parent().unwrap_or(Path::new("")).join(wh);
+            return self.b.append_data(&mut h, name, io::empty());
         }
         if ft.is_dir() {
-            let mut h = header_for(&md, tar::EntryType::Directory);
-            xattrs(b, &full)?;
-            b.append_data(&mut h, &r, io::empty())?;
-            if is_opaque(&full) {
-                let mut h = header_for(&md, tar::EntryType::Regular);
+            let mut h = self.header(&md, tar::EntryType::Directory);
+            xattrs(&mut self.b, full)?;
+            // Directory names end in a slash, as Docker and GNU tar write
+            // them.
+            let mut name = r.as_os_str().to_owned();
+            name.push("/");
+            self.b.append_data(&mut h, name, io::empty())?;
+            if self.whiteouts && is_opaque(full) {
+                let mut h = self.header(&md, tar::EntryType::Regular);
                 h.set_mode(0o600);
-                b.append_data(&mut h, r.join(WHITEOUT_OPAQUE), io::empty())?;
+                self.b
+                    .append_data(&mut h, r.join(WHITEOUT_OPAQUE), io::empty())?;
             }
-            tar_dir(b, upper, &r, links)?;
-            continue;
+            return self.dir(full, r);
         }
-        if md.nlink() > 1 && !ft.is_dir() {
-            if let Some(first) = links.get(&(md.dev(), md.ino())) {
-                let mut h = header_for(&md, tar::EntryType::Link);
-                b.append_link(&mut h, &r, first)?;
-                continue;
+        if md.nlink() > 1 {
+            if let Some(first) = self.links.get(&(md.dev(), md.ino())) {
+                let first = first.clone();
+                let mut h = self.header(&md, tar::EntryType::Link);
+                return self.b.append_link(&mut h, r, first);
             }
-            links.insert((md.dev(), md.ino()), r.clone());
+            self.links.insert((md.dev(), md.ino()), r.to_path_buf());
         }
         if ft.is_file() {
-            let mut h = header_for(&md, tar::EntryType::Regular);
+            let mut h = self.header(&md, tar::EntryType::Regular);
             h.set_size(md.len());
-            xattrs(b, &full)?;
-            b.append_data(&mut h, &r, fs::File::open(&full)?)?;
+            xattrs(&mut self.b, full)?;
+            self.b.append_data(&mut h, r, fs::File::open(full)?)?;
         } else if ft.is_symlink() {
-            let target = fs::read_link(&full)?;
-            let mut h = header_for(&md, tar::EntryType::Symlink);
-            b.append_link(&mut h, &r, target)?;
+            let target = fs::read_link(full)?;
+            let mut h = self.header(&md, tar::EntryType::Symlink);
+            self.b.append_link(&mut h, r, target)?;
         } else if ft.is_fifo() {
-            let mut h = header_for(&md, tar::EntryType::Fifo);
-            b.append_data(&mut h, &r, io::empty())?;
+            let mut h = self.header(&md, tar::EntryType::Fifo);
+            self.b.append_data(&mut h, r, io::empty())?;
         } else if ft.is_char_device() || ft.is_block_device() {
             let kind = if ft.is_char_device() {
                 tar::EntryType::Char
             } else {
                 tar::EntryType::Block
             };
-            let mut h = header_for(&md, kind);
+            let mut h = self.header(&md, kind);
             let rdev = md.rdev();
             h.set_device_major(rustix::fs::major(rdev))?;
             h.set_device_minor(rustix::fs::minor(rdev))?;
-            b.append_data(&mut h, &r, io::empty())?;
+            self.b.append_data(&mut h, r, io::empty())?;
         }
-        // Sockets are not carried in layers.
+        // Sockets are not carried in archives.
+        Ok(())
     }
-    Ok(())
+
+    /// The children of directory `full`, named under `r`.
+    fn dir(&mut self, full: &Path, r: &Path) -> io::Result<()> {
+        for name in sorted_entries(full)? {
+            let child = full.join(&name);
+            let md = fs::symlink_metadata(&child)?;
+            self.entry(&child, &r.join(&name), md)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -294,14 +362,14 @@ mod tests {
         assert_eq!(
             names,
             [
-                ("etc".to_string(), T::Directory),
+                ("etc/".to_string(), T::Directory),
                 ("etc/.wh.gone".to_string(), T::Regular),
                 ("etc/passwd".to_string(), T::Regular),
-                ("new".to_string(), T::Directory),
+                ("new/".to_string(), T::Directory),
                 ("new/link".to_string(), T::Link),
-                ("new/sub".to_string(), T::Directory),
+                ("new/sub/".to_string(), T::Directory),
                 ("new/sub/s".to_string(), T::Symlink),
-                ("opq".to_string(), T::Directory),
+                ("opq/".to_string(), T::Directory),
                 ("opq/.wh..wh..opq".to_string(), T::Regular),
                 ("opq/fresh".to_string(), T::Regular),
             ]

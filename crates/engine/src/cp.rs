@@ -1,0 +1,371 @@
+//! `berth cp`: files between a container and the host, in both
+//! directions, running or stopped, with `docker cp`'s rules for where a
+//! source lands.
+//!
+//! The container's side is always done by a forked helper chrooted into the
+//! container's root (`/proc/PID/root` when it runs, so its volumes are
+//! seen; its overlay mounted for the copy when it is stopped): a symlink in
+//! the container can never lead outside it. The two sides talk over a
+//! socketpair: the source's type, where it lands, then a tar stream.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use crate::db::State;
+use crate::lifecycle::Engine;
+use crate::EngineError;
+
+/// One end of `berth cp`: a path in the container, a host path, or `-`
+/// (a tar stream on stdin/stdout).
+#[derive(Debug, Clone)]
+pub enum Side {
+    Container(String),
+    Host(PathBuf),
+    Stream,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CpOptions {
+    /// `-a`: keep the source's owners (into the container); otherwise root
+    /// owns what is copied in and the caller what is copied out.
+    pub archive: bool,
+    /// `-L`: follow a symlink given as the source.
+    pub follow: bool,
+}
+
+/// What the receiving side needs to know of the source.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Dir,
+    Other,
+}
+
+/// Where a source lands: the directory to unpack into and the name its top
+/// entry gets there (`None`: a directory's contents merge into it).
+fn landing(
+    dest: &Path,
+    dest_raw: &str,
+    kind: Kind,
+    contents_only: bool,
+    src_base: &str,
+) -> Result<(PathBuf, Option<String>), String> {
+    match std::fs::metadata(dest) {
+        Ok(md) if md.is_dir() => {
+            if kind == Kind::Dir && contents_only {
+                Ok((dest.to_path_buf(), None))
+            } else {
+                Ok((dest.to_path_buf(), Some(src_base.to_string())))
+            }
+        }
+        Ok(_) => {
+            if kind == Kind::Dir {
+                return Err(format!(
+                    "cannot copy a directory to a file: {dest_raw} is a file"
+                ));
+            }
+            if dest_raw.ends_with('/') {
+                return Err(format!("{dest_raw} is not a directory"));
+            }
+            split(dest)
+        }
+        Err(_) => {
+            if dest_raw.ends_with('/') && kind != Kind::Dir {
+                return Err(format!(
+                    "the destination directory {dest_raw} must exist: create it first"
+                ));
+            }
+            let (parent, name) = split(dest)?;
+            if !parent.is_dir() {
+                return Err(format!(
+                    "the destination's parent directory {} does not exist",
+                    parent.display()
+                ));
+            }
+            Ok((parent, name))
+        }
+    }
+}
+
+fn split(dest: &Path) -> Result<(PathBuf, Option<String>), String> {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| format!("{} has no file name to copy to", dest.display()))?;
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Ok((parent.to_path_buf(), Some(name)))
+}
+
+/// `SRC/.`: a directory's contents, not the directory.
+fn contents_only(raw: &str) -> bool {
+    raw.ends_with("/.") || raw == "."
+}
+
+fn base_name(raw: &str) -> String {
+    let p = Path::new(raw.trim_end_matches("/."));
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "/".into())
+}
+
+/// The source's kind, as the sending side sees it.
+fn kind_of(path: &Path, follow: bool) -> std::io::Result<Kind> {
+    let md = if follow {
+        std::fs::metadata(path)?
+    } else {
+        std::fs::symlink_metadata(path)?
+    };
+    Ok(if md.is_dir() { Kind::Dir } else { Kind::Other })
+}
+
+fn line(r: &mut impl BufRead) -> Result<String, String> {
+    let mut s = String::new();
+    r.read_line(&mut s).map_err(|e| e.to_string())?;
+    if s.is_empty() {
+        return Err("the copy helper ended early".into());
+    }
+    Ok(s.trim_end_matches('\n').to_string())
+}
+
+/// Unpacks the tar read from `input` under `dir`, safely (no entry can
+/// leave it), with the store's layer extractor.
+fn unpack(input: impl Read, dir: &Path) -> Result<(), String> {
+    berth_image::layer::apply(input, dir, None)
+        .map(|_| ())
+        .map_err(|e| format!("unpacking into {}: {}", dir.display(), chain(&e)))
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Runs `body` in a forked helper chrooted into `root`, talking to the
+/// caller over the socket it gets; returns the caller's end and the pid.
+fn helper(
+    root: &Path,
+    body: impl FnOnce(UnixStream) -> Result<(), String>,
+) -> Result<(UnixStream, i32), EngineError> {
+    let (ours, theirs) = UnixStream::pair().map_err(|e| EngineError::io("socketpair", e))?;
+    // SAFETY: the CLI is single-threaded; the child only does file work in
+    // its chroot and exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(EngineError::io(
+            "fork the copy helper",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    if pid == 0 {
+        drop(ours);
+        let mut sock = theirs;
+        // Non-dumpable: no process of the container may attach to it.
+        // SAFETY: prctl with constant arguments.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        let res = std::os::unix::fs::chroot(root)
+            .and_then(|()| std::env::set_current_dir("/"))
+            .map_err(|e| format!("entering the container's root: {e}"))
+            .and_then(|()| body(sock.try_clone().map_err(|e| e.to_string())?));
+        let code = match res {
+            Ok(()) => 0,
+            Err(m) => {
+                let _ = sock.write_all(format!("E{m}\n").as_bytes());
+                1
+            }
+        };
+        // SAFETY: the helper ends without unwinding into the CLI.
+        unsafe { libc::_exit(code) };
+    }
+    drop(theirs);
+    Ok((ours, pid))
+}
+
+fn reap(pid: i32) -> bool {
+    let mut status = 0;
+    // SAFETY: pid is our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+}
+
+/// Reads the helper's reply: "E<message>" is an error.
+fn reply(r: &mut impl BufRead) -> Result<String, EngineError> {
+    let l = line(r).map_err(EngineError::Invalid)?;
+    match l.strip_prefix('E') {
+        Some(m) => Err(EngineError::Invalid(m.to_string())),
+        None => Ok(l),
+    }
+}
+
+/// `berth cp`: copies `src` to `dest`; one of them is in container `key`.
+pub fn copy(
+    eng: &mut Engine,
+    key: &str,
+    src: &Side,
+    dest: &Side,
+    opts: &CpOptions,
+) -> Result<(), EngineError> {
+    let rec = eng.get(key)?;
+    let layout = eng.layout(&rec.id);
+    let running = matches!(rec.state, State::Running | State::Paused) && rec.pid > 0;
+    let mounted_here = if running {
+        false
+    } else if crate::rootfs::is_mounted(&layout) {
+        false
+    } else {
+        crate::rootfs::prepare(&layout, &rec.id[..12], rec.config.network == "host")?;
+        let lowers = eng.image_lowers(&rec.image_id)?;
+        crate::rootfs::mount(&layout, &lowers)?;
+        true
+    };
+    let root = if running {
+        PathBuf::from(format!("/proc/{}/root", rec.pid))
+    } else {
+        layout.merged()
+    };
+    let result = match (src, dest) {
+        (Side::Container(s), d) => copy_out(&root, &rec.name, s, d, opts),
+        (s, Side::Container(d)) => copy_in(&root, s, d, opts),
+        _ => Err(EngineError::Invalid(
+            "copying between two containers or two host paths is not supported: one side must be CONTAINER:PATH".into(),
+        )),
+    };
+    if mounted_here {
+        let _ = crate::rootfs::unmount(&layout);
+    }
+    result
+}
+
+fn container_path(p: &str) -> PathBuf {
+    Path::new("/").join(p.trim_start_matches('/'))
+}
+
+fn copy_out(
+    root: &Path,
+    name: &str,
+    src: &str,
+    dest: &Side,
+    opts: &CpOptions,
+) -> Result<(), EngineError> {
+    let src_path = container_path(src);
+    let follow = opts.follow;
+    let owner = Some((
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    ));
+    let name = name.to_string();
+    let src_raw = src.to_string();
+    let (sock, pid) = helper(root, move |sock| {
+        let mut w = sock.try_clone().map_err(|e| e.to_string())?;
+        let kind = kind_of(&src_path, follow)
+            .map_err(|_| format!("Could not find the file {src_raw} in container {name}"))?;
+        w.write_all(if kind == Kind::Dir { b"d\n" } else { b"f\n" })
+            .map_err(|e| e.to_string())?;
+        let mut r = BufReader::new(sock);
+        let top = line(&mut r)?;
+        let top = top.strip_prefix('T').map(str::to_string);
+        let top = top.filter(|t| !t.is_empty());
+        berth_image::diff::write_path_tar(&src_path, top.as_deref(), follow, owner, &mut w)
+            .map_err(|e| format!("reading {src_raw}: {e}"))
+    })?;
+    let mut r = BufReader::new(sock.try_clone().map_err(|e| EngineError::io("socket", e))?);
+    let mut w = sock;
+    let kind = match reply(&mut r) {
+        Ok(k) if k == "d" => Kind::Dir,
+        Ok(_) => Kind::Other,
+        Err(e) => {
+            reap(pid);
+            return Err(e);
+        }
+    };
+    let res = match dest {
+        Side::Stream => {
+            let _ = w.write_all(format!("T{}\n", base_name(src)).as_bytes());
+            std::io::copy(&mut r, &mut std::io::stdout().lock())
+                .map(|_| ())
+                .map_err(|e| EngineError::io("write the archive to stdout", e))
+        }
+        Side::Host(d) => {
+            let d_raw = d.to_string_lossy().into_owned();
+            match landing(d, &d_raw, kind, contents_only(src), &base_name(src)) {
+                Ok((dir, top)) => {
+                    let _ = w.write_all(format!("T{}\n", top.unwrap_or_default()).as_bytes());
+                    unpack(&mut r, &dir).map_err(EngineError::Invalid)
+                }
+                Err(m) => Err(EngineError::Invalid(m)),
+            }
+        }
+        Side::Container(_) => unreachable!("checked by the caller"),
+    };
+    // The helper may still wait for a reply: end the conversation.
+    let _ = w.shutdown(std::net::Shutdown::Both);
+    let ok = reap(pid);
+    res?;
+    if !ok {
+        return Err(EngineError::Invalid(format!("copying {src} failed")));
+    }
+    Ok(())
+}
+
+fn copy_in(root: &Path, src: &Side, dest: &str, opts: &CpOptions) -> Result<(), EngineError> {
+    let dest_path = container_path(dest);
+    let dest_raw = dest.to_string();
+    let (kind, src_desc) = match src {
+        Side::Host(p) => {
+            let k = kind_of(p, opts.follow)
+                .map_err(|e| EngineError::io(format!("stat {}", p.display()), e))?;
+            (k, p.to_string_lossy().into_owned())
+        }
+        Side::Stream => (Kind::Dir, "-".to_string()),
+        Side::Container(_) => unreachable!("checked by the caller"),
+    };
+    let from_stream = matches!(src, Side::Stream);
+    let contents = from_stream || contents_only(&src_desc);
+    let base = base_name(&src_desc);
+    let (sock, pid) = helper(root, move |sock| {
+        let mut w = sock.try_clone().map_err(|e| e.to_string())?;
+        if from_stream && !dest_path.is_dir() {
+            return Err(format!(
+                "the destination {dest_raw} must be an existing directory to extract an archive into"
+            ));
+        }
+        let (dir, top) = landing(&dest_path, &dest_raw, kind, contents, &base)?;
+        w.write_all(format!("T{}\n", top.unwrap_or_default()).as_bytes())
+            .map_err(|e| e.to_string())?;
+        unpack(BufReader::new(sock), &dir)?;
+        w.write_all(b"ok\n").map_err(|e| e.to_string())
+    })?;
+    let mut r = BufReader::new(sock.try_clone().map_err(|e| EngineError::io("socket", e))?);
+    let mut w = sock;
+    let top = match reply(&mut r) {
+        Ok(t) => t.strip_prefix('T').unwrap_or_default().to_string(),
+        Err(e) => {
+            reap(pid);
+            return Err(e);
+        }
+    };
+    let sent = match src {
+        Side::Host(p) => {
+            let owner = if opts.archive { None } else { Some((0, 0)) };
+            let top = (!top.is_empty()).then_some(top.as_str());
+            berth_image::diff::write_path_tar(p, top, opts.follow, owner, &mut w)
+                .map_err(|e| EngineError::io(format!("read {}", p.display()), e))
+        }
+        _ => std::io::copy(&mut std::io::stdin().lock(), &mut w)
+            .map(|_| ())
+            .map_err(|e| EngineError::io("read the archive from stdin", e)),
+    };
+    let _ = w.shutdown(std::net::Shutdown::Write);
+    let done = reply(&mut r);
+    reap(pid);
+    sent?;
+    done.map(|_| ())
+}
