@@ -216,9 +216,7 @@ pub fn copy(
     let rec = eng.get(key)?;
     let layout = eng.layout(&rec.id);
     let running = matches!(rec.state, State::Running | State::Paused) && rec.pid > 0;
-    let mounted_here = if running {
-        false
-    } else if crate::rootfs::is_mounted(&layout) {
+    let mounted_here = if running || crate::rootfs::is_mounted(&layout) {
         false
     } else {
         crate::rootfs::prepare(&layout, &rec.id[..12], rec.config.network == "host")?;
