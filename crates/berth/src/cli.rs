@@ -104,6 +104,9 @@ pub enum Command {
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Generate the shell completion script
     Completion {
         /// Shell to generate for
@@ -633,4 +636,78 @@ pub struct CpArgs {
     pub src: String,
     /// CONTAINER:DEST_PATH, a local path, or - for a tar stream on stdout
     pub dest: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VolumeCommand {
+    /// Create a volume
+    Create(VolumeCreateArgs),
+    /// List volumes
+    #[command(visible_alias = "list")]
+    Ls(VolumeLsArgs),
+    /// Display detailed information on one or more volumes
+    Inspect(VolumeInspectArgs),
+    /// Remove one or more volumes
+    #[command(visible_alias = "remove")]
+    Rm(VolumeRmArgs),
+    /// Remove unused local volumes (anonymous ones; all with --all)
+    Prune(VolumePruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VolumeCreateArgs {
+    /// Specify volume driver name
+    #[arg(short, long, default_value = "local")]
+    pub driver: String,
+    /// Set metadata for a volume
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Set driver specific options
+    #[arg(short, long = "opt")]
+    pub opts: Vec<String>,
+    /// Specify volume name
+    #[arg(long = "name")]
+    pub name_flag: Option<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VolumeLsArgs {
+    /// Only display volume names
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Provide filter values (e.g. "dangling=true", "name=NAME", "label=KEY[=VALUE]")
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// Format output using a Go template, or "json"
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VolumeInspectArgs {
+    /// Format output using a Go template, or "json"
+    #[arg(short, long)]
+    pub format: Option<String>,
+    #[arg(required = true)]
+    pub volumes: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VolumeRmArgs {
+    /// Force the removal of one or more volumes
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub volumes: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VolumePruneArgs {
+    /// Remove all unused volumes, not just anonymous ones
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
 }

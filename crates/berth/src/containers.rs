@@ -132,6 +132,7 @@ fn config_from(a: &RunArgs) -> Result<ContainerConfig> {
         auto_remove: a.rm,
         path: String::new(),
         args: Vec::new(),
+        volume_mounts: Vec::new(),
     })
 }
 
@@ -380,7 +381,7 @@ pub fn exec(ctx: &Ctx, a: &ExecArgs) -> Result<u8> {
 pub fn rm(ctx: &Ctx, a: &RmArgs) -> Result<u8> {
     let mut eng = engine(ctx)?;
     each(&a.containers, |c| {
-        eng.remove(c, a.force)?;
+        eng.remove(c, a.force, a.volumes)?;
         Ok(())
     })
 }
@@ -765,7 +766,7 @@ pub fn prune(ctx: &Ctx, _a: &ContainerPruneArgs) -> Result<u8> {
     let mut removed = Vec::new();
     for r in eng.list()? {
         if matches!(r.state, State::Exited | State::Created | State::Dead) {
-            eng.remove(&r.id, false)?;
+            eng.remove(&r.id, false, false)?;
             removed.push(r.id);
         }
     }

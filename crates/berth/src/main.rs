@@ -4,6 +4,7 @@ mod cli;
 mod containers;
 mod images;
 mod output;
+mod volumes;
 
 use std::process::ExitCode;
 
@@ -132,6 +133,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Cp(a) | Command::Container(ContainerCommand::Cp(a)) => {
             return containers::cp(&ctx, &a)
         }
+        Command::Volume(v) => return volumes::command(&ctx, &v),
         Command::Container(ContainerCommand::Inspect(a)) => return containers::inspect(&ctx, &a),
         Command::Container(ContainerCommand::Prune(a)) => return containers::prune(&ctx, &a),
         _ => {}

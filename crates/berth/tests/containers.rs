@@ -881,3 +881,133 @@ fn cp_both_ways_running_and_stopped_and_never_outside() {
     assert_eq!(b.ok(&["exec", "box", "cat", "/while-stopped"]), "in\n");
     b.ok(&["rm", "-f", "box"]);
 }
+
+#[test]
+fn named_and_anonymous_volumes() {
+    let b = berth(false);
+    assert_eq!(
+        b.ok(&["volume", "create", "--label", "k=v", "data"]),
+        "data\n"
+    );
+    // Data outlives the container; :ro is enforced.
+    b.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]);
+    let r = b.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data:ro",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "cat /data/f; echo no > /data/g",
+    ]);
+    assert_eq!(r.stdout, "kept\n");
+    assert!(r.stderr.contains("Read-only file system"), "{r}");
+    // A new volume over a directory of the image starts as its copy, and
+    // only once (the volume's own content wins afterwards).
+    let n = b.ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,source=bins,target=/bin",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "rm /bin/vi; ls /bin | wc -l",
+    ]);
+    let again = b.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "bins:/bin",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "ls /bin | wc -l",
+    ]);
+    assert_eq!(n, again);
+    assert!(n.trim().parse::<u32>().unwrap() > 200, "{n}");
+    // ls, filters, inspect.
+    let ls = b.ok(&["volume", "ls"]);
+    assert!(
+        ls.starts_with("DRIVER") && ls.contains("data") && ls.contains("bins"),
+        "{ls}"
+    );
+    assert_eq!(
+        b.ok(&["volume", "ls", "-q", "--filter", "label=k=v"]),
+        "data\n"
+    );
+    let v: serde_json::Value = serde_json::from_str(&b.ok(&["volume", "inspect", "data"])).unwrap();
+    assert_eq!(v[0]["Name"], "data");
+    assert_eq!(v[0]["Driver"], "local");
+    assert_eq!(v[0]["Labels"]["k"], "v");
+    assert!(v[0]["Mountpoint"]
+        .as_str()
+        .unwrap()
+        .ends_with("volumes/data/_data"));
+    // In use: rm refused, even for a stopped container.
+    b.ok(&[
+        "create",
+        "--name",
+        "user",
+        "-v",
+        "data:/data",
+        "busybox:1.35",
+        "true",
+    ]);
+    let r = b.run(&["volume", "rm", "data"]);
+    assert_ne!(r.code, Some(0));
+    assert!(r.stderr.contains("volume is in use"), "{r}");
+    assert_eq!(
+        b.ok(&["volume", "ls", "-q", "--filter", "dangling=true"]),
+        "bins\n"
+    );
+    b.ok(&["rm", "user"]);
+    // Anonymous volumes: -v /path; removed by rm -v and by --rm, kept by
+    // plain rm until prune.
+    b.ok(&[
+        "run",
+        "--name",
+        "anon",
+        "-v",
+        "/scratch",
+        "busybox:1.35",
+        "true",
+    ]);
+    assert_eq!(b.ok(&["volume", "ls", "-q"]).lines().count(), 3);
+    b.ok(&["rm", "-v", "anon"]);
+    assert_eq!(b.ok(&["volume", "ls", "-q"]).lines().count(), 2);
+    b.ok(&["run", "--rm", "-v", "/scratch", "busybox:1.35", "true"]);
+    assert_eq!(b.ok(&["volume", "ls", "-q"]).lines().count(), 2);
+    b.ok(&[
+        "run",
+        "--name",
+        "anon2",
+        "-v",
+        "/scratch",
+        "busybox:1.35",
+        "true",
+    ]);
+    b.ok(&["rm", "anon2"]);
+    assert_eq!(b.ok(&["volume", "ls", "-q"]).lines().count(), 3);
+    let pruned = b.ok(&["volume", "prune", "-f"]);
+    assert!(pruned.starts_with("Deleted Volumes:"), "{pruned}");
+    assert_eq!(b.ok(&["volume", "ls", "-q"]), "bins\ndata\n");
+    b.ok(&["volume", "prune", "-af"]);
+    assert_eq!(b.ok(&["volume", "ls", "-q"]), "");
+    assert!(!b.root.join("volumes/data").exists());
+    // Bad names and drivers.
+    let r = b.run(&["volume", "create", "a/b"]);
+    r.one_error_line(&["invalid characters for a local volume name"]);
+    let r = b.run(&["volume", "create", "-d", "nfs", "x1"]);
+    r.one_error_line(&["local driver only"]);
+}

@@ -142,6 +142,7 @@ impl Db {
         conn.busy_timeout(Duration::from_secs(30))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(crate::volumes::SCHEMA)?;
         Ok(Db { conn })
     }
 
@@ -195,6 +196,10 @@ impl Db {
             ],
         )?;
         Ok(())
+    }
+
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// Gives container `id` the name `name` (unique, as at insert).

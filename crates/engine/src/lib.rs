@@ -25,6 +25,7 @@ pub mod rootfs;
 pub mod spec;
 /// Users and groups from the image.
 pub mod users;
+pub mod volumes;
 
 use std::path::{Path, PathBuf};
 

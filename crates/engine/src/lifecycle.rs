@@ -100,6 +100,18 @@ impl Engine {
         };
         let image_cfg = self.image_config(&img.id.to_string())?;
         let mut config = config;
+        let image_volumes: Vec<String> = image_cfg
+            .volumes
+            .as_ref()
+            .map(|v| v.keys().cloned().collect())
+            .unwrap_or_default();
+        let (volume_mounts, new_volumes) = crate::volumes::resolve(
+            self,
+            &mut config.volumes,
+            &mut config.mounts,
+            &image_volumes,
+        )?;
+        config.volume_mounts = volume_mounts;
         let args = crate::config::process_args(&config, &image_cfg);
         config.path = args.first().cloned().unwrap_or_default();
         config.args = args.iter().skip(1).cloned().collect();
@@ -122,7 +134,13 @@ impl Engine {
             monitor_start: 0,
             stop_requested: false,
         };
-        self.db.insert(&rec)?;
+        if let Err(e) = self.db.insert(&rec) {
+            let _ = self.remove_anonymous_volumes(&rec.config.volume_mounts);
+            for v in &new_volumes {
+                let _ = self.volume_remove(v, true);
+            }
+            return Err(e);
+        }
         let layout = self.layout(&id);
         let made = std::fs::create_dir_all(&layout.dir)
             .map_err(|e| EngineError::io(format!("create {}", layout.dir.display()), e))
@@ -134,6 +152,9 @@ impl Engine {
         if let Err(e) = made {
             let _ = self.db.delete(&id);
             let _ = std::fs::remove_dir_all(&layout.dir);
+            for v in &new_volumes {
+                let _ = self.volume_remove(v, true);
+            }
             return Err(e);
         }
         Ok(rec)
@@ -404,8 +425,9 @@ impl Engine {
         }
     }
 
-    /// `berth rm`: a running container only with `force` (killed first).
-    pub fn remove(&mut self, key: &str, force: bool) -> Result<Record, EngineError> {
+    /// `berth rm`: a running container only with `force` (killed first);
+    /// with `volumes`, its anonymous volumes too.
+    pub fn remove(&mut self, key: &str, force: bool, volumes: bool) -> Result<Record, EngineError> {
         let mut rec = self.get(key)?;
         if matches!(
             rec.state,
@@ -432,6 +454,9 @@ impl Engine {
             }
         }
         self.purge(&rec.id)?;
+        if volumes {
+            self.remove_anonymous_volumes(&rec.config.volume_mounts)?;
+        }
         Ok(rec)
     }
 

@@ -57,6 +57,9 @@ fn launch_mounted(
         .clone()
         .unwrap_or_else(|| image.user.clone());
     let user = crate::users::resolve(&layout.merged(), &user_spec)?;
+    for m in &rec.config.volume_mounts {
+        crate::volumes::fill_from_image(&eng.paths.root, &layout.merged(), m)?;
+    }
     let mut spec = crate::spec::derive(
         &rec.config,
         &crate::spec::Inputs {
@@ -66,6 +69,7 @@ fn launch_mounted(
             dir: &layout.dir,
             image: &image,
             user: &user,
+            store_root: &eng.paths.root,
         },
     )?;
     if let (true, Some((rows, cols))) = (rec.config.tty, size) {
@@ -169,6 +173,7 @@ fn finish(eng: &mut Engine, rec: &mut Record, code: i32) -> Result<bool, EngineE
     eng.db.update(rec)?;
     if rec.config.auto_remove {
         eng.purge(&rec.id)?;
+        eng.remove_anonymous_volumes(&rec.config.volume_mounts)?;
         return Ok(false);
     }
     Ok(true)
@@ -252,6 +257,7 @@ fn fail(eng: &mut Engine, rec: &mut Record, e: EngineError) -> EngineError {
     let _ = eng.db.update(rec);
     if rec.config.auto_remove {
         let _ = eng.purge(&rec.id);
+        let _ = eng.remove_anonymous_volumes(&rec.config.volume_mounts);
     }
     e
 }

@@ -41,6 +41,8 @@ pub struct Inputs<'a> {
     pub dir: &'a Path,
     pub image: &'a ImageConfig,
     pub user: &'a crate::users::User,
+    /// The store root, where volumes live.
+    pub store_root: &'a Path,
 }
 
 /// `--cap-add`/`--cap-drop` names as docker takes them: case-insensitive,
@@ -164,7 +166,8 @@ fn rlimit(spec: &str) -> Result<Value, EngineError> {
 }
 
 /// Parses `-v SRC:DST[:OPTS]` for bind mounts (absolute SRC) into an OCI
-/// mount. Named volumes are not handled here.
+/// mount. Named and anonymous volumes are resolved at create
+/// (`volumes::resolve`) and never reach here.
 fn bind_volume(v: &str) -> Result<Value, EngineError> {
     let parts: Vec<&str> = v.split(':').collect();
     let (src, dst, opts) = match parts.as_slice() {
@@ -178,7 +181,7 @@ fn bind_volume(v: &str) -> Result<Value, EngineError> {
     };
     if !src.starts_with('/') {
         return Err(EngineError::Invalid(format!(
-            "invalid volume {v:?}: named volumes are not supported yet; give an absolute host path"
+            "invalid volume {v:?}: a named volume here is a bug: volumes are resolved at create"
         )));
     }
     if !dst.starts_with('/') {
@@ -276,7 +279,7 @@ fn mount_flag(m: &str) -> Result<Value, EngineError> {
             Ok(json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": o}))
         }
         other => Err(EngineError::Invalid(format!(
-            "invalid --mount {m:?}: type {other:?} is not supported yet (bind, tmpfs)"
+            "invalid --mount {m:?}: type {other:?} is not supported (bind, volume, tmpfs)"
         ))),
     }
 }
@@ -377,6 +380,12 @@ pub fn derive(opts: &ContainerConfig, i: &Inputs<'_>) -> Result<Value, EngineErr
     }
     for v in &opts.volumes {
         mounts.push(bind_volume(v)?);
+    }
+    for v in &opts.volume_mounts {
+        let src = crate::volumes::data_dir(i.store_root, &v.name);
+        mounts.push(json!({"destination": v.target, "type": "bind",
+            "source": src.to_string_lossy(),
+            "options": ["rbind", "rprivate", if v.readonly { "ro" } else { "rw" }]}));
     }
     for m in &opts.mounts {
         mounts.push(mount_flag(m)?);

@@ -51,6 +51,25 @@ fn read_in_root(rootfs: &Path, rel: &str) -> Result<String, EngineError> {
     Ok(s)
 }
 
+/// A directory of the rootfs, resolved inside it (symlinks cannot lead
+/// out); None if it is missing or not a directory.
+pub(crate) fn open_dir_in_root(rootfs: &Path, rel: &str) -> Option<std::os::fd::OwnedFd> {
+    let root = rustix::fs::open(
+        rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    rustix::fs::openat2(
+        &root,
+        rel,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .ok()
+}
+
 /// Resolves `spec` ("" means root) in the rootfs.
 pub fn resolve(rootfs: &Path, spec: &str) -> Result<User, EngineError> {
     let (user_part, group_part) = match spec.split_once(':') {

@@ -1,0 +1,383 @@
+//! Volumes, as Docker's `local` driver keeps them: a directory
+//! `ROOT/volumes/NAME/_data` that outlives containers, recorded in
+//! berth.db. Named (`-v NAME:/path`, `berth volume create`) or anonymous
+//! (`-v /path`, the image's VOLUME), which `rm -v` and `--rm` remove with
+//! their container. A new volume mounted over a directory of the image
+//! starts as a copy of it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::lifecycle::Engine;
+use crate::EngineError;
+
+pub(crate) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS volumes (
+    name TEXT PRIMARY KEY,
+    created TEXT NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}',
+    options TEXT NOT NULL DEFAULT '{}',
+    anonymous INTEGER NOT NULL DEFAULT 0
+);
+"#;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Volume {
+    pub name: String,
+    pub created: String,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+    pub anonymous: bool,
+}
+
+/// A volume mounted in a container (kept in its config).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct VolumeMount {
+    pub name: String,
+    pub target: String,
+    pub readonly: bool,
+    /// `nocopy`: do not fill a new volume from the image.
+    pub nocopy: bool,
+    pub anonymous: bool,
+}
+
+/// Where volume `name`'s data lives.
+pub fn data_dir(root: &Path, name: &str) -> PathBuf {
+    root.join("volumes").join(name).join("_data")
+}
+
+fn valid_name(name: &str) -> bool {
+    crate::names::valid(name)
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Volume> {
+    let labels: String = r.get(2)?;
+    let options: String = r.get(3)?;
+    Ok(Volume {
+        name: r.get(0)?,
+        created: r.get(1)?,
+        labels: serde_json::from_str(&labels).unwrap_or_default(),
+        options: serde_json::from_str(&options).unwrap_or_default(),
+        anonymous: r.get(4)?,
+    })
+}
+
+impl Engine {
+    /// `berth volume create`: an existing volume of that name is returned
+    /// as it is (docker's behaviour).
+    pub fn volume_create(
+        &mut self,
+        name: Option<&str>,
+        labels: BTreeMap<String, String>,
+        options: BTreeMap<String, String>,
+    ) -> Result<Volume, EngineError> {
+        let (name, anonymous) = match name {
+            Some(n) => {
+                if !valid_name(n) {
+                    return Err(EngineError::Invalid(format!(
+                        "create {n}: \"{n}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
+                    )));
+                }
+                (n.to_string(), false)
+            }
+            None => (crate::new_id(), true),
+        };
+        if let Some(v) = self.volume_get(&name)? {
+            return Ok(v);
+        }
+        if let Some(k) = options.keys().next() {
+            return Err(EngineError::Invalid(format!(
+                "create {name}: the local driver's option {k:?} is not supported by berth (it keeps volumes as plain directories)"
+            )));
+        }
+        let dir = data_dir(&self.paths.root, &name);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| EngineError::io(format!("create {}", dir.display()), e))?;
+        let v = Volume {
+            name,
+            created: crate::logs::now(),
+            labels,
+            options,
+            anonymous,
+        };
+        self.db.conn().execute(
+            "INSERT OR IGNORE INTO volumes (name, created, labels, options, anonymous) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                v.name,
+                v.created,
+                serde_json::to_string(&v.labels).expect("serializes"),
+                serde_json::to_string(&v.options).expect("serializes"),
+                v.anonymous
+            ],
+        )?;
+        Ok(v)
+    }
+
+    pub fn volume_get(&self, name: &str) -> Result<Option<Volume>, EngineError> {
+        Ok(self
+            .db
+            .conn()
+            .query_row(
+                "SELECT name, created, labels, options, anonymous FROM volumes WHERE name = ?1",
+                [name],
+                row,
+            )
+            .optional()?)
+    }
+
+    pub fn volume_list(&self) -> Result<Vec<Volume>, EngineError> {
+        let mut stmt = self.db.conn().prepare(
+            "SELECT name, created, labels, options, anonymous FROM volumes ORDER BY name",
+        )?;
+        let v = stmt.query_map([], row)?.collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
+    /// The containers that use volume `name`.
+    pub fn volume_users(&mut self, name: &str) -> Result<Vec<String>, EngineError> {
+        Ok(self
+            .db
+            .list()?
+            .into_iter()
+            .filter(|r| r.config.volume_mounts.iter().any(|m| m.name == name))
+            .map(|r| r.id)
+            .collect())
+    }
+
+    /// `berth volume rm`: refused while a container uses it (even stopped,
+    /// as docker does).
+    pub fn volume_remove(&mut self, name: &str, force: bool) -> Result<(), EngineError> {
+        if self.volume_get(name)?.is_none() {
+            if force {
+                return Ok(());
+            }
+            return Err(EngineError::Invalid(format!("get {name}: no such volume")));
+        }
+        let users = self.volume_users(name)?;
+        if !users.is_empty() {
+            return Err(EngineError::Conflict(format!(
+                "remove {name}: volume is in use - [{}]",
+                users.join(", ")
+            )));
+        }
+        self.volume_delete(name)
+    }
+
+    fn volume_delete(&mut self, name: &str) -> Result<(), EngineError> {
+        self.db
+            .conn()
+            .execute("DELETE FROM volumes WHERE name = ?1", [name])?;
+        let dir = self.paths.root.join("volumes").join(name);
+        match berth_image::layer::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(EngineError::io(format!("remove {}", dir.display()), e)),
+        }
+    }
+
+    /// `berth volume prune`: unused anonymous volumes, or every unused
+    /// volume with `all`. Returns the names removed and the bytes freed.
+    pub fn volume_prune(&mut self, all: bool) -> Result<(Vec<String>, u64), EngineError> {
+        let mut removed = Vec::new();
+        let mut freed = 0;
+        for v in self.volume_list()? {
+            if (all || v.anonymous) && self.volume_users(&v.name)?.is_empty() {
+                let dir = data_dir(&self.paths.root, &v.name);
+                freed += berth_image::layer::tree_size(&dir).unwrap_or(0);
+                self.volume_delete(&v.name)?;
+                removed.push(v.name);
+            }
+        }
+        Ok((removed, freed))
+    }
+
+    /// After a container is gone: its anonymous volumes, if no other
+    /// container uses them.
+    pub(crate) fn remove_anonymous_volumes(
+        &mut self,
+        mounts: &[VolumeMount],
+    ) -> Result<(), EngineError> {
+        for m in mounts.iter().filter(|m| m.anonymous) {
+            if self.volume_users(&m.name)?.is_empty() {
+                self.volume_delete(&m.name)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Splits `-v`/`--mount` entries into bind mounts (kept as they are) and
+/// volumes (named, anonymous, or the image's VOLUMEs not otherwise
+/// mounted), creating the volumes that do not exist yet. Returns the
+/// volume mounts and the anonymous volumes created (to undo on failure).
+pub(crate) fn resolve(
+    eng: &mut Engine,
+    volumes: &mut Vec<String>,
+    mounts: &mut Vec<String>,
+    image_volumes: &[String],
+) -> Result<(Vec<VolumeMount>, Vec<String>), EngineError> {
+    let mut out = Vec::new();
+    let mut binds = Vec::new();
+    for v in volumes.drain(..) {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (src, dst, opts) = match parts.as_slice() {
+            [d] => ("", *d, ""),
+            [s, d] => (*s, *d, ""),
+            [s, d, o] => (*s, *d, *o),
+            _ => {
+                return Err(EngineError::Invalid(format!(
+                    "invalid volume {v:?}: use SRC:DST[:OPTIONS], NAME:DST[:OPTIONS] or DST"
+                )))
+            }
+        };
+        if src.starts_with('/') {
+            binds.push(v);
+            continue;
+        }
+        if !dst.starts_with('/') {
+            return Err(EngineError::Invalid(format!(
+                "invalid volume {v:?}: the container path must be absolute"
+            )));
+        }
+        let mut m = VolumeMount {
+            name: src.to_string(),
+            target: dst.to_string(),
+            anonymous: src.is_empty(),
+            ..Default::default()
+        };
+        for o in opts.split(',').filter(|s| !s.is_empty()) {
+            match o {
+                "ro" | "readonly" => m.readonly = true,
+                "rw" => m.readonly = false,
+                "nocopy" => m.nocopy = true,
+                "z" | "Z" | "consistent" | "cached" | "delegated" => {}
+                other => {
+                    return Err(EngineError::Invalid(format!(
+                        "invalid volume {v:?}: unknown option {other:?}"
+                    )))
+                }
+            }
+        }
+        out.push(m);
+    }
+    *volumes = binds;
+    let mut rest = Vec::new();
+    for spec in mounts.drain(..) {
+        let fields: Vec<(&str, &str)> = spec
+            .split(',')
+            .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+            .collect();
+        let typ = fields
+            .iter()
+            .find(|(k, _)| *k == "type")
+            .map_or("volume", |(_, v)| *v);
+        if typ != "volume" {
+            rest.push(spec);
+            continue;
+        }
+        let mut m = VolumeMount::default();
+        for (k, v) in fields {
+            match k {
+                "type" => {}
+                "source" | "src" => m.name = v.to_string(),
+                "destination" | "dst" | "target" => m.target = v.to_string(),
+                "readonly" | "ro" => m.readonly = v.is_empty() || v == "true" || v == "1",
+                "volume-nocopy" => m.nocopy = v.is_empty() || v == "true" || v == "1",
+                _ => {
+                    return Err(EngineError::Invalid(format!(
+                        "invalid --mount {spec:?}: unknown field {k:?}"
+                    )))
+                }
+            }
+        }
+        if !m.target.starts_with('/') {
+            return Err(EngineError::Invalid(format!(
+                "invalid --mount {spec:?}: target is required and must be absolute"
+            )));
+        }
+        m.anonymous = m.name.is_empty();
+        out.push(m);
+    }
+    *mounts = rest;
+    // The image's VOLUMEs not covered by a mount get anonymous volumes.
+    for path in image_volumes {
+        let covered = out.iter().any(|m| &m.target == path)
+            || volumes
+                .iter()
+                .chain(mounts.iter())
+                .any(|s| s.contains(&format!(":{path}")) || s.contains(&format!("={path}")));
+        if !covered {
+            out.push(VolumeMount {
+                target: path.clone(),
+                anonymous: true,
+                ..Default::default()
+            });
+        }
+    }
+    let mut created: Vec<String> = Vec::new();
+    for m in &mut out {
+        let existed = !m.anonymous && eng.volume_get(&m.name)?.is_some();
+        let v = match eng.volume_create(
+            (!m.anonymous).then_some(m.name.as_str()),
+            BTreeMap::new(),
+            BTreeMap::new(),
+        ) {
+            Ok(v) => v,
+            Err(e) => {
+                for n in &created {
+                    let _ = eng.volume_delete(n);
+                }
+                return Err(e);
+            }
+        };
+        m.name = v.name.clone();
+        if !existed {
+            created.push(v.name);
+        }
+    }
+    Ok((out, created))
+}
+
+/// A volume mounted for the first time over a directory of the image
+/// starts as a copy of that directory (unless `nocopy`), as with Docker.
+pub(crate) fn fill_from_image(
+    root: &Path,
+    rootfs: &Path,
+    m: &VolumeMount,
+) -> Result<(), EngineError> {
+    if m.nocopy {
+        return Ok(());
+    }
+    let data = data_dir(root, &m.name);
+    let empty = std::fs::read_dir(&data)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false);
+    if !empty {
+        return Ok(());
+    }
+    // The image's directory, resolved inside the rootfs.
+    let rel = m.target.trim_start_matches('/');
+    let Some(fd) = crate::users::open_dir_in_root(rootfs, rel) else {
+        return Ok(());
+    };
+    let src = PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&fd)
+    ));
+    let (reader, writer) = std::io::pipe().map_err(|e| EngineError::io("pipe", e))?;
+    let src2 = src.clone();
+    let t = std::thread::spawn(move || {
+        berth_image::diff::write_path_tar(&src2, None, true, None, writer)
+    });
+    let applied = berth_image::layer::apply(reader, &data, None);
+    let written = t.join().expect("the tar writer does not panic");
+    applied.map_err(|e| {
+        EngineError::Invalid(format!("copying {} into volume {}: {e}", m.target, m.name))
+    })?;
+    written.map_err(|e| EngineError::io(format!("reading {} of the image", m.target), e))?;
+    drop(fd);
+    Ok(())
+}
