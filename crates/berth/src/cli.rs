@@ -401,6 +401,9 @@ pub struct RunArgs {
     /// Give extended privileges to this container
     #[arg(long)]
     pub privileged: bool,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    pub init: bool,
     /// Security Options
     #[arg(long)]
     pub security_opt: Vec<String>,

@@ -123,7 +123,7 @@ fn config_from(a: &RunArgs) -> Result<ContainerConfig> {
         cap_drop: a.cap_drop.clone(),
         privileged: a.privileged,
         security_opt: a.security_opt.clone(),
-        init: false,
+        init: a.init,
         ulimits: a.ulimit.clone(),
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,

@@ -1011,3 +1011,58 @@ fn named_and_anonymous_volumes() {
     let r = b.run(&["volume", "create", "-d", "nfs", "x1"]);
     r.one_error_line(&["local driver only"]);
 }
+
+#[test]
+fn init_reaps_orphans_and_forwards_signals() {
+    let b = berth(false);
+    // An orphan (the subshell's sleep) is reparented to pid 1: with --init
+    // it is reaped; with sleep itself as pid 1 it stays a zombie.
+    let cmd = "(sleep 0.05 &); exec sleep 60";
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "with",
+        "--init",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        cmd,
+    ]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "without",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        cmd,
+    ]);
+    std::thread::sleep(Duration::from_millis(400));
+    let with = b.ok(&["exec", "with", "ps", "-o", "pid,stat,comm"]);
+    let without = b.ok(&["exec", "without", "ps", "-o", "pid,stat,comm"]);
+    assert!(with.contains("    1 S    init"), "{with}");
+    assert!(!with.contains(" Z "), "{with}");
+    assert!(without.contains(" Z "), "{without}");
+    // SIGTERM reaches the command (no longer pid 1, so it dies of it): the
+    // stop is quick and the exit is 143, as under docker --init.
+    let t = std::time::Instant::now();
+    b.ok(&["stop", "with"]);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(b.inspect_container("with")["State"]["ExitCode"], 143);
+    // The command's exit code and 127 pass through.
+    let r = b.run(&[
+        "run",
+        "--rm",
+        "--init",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "exit 7",
+    ]);
+    assert_eq!(r.code, Some(7));
+    let r = b.run(&["run", "--rm", "--init", "busybox:1.35", "nosuchcmd"]);
+    assert_eq!(r.code, Some(127), "{r}");
+    b.ok(&["rm", "-f", "with", "without"]);
+}

@@ -94,6 +94,7 @@ fn launch_mounted(
         preserve_fds: 0,
         stdio: Some(wiring.stdio()),
         console_fd: wiring.console_fd(),
+        reaper: rec.config.init,
     };
     let pid = berth_runtime::container::create(&opts).map_err(exec_error)?;
     let running = match wiring.started(pid) {

@@ -76,6 +76,11 @@ pub struct CreateOptions {
     /// A connected socket to send the pty master to, instead of
     /// `console_socket`'s path (an in-process caller's socketpair end).
     pub console_fd: Option<std::os::fd::RawFd>,
+    /// `--init`: init stays as the container's pid 1, a reaper that runs
+    /// the process as its child, forwards signals to it, reaps every
+    /// orphan and exits with the process's status. Nothing is added to the
+    /// container's filesystem.
+    pub reaper: bool,
 }
 
 fn ns_flag(t: LinuxNamespaceType) -> libc::c_int {
@@ -779,6 +784,9 @@ fn init(
         }
     }
 
+    if opts.reaper {
+        reaper(&exe, &args, &env);
+    }
     let e = execve(&exe, &args, &env);
     eprintln!("berth-runc: exec {:?}: {e}", exe);
     let code = match e.raw_os_error() {
@@ -787,6 +795,79 @@ fn init(
     };
     // SAFETY: see create().
     unsafe { libc::_exit(code) };
+}
+
+/// `--init`: pid 1 forks the process, then forwards every signal it gets
+/// to it and reaps every child (orphans included) until the process has
+/// exited; exits with its code, or 128+N if signal N killed it.
+fn reaper(exe: &CString, args: &[CString], env: &[CString]) -> ! {
+    // SAFETY: sigset manipulation on a local set; sigprocmask on this
+    // single-threaded process.
+    let all = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    // SAFETY: single-threaded; the child only resets its mask and execs.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        // SAFETY: an empty set for sigprocmask.
+        unsafe {
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        }
+        let e = execve(exe, args, env);
+        eprintln!("berth-init: exec {:?}: {e}", exe);
+        let code = if e.raw_os_error() == Some(libc::ENOENT) {
+            127
+        } else {
+            126
+        };
+        // SAFETY: see create().
+        unsafe { libc::_exit(code) };
+    }
+    if child < 0 {
+        eprintln!("berth-init: fork: {}", io::Error::last_os_error());
+        // SAFETY: see create().
+        unsafe { libc::_exit(126) };
+    }
+    // The reaper never execs: close every fd the runtime's caller left
+    // (marked close-on-exec for the process) so that none stays open for
+    // the container's life. Stdio stays: the process shares it.
+    // SAFETY: close_range on our own fd table; prctl with a constant name.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        libc::prctl(libc::PR_SET_NAME, c"init".as_ptr(), 0, 0, 0);
+    }
+    loop {
+        // SAFETY: `all` is a valid set; info is a valid out-parameter.
+        let sig = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::sigwaitinfo(&all, &mut info)
+        };
+        if sig < 0 {
+            continue;
+        }
+        if sig != libc::SIGCHLD {
+            // SAFETY: kill of our own child.
+            unsafe { libc::kill(child, sig) };
+            continue;
+        }
+        loop {
+            let mut status = 0;
+            // SAFETY: reaps any child of ours; status is a valid pointer.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                break;
+            }
+            if pid == child {
+                // SAFETY: see create().
+                unsafe { libc::_exit(crate::signal::exit_code(status)) };
+            }
+        }
+    }
 }
 
 /// Turns the calling (forked) process into `process`, short of execve:

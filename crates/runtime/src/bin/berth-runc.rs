@@ -72,6 +72,7 @@ impl CreateArgs {
             preserve_fds: self.preserve_fds,
             stdio: None,
             console_fd: None,
+            reaper: false,
         })
     }
 }
