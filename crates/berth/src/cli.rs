@@ -404,6 +404,24 @@ pub struct RunArgs {
     /// Run an init inside the container that forwards signals and reaps processes
     #[arg(long)]
     pub init: bool,
+    /// Command to run to check health
+    #[arg(long)]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h)
+    #[arg(long)]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h)
+    #[arg(long)]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long)]
+    pub health_retries: Option<u32>,
+    /// Start period for the container to initialize before starting health-retries countdown (ms|s|m|h)
+    #[arg(long)]
+    pub health_start_period: Option<String>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long)]
+    pub no_healthcheck: bool,
     /// Security Options
     #[arg(long)]
     pub security_opt: Vec<String>,

@@ -94,6 +94,27 @@ fn config_from(a: &RunArgs) -> Result<ContainerConfig> {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
         labels.insert(k.to_string(), v.to_string());
     }
+    let health = berth_engine::health::HealthFlags {
+        cmd: a.health_cmd.clone(),
+        interval: a.health_interval.clone(),
+        timeout: a.health_timeout.clone(),
+        start_period: a.health_start_period.clone(),
+        retries: a.health_retries,
+        disabled: a.no_healthcheck,
+    };
+    if health.disabled && health.cmd.is_some() {
+        bail!("--no-healthcheck conflicts with --health-* options");
+    }
+    for (flag, v) in [
+        ("--health-interval", &health.interval),
+        ("--health-timeout", &health.timeout),
+        ("--health-start-period", &health.start_period),
+    ] {
+        if let Some(v) = v {
+            berth_engine::health::parse_duration(v)
+                .map_err(|e| anyhow::anyhow!("invalid argument {v:?} for \"{flag}\" flag: {e}"))?;
+        }
+    }
     let memory = match &a.memory {
         Some(m) => Some(berth_engine::config::parse_size(m).map_err(|e| {
             coded(EngineError::Invalid(format!(
@@ -133,6 +154,7 @@ fn config_from(a: &RunArgs) -> Result<ContainerConfig> {
         path: String::new(),
         args: Vec::new(),
         volume_mounts: Vec::new(),
+        health,
     })
 }
 
@@ -422,8 +444,10 @@ fn status_text(r: &Record) -> String {
             if r.state == State::Paused {
                 s.push_str(" (Paused)");
             }
-            if !r.health.is_empty() {
-                s.push_str(&format!(" ({})", r.health));
+            match berth_engine::health::status_of(&r.health).as_str() {
+                "" => {}
+                "starting" => s.push_str(" (health: starting)"),
+                h => s.push_str(&format!(" ({h})")),
             }
             s
         }
@@ -490,8 +514,22 @@ fn matches_filter(r: &Record, f: &str) -> Result<bool> {
             None => r.config.labels.contains_key(v),
         },
         "ancestor" => r.image == v || r.image_id.contains(v),
+        "health" => {
+            let h = berth_engine::health::status_of(&r.health);
+            let running = matches!(r.state, State::Running | State::Paused);
+            match v {
+                "none" => h.is_empty(),
+                "starting" | "healthy" | "unhealthy" => running && h == v,
+                _ => bail!("invalid filter 'health={v}': use starting, healthy, unhealthy or none"),
+            }
+        }
+        "volume" => r
+            .config
+            .volume_mounts
+            .iter()
+            .any(|m| m.name == v || m.target == v),
         _ => {
-            bail!("invalid filter {k:?}: berth supports id, name, status, exited, label, ancestor")
+            bail!("invalid filter {k:?}: berth supports id, name, status, exited, label, ancestor, health, volume")
         }
     })
 }
@@ -683,6 +721,7 @@ fn inspect_value(eng: &Engine, r: &Record) -> Value {
             "Error": r.error,
             "StartedAt": if r.started_at.is_empty() { "0001-01-01T00:00:00Z" } else { &r.started_at },
             "FinishedAt": if r.finished_at.is_empty() { "0001-01-01T00:00:00Z" } else { &r.finished_at },
+            "Health": serde_json::from_str::<Value>(&r.health).ok(),
         },
         "Image": r.image_id,
         "ResolvConfPath": layout.dir.join("resolv.conf"),

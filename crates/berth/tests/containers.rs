@@ -1066,3 +1066,103 @@ fn init_reaps_orphans_and_forwards_signals() {
     assert_eq!(r.code, Some(127), "{r}");
     b.ok(&["rm", "-f", "with", "without"]);
 }
+
+#[test]
+fn health_checks_from_the_image_and_the_flags() {
+    let b = berth(true);
+    // The sample image's HEALTHCHECK (test -f /app/artifact), checked more
+    // often than its 5 s.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "fine",
+        "--health-interval",
+        "100ms",
+        "sample/app:1.0",
+        "sleep",
+        "60",
+    ]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sick",
+        "--health-cmd",
+        "echo failing; exit 1",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "2",
+        "busybox:1.35",
+        "sleep",
+        "60",
+    ]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--health-cmd",
+        "sleep 5",
+        "--health-timeout",
+        "150ms",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "1",
+        "busybox:1.35",
+        "sleep",
+        "60",
+    ]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "none",
+        "--no-healthcheck",
+        "sample/app:1.0",
+        "sleep",
+        "60",
+    ]);
+    let status = |n: &str| {
+        b.ok(&[
+            "ps",
+            "--filter",
+            &format!("name={n}"),
+            "--format",
+            "{{.Status}}",
+        ])
+    };
+    wait_for(|| status("fine").contains("(healthy)"));
+    wait_for(|| status("sick").contains("(unhealthy)"));
+    wait_for(|| status("slow").contains("(unhealthy)"));
+    assert!(!status("none").contains("health"), "{}", status("none"));
+    assert_eq!(
+        b.ok(&[
+            "ps",
+            "--filter",
+            "health=unhealthy",
+            "--format",
+            "{{.Names}}"
+        ]),
+        "slow\nsick\n"
+    );
+    let h = &b.inspect_container("sick")["State"]["Health"];
+    assert_eq!(h["Status"], "unhealthy");
+    assert!(h["FailingStreak"].as_u64().unwrap() >= 2, "{h}");
+    let log = h["Log"].as_array().unwrap();
+    assert!(!log.is_empty() && log.len() <= 5, "{h}");
+    assert_eq!(log[0]["ExitCode"], 1);
+    assert_eq!(log[0]["Output"], "failing\n");
+    let h = &b.inspect_container("slow")["State"]["Health"];
+    assert_eq!(
+        h["Log"][0]["Output"], "Health check exceeded timeout (150ms)",
+        "{h}"
+    );
+    assert!(b.inspect_container("none")["State"]["Health"].is_null());
+    let r = b.run(&["run", "--health-interval", "5", "busybox:1.35", "true"]);
+    assert_eq!(r.code, Some(125));
+    r.one_error_line(&["--health-interval"]);
+    b.ok(&["rm", "-f", "fine", "sick", "slow", "none"]);
+}

@@ -49,6 +49,8 @@ pub struct ContainerConfig {
     pub network: String,
     /// `--rm`.
     pub auto_remove: bool,
+    /// `--health-*` and `--no-healthcheck`.
+    pub health: crate::health::HealthFlags,
     /// Volumes (named and anonymous) resolved at create.
     pub volume_mounts: Vec<crate::volumes::VolumeMount>,
     /// The resolved process, for inspect: entrypoint + cmd as run.

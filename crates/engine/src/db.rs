@@ -91,7 +91,8 @@ pub struct Record {
     pub started_at: String,
     pub finished_at: String,
     pub restart_count: i64,
-    /// "", "starting", "healthy" or "unhealthy".
+    /// The health-check state as JSON (docker's State.Health), "" when
+    /// the container has no health check.
     pub health: String,
     /// The monitor's start time (clock ticks since boot), so a reused pid
     /// is never taken for it.
@@ -171,14 +172,15 @@ impl Db {
         }
     }
 
-    /// Every field but id, name and created (a name changes only through
-    /// `rename`, so a monitor's update cannot undo one).
+    /// Every field but id, name, created and health (a name changes only
+    /// through `rename` and health only through `set_health`, so a
+    /// monitor's update cannot undo either).
     pub fn update(&self, r: &Record) -> Result<(), EngineError> {
         let config = serde_json::to_string(&r.config).expect("config serializes");
         self.conn.execute(
             "UPDATE containers SET config = ?2, state = ?3, pid = ?4, monitor_pid = ?5, \
              exit_code = ?6, error = ?7, started_at = ?8, finished_at = ?9, restart_count = ?10, \
-             health = ?11, monitor_start = ?12, stop_requested = ?13 WHERE id = ?1",
+             monitor_start = ?11, stop_requested = ?12 WHERE id = ?1",
             params![
                 r.id,
                 config,
@@ -190,10 +192,18 @@ impl Db {
                 r.started_at,
                 r.finished_at,
                 r.restart_count,
-                r.health,
                 r.monitor_start as i64,
                 r.stop_requested
             ],
+        )?;
+        Ok(())
+    }
+
+    /// The health-check state (JSON, "" for none).
+    pub fn set_health(&self, id: &str, health: &str) -> Result<(), EngineError> {
+        self.conn.execute(
+            "UPDATE containers SET health = ?2 WHERE id = ?1",
+            params![id, health],
         )?;
         Ok(())
     }

@@ -148,6 +148,7 @@ pub fn exec(eng: &mut Engine, key: &str, cfg: &ExecConfig) -> Result<i32, Engine
         &sigfd,
         true,
         cfg.interactive.then_some(0),
+        None,
     );
     drop(raw);
     Ok(code)

@@ -296,6 +296,30 @@ fn read_signals(fd: &OwnedFd) -> Vec<i32> {
     out
 }
 
+/// Work the relay does on a schedule (health checks).
+pub(crate) struct Ticker {
+    pub every: std::time::Duration,
+    pub next: std::time::Instant,
+    pub run: Box<dyn FnMut()>,
+}
+
+/// Reaps every child that has exited (health checkers too); returns the
+/// exit code of `pid` if it was one of them.
+fn reap_children(pid: i32) -> Option<i32> {
+    let mut code = None;
+    loop {
+        let mut status = 0;
+        // SAFETY: reaps our own children; status is a valid pointer.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if r <= 0 {
+            return code;
+        }
+        if r == pid {
+            code = Some(berth_runtime::signal::exit_code(status));
+        }
+    }
+}
+
 pub(crate) fn try_wait(pid: i32) -> Option<i32> {
     let mut status = 0;
     // SAFETY: pid is our child; status is a valid out-parameter.
@@ -325,6 +349,7 @@ pub(crate) fn relay(
     sigfd: &OwnedFd,
     echo: bool,
     stdin: Option<RawFd>,
+    mut ticker: Option<&mut Ticker>,
 ) -> i32 {
     use rustix::event::{poll, PollFd, PollFlags};
     let mut code: Option<i32> = None;
@@ -356,15 +381,29 @@ pub(crate) fn relay(
         }
         // After the exit, output still buffered is drained; a pipe held
         // open by an escaped process does not hold us for long.
-        let timeout = if code.is_some() {
-            Some(&rustix::event::Timespec {
-                tv_sec: 0,
-                tv_nsec: 200_000_000,
-            })
+        let wait = if code.is_some() {
+            Some(std::time::Duration::from_millis(200))
         } else {
-            None
+            ticker
+                .as_ref()
+                .map(|t| t.next.saturating_duration_since(std::time::Instant::now()))
         };
-        match poll(&mut fds, timeout) {
+        let ts = wait.map(|d| rustix::event::Timespec {
+            tv_sec: d.as_secs() as i64,
+            tv_nsec: d.subsec_nanos() as i64,
+        });
+        let polled = poll(&mut fds, ts.as_ref());
+        if code.is_none() {
+            if let Some(t) = ticker.as_deref_mut() {
+                let now = std::time::Instant::now();
+                if now >= t.next {
+                    (t.run)();
+                    t.next = now + t.every;
+                }
+            }
+        }
+        match polled {
+            Ok(0) if code.is_none() => continue,
             Ok(0) => break,
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
@@ -384,7 +423,7 @@ pub(crate) fn relay(
                 b's' => {
                     for sig in read_signals(sigfd) {
                         if sig == libc::SIGCHLD {
-                            if let Some(c) = try_wait(running.pid) {
+                            if let Some(c) = reap_children(running.pid) {
                                 code = Some(c);
                             }
                         } else if sig == libc::SIGWINCH {

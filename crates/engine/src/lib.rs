@@ -9,6 +9,7 @@ pub mod cp;
 /// Container records.
 pub mod db;
 pub mod exec;
+pub mod health;
 /// The container lifecycle: create, start (through the monitor), stop,
 /// kill, remove, wait.
 mod io;

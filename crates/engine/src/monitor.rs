@@ -242,11 +242,55 @@ pub fn run_foreground(eng: &mut Engine, id: &str, interactive: bool) -> Result<i
     let raw = (tty && interactive)
         .then(crate::io::RawMode::enter)
         .flatten();
-    let code = relay(&mut running, Some(&mut log), &sigfd, true, stdin);
+    let mut ticker = health_ticker(eng, &rec)?;
+    let code = relay(
+        &mut running,
+        Some(&mut log),
+        &sigfd,
+        true,
+        stdin,
+        ticker.as_mut(),
+    );
     drop(raw);
     log.flush();
     finish(eng, &mut rec, code)?;
     Ok(code)
+}
+
+/// The container's health check, scheduled in the relay: each run forks
+/// a checker process (one at a time) that runs the test and records the
+/// result. The state starts as "starting".
+fn health_ticker(eng: &Engine, rec: &Record) -> Result<Option<crate::io::Ticker>, EngineError> {
+    let check = crate::health::check_of(eng, &rec.config, &rec.image_id)?;
+    crate::health::reset(eng, &rec.id, check.as_ref())?;
+    let Some(check) = check else {
+        return Ok(None);
+    };
+    let paths = eng.paths.clone();
+    let id = rec.id.clone();
+    let started = std::time::Instant::now();
+    let every = check.interval;
+    let mut checker: i32 = 0;
+    Ok(Some(crate::io::Ticker {
+        every,
+        next: started + every,
+        run: Box::new(move || {
+            // SAFETY: signal 0 only checks whether the previous checker
+            // (our child, reaped by the relay) still runs.
+            if checker > 0 && unsafe { libc::kill(checker, 0) } == 0 {
+                return;
+            }
+            // SAFETY: the monitor is single-threaded; the child runs one
+            // check and exits without returning into the relay.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                crate::health::check_and_record(&paths, &id, &check, started);
+                // SAFETY: end the checker without unwinding.
+                unsafe { libc::_exit(0) };
+            }
+            checker = pid;
+        }),
+    }))
 }
 
 /// A failed start: the error recorded (as docker shows it in inspect), the
@@ -321,7 +365,15 @@ fn monitor_main(paths: &crate::Paths, id: &str, report: std::fs::File) -> i32 {
             Ok(l) => l,
             Err(_) => return 1,
         };
-        let code = relay(&mut running, Some(&mut log), &sigfd, false, None);
+        let mut ticker = health_ticker(&eng, &rec).unwrap_or_default();
+        let code = relay(
+            &mut running,
+            Some(&mut log),
+            &sigfd,
+            false,
+            None,
+            ticker.as_mut(),
+        );
         log.flush();
         match finish(&mut eng, &mut rec, code) {
             Ok(true) => {}
