@@ -422,6 +422,12 @@ pub struct RunArgs {
     /// Disable any container-specified HEALTHCHECK
     #[arg(long)]
     pub no_healthcheck: bool,
+    /// Logging driver for the container (json-file, none)
+    #[arg(long, default_value = "json-file")]
+    pub log_driver: String,
+    /// Log driver options (max-size, max-file)
+    #[arg(long)]
+    pub log_opt: Vec<String>,
     /// Security Options
     #[arg(long)]
     pub security_opt: Vec<String>,

@@ -155,6 +155,15 @@ fn config_from(a: &RunArgs) -> Result<ContainerConfig> {
         args: Vec::new(),
         volume_mounts: Vec::new(),
         health,
+        log_driver: a.log_driver.clone(),
+        log_opts: a
+            .log_opt
+            .iter()
+            .map(|o| {
+                let (k, v) = o.split_once('=').unwrap_or((o.as_str(), ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect(),
     })
 }
 
@@ -674,8 +683,10 @@ pub fn logs(ctx: &Ctx, a: &LogsArgs) -> Result<u8> {
             let _ = o.flush();
         }
     };
-    let all = berth_engine::logs::read(&path);
-    let mut seen = all.len();
+    if rec.config.log_driver == "none" {
+        bail!("configured logging driver does not support reading");
+    }
+    let (all, mut follower) = berth_engine::logs::read(&path);
     let entries: Vec<_> = all.into_iter().filter(|e| keep(e)).collect();
     let skip = tail.map(|n| entries.len().saturating_sub(n)).unwrap_or(0);
     for e in &entries[skip..] {
@@ -687,11 +698,9 @@ pub fn logs(ctx: &Ctx, a: &LogsArgs) -> Result<u8> {
                 eng.get(&rec.id).map(|r| r.state),
                 Ok(State::Running | State::Paused | State::Restarting)
             );
-            let all = berth_engine::logs::read(&path);
-            for e in all.iter().skip(seen).filter(|e| keep(e)) {
+            for e in follower.poll().iter().filter(|e| keep(e)) {
                 print(e);
             }
-            seen = all.len();
             if !running {
                 break;
             }
@@ -749,6 +758,11 @@ fn inspect_value(eng: &Engine, r: &Record) -> Value {
             "NanoCpus": c.cpus.map(|x| (x * 1e9) as i64).unwrap_or(0),
             "PidsLimit": c.pids_limit,
             "Tmpfs": c.tmpfs,
+            "LogConfig": {
+                "Type": if c.log_driver.is_empty() { "json-file" } else { c.log_driver.as_str() },
+                "Config": c.log_opts,
+            },
+            "Init": c.init,
         },
         "GraphDriver": {
             "Name": "overlay2",

@@ -1166,3 +1166,66 @@ fn health_checks_from_the_image_and_the_flags() {
     r.one_error_line(&["--health-interval"]);
     b.ok(&["rm", "-f", "fine", "sick", "slow", "none"]);
 }
+
+#[test]
+fn json_file_logs_rotate_and_none_keeps_no_log() {
+    let b = berth(false);
+    let id = b
+        .ok(&[
+            "run",
+            "--name",
+            "chatty",
+            "--log-opt",
+            "max-size=2k",
+            "--log-opt",
+            "max-file=3",
+            "busybox:1.35",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 300 ]; do echo line $i; i=$((i+1)); done",
+        ])
+        .lines()
+        .count();
+    assert_eq!(id, 300, "the foreground output is complete");
+    let dir = b
+        .root
+        .join("containers")
+        .join(b.inspect_container("chatty")["Id"].as_str().unwrap());
+    for f in ["container.log", "container.log.1", "container.log.2"] {
+        let len = fs::metadata(dir.join(f)).unwrap().len();
+        assert!(len > 0 && len <= 2048, "{f}: {len}");
+    }
+    assert!(!dir.join("container.log.3").exists());
+    let logs = b.ok(&["logs", "chatty"]);
+    let lines: Vec<&str> = logs.lines().collect();
+    assert_eq!(*lines.last().unwrap(), "line 299");
+    assert!(lines.len() < 300 && lines.len() > 30, "{}", lines.len());
+    // In order, with no gaps, from the oldest kept line.
+    let first: usize = lines[0].strip_prefix("line ").unwrap().parse().unwrap();
+    for (k, l) in lines.iter().enumerate() {
+        assert_eq!(*l, format!("line {}", first + k));
+    }
+    assert_eq!(
+        b.ok(&["logs", "--tail", "2", "chatty"]),
+        "line 298\nline 299\n"
+    );
+    // --log-driver none: output still reaches the terminal, no log kept.
+    let out = b.ok(&[
+        "run",
+        "--name",
+        "quiet",
+        "--log-driver",
+        "none",
+        "busybox:1.35",
+        "echo",
+        "hi",
+    ]);
+    assert_eq!(out, "hi\n");
+    let r = b.run(&["logs", "quiet"]);
+    r.one_error_line(&["does not support reading"]);
+    let r = b.run(&["run", "--log-opt", "max-size=0", "busybox:1.35", "true"]);
+    assert_eq!(r.code, Some(125));
+    let r = b.run(&["run", "--log-driver", "syslog", "busybox:1.35", "true"]);
+    r.one_error_line(&["logging driver \"syslog\" is not available"]);
+    b.ok(&["rm", "chatty", "quiet"]);
+}

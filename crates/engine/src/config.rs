@@ -49,6 +49,10 @@ pub struct ContainerConfig {
     pub network: String,
     /// `--rm`.
     pub auto_remove: bool,
+    /// `--log-driver`: "json-file" (also "") or "none".
+    pub log_driver: String,
+    /// `--log-opt` (json-file's max-size, max-file).
+    pub log_opts: BTreeMap<String, String>,
     /// `--health-*` and `--no-healthcheck`.
     pub health: crate::health::HealthFlags,
     /// Volumes (named and anonymous) resolved at create.

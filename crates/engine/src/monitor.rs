@@ -235,8 +235,7 @@ pub fn run_foreground(eng: &mut Engine, id: &str, interactive: bool) -> Result<i
         Ok(r) => r,
         Err(e) => return Err(fail(eng, &mut rec, e)),
     };
-    let mut log = crate::logs::Writer::open(&eng.layout(&rec.id).log())
-        .map_err(|e| EngineError::io("open the container log", e))?;
+    let mut log = open_log(eng, &rec)?;
     let stdin = interactive.then_some(0);
     // `-it` on a terminal: keys go to the container's pty as typed.
     let raw = (tty && interactive)
@@ -245,16 +244,30 @@ pub fn run_foreground(eng: &mut Engine, id: &str, interactive: bool) -> Result<i
     let mut ticker = health_ticker(eng, &rec)?;
     let code = relay(
         &mut running,
-        Some(&mut log),
+        log.as_mut(),
         &sigfd,
         true,
         stdin,
         ticker.as_mut(),
     );
     drop(raw);
-    log.flush();
+    if let Some(l) = log.as_mut() {
+        l.flush();
+    }
     finish(eng, &mut rec, code)?;
     Ok(code)
+}
+
+/// The container's json-file log with its rotation; none with
+/// `--log-driver none`.
+fn open_log(eng: &Engine, rec: &Record) -> Result<Option<crate::logs::Writer>, EngineError> {
+    if rec.config.log_driver == "none" {
+        return Ok(None);
+    }
+    let rotation = crate::logs::Rotation::from_opts(&rec.config.log_opts)?;
+    crate::logs::Writer::open(&eng.layout(&rec.id).log(), rotation)
+        .map(Some)
+        .map_err(|e| EngineError::io("open the container log", e))
 }
 
 /// The container's health check, scheduled in the relay: each run forks
@@ -361,20 +374,22 @@ fn monitor_main(paths: &crate::Paths, id: &str, report: std::fs::File) -> i32 {
             }
         };
         say(&mut report, "ok".into());
-        let mut log = match crate::logs::Writer::open(&eng.layout(&rec.id).log()) {
+        let mut log = match open_log(&eng, &rec) {
             Ok(l) => l,
             Err(_) => return 1,
         };
         let mut ticker = health_ticker(&eng, &rec).unwrap_or_default();
         let code = relay(
             &mut running,
-            Some(&mut log),
+            log.as_mut(),
             &sigfd,
             false,
             None,
             ticker.as_mut(),
         );
-        log.flush();
+        if let Some(l) = log.as_mut() {
+            l.flush();
+        }
         match finish(&mut eng, &mut rec, code) {
             Ok(true) => {}
             _ => return 0,

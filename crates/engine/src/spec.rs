@@ -109,6 +109,22 @@ pub fn capabilities(opts: &ContainerConfig) -> Result<Vec<String>, EngineError> 
 /// The checks `create` makes so that a bad flag fails before anything
 /// exists (and `derive` again at start); returns the capabilities.
 pub fn check(opts: &ContainerConfig) -> Result<Vec<String>, EngineError> {
+    match opts.log_driver.as_str() {
+        "" | "json-file" => {
+            crate::logs::Rotation::from_opts(&opts.log_opts)?;
+        }
+        "none" if opts.log_opts.is_empty() => {}
+        "none" => {
+            return Err(EngineError::Invalid(
+                "the none log driver takes no --log-opt".into(),
+            ))
+        }
+        other => {
+            return Err(EngineError::Invalid(format!(
+                "logging driver {other:?} is not available: berth has json-file and none"
+            )))
+        }
+    }
     if opts.memory.is_some_and(|m| m < 6 << 20) {
         return Err(EngineError::Invalid(
             "Minimum memory limit allowed is 6MB".into(),
