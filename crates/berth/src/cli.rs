@@ -267,7 +267,7 @@ pub struct InspectArgs {
     /// Format output using a Go template, or "json"
     #[arg(short, long)]
     pub format: Option<String>,
-    /// Only "image" objects exist for now
+    /// Return JSON for the specified type (container, image, volume)
     #[arg(long = "type")]
     pub kind: Option<String>,
     #[arg(required = true)]

@@ -710,10 +710,44 @@ pub fn logs(ctx: &Ctx, a: &LogsArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// Docker's Mounts list of inspect: volumes and binds.
+fn mounts_value(eng: &Engine, c: &ContainerConfig) -> Value {
+    let mut out = Vec::new();
+    for m in &c.volume_mounts {
+        out.push(json!({
+            "Type": "volume",
+            "Name": m.name,
+            "Source": berth_engine::volumes::data_dir(&eng.paths.root, &m.name),
+            "Destination": m.target,
+            "Driver": "local",
+            "Mode": if m.readonly { "ro" } else { "z" },
+            "RW": !m.readonly,
+            "Propagation": "",
+        }));
+    }
+    for v in &c.volumes {
+        let parts: Vec<&str> = v.split(':').collect();
+        if parts.len() < 2 {
+            continue;
+        }
+        let opts = parts.get(2).copied().unwrap_or("");
+        out.push(json!({
+            "Type": "bind",
+            "Source": parts[0],
+            "Destination": parts[1],
+            "Mode": opts,
+            "RW": !opts.split(',').any(|o| o == "ro" || o == "readonly"),
+            "Propagation": "rprivate",
+        }));
+    }
+    Value::Array(out)
+}
+
 fn inspect_value(eng: &Engine, r: &Record) -> Value {
     let layout = eng.layout(&r.id);
     let c = &r.config;
     json!({
+        "Mounts": mounts_value(eng, c),
         "Id": r.id,
         "Created": r.created,
         "Path": c.path,
@@ -801,6 +835,53 @@ pub fn inspect(ctx: &Ctx, a: &ContainerInspectArgs) -> Result<u8> {
                 failed = true;
             }
         }
+    }
+    match a.format.as_deref() {
+        None | Some("json") => println!("{}", serde_json::to_string_pretty(&values)?),
+        Some(t) => {
+            let tpl = output::Template::parse(t)?;
+            for v in &values {
+                println!("{}", tpl.render(v)?);
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// `berth inspect`: containers first, then images, then volumes (or only
+/// the `--type` asked for), as docker looks them up.
+pub fn inspect_any(ctx: &Ctx, a: &crate::cli::InspectArgs) -> Result<u8> {
+    let kind = a.kind.as_deref();
+    if let Some(k) = kind {
+        if !matches!(k, "container" | "image" | "volume") {
+            bail!("{k:?} is not a valid value for --type: use container, image or volume");
+        }
+    }
+    let want = |k: &str| kind.is_none_or(|x| x == k);
+    let mut eng = engine(ctx)?;
+    let mut values = Vec::new();
+    let mut failed = false;
+    for name in &a.names {
+        if want("container") {
+            if let Ok(r) = eng.get(name) {
+                values.push(inspect_value(&eng, &r));
+                continue;
+            }
+        }
+        if want("image") {
+            if let Ok(img) = eng.store.resolve(name) {
+                values.push(berth_image::inspect::inspect(&eng.store, &img)?);
+                continue;
+            }
+        }
+        if want("volume") {
+            if let Some(v) = eng.volume_get(name)? {
+                values.push(crate::volumes::value(&eng, &v));
+                continue;
+            }
+        }
+        eprintln!("Error: No such object: {name}");
+        failed = true;
     }
     match a.format.as_deref() {
         None | Some("json") => println!("{}", serde_json::to_string_pretty(&values)?),

@@ -475,11 +475,6 @@ fn short_id(id: &str) -> String {
 }
 
 pub fn inspect(ctx: &Ctx, a: &InspectArgs) -> Result<()> {
-    if let Some(k) = &a.kind {
-        if k != "image" {
-            bail!("unsupported --type {k:?}: only images exist so far");
-        }
-    }
     let store = ctx.store()?;
     let mut values = Vec::new();
     let mut missing = Vec::new();

@@ -135,6 +135,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Volume(v) => return volumes::command(&ctx, &v),
         Command::Container(ContainerCommand::Inspect(a)) => return containers::inspect(&ctx, &a),
+        Command::Inspect(a) => return containers::inspect_any(&ctx, &a),
         Command::Container(ContainerCommand::Prune(a)) => return containers::prune(&ctx, &a),
         _ => {}
     }
@@ -153,7 +154,7 @@ fn images_command(command: Command, ctx: &images::Ctx) -> Result<()> {
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => images::import(&ctx, &a),
         Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => images::tag(&ctx, &a),
         Command::History(a) | Command::Image(ImageCommand::History(a)) => images::history(&ctx, &a),
-        Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => images::inspect(&ctx, &a),
+        Command::Image(ImageCommand::Inspect(a)) => images::inspect(&ctx, &a),
         Command::Image(ImageCommand::Prune(a)) => images::prune(&ctx, &a, false),
         Command::System(SystemCommand::Prune(a)) => images::prune(&ctx, &a, true),
         Command::System(SystemCommand::Df(a)) => images::df(&ctx, &a),

@@ -29,7 +29,7 @@ fn pairs(items: &[String]) -> BTreeMap<String, String> {
 }
 
 /// Docker's inspect object of a volume.
-fn value(eng: &Engine, v: &Volume) -> Value {
+pub(crate) fn value(eng: &Engine, v: &Volume) -> Value {
     let mountpoint = berth_engine::volumes::data_dir(&eng.paths.root, &v.name);
     json!({
         "CreatedAt": v.created,

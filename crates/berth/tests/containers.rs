@@ -971,6 +971,28 @@ fn named_and_anonymous_volumes() {
         b.ok(&["volume", "ls", "-q", "--filter", "dangling=true"]),
         "bins\n"
     );
+    // `berth inspect` finds containers, images and volumes; Mounts lists
+    // the volume.
+    let c: serde_json::Value = serde_json::from_str(&b.ok(&["inspect", "user"])).unwrap();
+    assert_eq!(c[0]["Name"], "/user");
+    assert_eq!(c[0]["Mounts"][0]["Type"], "volume");
+    assert_eq!(c[0]["Mounts"][0]["Name"], "data");
+    assert_eq!(c[0]["Mounts"][0]["Destination"], "/data");
+    let i: serde_json::Value = serde_json::from_str(&b.ok(&["inspect", "busybox:1.35"])).unwrap();
+    assert!(i[0]["RootFS"].is_object(), "{i}");
+    assert_eq!(
+        b.ok(&[
+            "inspect",
+            "--type",
+            "volume",
+            "--format",
+            "{{.Name}}",
+            "data"
+        ]),
+        "data\n"
+    );
+    let r = b.run(&["inspect", "--type", "image", "user"]);
+    r.one_error_line(&["No such object: user"]);
     b.ok(&["rm", "user"]);
     // Anonymous volumes: -v /path; removed by rm -v and by --rm, kept by
     // plain rm until prune.
