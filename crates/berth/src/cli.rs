@@ -85,6 +85,8 @@ pub enum Command {
     Wait(WaitArgs),
     /// Execute a command in a running container
     Exec(ExecArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(AttachArgs),
     /// Restart one or more containers
     Restart(StopArgs),
     /// Pause all processes within one or more containers
@@ -312,6 +314,8 @@ pub enum ContainerCommand {
     Inspect(ContainerInspectArgs),
     /// Execute a command in a running container
     Exec(ExecArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(AttachArgs),
     /// Restart one or more containers
     Restart(StopArgs),
     /// Pause all processes within one or more containers
@@ -737,4 +741,19 @@ pub struct VolumePruneArgs {
     /// Do not prompt for confirmation
     #[arg(short, long)]
     pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// Do not attach STDIN
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// Proxy all received signals to the process
+    #[arg(long, default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub sig_proxy: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long)]
+    pub detach_keys: Option<String>,
+    pub container: String,
 }

@@ -10,9 +10,9 @@ use berth_engine::{Engine, EngineError, Paths, Record, State};
 use serde_json::{json, Value};
 
 use crate::cli::{
-    CommitArgs, ContainerInspectArgs, ContainerPruneArgs, ContainersArgs, CpArgs, DiffArgs,
-    ExecArgs, KillArgs, LogsArgs, PsArgs, RenameArgs, RmArgs, RunArgs, StartArgs, StopArgs,
-    TopArgs, WaitArgs,
+    AttachArgs, CommitArgs, ContainerInspectArgs, ContainerPruneArgs, ContainersArgs, CpArgs,
+    DiffArgs, ExecArgs, KillArgs, LogsArgs, PsArgs, RenameArgs, RmArgs, RunArgs, StartArgs,
+    StopArgs, TopArgs, WaitArgs,
 };
 use crate::images::Ctx;
 use crate::output;
@@ -386,6 +386,30 @@ pub fn cp(ctx: &Ctx, a: &CpArgs) -> Result<u8> {
         },
     )?;
     Ok(0)
+}
+
+pub fn attach(ctx: &Ctx, a: &AttachArgs) -> Result<u8> {
+    let detach_keys = match &a.detach_keys {
+        Some(k) => berth_engine::attach::parse_detach_keys(k)?,
+        None => berth_engine::attach::DETACH_KEYS.to_vec(),
+    };
+    let mut eng = engine(ctx)?;
+    let code = berth_engine::attach::attach(
+        &mut eng,
+        &a.container,
+        &berth_engine::attach::AttachConfig {
+            stdin: !a.no_stdin,
+            sig_proxy: a.sig_proxy,
+            detach_keys,
+        },
+    )?;
+    match code {
+        Some(c) => Ok(c.clamp(0, 255) as u8),
+        None => {
+            eprintln!("read escape sequence");
+            Ok(0)
+        }
+    }
 }
 
 pub fn exec(ctx: &Ctx, a: &ExecArgs) -> Result<u8> {

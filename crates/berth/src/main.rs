@@ -130,6 +130,9 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => {
             return containers::commit(&ctx, &a)
         }
+        Command::Attach(a) | Command::Container(ContainerCommand::Attach(a)) => {
+            return containers::attach(&ctx, &a)
+        }
         Command::Cp(a) | Command::Container(ContainerCommand::Cp(a)) => {
             return containers::cp(&ctx, &a)
         }

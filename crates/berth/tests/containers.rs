@@ -1251,3 +1251,52 @@ fn json_file_logs_rotate_and_none_keeps_no_log() {
     r.one_error_line(&["logging driver \"syslog\" is not available"]);
     b.ok(&["rm", "chatty", "quiet"]);
 }
+
+#[test]
+fn attach_to_detached_containers() {
+    let b = berth(false);
+    // Output as it comes, stdout and stderr apart; the container's exit
+    // code at the end.
+    b.ok(&[
+        "run", "-d", "--name", "talker", "busybox:1.35", "sh", "-c",
+        "sleep 0.3; i=0; while [ $i -lt 3 ]; do echo out $i; echo err $i >&2; i=$((i+1)); sleep 0.1; done; exit 3",
+    ]);
+    let r = b.run(&["attach", "talker"]);
+    assert_eq!(r.code, Some(3), "{r}");
+    assert_eq!(r.stdout, "out 0\nout 1\nout 2\n");
+    assert_eq!(r.stderr, "err 0\nerr 1\nerr 2\n");
+    // -i keeps stdin open for whoever attaches.
+    b.ok(&[
+        "run",
+        "-di",
+        "--name",
+        "reader",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "while read l; do echo got $l; [ \"$l\" = quit ] && exit 4; done",
+    ]);
+    let input = b.path("input");
+    fs::write(&input, "hello\nquit\n").unwrap();
+    let r = b.run_with_stdin(&["attach", "reader"], fs::File::open(&input).unwrap());
+    assert_eq!(r.code, Some(4), "{r}");
+    assert_eq!(r.stdout, "got hello\ngot quit\n");
+    // With a terminal: typed keys reach the shell; ctrl-p ctrl-q detaches
+    // and leaves it running.
+    b.ok(&["run", "-dit", "--name", "shell", "busybox:1.35", "sh"]);
+    let cmd = b.command(&["attach", "shell"]);
+    let r = run_on_pty_steps(
+        cmd,
+        24,
+        80,
+        &[("", b"echo $((6*7))\r"), ("42", b"\x10\x11")],
+    );
+    assert!(r.output.contains("42"), "{:?}", r.output);
+    assert_eq!(r.code, Some(0), "{:?}", r.output);
+    assert_eq!(b.inspect_container("shell")["State"]["Status"], "running");
+    // Not running: a clear error.
+    b.ok(&["stop", "-t", "0", "shell"]);
+    let r = b.run(&["attach", "shell"]);
+    r.one_error_line(&["You cannot attach to a stopped container, start it first"]);
+    b.ok(&["rm", "talker", "reader", "shell"]);
+}

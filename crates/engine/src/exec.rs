@@ -144,11 +144,12 @@ pub fn exec(eng: &mut Engine, key: &str, cfg: &ExecConfig) -> Result<i32, Engine
         .flatten();
     let code = relay(
         &mut running,
-        None,
         &sigfd,
-        true,
-        cfg.interactive.then_some(0),
-        None,
+        crate::io::RelayOpts {
+            echo: true,
+            stdin: cfg.interactive.then_some(0),
+            ..Default::default()
+        },
     );
     drop(raw);
     Ok(code)

@@ -339,19 +339,106 @@ fn write_all(fd: &OwnedFd, mut data: &[u8]) -> bool {
     true
 }
 
+/// Clients attached to a container (`berth attach`), served by its
+/// monitor on a unix socket: each gets the output as it comes (framed as
+/// Docker's multiplexed stream, raw with a terminal) and may write the
+/// container's stdin.
+pub(crate) struct AttachServer {
+    listener: std::os::unix::net::UnixListener,
+    path: std::path::PathBuf,
+    /// None once gone (removed after each round, so indices hold within
+    /// one).
+    clients: Vec<Option<Client>>,
+    tty: bool,
+}
+
+struct Client {
+    sock: UnixStream,
+    /// False once the client has shut down its side: it still gets output.
+    reading: bool,
+}
+
+impl AttachServer {
+    /// Listens at `path` (replacing a stale socket).
+    pub fn bind(path: &std::path::Path, tty: bool) -> Result<AttachServer, EngineError> {
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d)
+                .map_err(|e| EngineError::io(format!("create {}", d.display()), e))?;
+        }
+        let _ = std::fs::remove_file(path);
+        let listener = std::os::unix::net::UnixListener::bind(path)
+            .map_err(|e| EngineError::io(format!("listen on {}", path.display()), e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| EngineError::io("attach socket", e))?;
+        Ok(AttachServer {
+            listener,
+            path: path.to_path_buf(),
+            clients: Vec::new(),
+            tty,
+        })
+    }
+
+    fn accept(&mut self) {
+        while let Ok((c, _)) = self.listener.accept() {
+            // A client that stops reading is dropped, not waited for.
+            let _ = c.set_write_timeout(Some(std::time::Duration::from_secs(2)));
+            self.clients.push(Some(Client {
+                sock: c,
+                reading: true,
+            }));
+        }
+    }
+
+    fn send(&mut self, stream: usize, data: &[u8]) {
+        let mut frame = Vec::with_capacity(data.len() + 8);
+        if !self.tty {
+            frame.push(if stream == 0 { 1 } else { 2 });
+            frame.extend_from_slice(&[0, 0, 0]);
+            frame.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        }
+        frame.extend_from_slice(data);
+        for slot in &mut self.clients {
+            if slot
+                .as_mut()
+                .is_some_and(|c| c.sock.write_all(&frame).is_err())
+            {
+                *slot = None;
+            }
+        }
+    }
+}
+
+impl Drop for AttachServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// What a relay does besides waiting for the process.
+#[derive(Default)]
+pub(crate) struct RelayOpts<'a> {
+    /// The container's json-file log (not for exec).
+    pub log: Option<&'a mut crate::logs::Writer>,
+    /// Also write the output to our own stdout/stderr.
+    pub echo: bool,
+    /// Our fd to read the process's input from.
+    pub stdin: Option<RawFd>,
+    pub ticker: Option<&'a mut Ticker>,
+    pub attach: Option<&'a mut AttachServer>,
+}
+
 /// Relays until the process has exited and its output is drained; returns
-/// the exit code. `log`: the container's json-file log (not for exec);
-/// `echo`: also write the output to our stdout/stderr; `stdin`: our fd to
-/// read the process's input from.
-pub(crate) fn relay(
-    running: &mut Running,
-    mut log: Option<&mut crate::logs::Writer>,
-    sigfd: &OwnedFd,
-    echo: bool,
-    stdin: Option<RawFd>,
-    mut ticker: Option<&mut Ticker>,
-) -> i32 {
+/// the exit code.
+pub(crate) fn relay(running: &mut Running, sigfd: &OwnedFd, o: RelayOpts<'_>) -> i32 {
     use rustix::event::{poll, PollFd, PollFlags};
+    let RelayOpts {
+        mut log,
+        echo,
+        stdin,
+        mut ticker,
+        mut attach,
+    } = o;
     let mut code: Option<i32> = None;
     let mut stdin_open = stdin.is_some() && running.stdin.is_some();
     let mut buf = vec![0u8; 64 * 1024];
@@ -360,24 +447,34 @@ pub(crate) fn relay(
             break;
         }
         let mut fds: Vec<PollFd<'_>> = Vec::new();
-        let mut which: Vec<u8> = Vec::new();
+        let mut which: Vec<(u8, usize)> = Vec::new();
         let own_stdin = stdin.map(|fd| {
             // SAFETY: our stdin stays open for the whole relay.
             unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
         });
         fds.push(PollFd::new(sigfd, PollFlags::IN));
-        which.push(b's');
+        which.push((b's', 0));
         if let Some(f) = &running.stdout {
             fds.push(PollFd::new(f, PollFlags::IN));
-            which.push(b'o');
+            which.push((b'o', 0));
         }
         if let Some(f) = &running.stderr {
             fds.push(PollFd::new(f, PollFlags::IN));
-            which.push(b'e');
+            which.push((b'e', 0));
         }
         if let (true, Some(fd)) = (stdin_open, own_stdin.as_ref()) {
             fds.push(PollFd::new(fd, PollFlags::IN));
-            which.push(b'i');
+            which.push((b'i', 0));
+        }
+        if let Some(a) = attach.as_deref() {
+            fds.push(PollFd::new(&a.listener, PollFlags::IN));
+            which.push((b'l', 0));
+            for (k, c) in a.clients.iter().enumerate() {
+                if let Some(c) = c.as_ref().filter(|c| c.reading) {
+                    fds.push(PollFd::new(&c.sock, PollFlags::IN));
+                    which.push((b'c', k));
+                }
+            }
         }
         // After the exit, output still buffered is drained; a pipe held
         // open by an escaped process does not hold us for long.
@@ -409,16 +506,14 @@ pub(crate) fn relay(
             Err(rustix::io::Errno::INTR) => continue,
             Err(_) => break,
         }
-        let ready: Vec<(u8, bool)> = fds
+        let ready: Vec<(u8, usize)> = fds
             .iter()
             .zip(&which)
-            .map(|(f, w)| (*w, !f.revents().is_empty()))
+            .filter(|(f, _)| !f.revents().is_empty())
+            .map(|(_, w)| *w)
             .collect();
         drop(fds);
-        for (w, is_ready) in ready {
-            if !is_ready {
-                continue;
-            }
+        for (w, k) in ready {
             match w {
                 b's' => {
                     for sig in read_signals(sigfd) {
@@ -456,6 +551,9 @@ pub(crate) fn relay(
                     if let Some(l) = log.as_deref_mut() {
                         l.write(stream, &buf[..n]);
                     }
+                    if let Some(a) = attach.as_deref_mut() {
+                        a.send(stream, &buf[..n]);
+                    }
                     if echo {
                         let _ = if stream == 0 {
                             std::io::stdout()
@@ -488,8 +586,37 @@ pub(crate) fn relay(
                         running.stdin = None;
                     }
                 }
+                b'l' => {
+                    if let Some(a) = attach.as_deref_mut() {
+                        a.accept();
+                    }
+                }
+                b'c' => {
+                    let Some(a) = attach.as_deref_mut() else {
+                        continue;
+                    };
+                    // A client's bytes are the container's stdin; its EOF
+                    // ends only its input (stdin stays open for others).
+                    let Some(c) = a.clients[k].as_mut() else {
+                        continue;
+                    };
+                    match rustix::io::read(&c.sock, &mut buf) {
+                        Ok(0) => c.reading = false,
+                        Err(_) => a.clients[k] = None,
+                        Ok(n) => {
+                            if let Some(f) = running.stdin.as_ref() {
+                                if !write_all(f, &buf[..n]) {
+                                    running.stdin = None;
+                                }
+                            }
+                        }
+                    }
+                }
                 _ => {}
             }
+        }
+        if let Some(a) = attach.as_deref_mut() {
+            a.clients.retain(Option::is_some);
         }
         if code.is_none() {
             code = try_wait(running.pid);

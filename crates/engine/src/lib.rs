@@ -3,6 +3,7 @@
 //! owns a running container (its stdio, its logs, its exit code).
 
 /// What a container is made of: run options and the image config.
+pub mod attach;
 pub mod changes;
 pub mod config;
 pub mod cp;

@@ -40,6 +40,15 @@ impl Engine {
         Layout::new(&self.paths.root, id)
     }
 
+    /// Where a running container's monitor serves `attach` (short enough
+    /// for a unix socket path).
+    pub fn attach_socket(&self, id: &str) -> std::path::PathBuf {
+        self.paths
+            .runroot
+            .join("attach")
+            .join(format!("{}.sock", &id[..id.len().min(16)]))
+    }
+
     /// The unpacked layers of an image, top first (overlay's lowerdir
     /// order).
     pub fn image_lowers(&self, image_id: &str) -> Result<Vec<std::path::PathBuf>, EngineError> {

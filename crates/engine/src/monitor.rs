@@ -242,14 +242,19 @@ pub fn run_foreground(eng: &mut Engine, id: &str, interactive: bool) -> Result<i
         .then(crate::io::RawMode::enter)
         .flatten();
     let mut ticker = health_ticker(eng, &rec)?;
+    let mut attach = crate::io::AttachServer::bind(&eng.attach_socket(&rec.id), tty).ok();
     let code = relay(
         &mut running,
-        log.as_mut(),
         &sigfd,
-        true,
-        stdin,
-        ticker.as_mut(),
+        crate::io::RelayOpts {
+            log: log.as_mut(),
+            echo: true,
+            stdin,
+            ticker: ticker.as_mut(),
+            attach: attach.as_mut(),
+        },
     );
+    drop(attach);
     drop(raw);
     if let Some(l) = log.as_mut() {
         l.flush();
@@ -364,7 +369,9 @@ fn monitor_main(paths: &crate::Paths, id: &str, report: std::fs::File) -> i32 {
                 return 1;
             }
         };
-        let mut running = match launch(&mut eng, &mut rec, false, None) {
+        // `-i`: the container's stdin stays open for `attach`.
+        let stdin_pipe = rec.config.interactive;
+        let mut running = match launch(&mut eng, &mut rec, stdin_pipe, None) {
             Ok(r) => r,
             Err(e) => {
                 let code = e.exit_code();
@@ -379,14 +386,19 @@ fn monitor_main(paths: &crate::Paths, id: &str, report: std::fs::File) -> i32 {
             Err(_) => return 1,
         };
         let mut ticker = health_ticker(&eng, &rec).unwrap_or_default();
+        let mut attach =
+            crate::io::AttachServer::bind(&eng.attach_socket(&rec.id), rec.config.tty).ok();
         let code = relay(
             &mut running,
-            log.as_mut(),
             &sigfd,
-            false,
-            None,
-            ticker.as_mut(),
+            crate::io::RelayOpts {
+                log: log.as_mut(),
+                ticker: ticker.as_mut(),
+                attach: attach.as_mut(),
+                ..Default::default()
+            },
         );
+        drop(attach);
         if let Some(l) = log.as_mut() {
             l.flush();
         }

@@ -589,7 +589,14 @@ pub struct PtyRun {
 /// Runs `cmd` with a new pty (`rows` x `cols`) as its controlling terminal
 /// and stdio. Once the output contains `prompt` (at once if empty), writes
 /// `input`. Reads until the command exits (30 s at most).
-pub fn run_on_pty(mut cmd: Command, rows: u16, cols: u16, prompt: &str, input: &[u8]) -> PtyRun {
+pub fn run_on_pty(cmd: Command, rows: u16, cols: u16, prompt: &str, input: &[u8]) -> PtyRun {
+    run_on_pty_steps(cmd, rows, cols, &[(prompt, input)])
+}
+
+/// `run_on_pty` with several steps: each input is written once the output
+/// so far contains its prompt (an empty prompt: after a short pause, so
+/// that the command has set its terminal up).
+pub fn run_on_pty_steps(mut cmd: Command, rows: u16, cols: u16, steps: &[(&str, &[u8])]) -> PtyRun {
     use rustix::pty::OpenptFlags;
     use std::os::unix::process::CommandExt;
     let master =
@@ -626,12 +633,23 @@ pub fn run_on_pty(mut cmd: Command, rows: u16, cols: u16, prompt: &str, input: &
     drop(cmd);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut out = Vec::new();
-    let mut sent = input.is_empty();
+    let mut step = 0;
     let mut buf = [0u8; 4096];
+    let started = std::time::Instant::now();
     loop {
-        if !sent && String::from_utf8_lossy(&out).contains(prompt) {
-            rustix::io::write(&master, input).expect("write to the pty");
-            sent = true;
+        while let Some((prompt, input)) = steps.get(step) {
+            let ready = if prompt.is_empty() {
+                input.is_empty() || started.elapsed() > std::time::Duration::from_millis(300)
+            } else {
+                String::from_utf8_lossy(&out).contains(prompt)
+            };
+            if !ready {
+                break;
+            }
+            if !input.is_empty() {
+                rustix::io::write(&master, input).expect("write to the pty");
+            }
+            step += 1;
         }
         let mut fds = [rustix::event::PollFd::new(
             &master,
