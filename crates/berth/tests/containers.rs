@@ -1300,3 +1300,101 @@ fn attach_to_detached_containers() {
     r.one_error_line(&["You cannot attach to a stopped container, start it first"]);
     b.ok(&["rm", "talker", "reader", "shell"]);
 }
+
+#[test]
+fn restart_policies_stop_signal_timeout_cpus_and_start_attach() {
+    let b = berth(false);
+    let restarts = |n: &str| b.inspect_container(n)["RestartCount"].as_i64().unwrap_or(0);
+    // always (even after exit 0) and unless-stopped restart until stopped;
+    // a stop ends it for good.
+    for policy in ["always", "unless-stopped"] {
+        b.ok(&[
+            "run",
+            "-d",
+            "--name",
+            policy,
+            "--restart",
+            policy,
+            "busybox:1.35",
+            "sh",
+            "-c",
+            "echo run; exit 0",
+        ]);
+        wait_for(|| restarts(policy) >= 2);
+        b.ok(&["stop", "-t", "1", policy]);
+        let after = restarts(policy);
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(restarts(policy), after, "{policy} restarted after stop");
+        assert_eq!(b.inspect_container(policy)["State"]["Status"], "exited");
+        assert!(b.ok(&["logs", policy]).lines().count() >= 3);
+    }
+    // --stop-signal: stop sends it (here the container exits 0 on USR1).
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "usr1",
+        "--stop-signal",
+        "USR1",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "trap 'echo got USR1; exit 0' USR1; echo ready; while true; do sleep 0.05; done",
+    ]);
+    wait_for(|| b.ok(&["logs", "usr1"]).contains("ready"));
+    b.ok(&["stop", "usr1"]);
+    assert_eq!(b.ok(&["logs", "usr1"]), "ready\ngot USR1\n");
+    assert_eq!(b.inspect_container("usr1")["State"]["ExitCode"], 0);
+    // --stop-timeout: a process that ignores SIGTERM is killed after it.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "stubborn",
+        "--stop-timeout",
+        "1",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "trap '' TERM; echo ready; while true; do sleep 0.05; done",
+    ]);
+    wait_for(|| b.ok(&["logs", "stubborn"]).contains("ready"));
+    let t = std::time::Instant::now();
+    b.ok(&["stop", "stubborn"]);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert_eq!(b.inspect_container("stubborn")["State"]["ExitCode"], 137);
+    // --cpus: the CFS quota the container sees.
+    let out = b.ok(&[
+        "run", "--rm", "--cpus", "0.5", "busybox:1.35", "sh", "-c",
+        "cat /sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max",
+    ]);
+    assert_eq!(out, "50000\n");
+    // start -a -i on a created container: attached, stdin through.
+    b.ok(&[
+        "create",
+        "-i",
+        "--name",
+        "later",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "cat; exit 6",
+    ]);
+    let input = b.path("in");
+    fs::write(&input, "through start\n").unwrap();
+    let r = b.run_with_stdin(&["start", "-ai", "later"], fs::File::open(&input).unwrap());
+    assert_eq!(r.code, Some(6), "{r}");
+    assert_eq!(r.stdout, "through start\n");
+    b.ok(&[
+        "rm",
+        "always",
+        "unless-stopped",
+        "usr1",
+        "stubborn",
+        "later",
+    ]);
+}

@@ -172,15 +172,15 @@ impl Db {
         }
     }
 
-    /// Every field but id, name, created and health (a name changes only
-    /// through `rename` and health only through `set_health`, so a
-    /// monitor's update cannot undo either).
+    /// Every field but id, name, created, health and stop_requested (each
+    /// of those changes only through its own setter, so that a monitor's
+    /// update from an older copy cannot undo it).
     pub fn update(&self, r: &Record) -> Result<(), EngineError> {
         let config = serde_json::to_string(&r.config).expect("config serializes");
         self.conn.execute(
             "UPDATE containers SET config = ?2, state = ?3, pid = ?4, monitor_pid = ?5, \
              exit_code = ?6, error = ?7, started_at = ?8, finished_at = ?9, restart_count = ?10, \
-             monitor_start = ?11, stop_requested = ?12 WHERE id = ?1",
+             monitor_start = ?11 WHERE id = ?1",
             params![
                 r.id,
                 config,
@@ -192,9 +192,17 @@ impl Db {
                 r.started_at,
                 r.finished_at,
                 r.restart_count,
-                r.monitor_start as i64,
-                r.stop_requested
+                r.monitor_start as i64
             ],
+        )?;
+        Ok(())
+    }
+
+    /// Marks a stop asked for by the user (no restart policy applies).
+    pub fn set_stop_requested(&self, id: &str, v: bool) -> Result<(), EngineError> {
+        self.conn.execute(
+            "UPDATE containers SET stop_requested = ?2 WHERE id = ?1",
+            params![id, v],
         )?;
         Ok(())
     }

@@ -376,14 +376,16 @@ impl Engine {
         signal: Option<i32>,
     ) -> Result<Record, EngineError> {
         let mut rec = self.get(key)?;
+        // Also between restarts (exited, its monitor waiting to start it
+        // again): the policy must not bring it back.
+        rec.stop_requested = true;
+        self.db.set_stop_requested(&rec.id, true)?;
         if !matches!(
             rec.state,
             State::Running | State::Paused | State::Restarting
         ) {
             return Ok(rec);
         }
-        rec.stop_requested = true;
-        self.db.update(&rec)?;
         let rt = self.paths.runtime();
         if rec.state == State::Paused {
             let _ = berth_runtime::container::set_paused(&rt, &rec.id, false);
@@ -450,7 +452,7 @@ impl Engine {
                 )));
             }
             rec.stop_requested = true;
-            self.db.update(&rec)?;
+            self.db.set_stop_requested(&rec.id, true)?;
             let rt = self.paths.runtime();
             let _ = berth_runtime::container::kill(&rt, &rec.id, libc::SIGKILL);
             if rec.state == State::Paused {

@@ -228,6 +228,8 @@ pub fn run_foreground(eng: &mut Engine, id: &str, interactive: bool) -> Result<i
             rec.id
         )));
     }
+    // A start by the user: restart policies apply again.
+    eng.db.set_stop_requested(&rec.id, false)?;
     let sigfd = signal_fd(true)?;
     let tty = rec.config.tty;
     let size = if tty { crate::io::own_size() } else { None };
@@ -360,6 +362,11 @@ fn monitor_main(paths: &crate::Paths, id: &str, report: std::fs::File) -> i32 {
             return 1;
         }
     };
+    // A start by the user: restart policies apply again.
+    if let Err(e) = eng.db.set_stop_requested(id, false) {
+        say(&mut report, format!("125 {e}"));
+        return 1;
+    }
     let mut delay = Duration::from_millis(100);
     loop {
         let mut rec = match eng.get(id) {
