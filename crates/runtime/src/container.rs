@@ -207,7 +207,144 @@ fn create_in(spec: &Spec, opts: &CreateOptions, dir: &Path) -> Result<i32, Conta
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
     let cg = crate::cgroups::manager(cgroups_path.as_deref(), &opts.id)?;
     let cgroup_dirs = cg.container_dirs();
+    // The cgroups are made before the clone so that init joins them itself
+    // (v1) or is born in them (v2): no global migration lock on the way.
+    let mut self_join = cg.prepare_self_join()?;
 
+    let pid = match clone_init(flags, self_join.as_ref().and_then(|j| j.v2_dir.as_ref())) {
+        Ok(p) => p,
+        Err(CloneError::IntoCgroup) => {
+            // No clone3 or no CLONE_INTO_CGROUP here: a plain clone, and
+            // the parent moves init in (`apply`).
+            self_join = None;
+            match clone_init(flags, None) {
+                Ok(p) => p,
+                Err(e) => {
+                    let e = match e {
+                        CloneError::Failed(e) => e,
+                        CloneError::IntoCgroup => io::Error::from_raw_os_error(libc::ENOSYS),
+                    };
+                    let _ = cg.destroy();
+                    return Err(sys("cannot clone the container init")(e));
+                }
+            }
+        }
+        Err(CloneError::Failed(e)) => {
+            let _ = cg.destroy();
+            return Err(sys("cannot clone the container init")(e));
+        }
+    };
+    if pid == 0 {
+        drop(parent_sock);
+        let plan = InitPlan {
+            join: &join,
+            fifo: &fifo,
+            rootfs: &rootfs,
+            filter: filter.as_ref(),
+            cgroup_dirs: &cgroup_dirs,
+            self_join: self_join.as_ref(),
+        };
+        let code = match init(spec, opts, &plan, child_sock) {
+            Ok(never) => match never {},
+            Err((mut sock, msg)) => {
+                let _ = sock.write_all(format!("E{msg}").as_bytes());
+                1
+            }
+        };
+        // SAFETY: _exit ends the child without running the parent's
+        // destructors or atexit handlers a second time.
+        unsafe { libc::_exit(code) };
+    }
+    drop(child_sock);
+    let joined = self_join.is_some();
+    drop(self_join);
+    let cgroups = Cgroups {
+        manager: cg.as_ref(),
+        joined,
+    };
+    match parent_side(spec, opts, dir, pid, &rootfs, cgroups, parent_sock) {
+        Ok(()) => Ok(pid),
+        Err(e) => {
+            // SAFETY: plain syscalls on the child we just created.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The container's cgroups as the parent sees them: whether init has
+/// joined them itself.
+struct Cgroups<'a> {
+    manager: &'a dyn crate::cgroups::CgroupManager,
+    joined: bool,
+}
+
+enum CloneError {
+    /// clone3 or CLONE_INTO_CGROUP is not available.
+    IntoCgroup,
+    Failed(io::Error),
+}
+
+/// Clones init into new namespaces (`flags`), born in the cgroup2
+/// directory `cgroup` when given (clone3, CLONE_INTO_CGROUP). Returns 0 in
+/// the child, as fork does.
+fn clone_init(
+    flags: libc::c_int,
+    cgroup: Option<&std::os::fd::OwnedFd>,
+) -> Result<i32, CloneError> {
+    if let Some(cg) = cgroup {
+        /// The kernel's struct clone_args (v2, with `cgroup`).
+        #[repr(C)]
+        struct CloneArgs {
+            flags: u64,
+            pidfd: u64,
+            child_tid: u64,
+            parent_tid: u64,
+            exit_signal: u64,
+            stack: u64,
+            stack_size: u64,
+            tls: u64,
+            set_tid: u64,
+            set_tid_size: u64,
+            cgroup: u64,
+        }
+        const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+        let args = CloneArgs {
+            flags: flags as u32 as u64 | CLONE_INTO_CGROUP,
+            pidfd: 0,
+            child_tid: 0,
+            parent_tid: 0,
+            exit_signal: libc::SIGCHLD as u64,
+            stack: 0,
+            stack_size: 0,
+            tls: 0,
+            set_tid: 0,
+            set_tid_size: 0,
+            cgroup: cg.as_raw_fd() as u64,
+        };
+        // SAFETY: clone3 with no stack and no CLONE_VM behaves like fork
+        // (see below); args is a valid struct of the size given.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        if pid >= 0 {
+            return Ok(pid as i32);
+        }
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL | libc::EOPNOTSUPP) => {
+                CloneError::IntoCgroup
+            }
+            _ => CloneError::Failed(e),
+        });
+    }
     // SAFETY: a raw clone without CLONE_VM behaves like fork: the child gets
     // a copy of this single-threaded process and continues on its own copy
     // of the stack; it only runs `init` and then execs or exits.
@@ -222,49 +359,16 @@ fn create_in(spec: &Spec, opts: &CreateOptions, dir: &Path) -> Result<i32, Conta
         )
     };
     if pid < 0 {
-        return Err(sys("cannot clone the container init")(
-            io::Error::last_os_error(),
-        ));
+        return Err(CloneError::Failed(io::Error::last_os_error()));
     }
-    if pid == 0 {
-        drop(parent_sock);
-        let plan = InitPlan {
-            join: &join,
-            fifo: &fifo,
-            rootfs: &rootfs,
-            filter: filter.as_ref(),
-            cgroup_dirs: &cgroup_dirs,
-        };
-        let code = match init(spec, opts, &plan, child_sock) {
-            Ok(never) => match never {},
-            Err((mut sock, msg)) => {
-                let _ = sock.write_all(format!("E{msg}").as_bytes());
-                1
-            }
-        };
-        // SAFETY: _exit ends the child without running the parent's
-        // destructors or atexit handlers a second time.
-        unsafe { libc::_exit(code) };
-    }
-    let pid = pid as i32;
-    drop(child_sock);
-    match parent_side(spec, opts, dir, pid, &rootfs, cg.as_ref(), parent_sock) {
-        Ok(()) => Ok(pid),
-        Err(e) => {
-            // SAFETY: plain syscalls on the child we just created.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-            }
-            Err(e)
-        }
-    }
+    Ok(pid as i32)
 }
 
 /// The parent's half of create. Init is told to go on ('G') as soon as its
 /// user namespace has its id maps, and gets on with its rootfs while the
-/// parent moves it into its cgroups (the first v1 `cgroup.procs` write waits
-/// for an RCU grace period, milliseconds on an idle host); 'C' then tells
+/// parent writes its cgroup limits; init has moved itself into its
+/// cgroups (or, where it cannot, the parent moves it, and the first v1
+/// `cgroup.procs` write waits for an RCU grace period); 'C' then tells
 /// init that its cgroups are ready.
 fn parent_side(
     spec: &Spec,
@@ -272,9 +376,10 @@ fn parent_side(
     dir: &Path,
     pid: i32,
     rootfs: &Path,
-    cg: &dyn crate::cgroups::CgroupManager,
+    cgroups: Cgroups<'_>,
     mut sock: UnixStream,
 ) -> Result<(), ContainerError> {
+    let cg = cgroups.manager;
     // A new user namespace gets its id maps before init goes on.
     let new_userns = spec
         .linux()
@@ -297,7 +402,14 @@ fn parent_side(
     sock.write_all(b"G").map_err(sys("cannot signal init"))?;
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
     let resources = with_default_devices(spec);
-    let applied = cg.apply(pid).and_then(|()| match &resources {
+    let join = || {
+        if cgroups.joined {
+            Ok(())
+        } else {
+            cg.apply(pid)
+        }
+    };
+    let applied = join().and_then(|()| match &resources {
         Some(r) => cg.set(r),
         None => Ok(()),
     });
@@ -514,6 +626,8 @@ struct InitPlan<'a> {
     filter: Option<&'a crate::seccomp::Filter>,
     /// `CgroupManager::container_dirs`.
     cgroup_dirs: &'a [(String, PathBuf)],
+    /// Init moves itself into its v1 cgroups (see `SelfJoin`).
+    self_join: Option<&'a crate::cgroups::SelfJoin>,
 }
 
 /// The container's init, in its new namespaces. Never returns on success.
@@ -529,8 +643,14 @@ fn init(
         rootfs,
         filter,
         cgroup_dirs,
+        self_join,
     } = *plan;
     reset_signals();
+    if let Some(j) = self_join {
+        if let Err(e) = j.join_self() {
+            return Err((sock, format!("joining the container's cgroups: {e}")));
+        }
+    }
     if let Some(fds) = opts.stdio {
         for (target, fd) in fds.into_iter().enumerate() {
             // SAFETY: dup2 onto 0..2 of this (single-threaded) child; the
@@ -656,7 +776,7 @@ fn init(
     );
     if new_ns(LinuxNamespaceType::Mount) {
         t!(
-            rootfs::prepare(spec, rootfs, cgroup_dirs, &mut cgroups_ready),
+            { rootfs::prepare(spec, rootfs, cgroup_dirs, &mut cgroups_ready) },
             "preparing the rootfs"
         );
         if spec.hooks().is_some() {

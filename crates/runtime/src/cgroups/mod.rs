@@ -165,11 +165,42 @@ pub enum CgroupError {
 }
 
 /// Puts processes into a container's cgroup(s) and sets their limits.
+/// What a process needs to move itself into the container's cgroups
+/// cheaply, made by [`CgroupManager::prepare_self_join`] before it exists.
+#[derive(Debug, Default)]
+pub struct SelfJoin {
+    /// Each v1 hierarchy's `tasks` file, opened by the runtime (so the
+    /// write is checked against its credentials, not the process's). A
+    /// single-threaded process writing "0" there moves itself without the
+    /// kernel's global migration lock, which after a quiet spell waits for
+    /// an RCU grace period (5 to 30 ms).
+    pub tasks: Vec<std::os::fd::OwnedFd>,
+    /// The cgroup2 directory, for clone3's CLONE_INTO_CGROUP (the process
+    /// is born there).
+    pub v2_dir: Option<std::os::fd::OwnedFd>,
+}
+
+impl SelfJoin {
+    /// In the new process: moves it into every v1 hierarchy.
+    pub fn join_self(&self) -> std::io::Result<()> {
+        for fd in &self.tasks {
+            rustix::io::write(fd, b"0")?;
+        }
+        Ok(())
+    }
+}
+
 pub trait CgroupManager: std::fmt::Debug {
     /// Creates the cgroup(s) if needed and moves `pid` in.
     ///
     /// On error, the directories this call created are removed again.
     fn apply(&self, pid: i32) -> Result<(), CgroupError>;
+    /// Creates the cgroup(s) if needed, moving no one, and opens what a
+    /// new process needs to join them itself (see [`SelfJoin`]). None if
+    /// this manager cannot (the caller then uses `apply`).
+    fn prepare_self_join(&self) -> Result<Option<SelfJoin>, CgroupError> {
+        Ok(None)
+    }
     /// Writes the resource limits.
     ///
     /// Memory (limit, reservation, swap, swappiness, OOM killer; the kernel

@@ -108,6 +108,33 @@ impl V1Manager {
         })
     }
 
+    /// Creates the container's directory in every hierarchy (cpuset gets
+    /// its parent's cpus and mems, without which no task may join);
+    /// returns what each made. On error, nothing made is left.
+    fn create_all(&self) -> Result<Vec<Vec<PathBuf>>, CgroupError> {
+        let mut created: Vec<Vec<PathBuf>> = Vec::new();
+        for h in &self.hierarchies {
+            let cpuset = h.controllers.iter().any(|c| c == "cpuset");
+            let res = fs::create(&h.mount_point, &h.rel, |parent, dir| {
+                if cpuset {
+                    copy_cpuset(parent, dir)
+                } else {
+                    Ok(())
+                }
+            });
+            match res {
+                Ok(c) => created.push(c),
+                Err(e) => {
+                    for c in created.iter().rev() {
+                        fs::remove_created(c);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(created)
+    }
+
     /// Moves `pid` back to where it was before [`CgroupManager::apply`], in
     /// the first `n` hierarchies.
     fn move_back(&self, pid: i32, before: &ProcCgroups, n: usize) {
@@ -144,32 +171,53 @@ impl CgroupManager for V1Manager {
         out
     }
 
-    fn apply(&self, pid: i32) -> Result<(), CgroupError> {
-        let before = super::mounts::proc_cgroups(&PathBuf::from(format!("/proc/{pid}/cgroup")))
-            .unwrap_or_default();
-        let mut created: Vec<Vec<PathBuf>> = Vec::new();
+    fn prepare_self_join(&self) -> Result<Option<super::SelfJoin>, CgroupError> {
+        let created = self.create_all()?;
         let rollback = |created: &[Vec<PathBuf>]| {
             for c in created.iter().rev() {
                 fs::remove_created(c);
             }
         };
+        let mut join = super::SelfJoin::default();
         for h in &self.hierarchies {
-            let cpuset = h.controllers.iter().any(|c| c == "cpuset");
-            let res = fs::create(&h.mount_point, &h.rel, |parent, dir| {
-                if cpuset {
-                    copy_cpuset(parent, dir)
-                } else {
-                    Ok(())
-                }
-            });
-            match res {
-                Ok(c) => created.push(c),
+            let tasks = h.dir().join("tasks");
+            match rustix::fs::open(
+                &tasks,
+                rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            ) {
+                Ok(fd) => join.tasks.push(fd),
                 Err(e) => {
                     rollback(&created);
-                    return Err(e);
+                    return Err(CgroupError::Read {
+                        path: tasks,
+                        source: e.into(),
+                    });
                 }
             }
         }
+        if let Some(u) = &self.unified {
+            // Best effort, as in `apply`: the cgroup2 side of a hybrid host.
+            match u.create().and_then(|_| super::v2::open_dir(&u.dir())) {
+                Ok(fd) => join.v2_dir = Some(fd),
+                Err(e) => tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    "not joining the cgroup2 hierarchy of this hybrid host"
+                ),
+            }
+        }
+        Ok(Some(join))
+    }
+
+    fn apply(&self, pid: i32) -> Result<(), CgroupError> {
+        let before = super::mounts::proc_cgroups(&PathBuf::from(format!("/proc/{pid}/cgroup")))
+            .unwrap_or_default();
+        let rollback = |created: &[Vec<PathBuf>]| {
+            for c in created.iter().rev() {
+                fs::remove_created(c);
+            }
+        };
+        let created = self.create_all()?;
         for (i, h) in self.hierarchies.iter().enumerate() {
             if let Err(e) = fs::join(&h.dir(), pid) {
                 self.move_back(pid, &before, i);

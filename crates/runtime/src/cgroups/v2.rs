@@ -99,16 +99,51 @@ fn enable_controllers(dir: &Path) {
     }
 }
 
+/// A cgroup2 directory, opened for CLONE_INTO_CGROUP.
+pub(crate) fn open_dir(dir: &Path) -> Result<std::os::fd::OwnedFd, CgroupError> {
+    rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| CgroupError::Read {
+        path: dir.to_path_buf(),
+        source: e.into(),
+    })
+}
+
+impl V2Manager {
+    /// Creates the directory (and its parents, enabling the controllers
+    /// they pass down); returns what it made.
+    pub(crate) fn create(&self) -> Result<Vec<PathBuf>, CgroupError> {
+        fs::create(&self.root, &self.rel, |parent, _| {
+            enable_controllers(parent);
+            Ok(())
+        })
+    }
+}
+
 impl CgroupManager for V2Manager {
     fn container_dirs(&self) -> Vec<(String, PathBuf)> {
         vec![("unified".to_string(), self.dir())]
     }
 
+    fn prepare_self_join(&self) -> Result<Option<super::SelfJoin>, CgroupError> {
+        let created = self.create()?;
+        match open_dir(&self.dir()) {
+            Ok(fd) => Ok(Some(super::SelfJoin {
+                tasks: Vec::new(),
+                v2_dir: Some(fd),
+            })),
+            Err(e) => {
+                fs::remove_created(&created);
+                Err(e)
+            }
+        }
+    }
+
     fn apply(&self, pid: i32) -> Result<(), CgroupError> {
-        let created = fs::create(&self.root, &self.rel, |parent, _| {
-            enable_controllers(parent);
-            Ok(())
-        })?;
+        let created = self.create()?;
         if let Err(e) = fs::join(&self.dir(), pid) {
             // One write: the process is still where it was.
             fs::remove_created(&created);
