@@ -221,7 +221,7 @@ pub fn copy(
     } else {
         crate::rootfs::prepare(&layout, &rec.id[..12], rec.config.network == "host")?;
         let lowers = eng.image_lowers(&rec.image_id)?;
-        crate::rootfs::mount(&layout, &lowers)?;
+        crate::rootfs::mount(&layout, &lowers, false)?;
         true
     };
     let root = if running {

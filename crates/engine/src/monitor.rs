@@ -33,7 +33,7 @@ fn launch(
     crate::rootfs::prepare(&layout, &hostname, rec.config.network == "host")?;
     if !crate::rootfs::is_mounted(&layout) {
         let lowers = eng.image_lowers(&rec.image_id)?;
-        crate::rootfs::mount(&layout, &lowers)?;
+        crate::rootfs::mount(&layout, &lowers, rec.config.auto_remove)?;
     }
     let result = launch_mounted(eng, rec, &layout, &hostname, stdin_pipe, size);
     if result.is_err() {
@@ -158,6 +158,12 @@ pub(crate) fn command_error(
 fn finish(eng: &mut Engine, rec: &mut Record, code: i32) -> Result<bool, EngineError> {
     let _ = berth_runtime::container::delete(&eng.paths.runtime(), &rec.id, true);
     let _ = crate::rootfs::unmount(&eng.layout(&rec.id));
+    if rec.config.auto_remove {
+        // Gone at once: no exited state to record first.
+        eng.purge(&rec.id)?;
+        eng.remove_anonymous_volumes(&rec.config.volume_mounts)?;
+        return Ok(false);
+    }
     // Re-read: `stop` may have marked the container meanwhile.
     if let Some(now) = eng.db.get(&rec.id)? {
         rec.stop_requested = now.stop_requested;
@@ -172,11 +178,6 @@ fn finish(eng: &mut Engine, rec: &mut Record, code: i32) -> Result<bool, EngineE
     rec.monitor_start = 0;
     rec.finished_at = crate::logs::now();
     eng.db.update(rec)?;
-    if rec.config.auto_remove {
-        eng.purge(&rec.id)?;
-        eng.remove_anonymous_volumes(&rec.config.volume_mounts)?;
-        return Ok(false);
-    }
     Ok(true)
 }
 

@@ -30,9 +30,14 @@ impl Layout {
         self.dir.join("merged")
     }
     /// The init layer: the mount points berth itself adds (Docker's
-    /// "-init" layer), so that they never show in diff or commit.
+    /// "-init" layer), so that they never show in diff or commit. The same
+    /// for every container, so one per store, made once.
     pub fn init(&self) -> PathBuf {
-        self.dir.join("init")
+        self.dir
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("/"))
+            .join("init-layer")
     }
     pub fn log(&self) -> PathBuf {
         self.dir.join("container.log")
@@ -50,7 +55,9 @@ fn make_init_layer(dir: &Path) -> Result<(), EngineError> {
         let p = p.to_path_buf();
         move |e| EngineError::io(format!("create {}", p.display()), e)
     };
-    let tmp = dir.with_extension("tmp");
+    // Made aside and renamed into place: concurrent starts may race to
+    // make it, and the first rename wins.
+    let tmp = dir.with_file_name(format!("init-layer.{}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
     for d in ["", "dev", "dev/pts", "dev/shm", "proc", "sys", "etc"] {
         let p = tmp.join(d);
@@ -75,7 +82,14 @@ fn make_init_layer(dir: &Path) -> Result<(), EngineError> {
     }
     let mtab = tmp.join("etc/mtab");
     std::os::unix::fs::symlink("/proc/mounts", &mtab).map_err(io(&mtab))?;
-    fs::rename(&tmp, dir).map_err(io(dir))
+    match fs::rename(&tmp, dir) {
+        Ok(()) => Ok(()),
+        Err(_) if dir.is_dir() => {
+            let _ = fs::remove_dir_all(&tmp);
+            Ok(())
+        }
+        Err(e) => Err(io(dir)(e)),
+    }
 }
 
 /// Creates the container's directories and /etc files.
@@ -131,8 +145,10 @@ pub fn prepare(layout: &Layout, hostname: &str, network_host: bool) -> Result<()
 }
 
 /// Mounts the overlay at `merged`: the init layer over `lowers` (the
-/// image's layers, top first).
-pub fn mount(layout: &Layout, lowers: &[PathBuf]) -> Result<(), EngineError> {
+/// image's layers, top first). `volatile` (for `--rm` containers, whose
+/// changes die with them): overlayfs skips syncing the upper dir, at
+/// unmount too.
+pub fn mount(layout: &Layout, lowers: &[PathBuf], volatile: bool) -> Result<(), EngineError> {
     let lowers: Vec<String> = std::iter::once(&layout.init())
         .chain(lowers)
         .map(|p| escape(&p.to_string_lossy()))
@@ -151,21 +167,28 @@ pub fn mount(layout: &Layout, lowers: &[PathBuf]) -> Result<(), EngineError> {
         )));
     }
     let target = layout.merged();
-    let data = std::ffi::CString::new(data)
-        .map_err(|_| EngineError::Invalid("a store path contains a NUL byte".into()))?;
-    rustix::mount::mount(
-        "overlay",
-        &target,
-        "overlay",
-        rustix::mount::MountFlags::empty(),
-        Some(data.as_c_str()),
-    )
-    .map_err(|e| {
-        EngineError::io(
-            format!("mount the overlay at {}", target.display()),
-            e.into(),
+    let mount = |data: &str| {
+        let data = std::ffi::CString::new(data)
+            .map_err(|_| EngineError::Invalid("a store path contains a NUL byte".into()))?;
+        rustix::mount::mount(
+            "overlay",
+            &target,
+            "overlay",
+            rustix::mount::MountFlags::empty(),
+            Some(data.as_c_str()),
         )
-    })
+        .map_err(|e| {
+            EngineError::io(
+                format!("mount the overlay at {}", target.display()),
+                e.into(),
+            )
+        })
+    };
+    if volatile && mount(&format!("{data},volatile")).is_ok() {
+        return Ok(());
+    }
+    // Without volatile (kernels before 5.10 do not know it).
+    mount(&data)
 }
 
 /// Overlay option values escape `,` and `:` with a backslash.
