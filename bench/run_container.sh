@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `berth run --rm busybox true` vs `podman run --rm --network none --runtime
-# runc busybox true`, same run, interleaved (bench/harness.py, no shell
-# around either). Each has its own store with the busybox fixture loaded.
+# runc busybox true` and `docker run --rm --network none busybox true`
+# (Debian's dockerd, private: its own data root and socket), same run,
+# interleaved (bench/harness.py, no shell around any). Each has its own
+# store with the busybox fixture loaded.
 # Podman 4.3's default nofile/nproc rlimits cannot be set on a host without
 # CAP_SYS_RESOURCE, so it gets a containers.conf with no default ulimits
 # (berth sets none either).
@@ -16,6 +18,15 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+dockerd_pid=""
+stop_dockerd() {
+  if [ -n "$dockerd_pid" ]; then
+    kill "$dockerd_pid" 2>/dev/null || true
+    wait "$dockerd_pid" 2>/dev/null || true
+    umount -R "$work/docker" 2>/dev/null || true
+  fi
+}
+trap 'stop_dockerd; cleanup' EXIT
 B="$berth --root $work/berth --runroot $work/berth-run"
 $B load -i tests/fixtures/busybox-1.35 >/dev/null
 $B tag sha256:34bf58e478a3177ce60c5882e166493671b970307c68cf12ad89a04d67df3f23 busybox:1.35
@@ -26,6 +37,28 @@ if command -v podman >/dev/null; then
   P="podman --root $work/podman --runroot $work/podman-run --storage-driver overlay"
   $P load -i "$work/busybox.tar" >/dev/null 2>&1
   cmds+=("podman (runc)=exec env CONTAINERS_CONF=$work/containers.conf $P run --rm --network none --runtime runc busybox:1.35 true")
+fi
+if command -v dockerd >/dev/null && command -v docker >/dev/null; then
+  mkdir -p "$work/docker"
+  printf '{"deprecated-key-path": "%s/docker/key.json"}\n' "$work" > "$work/docker/daemon.json"
+  ns="berth-bench-$$"
+  dockerd --config-file "$work/docker/daemon.json" --data-root "$work/docker/data" \
+    --exec-root "$work/docker/exec" --pidfile "$work/docker/pid" \
+    -H "unix://$work/docker/docker.sock" --bridge=none --iptables=false --ip-masq=false \
+    --containerd-namespace="$ns" --containerd-plugins-namespace="$ns-plugins" \
+    >"$work/docker/dockerd.log" 2>&1 &
+  dockerd_pid=$!
+  D="docker -H unix://$work/docker/docker.sock"
+  for _ in $(seq 150); do
+    $D version >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  if $D load -i "$work/busybox.tar" >/dev/null 2>&1; then
+    cmds+=("docker=exec $D run --rm --network none busybox:1.35 true")
+  else
+    echo "dockerd did not start; see its log:" >&2
+    tail -5 "$work/docker/dockerd.log" >&2
+  fi
 fi
 python3 bench/harness.py "run --rm busybox true" "${RUNS:-20}" "true" -- "${cmds[@]}"
 echo "Goal: berth <= 0.1x podman."
