@@ -9,8 +9,9 @@
 # (berth sets none either).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x target/release/berth ] || cargo build --release -p berth
-berth=$PWD/target/release/berth
+# The shipped build (scripts/dist.sh: static, LTO) is what is measured.
+./scripts/dist.sh >/dev/null
+berth=$PWD/target/dist-bin/berth
 work=$(mktemp -d /var/tmp/berth-bench-run.XXXXXX)
 cleanup() {
   podman --root "$work/podman" --runroot "$work/podman-run" --storage-driver overlay system reset -f >/dev/null 2>&1 || true

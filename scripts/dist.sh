@@ -9,6 +9,7 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 # build scripts or proc-macros (which cannot be static).
 export RUSTFLAGS="-C target-feature=+crt-static"
 cargo build --profile dist-small --target "$host" -p berth-runtime --bin berth-runc
+cargo build --profile dist --target "$host" -p berth --bin berth
 mkdir -p target/dist-bin
-cp "target/$host/dist-small/berth-runc" target/dist-bin/
-echo "target/dist-bin/berth-runc"
+cp "target/$host/dist-small/berth-runc" "target/$host/dist/berth" target/dist-bin/
+echo "target/dist-bin/berth-runc target/dist-bin/berth"
