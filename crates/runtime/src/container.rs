@@ -1496,14 +1496,33 @@ pub fn spawn(opts: &ExecOptions) -> Result<i32, ContainerError> {
     }
     let (mut parent_sock, mut child_sock) =
         UnixStream::pair().map_err(sys("cannot create the sync socket"))?;
-    // SAFETY: berth-runc is single-threaded; the child only joins the
+    // As init: the process joins the container's cgroups itself (v1) or
+    // is born in them (v2), without the kernel's global migration lock.
+    let cg = cgroup_of(&saved)?;
+    let mut self_join = cg.prepare_self_join().ok().flatten();
+    // The berth-runc process is single-threaded; the child only joins the
     // container and execs or exits.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(sys("cannot fork")(io::Error::last_os_error()));
-    }
+    let pid = match clone_init(0, self_join.as_ref().and_then(|j| j.v2_dir.as_ref())) {
+        Ok(p) => p,
+        Err(CloneError::IntoCgroup) => {
+            self_join = None;
+            clone_init(0, None).map_err(|e| match e {
+                CloneError::Failed(e) => sys("cannot fork")(e),
+                CloneError::IntoCgroup => {
+                    sys("cannot fork")(io::Error::from_raw_os_error(libc::ENOSYS))
+                }
+            })?
+        }
+        Err(CloneError::Failed(e)) => return Err(sys("cannot fork")(e)),
+    };
     if pid == 0 {
         drop(parent_sock);
+        if let Some(Err(e)) = self_join.as_ref().map(|j| j.join_self()) {
+            let _ =
+                child_sock.write_all(format!("Ejoining the container's cgroups: {e}").as_bytes());
+            // SAFETY: see create().
+            unsafe { libc::_exit(126) };
+        }
         let msg = exec_child(
             opts,
             &namespaces,
@@ -1532,10 +1551,12 @@ pub fn spawn(opts: &ExecOptions) -> Result<i32, ContainerError> {
         }
         Err(e)
     };
-    let cg = cgroup_of(&saved)?;
-    if let Err(e) = cg.apply(pid) {
-        return fail(pid, e.into());
+    if self_join.is_none() {
+        if let Err(e) = cg.apply(pid) {
+            return fail(pid, e.into());
+        }
     }
+    drop(self_join);
     if let Err(e) = parent_sock.write_all(b"G") {
         return fail(pid, sys("cannot signal the exec process")(e));
     }
