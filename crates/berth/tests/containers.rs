@@ -871,6 +871,32 @@ fn cp_both_ways_running_and_stopped_and_never_outside() {
     b.ok(&["cp", &h("in.txt"), "box:/escape/d/"]);
     assert!(!Path::new("/d/in.txt").exists());
     assert_eq!(b.ok(&["exec", "box", "cat", "/d/in.txt"]), "in\n");
+    // What lands on the host is data: no set-id bits, no device nodes;
+    // whiteout-like names are plain files; a relative link may climb.
+    b.ok(&[
+        "exec", "box", "sh", "-c",
+        "mkdir /odd && cp /bin/busybox /odd/suid && chmod 4755 /odd/suid && echo w > /odd/.wh.keep && mknod /odd/null c 1 3 && ln -s ../d/a /odd/up",
+    ]);
+    b.ok(&["cp", "box:/odd", &h("odd")]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(host.join("odd/suid"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o755, "{mode:o}");
+    assert_eq!(
+        fs::read_to_string(host.join("odd/.wh.keep")).unwrap(),
+        "w\n"
+    );
+    assert!(!host.join("odd/null").exists());
+    assert_eq!(
+        fs::read_link(host.join("odd/up")).unwrap(),
+        Path::new("../d/a")
+    );
+    // A file never replaces a directory.
+    fs::create_dir_all(host.join("clash/a")).unwrap();
+    let r = b.run(&["cp", "box:/d/.", &h("clash")]);
+    r.one_error_line(&["cannot overwrite directory with non-directory"]);
     // A stopped container, both ways.
     b.ok(&["stop", "-t", "0", "box"]);
     b.ok(&["cp", &h("in.txt"), "box:/while-stopped"]);

@@ -131,9 +131,15 @@ fn line(r: &mut impl BufRead) -> Result<String, String> {
 }
 
 /// Unpacks the tar read from `input` under `dir`, safely (no entry can
-/// leave it), with the store's layer extractor.
-fn unpack(input: impl Read, dir: &Path) -> Result<(), String> {
-    berth_image::layer::apply(input, dir, None)
+/// leave it), as a plain archive: no whiteouts, no directory replaced by a
+/// file; `host`: landing on the host, so no set-id bits, file
+/// capabilities or device nodes from the container.
+fn unpack(input: impl Read, dir: &Path, host: bool) -> Result<(), String> {
+    let opts = berth_image::layer::ApplyOptions {
+        host_safe: host,
+        ..berth_image::layer::ApplyOptions::ARCHIVE
+    };
+    berth_image::layer::apply_with(input, dir, None, opts)
         .map(|_| ())
         .map_err(|e| format!("unpacking into {}: {}", dir.display(), chain(&e)))
 }
@@ -296,7 +302,7 @@ fn copy_out(
             match landing(d, &d_raw, kind, contents_only(src), &base_name(src)) {
                 Ok((dir, top)) => {
                     let _ = w.write_all(format!("T{}\n", top.unwrap_or_default()).as_bytes());
-                    unpack(&mut r, &dir).map_err(EngineError::Invalid)
+                    unpack(&mut r, &dir, true).map_err(EngineError::Invalid)
                 }
                 Err(m) => Err(EngineError::Invalid(m)),
             }
@@ -338,7 +344,7 @@ fn copy_in(root: &Path, src: &Side, dest: &str, opts: &CpOptions) -> Result<(), 
         let (dir, top) = landing(&dest_path, &dest_raw, kind, contents, &base)?;
         w.write_all(format!("T{}\n", top.unwrap_or_default()).as_bytes())
             .map_err(|e| e.to_string())?;
-        unpack(BufReader::new(sock), &dir)?;
+        unpack(BufReader::new(sock), &dir, false)?;
         w.write_all(b"ok\n").map_err(|e| e.to_string())
     })?;
     let mut r = BufReader::new(sock.try_clone().map_err(|e| EngineError::io("socket", e))?);

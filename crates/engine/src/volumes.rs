@@ -372,7 +372,12 @@ pub(crate) fn fill_from_image(
     let t = std::thread::spawn(move || {
         berth_image::diff::write_path_tar(&src2, None, true, None, writer)
     });
-    let applied = berth_image::layer::apply(reader, &data, None);
+    let applied = berth_image::layer::apply_with(
+        reader,
+        &data,
+        None,
+        berth_image::layer::ApplyOptions::ARCHIVE,
+    );
     let written = t.join().expect("the tar writer does not panic");
     applied.map_err(|e| {
         EngineError::Invalid(format!("copying {} into volume {}: {e}", m.target, m.name))

@@ -249,7 +249,15 @@ impl<W: Write> TreeWriter<W> {
             let mut h = self.header(&md, tar::EntryType::Regular);
             h.set_size(md.len());
             xattrs(&mut self.b, full)?;
-            self.b.append_data(&mut h, r, fs::File::open(full)?)?;
+            // Exactly the size in the header, whatever the file does
+            // meanwhile (a file growing during the copy must not spill
+            // into the next header): cut or zero-padded.
+            let len = md.len();
+            let body = io::Read::take(
+                io::Read::chain(io::Read::take(fs::File::open(full)?, len), io::repeat(0)),
+                len,
+            );
+            self.b.append_data(&mut h, r, body)?;
         } else if ft.is_symlink() {
             let target = fs::read_link(full)?;
             let mut h = self.header(&md, tar::EntryType::Symlink);

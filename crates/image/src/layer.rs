@@ -105,6 +105,42 @@ pub fn decompress<'a, R: Read + 'a>(input: R) -> io::Result<Box<dyn Read + 'a>> 
     })
 }
 
+/// How a tar is unpacked: as an image layer (the default) or as a plain
+/// archive (`berth cp`, a volume filled from its image).
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyOptions {
+    /// OCI whiteouts (`.wh.NAME`, `.wh..wh..opq`) become overlay ones; off,
+    /// such names are ordinary files.
+    pub whiteouts: bool,
+    /// For files landing on the host from a container: set-id bits,
+    /// extended attributes (file capabilities) and device nodes are
+    /// dropped, as an unprivileged extraction would drop them.
+    pub host_safe: bool,
+    /// Relative symlinks may point above the archive's root (plain data
+    /// for an archive; openat2 keeps every write inside `dest` anyway).
+    pub links_anywhere: bool,
+    /// A non-directory may not replace an existing directory (docker cp's
+    /// "cannot overwrite directory with non-directory").
+    pub keep_dirs: bool,
+}
+
+impl ApplyOptions {
+    /// An image layer.
+    pub const LAYER: ApplyOptions = ApplyOptions {
+        whiteouts: true,
+        host_safe: false,
+        links_anywhere: false,
+        keep_dirs: false,
+    };
+    /// A plain archive.
+    pub const ARCHIVE: ApplyOptions = ApplyOptions {
+        whiteouts: false,
+        host_safe: false,
+        links_anywhere: true,
+        keep_dirs: true,
+    };
+}
+
 /// Applies the layer read from `input` (gzip, zstd or plain tar) into the
 /// existing, empty directory `dest`. When `expected` is given, the diff_id of
 /// the stream must match it. On error the caller removes `dest`.
@@ -112,6 +148,16 @@ pub fn apply(
     input: impl Read,
     dest: &Path,
     expected: Option<&Digest>,
+) -> Result<Applied, LayerError> {
+    apply_with(input, dest, expected, ApplyOptions::LAYER)
+}
+
+/// `apply` with the options given.
+pub fn apply_with(
+    input: impl Read,
+    dest: &Path,
+    expected: Option<&Digest>,
+    opts: ApplyOptions,
 ) -> Result<Applied, LayerError> {
     let stream = decompress(input).map_err(LayerError::Stream)?;
     let algorithm = expected.map_or(Algorithm::Sha256, Digest::algorithm);
@@ -125,7 +171,7 @@ pub fn apply(
         path: dest.to_path_buf(),
         source: e.into(),
     })?;
-    let mut ex = Extractor::new(root);
+    let mut ex = Extractor::new(root, opts);
     {
         let mut archive = tar::Archive::new(&mut hashing);
         let entries = archive.entries().map_err(LayerError::Stream)?;
@@ -238,6 +284,7 @@ struct Extractor {
     /// Directories whose times are set at the end, after their children.
     dir_times: Vec<(PathBuf, Timestamps)>,
     content_size: u64,
+    opts: ApplyOptions,
 }
 
 fn entry_err(entry: &str, what: impl Into<String>) -> impl FnOnce(Errno) -> LayerError + '_ {
@@ -250,12 +297,37 @@ fn entry_err(entry: &str, what: impl Into<String>) -> impl FnOnce(Errno) -> Laye
 }
 
 impl Extractor {
-    fn new(root: OwnedFd) -> Self {
+    fn new(root: OwnedFd, opts: ApplyOptions) -> Self {
         Extractor {
             root,
             cached: None,
             dir_times: Vec::new(),
             content_size: 0,
+            opts,
+        }
+    }
+
+    /// With `keep_dirs`: refuses to put a non-directory where a directory
+    /// is.
+    fn refuse_dir_replace(
+        &mut self,
+        parent: &Path,
+        name: &OsStr,
+        entry: &str,
+    ) -> Result<(), LayerError> {
+        if !self.opts.keep_dirs {
+            return Ok(());
+        }
+        let dir = self.parent(parent, entry)?;
+        match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                Err(LayerError::Entry {
+                    entry: entry.to_string(),
+                    what: "cannot overwrite directory with non-directory".into(),
+                    source: io::ErrorKind::AlreadyExists.into(),
+                })
+            }
+            _ => Ok(()),
         }
     }
 
@@ -320,13 +392,17 @@ impl Extractor {
         let raw_path = e.path().map_err(LayerError::Stream)?.into_owned();
         let name = raw_path.to_string_lossy().into_owned();
         let kind = e.header().entry_type();
-        let pax = read_pax(&mut e)?;
+        let mut pax = read_pax(&mut e)?;
+        if self.opts.host_safe {
+            pax.xattrs.clear();
+        }
         let times = match pax.mtime {
             Some((sec, nsec)) => timestamps(sec, nsec),
             None => timestamps(e.header().mtime().map_err(LayerError::Stream)? as i64, 0),
         };
         let header_mode = e.header().mode().map_err(LayerError::Stream)?;
-        let perm = Mode::from_raw_mode(header_mode & 0o7777);
+        let keep = if self.opts.host_safe { 0o1777 } else { 0o7777 };
+        let perm = Mode::from_raw_mode(header_mode & keep);
         let Some(path) = clean_name(&raw_path, &name)? else {
             // "./": the root directory's own metadata.
             if kind.is_dir() {
@@ -342,13 +418,16 @@ impl Extractor {
         let parent = path.parent().unwrap_or(Path::new("")).to_path_buf();
 
         // Whiteouts.
-        if fname == WHITEOUT_OPAQUE.as_bytes() {
+        if self.opts.whiteouts && fname == WHITEOUT_OPAQUE.as_bytes() {
             let dir = self.parent(&parent, &name)?;
             rfs::fsetxattr(dir, OVERLAY_OPAQUE_XATTR, b"y", XattrFlags::empty())
                 .map_err(entry_err(&name, "cannot mark directory opaque"))?;
             return Ok(());
         }
-        if let Some(hidden) = fname.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+        if let Some(hidden) = fname
+            .strip_prefix(WHITEOUT_PREFIX.as_bytes())
+            .filter(|_| self.opts.whiteouts)
+        {
             if hidden.starts_with(b".wh.") || hidden.is_empty() {
                 // aufs metadata such as .wh..wh.plnk: not part of the image.
                 return Ok(());
@@ -412,6 +491,7 @@ impl Extractor {
                     });
                 }
                 let expected = e.header().size().map_err(LayerError::Stream)?;
+                self.refuse_dir_replace(&parent, &file_name, &name)?;
                 let dir = self.parent(&parent, &name)?;
                 remove_existing(dir, &file_name, &name)?;
                 let fd = rfs::openat(
@@ -454,12 +534,16 @@ impl Extractor {
                         source: io::ErrorKind::InvalidData.into(),
                     })?
                     .into_owned();
-                if !target.is_absolute() && resolve_lexically(&parent, &target).is_none() {
+                if !self.opts.links_anywhere
+                    && !target.is_absolute()
+                    && resolve_lexically(&parent, &target).is_none()
+                {
                     return Err(LayerError::Breakout {
                         entry: name,
                         reason: "symlink target climbs above the layer root",
                     });
                 }
+                self.refuse_dir_replace(&parent, &file_name, &name)?;
                 let dir = self.parent(&parent, &name)?;
                 remove_existing(dir, &file_name, &name)?;
                 rfs::symlinkat(&target, dir, &file_name)
@@ -509,6 +593,9 @@ impl Extractor {
                 }
                 rfs::linkat(&target_dir, &target_name, dir, &file_name, AtFlags::empty())
                     .map_err(entry_err(&name, format!("cannot link to {target:?}")))?;
+            }
+            tar::EntryType::Char | tar::EntryType::Block if self.opts.host_safe => {
+                tracing::warn!(entry = %name, "device node not copied to the host");
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let file_type = match kind {
