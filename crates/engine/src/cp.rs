@@ -155,10 +155,12 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Runs `body` in a forked helper chrooted into `root`, talking to the
-/// caller over the socket it gets; returns the caller's end and the pid.
+/// Runs `body` in a forked helper chrooted into the directory `root` (an
+/// open fd, so that what it names cannot change between the check and the
+/// chroot), talking to the caller over the socket it gets; returns the
+/// caller's end and the pid.
 fn helper(
-    root: &Path,
+    root: &std::os::fd::OwnedFd,
     body: impl FnOnce(UnixStream) -> Result<(), String>,
 ) -> Result<(UnixStream, i32), EngineError> {
     let (ours, theirs) = UnixStream::pair().map_err(|e| EngineError::io("socketpair", e))?;
@@ -177,7 +179,9 @@ fn helper(
         // Non-dumpable: no process of the container may attach to it.
         // SAFETY: prctl with constant arguments.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-        let res = std::os::unix::fs::chroot(root)
+        let res = rustix::process::fchdir(root)
+            .map_err(std::io::Error::from)
+            .and_then(|()| std::os::unix::fs::chroot("."))
             .and_then(|()| std::env::set_current_dir("/"))
             .map_err(|e| format!("entering the container's root: {e}"))
             .and_then(|()| body(sock.try_clone().map_err(|e| e.to_string())?));
@@ -231,9 +235,29 @@ pub fn copy(
         true
     };
     let root = if running {
-        PathBuf::from(format!("/proc/{}/root", rec.pid))
+        // The runtime's record of init (pid and start time): a pid the
+        // kernel has since given to another process is never entered.
+        let rt = eng.paths.runtime();
+        let saved = berth_runtime::state::Saved::load(&rt, &rec.id)
+            .map_err(|e| EngineError::Runtime(e.into()))?;
+        let fd = open_dir(&PathBuf::from(format!("/proc/{}/root", saved.pid)));
+        if !saved.alive() {
+            return Err(EngineError::Conflict(format!(
+                "container {} is not running",
+                rec.id
+            )));
+        }
+        fd?
     } else {
-        layout.merged()
+        match open_dir(&layout.merged()) {
+            Ok(fd) => fd,
+            Err(e) => {
+                if mounted_here {
+                    let _ = crate::rootfs::unmount(&layout);
+                }
+                return Err(e);
+            }
+        }
     };
     let result = match (src, dest) {
         (Side::Container(s), d) => copy_out(&root, &rec.name, s, d, opts),
@@ -248,12 +272,21 @@ pub fn copy(
     result
 }
 
+fn open_dir(p: &Path) -> Result<std::os::fd::OwnedFd, EngineError> {
+    rustix::fs::open(
+        p,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| EngineError::io(format!("open {}", p.display()), e.into()))
+}
+
 fn container_path(p: &str) -> PathBuf {
     Path::new("/").join(p.trim_start_matches('/'))
 }
 
 fn copy_out(
-    root: &Path,
+    root: &std::os::fd::OwnedFd,
     name: &str,
     src: &str,
     dest: &Side,
@@ -319,7 +352,7 @@ fn copy_out(
     Ok(())
 }
 
-fn copy_in(root: &Path, src: &Side, dest: &str, opts: &CpOptions) -> Result<(), EngineError> {
+fn copy_in(root: &std::os::fd::OwnedFd, src: &Side, dest: &str, opts: &CpOptions) -> Result<(), EngineError> {
     let dest_path = container_path(dest);
     let dest_raw = dest.to_string();
     let (kind, src_desc) = match src {
