@@ -445,10 +445,7 @@ pub fn wait(ctx: &Ctx, a: &WaitArgs) -> Result<u8> {
     let mut eng = engine(ctx)?;
     let mut failed = false;
     for c in &a.containers {
-        let res = eng
-            .get(c)
-            .and_then(|rec| eng.wait_exit(&rec.id, None))
-            .map(|r| r.map(|r| r.exit_code));
+        let res = eng.get(c).and_then(|rec| eng.wait_code(&rec.id, None));
         match res {
             Ok(Some(code)) => println!("{code}"),
             Ok(None) => {}

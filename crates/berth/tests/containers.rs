@@ -1424,3 +1424,65 @@ fn restart_policies_stop_signal_timeout_cpus_and_start_attach() {
         "later",
     ]);
 }
+
+#[test]
+fn rm_containers_answer_stop_wait_and_attach() {
+    let b = berth(false);
+    // stop of a --rm container: it stops, is removed, and stop succeeds.
+    b.ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        "gone",
+        "busybox:1.35",
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(b.ok(&["stop", "-t", "0", "gone"]), "gone\n");
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    // wait and attach get the exit code of a --rm container.
+    let id = b
+        .ok(&[
+            "run",
+            "-d",
+            "--rm",
+            "busybox:1.35",
+            "sh",
+            "-c",
+            "sleep 0.3; exit 5",
+        ])
+        .trim()
+        .to_string();
+    let r = b.run(&["wait", &id]);
+    assert_eq!(r.stdout, "5\n", "{r}");
+    b.ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        "att",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "sleep 0.3; echo bye; exit 6",
+    ]);
+    let r = b.run(&["attach", "att"]);
+    assert_eq!(r.code, Some(6), "{r}");
+    assert_eq!(r.stdout, "bye\n");
+    // stop -t -1 waits for as long as it takes (here, the trap's exit).
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slowstop",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "trap 'sleep 1; exit 0' TERM; echo ready; while true; do sleep 0.05; done",
+    ]);
+    wait_for(|| b.ok(&["logs", "slowstop"]).contains("ready"));
+    b.ok(&["stop", "-t", "-1", "slowstop"]);
+    assert_eq!(b.inspect_container("slowstop")["State"]["ExitCode"], 0);
+    b.ok(&["rm", "slowstop"]);
+}

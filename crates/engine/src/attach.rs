@@ -104,12 +104,9 @@ pub fn attach(eng: &mut Engine, key: &str, cfg: &AttachConfig) -> Result<Option<
     if detached {
         return Ok(None);
     }
-    let done = eng.wait_exit(&rec.id, Some(std::time::Duration::from_secs(10)));
-    match done {
-        Ok(Some(r)) => Ok(Some(r.exit_code)),
+    match eng.wait_code(&rec.id, Some(std::time::Duration::from_secs(10))) {
+        Ok(Some(c)) => Ok(Some(c)),
         Ok(None) => Ok(Some(0)),
-        // Removed meanwhile (--rm): its code is gone with it.
-        Err(EngineError::NoSuchContainer(_)) => Ok(Some(0)),
         Err(e) => Err(e),
     }
 }

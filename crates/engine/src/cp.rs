@@ -352,7 +352,12 @@ fn copy_out(
     Ok(())
 }
 
-fn copy_in(root: &std::os::fd::OwnedFd, src: &Side, dest: &str, opts: &CpOptions) -> Result<(), EngineError> {
+fn copy_in(
+    root: &std::os::fd::OwnedFd,
+    src: &Side,
+    dest: &str,
+    opts: &CpOptions,
+) -> Result<(), EngineError> {
     let dest_path = container_path(dest);
     let dest_raw = dest.to_string();
     let (kind, src_desc) = match src {

@@ -395,16 +395,46 @@ impl Engine {
             None => self.stop_signal(&rec)?,
         };
         let _ = berth_runtime::container::kill(&rt, &rec.id, sig);
+        // A negative timeout waits for as long as it takes, as docker's.
         let wait = timeout.or(rec.config.stop_timeout).unwrap_or(10);
-        if wait >= 0 {
-            if let Some(r) = self.wait_exit(&rec.id, Some(Duration::from_secs(wait as u64)))? {
-                return Ok(r);
-            }
+        let limit = (wait >= 0).then(|| Duration::from_secs(wait as u64));
+        let gone = |e: EngineError| match e {
+            // `--rm`: removed as soon as it stopped.
+            EngineError::NoSuchContainer(_) => Ok(Some(rec.clone())),
+            e => Err(e),
+        };
+        if let Some(r) = self.wait_exit(&rec.id, limit).or_else(gone)? {
+            return Ok(r);
         }
         let _ = berth_runtime::container::kill(&rt, &rec.id, libc::SIGKILL);
         Ok(self
-            .wait_exit(&rec.id, None)?
+            .wait_exit(&rec.id, None)
+            .or_else(gone)?
             .expect("waits without a deadline"))
+    }
+
+    /// Where the exit code of a `--rm` container is kept after it is gone
+    /// (for `wait` and `attach`, as the daemon keeps it for docker's).
+    pub(crate) fn exit_file(&self, id: &str) -> std::path::PathBuf {
+        self.paths.runroot.join("exits").join(id)
+    }
+
+    /// Waits for the container to stop and returns its exit code, also
+    /// when `--rm` removed it meanwhile; None if `limit` passed first.
+    pub fn wait_code(
+        &mut self,
+        id: &str,
+        limit: Option<Duration>,
+    ) -> Result<Option<i32>, EngineError> {
+        match self.wait_exit(id, limit) {
+            Ok(r) => Ok(r.map(|r| r.exit_code)),
+            Err(EngineError::NoSuchContainer(n)) => std::fs::read_to_string(self.exit_file(id))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .map(Some)
+                .ok_or(EngineError::NoSuchContainer(n)),
+            Err(e) => Err(e),
+        }
     }
 
     /// Waits until the container is not running (its exit recorded);

@@ -159,7 +159,13 @@ fn finish(eng: &mut Engine, rec: &mut Record, code: i32) -> Result<bool, EngineE
     let _ = berth_runtime::container::delete(&eng.paths.runtime(), &rec.id, true);
     let _ = crate::rootfs::unmount(&eng.layout(&rec.id));
     if rec.config.auto_remove {
-        // Gone at once: no exited state to record first.
+        // Gone at once: no exited state to record first, only the code
+        // for whoever waits.
+        let exit = eng.exit_file(&rec.id);
+        if let Some(d) = exit.parent() {
+            let _ = std::fs::create_dir_all(d);
+        }
+        let _ = std::fs::write(&exit, code.to_string());
         eng.purge(&rec.id)?;
         eng.remove_anonymous_volumes(&rec.config.volume_mounts)?;
         return Ok(false);
