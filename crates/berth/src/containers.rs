@@ -219,7 +219,12 @@ pub fn start(ctx: &Ctx, a: &StartArgs) -> Result<u8> {
             if matches!(rec.state, State::Running | State::Paused) {
                 return Ok(());
             }
-            berth_engine::monitor::start_detached(eng, &rec.id).map_err(coded)
+            match berth_engine::monitor::start_detached(eng, &rec.id) {
+                // Its monitor holds it (a restart backoff, or another
+                // start just now): started already.
+                Err(EngineError::Invalid(m)) if m == "already running" => Ok(()),
+                r => r.map_err(coded),
+            }
         });
         match res {
             Ok(()) => println!("{c}"),

@@ -1347,6 +1347,17 @@ fn restart_policies_stop_signal_timeout_cpus_and_start_attach() {
             "echo run; exit 0",
         ]);
         wait_for(|| restarts(policy) >= 2);
+        // A start while its monitor restarts it: nothing new, no second
+        // monitor.
+        assert_eq!(b.ok(&["start", policy]), format!("{policy}\n"));
+        let root = b.root.to_string_lossy().into_owned();
+        let starters = fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| fs::read(e.ok()?.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(&root) && c.contains(" start "))
+            .count();
+        assert_eq!(starters, 0, "a second monitor stayed");
         b.ok(&["stop", "-t", "1", policy]);
         let after = restarts(policy);
         std::thread::sleep(Duration::from_millis(600));

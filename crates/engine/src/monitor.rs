@@ -10,6 +10,7 @@
 //! terminal, and outlives the CLI.
 
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use crate::db::{Record, State};
@@ -235,6 +236,12 @@ pub fn run_foreground(eng: &mut Engine, id: &str, interactive: bool) -> Result<i
             rec.id
         )));
     }
+    let Some(_claim) = claim(eng, &rec.id)? else {
+        return Err(EngineError::Conflict(format!(
+            "container {} is already running or restarting",
+            rec.id
+        )));
+    };
     // A start by the user: restart policies apply again.
     eng.db.set_stop_requested(&rec.id, false)?;
     let sigfd = signal_fd(true)?;
@@ -270,6 +277,27 @@ pub fn run_foreground(eng: &mut Engine, id: &str, interactive: bool) -> Result<i
     }
     finish(eng, &mut rec, code)?;
     Ok(code)
+}
+
+/// The monitor's claim on a container, held for its whole life (restart
+/// backoffs included): a second monitor for the same container, from a
+/// racing `start` or a `start` during a backoff, is refused.
+pub(crate) fn claim(eng: &Engine, id: &str) -> Result<Option<OwnedFd>, EngineError> {
+    let path = eng.layout(id).dir.join("monitor.lock");
+    let fd = rustix::fs::open(
+        &path,
+        rustix::fs::OFlags::CREATE | rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| EngineError::io(format!("open {}", path.display()), e.into()))?;
+    match rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(fd)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(EngineError::io(
+            format!("lock {}", path.display()),
+            e.into(),
+        )),
+    }
 }
 
 /// The container's json-file log with its rotation; none with
@@ -367,6 +395,26 @@ fn monitor_main(paths: &crate::Paths, id: &str, report: std::fs::File) -> i32 {
         Err(e) => {
             say(&mut report, format!("125 {e}"));
             return 1;
+        }
+    };
+    // A monitor that has just recorded its container's exit may still be
+    // on its way out (`restart` right after `stop`): give it a moment.
+    let mut tries = 0;
+    let _claim = loop {
+        match claim(&eng, id) {
+            Ok(Some(c)) => break c,
+            Ok(None) if tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(None) => {
+                say(&mut report, "125 already running".into());
+                return 1;
+            }
+            Err(e) => {
+                say(&mut report, format!("125 {e}"));
+                return 1;
+            }
         }
     };
     // A start by the user: restart policies apply again.
