@@ -198,6 +198,16 @@ impl Db {
         Ok(())
     }
 
+    /// Moves the container from state `from` to `to`; false if it was not
+    /// in `from` (its monitor changed it meanwhile).
+    pub fn set_state_if(&self, id: &str, from: State, to: State) -> Result<bool, EngineError> {
+        let n = self.conn.execute(
+            "UPDATE containers SET state = ?3 WHERE id = ?1 AND state = ?2",
+            params![id, from.as_str(), to.as_str()],
+        )?;
+        Ok(n == 1)
+    }
+
     /// Marks a stop asked for by the user (no restart policy applies).
     pub fn set_stop_requested(&self, id: &str, v: bool) -> Result<(), EngineError> {
         self.conn.execute(

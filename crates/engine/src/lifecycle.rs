@@ -282,12 +282,20 @@ impl Engine {
             }
         }
         berth_runtime::container::set_paused(&self.paths.runtime(), &rec.id, paused)?;
-        rec.state = if paused {
-            State::Paused
+        let (from, to) = if paused {
+            (State::Running, State::Paused)
         } else {
-            State::Running
+            (State::Paused, State::Running)
         };
-        self.db.update(&rec)?;
+        // Only the state, and only if the monitor has not recorded an exit
+        // meanwhile.
+        if !self.db.set_state_if(&rec.id, from, to)? {
+            return Err(EngineError::Conflict(format!(
+                "Container {} is not running",
+                rec.id
+            )));
+        }
+        rec.state = to;
         Ok(rec)
     }
 

@@ -267,6 +267,12 @@ impl Follower {
                 self.partial.clear();
             }
             let (f, ino) = self.file.as_mut().expect("opened above");
+            // Truncated in place (max-file=1): start again from its top.
+            let pos = std::io::Seek::stream_position(f).unwrap_or(0);
+            if f.metadata().map(|m| m.len() < pos).unwrap_or(false) {
+                let _ = std::io::Seek::seek(f, std::io::SeekFrom::Start(0));
+                self.partial.clear();
+            }
             let mut data = std::mem::take(&mut self.partial);
             let _ = std::io::Read::read_to_end(f, &mut data);
             let cut = data.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);

@@ -304,11 +304,15 @@ pub(crate) fn resolve(
     *mounts = rest;
     // The image's VOLUMEs not covered by a mount get anonymous volumes.
     for path in image_volumes {
+        let bind_target = |v: &String| v.split(':').nth(1) == Some(path.as_str());
+        let mount_target = |m: &String| {
+            m.split(',').any(|kv| {
+                matches!(kv.split_once('='), Some(("destination" | "dst" | "target", t)) if t == path)
+            })
+        };
         let covered = out.iter().any(|m| &m.target == path)
-            || volumes
-                .iter()
-                .chain(mounts.iter())
-                .any(|s| s.contains(&format!(":{path}")) || s.contains(&format!("={path}")));
+            || volumes.iter().any(bind_target)
+            || mounts.iter().any(mount_target);
         if !covered {
             out.push(VolumeMount {
                 target: path.clone(),

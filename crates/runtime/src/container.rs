@@ -396,10 +396,24 @@ fn parent_side(
                 libc::kill(pid, libc::SIGKILL);
                 libc::waitpid(pid, std::ptr::null_mut(), 0);
             }
+            let _ = cg.destroy();
             return Err(e);
         }
     }
-    sock.write_all(b"G").map_err(sys("cannot signal init"))?;
+    if sock.write_all(b"G").is_err() {
+        // Init is gone: its own message says why.
+        let mut msg = Vec::new();
+        let _ = sock.read_to_end(&mut msg);
+        // SAFETY: reap our own child.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        let _ = cg.destroy();
+        let msg = String::from_utf8_lossy(msg.strip_prefix(b"E").unwrap_or(&msg)).into_owned();
+        return Err(ContainerError::Init(if msg.is_empty() {
+            "init exited before it was ready".into()
+        } else {
+            msg
+        }));
+    }
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
     let resources = with_default_devices(spec);
     let join = || {
@@ -932,6 +946,17 @@ fn reaper(exe: &CString, args: &[CString], env: &[CString]) -> ! {
     // SAFETY: single-threaded; the child only resets its mask and execs.
     let child = unsafe { libc::fork() };
     if child == 0 {
+        // With a terminal, the process gets the foreground process group
+        // of its own: the keys that make signals (ctrl-c) reach it once,
+        // not the reaper as well (which would forward a second copy).
+        // SAFETY: setpgid/tcsetpgrp on our own process and terminal;
+        // SIGTTOU is still blocked here, so tcsetpgrp cannot stop us.
+        unsafe {
+            if libc::isatty(0) == 1 {
+                libc::setpgid(0, 0);
+                libc::tcsetpgrp(0, libc::getpid());
+            }
+        }
         // SAFETY: an empty set for sigprocmask.
         unsafe {
             let mut none: libc::sigset_t = std::mem::zeroed();
@@ -957,9 +982,24 @@ fn reaper(exe: &CString, args: &[CString], env: &[CString]) -> ! {
     // (marked close-on-exec for the process) so that none stays open for
     // the container's life. Stdio stays: the process shares it.
     // SAFETY: close_range on our own fd table; prctl with a constant name.
-    unsafe {
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+    let closed = unsafe {
         libc::prctl(libc::PR_SET_NAME, c"init".as_ptr(), 0, 0, 0);
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32)
+    };
+    if closed != 0 {
+        // No close_range (before Linux 5.9, or a seccomp profile without
+        // it): one by one, from /proc/self/fd.
+        let fds: Vec<i32> = fs::read_dir("/proc/self/fd")
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                    .filter(|fd| *fd > 2)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for fd in fds {
+            // SAFETY: closing fds of our own table that nothing here uses.
+            unsafe { libc::close(fd) };
+        }
     }
     loop {
         // SAFETY: `all` is a valid set; info is a valid out-parameter.
