@@ -132,6 +132,16 @@ fn stdin_is_piped_with_interactive() {
     // Without -i the container's stdin is empty.
     let out = b.ok(&["run", "--rm", "busybox:1.35", "sh", "-c", "cat; echo done"]);
     assert_eq!(out, "done\n");
+    // A process that writes more than it reads while its input streams in
+    // (a full output pipe must not stall its input, nor the reverse).
+    let input = b.path("big");
+    fs::write(&input, vec![b'x'; 1 << 20]).unwrap();
+    let r = b.run_with_stdin(
+        &["run", "-i", "--rm", "busybox:1.35", "od", "-v", "-x"],
+        fs::File::open(&input).unwrap(),
+    );
+    assert_eq!(r.code, Some(0));
+    assert_eq!(r.stdout.lines().count(), (1 << 20) / 16 + 1);
 }
 
 #[test]

@@ -327,16 +327,27 @@ pub(crate) fn try_wait(pid: i32) -> Option<i32> {
     (r == pid).then(|| berth_runtime::signal::exit_code(status))
 }
 
-/// Writes all of `data` to `fd`; false if it is gone.
-fn write_all(fd: &OwnedFd, mut data: &[u8]) -> bool {
-    while !data.is_empty() {
-        match rustix::io::write(fd, data) {
-            Ok(k) => data = &data[k..],
+/// Writes what the process's (non-blocking) stdin takes now; drops its
+/// stdin if it is gone.
+fn feed(running: &mut Running, pending: &mut Vec<u8>) {
+    let Some(f) = running.stdin.as_ref() else {
+        pending.clear();
+        return;
+    };
+    while !pending.is_empty() {
+        match rustix::io::write(f, pending) {
+            Ok(k) => {
+                pending.drain(..k);
+            }
             Err(rustix::io::Errno::INTR) => {}
-            Err(_) => return false,
+            Err(rustix::io::Errno::AGAIN) => return,
+            Err(_) => {
+                running.stdin = None;
+                pending.clear();
+                return;
+            }
         }
     }
-    true
 }
 
 /// Clients attached to a container (`berth attach`), served by its
@@ -442,10 +453,25 @@ pub(crate) fn relay(running: &mut Running, sigfd: &OwnedFd, o: RelayOpts<'_>) ->
     let mut code: Option<i32> = None;
     let mut stdin_open = stdin.is_some() && running.stdin.is_some();
     let mut buf = vec![0u8; 64 * 1024];
+    // Input not yet taken by the process. Its stdin is non-blocking and
+    // written only when it can take more, so a process that writes more
+    // than it reads can never block the relay (and itself) on a full pipe.
+    let mut pending: Vec<u8> = Vec::new();
+    // Our stdin ended: close the process's once `pending` is written.
+    let mut close_after = false;
+    if let Some(f) = &running.stdin {
+        let _ = rustix::io::ioctl_fionbio(f, true);
+    }
     loop {
         if code.is_some() && running.stdout.is_none() && running.stderr.is_none() {
             break;
         }
+        if running.stdin.is_none() {
+            pending.clear();
+        } else if close_after && pending.is_empty() {
+            running.stdin = None;
+        }
+        let taking = pending.is_empty();
         let mut fds: Vec<PollFd<'_>> = Vec::new();
         let mut which: Vec<(u8, usize)> = Vec::new();
         let own_stdin = stdin.map(|fd| {
@@ -462,15 +488,19 @@ pub(crate) fn relay(running: &mut Running, sigfd: &OwnedFd, o: RelayOpts<'_>) ->
             fds.push(PollFd::new(f, PollFlags::IN));
             which.push((b'e', 0));
         }
-        if let (true, Some(fd)) = (stdin_open, own_stdin.as_ref()) {
+        if let (true, true, Some(fd)) = (stdin_open, taking, own_stdin.as_ref()) {
             fds.push(PollFd::new(fd, PollFlags::IN));
             which.push((b'i', 0));
+        }
+        if let (false, Some(f)) = (pending.is_empty(), &running.stdin) {
+            fds.push(PollFd::new(f, PollFlags::OUT));
+            which.push((b'w', 0));
         }
         if let Some(a) = attach.as_deref() {
             fds.push(PollFd::new(&a.listener, PollFlags::IN));
             which.push((b'l', 0));
             for (k, c) in a.clients.iter().enumerate() {
-                if let Some(c) = c.as_ref().filter(|c| c.reading) {
+                if let Some(c) = c.as_ref().filter(|c| c.reading && taking) {
                     fds.push(PollFd::new(&c.sock, PollFlags::IN));
                     which.push((b'c', k));
                 }
@@ -571,21 +601,17 @@ pub(crate) fn relay(running: &mut Running, sigfd: &OwnedFd, o: RelayOpts<'_>) ->
                         _ => 0,
                     };
                     if n == 0 {
-                        // EOF: the process sees its stdin close (with a pty,
-                        // the master stays open for the output).
+                        // EOF: the process sees its stdin close once it
+                        // has what came before (with a pty, the master
+                        // stays open for the output).
                         stdin_open = false;
-                        running.stdin = None;
+                        close_after = true;
                         continue;
                     }
-                    let ok = running
-                        .stdin
-                        .as_ref()
-                        .is_some_and(|f| write_all(f, &buf[..n]));
-                    if !ok {
-                        stdin_open = false;
-                        running.stdin = None;
-                    }
+                    pending.extend_from_slice(&buf[..n]);
+                    feed(running, &mut pending);
                 }
+                b'w' => feed(running, &mut pending),
                 b'l' => {
                     if let Some(a) = attach.as_deref_mut() {
                         a.accept();
@@ -604,10 +630,9 @@ pub(crate) fn relay(running: &mut Running, sigfd: &OwnedFd, o: RelayOpts<'_>) ->
                         Ok(0) => c.reading = false,
                         Err(_) => a.clients[k] = None,
                         Ok(n) => {
-                            if let Some(f) = running.stdin.as_ref() {
-                                if !write_all(f, &buf[..n]) {
-                                    running.stdin = None;
-                                }
+                            if running.stdin.is_some() {
+                                pending.extend_from_slice(&buf[..n]);
+                                feed(running, &mut pending);
                             }
                         }
                     }
