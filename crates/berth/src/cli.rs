@@ -109,6 +109,9 @@ pub enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Run an OCI distribution registry
+    #[command(subcommand)]
+    Registry(RegistryCommand),
     /// Generate the shell completion script
     Completion {
         /// Shell to generate for
@@ -756,4 +759,20 @@ pub struct AttachArgs {
     #[arg(long)]
     pub detach_keys: Option<String>,
     pub container: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RegistryCommand {
+    /// Serve the OCI distribution API (push and pull) from a storage directory
+    Serve(RegistryServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RegistryServeArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:5000")]
+    pub addr: String,
+    /// Where blobs, manifests and tags are kept
+    #[arg(long, default_value = "/var/lib/berth/registry")]
+    pub storage: PathBuf,
 }

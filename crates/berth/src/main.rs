@@ -137,12 +137,29 @@ fn run(cli: Cli) -> Result<u8> {
             return containers::cp(&ctx, &a)
         }
         Command::Volume(v) => return volumes::command(&ctx, &v),
+        Command::Registry(cli::RegistryCommand::Serve(a)) => return registry_serve(&a),
         Command::Container(ContainerCommand::Inspect(a)) => return containers::inspect(&ctx, &a),
         Command::Inspect(a) => return containers::inspect_any(&ctx, &a),
         Command::Container(ContainerCommand::Prune(a)) => return containers::prune(&ctx, &a),
         _ => {}
     }
     images_command(cli.command, &ctx).map(|()| 0)
+}
+
+/// `berth registry serve`: a tokio runtime for the server's life.
+fn registry_serve(a: &cli::RegistryServeArgs) -> Result<u8> {
+    let storage = berth_registry::storage::FsStorage::open(&a.storage).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot use {} as registry storage: {e}",
+            a.storage.display()
+        )
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(berth_registry::server::serve(&a.addr, storage))
+        .map_err(|e| anyhow::anyhow!("registry on {}: {e}", a.addr))?;
+    Ok(0)
 }
 
 fn images_command(command: Command, ctx: &images::Ctx) -> Result<()> {

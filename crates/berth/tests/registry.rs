@@ -1,0 +1,310 @@
+//! `berth registry serve` against a real client (skopeo pushes and pulls
+//! the busybox fixture and reads the same bytes back) and against bad
+//! requests, sent raw: each gets the spec's error code and stores nothing.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use util::*;
+
+/// A registry on a free local port, stopped when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+    storage: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = dir.path().join("storage");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = Command::new(BERTH)
+            .args(["registry", "serve", "--addr", &addr, "--storage"])
+            .arg(&storage)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..200 {
+            if TcpStream::connect(&addr).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server {
+            child,
+            addr,
+            storage,
+            _dir: dir,
+        }
+    }
+
+    /// One raw HTTP/1.1 request; returns status, headers (lower-case
+    /// names) and body.
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        let split = resp
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a complete response head");
+        let head = String::from_utf8_lossy(&resp[..split]).into_owned();
+        let mut lines = head.lines();
+        let status: u16 = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        (status, headers, resp[split + 4..].to_vec())
+    }
+
+    fn blob_files(&self) -> usize {
+        walk(&self.storage.join("blobs"))
+    }
+}
+
+fn walk(p: &Path) -> usize {
+    match std::fs::read_dir(p) {
+        Ok(d) => d
+            .map(|e| {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    walk(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum(),
+        Err(_) => 0,
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn error_code(body: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body).expect("an error body in JSON");
+    v["errors"][0]["code"].as_str().unwrap_or("").to_string()
+}
+
+fn skopeo(args: &[&str]) -> std::process::Output {
+    Command::new("skopeo")
+        .arg("--insecure-policy")
+        .args(args)
+        .output()
+        .expect("skopeo (installed by scripts/install-deps.sh)")
+}
+
+#[test]
+fn skopeo_pushes_and_pulls_the_same_bytes() {
+    let s = Server::start();
+    let src = format!("oci:{}:1.35", fixture("busybox-1.35").display());
+    let dest = format!("docker://{}/test/busybox:1.35", s.addr);
+    let out = skopeo(&["copy", "--dest-tls-verify=false", &src, &dest]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The manifest comes back byte for byte, with its digest.
+    let layout = fixture("busybox-1.35");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let original = std::fs::read(blob_path(&layout, &digest)).unwrap();
+    let (status, h, body) = s.request("GET", "/v2/test/busybox/manifests/1.35", &[], b"");
+    assert_eq!(status, 200);
+    assert_eq!(body, original);
+    assert_eq!(header(&h, "docker-content-digest"), Some(digest.as_str()));
+    // skopeo reads it back into an OCI layout: the same blobs.
+    let back = tempfile::tempdir().unwrap();
+    let out = skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &dest,
+        &format!("oci:{}:1.35", back.path().display()),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names = |p: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(p.join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(back.path()), names(&layout));
+    // Tags, with pagination.
+    let out = skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &src,
+        &format!("docker://{}/test/busybox:2", s.addr),
+    ]);
+    assert!(out.status.success());
+    let (_, h, body) = s.request("GET", "/v2/test/busybox/tags/list?n=1", &[], b"");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["tags"], serde_json::json!(["1.35"]));
+    assert!(header(&h, "link").unwrap().contains("last=1.35"), "{h:?}");
+    let (_, _, body) = s.request("GET", "/v2/test/busybox/tags/list?n=1&last=1.35", &[], b"");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["tags"], serde_json::json!(["2"]));
+    // A ranged blob read.
+    let layer = index_layer(&layout, &original);
+    let (status, h, body) = s.request(
+        "GET",
+        &format!("/v2/test/busybox/blobs/{layer}"),
+        &[("Range", "bytes=0-9")],
+        b"",
+    );
+    assert_eq!(status, 206);
+    assert_eq!(body.len(), 10);
+    assert!(header(&h, "content-range")
+        .unwrap()
+        .starts_with("bytes 0-9/"));
+}
+
+/// The first layer digest of a manifest.
+fn index_layer(_layout: &Path, manifest: &[u8]) -> String {
+    let m: serde_json::Value = serde_json::from_slice(manifest).unwrap();
+    m["layers"][0]["digest"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn bad_requests_get_the_spec_errors_and_store_nothing() {
+    let s = Server::start();
+    let data = b"some blob content";
+    let good = digest_of(data);
+    let wrong = digest_of(b"other content");
+    // A monolithic upload whose bytes do not match its digest.
+    let (status, _, body) = s.request(
+        "POST",
+        &format!("/v2/r/blobs/uploads/?digest={wrong}"),
+        &[],
+        data,
+    );
+    assert_eq!(status, 400);
+    assert_eq!(error_code(&body), "DIGEST_INVALID");
+    assert_eq!(s.blob_files(), 0);
+    // Invalid names and digests.
+    let (status, _, body) = s.request("GET", "/v2/Bad_Name/tags/list", &[], b"");
+    assert_eq!((status, error_code(&body).as_str()), (400, "NAME_INVALID"));
+    let (status, _, body) = s.request("GET", "/v2/r/blobs/sha256:xyz", &[], b"");
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (400, "DIGEST_INVALID")
+    );
+    // Chunked: a chunk out of order is 416; the upload goes on.
+    let (status, h, _) = s.request("POST", "/v2/r/blobs/uploads/", &[], b"");
+    assert_eq!(status, 202);
+    let loc = header(&h, "location").unwrap().to_string();
+    let (status, _, _) = s.request("PATCH", &loc, &[("Content-Range", "0-4")], &data[..5]);
+    assert_eq!(status, 202);
+    let (status, _, _) = s.request("PATCH", &loc, &[("Content-Range", "9-12")], &data[9..13]);
+    assert_eq!(status, 416);
+    let (status, h, _) = s.request("GET", &loc, &[], b"");
+    assert_eq!((status, header(&h, "range")), (204, Some("0-4")));
+    let (status, _, _) = s.request("PATCH", &loc, &[("Content-Range", "5-16")], &data[5..]);
+    assert_eq!(status, 202);
+    let (status, h, _) = s.request("PUT", &format!("{loc}?digest={good}"), &[], b"");
+    assert_eq!(status, 201);
+    assert_eq!(header(&h, "docker-content-digest"), Some(good.as_str()));
+    let (status, _, body) = s.request("GET", &format!("/v2/r/blobs/{good}"), &[], b"");
+    assert_eq!((status, body.as_slice()), (200, &data[..]));
+    // Not readable from another repository until mounted there.
+    let (status, _, _) = s.request("HEAD", &format!("/v2/other/blobs/{good}"), &[], b"");
+    assert_eq!(status, 404);
+    let (status, _, _) = s.request(
+        "POST",
+        &format!("/v2/other/blobs/uploads/?mount={good}&from=r"),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 201);
+    let (status, _, _) = s.request("HEAD", &format!("/v2/other/blobs/{good}"), &[], b"");
+    assert_eq!(status, 200);
+    // A manifest whose layer is missing; a manifest over the size limit.
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": good, "size": data.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": wrong, "size": 1}],
+    })
+    .to_string();
+    let ct = [("Content-Type", "application/vnd.oci.image.manifest.v1+json")];
+    let (status, _, body) = s.request("PUT", "/v2/r/manifests/v1", &ct, manifest.as_bytes());
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (400, "MANIFEST_BLOB_UNKNOWN")
+    );
+    let big = vec![b' '; (4 << 20) + 1];
+    let (status, _, _) = s.request("PUT", "/v2/r/manifests/v1", &ct, &big);
+    assert_eq!(status, 413);
+    let (status, _, body) = s.request("GET", "/v2/r/manifests/v1", &[], b"");
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (404, "MANIFEST_UNKNOWN")
+    );
+    // An upload cancelled is gone.
+    let (_, h, _) = s.request("POST", "/v2/r/blobs/uploads/", &[], b"");
+    let loc = header(&h, "location").unwrap().to_string();
+    assert_eq!(s.request("DELETE", &loc, &[], b"").0, 204);
+    let (status, _, body) = s.request("GET", &loc, &[], b"");
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (404, "BLOB_UPLOAD_UNKNOWN")
+    );
+}

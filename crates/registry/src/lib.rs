@@ -1,0 +1,7 @@
+//! berth's registry: an OCI distribution server (`berth registry serve`)
+//! over a storage layer that several processes may share.
+
+/// The HTTP API.
+pub mod server;
+/// Blobs, uploads, manifests and tags on disk.
+pub mod storage;
