@@ -112,6 +112,10 @@ pub enum Command {
     /// Run an OCI distribution registry
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// Upload an image to a registry
+    Push(PushPullArgs),
+    /// Download an image from a registry
+    Pull(PushPullArgs),
     /// Generate the shell completion script
     Completion {
         /// Shell to generate for
@@ -775,4 +779,13 @@ pub struct RegistryServeArgs {
     /// Where blobs, manifests and tags are kept
     #[arg(long, default_value = "/var/lib/berth/registry")]
     pub storage: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct PushPullArgs {
+    /// Suppress verbose output
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// NAME[:TAG|@DIGEST]
+    pub name: String,
 }

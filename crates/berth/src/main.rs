@@ -138,12 +138,43 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Volume(v) => return volumes::command(&ctx, &v),
         Command::Registry(cli::RegistryCommand::Serve(a)) => return registry_serve(&a),
+        Command::Push(a) => return push(&ctx, &a),
+        Command::Pull(a) => return pull(&ctx, &a),
         Command::Container(ContainerCommand::Inspect(a)) => return containers::inspect(&ctx, &a),
         Command::Inspect(a) => return containers::inspect_any(&ctx, &a),
         Command::Container(ContainerCommand::Prune(a)) => return containers::prune(&ctx, &a),
         _ => {}
     }
     images_command(cli.command, &ctx).map(|()| 0)
+}
+
+fn push(ctx: &images::Ctx, a: &cli::PushPullArgs) -> Result<u8> {
+    let target = berth_image::reference::Reference::parse(&a.name)?;
+    let store = ctx.store()?;
+    let quiet = a.quiet;
+    berth_registry::client::push(&store, &a.name, &target, &mut |l| {
+        if !quiet {
+            println!("{l}");
+        }
+    })?;
+    if quiet {
+        println!("{}", target.familiar());
+    }
+    Ok(0)
+}
+
+fn pull(ctx: &images::Ctx, a: &cli::PushPullArgs) -> Result<u8> {
+    let r = berth_image::reference::Reference::parse(&a.name)?;
+    let mut store = ctx.store()?;
+    let quiet = a.quiet;
+    berth_registry::client::pull(&mut store, &r, &mut |l| {
+        if !quiet {
+            println!("{l}");
+        }
+    })?;
+    // docker prints the name last, quiet or not.
+    println!("{}", r.familiar());
+    Ok(0)
 }
 
 /// `berth registry serve`: a tokio runtime for the server's life.

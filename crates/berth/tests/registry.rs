@@ -308,3 +308,35 @@ fn bad_requests_get_the_spec_errors_and_store_nothing() {
         (404, "BLOB_UPLOAD_UNKNOWN")
     );
 }
+
+#[test]
+fn berth_pushes_pulls_and_runs_through_its_registry() {
+    let s = Server::start();
+    let a = Berth::new();
+    a.load(&fixture("sample-app.docker-save.tar"));
+    let target = format!("{}/sample/app:1.0", s.addr);
+    a.ok(&["tag", "sample/app:1.0", &target]);
+    let out = a.ok(&["push", &target]);
+    assert!(
+        out.contains(": Pushed") && out.contains("1.0: digest: sha256:"),
+        "{out}"
+    );
+    // Again: every blob is there already.
+    let out = a.ok(&["push", &target]);
+    assert!(
+        !out.contains(": Pushed") && out.contains("Layer already exists"),
+        "{out}"
+    );
+    // A fresh store pulls it and runs it, the same image.
+    let b = Berth::new();
+    let out = b.ok(&["pull", &target]);
+    assert!(out.ends_with(&format!("{target}\n")), "{out}");
+    assert_eq!(b.inspect(&target)["Id"], a.inspect("sample/app:1.0")["Id"]);
+    assert_eq!(b.ok(&["run", "--rm", &target]), "built\n1234\n/app\nprod\n");
+    // A pull that fails (no such tag) leaves the store as it was.
+    let before = b.state();
+    let r = b.run(&["pull", &format!("{}/sample/app:nope", s.addr)]);
+    assert_ne!(r.code, Some(0));
+    r.one_error_line(&["MANIFEST_UNKNOWN"]);
+    assert_eq!(b.state(), before);
+}

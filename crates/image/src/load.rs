@@ -1039,3 +1039,110 @@ impl<R: Read, W: Write> Read for Tee<R, W> {
         Ok(n)
     }
 }
+
+/// A layer of an image being pulled: its blob digest, size and media type.
+#[derive(Debug, Clone)]
+pub struct PulledLayer {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// Adds an image fetched from a registry: the manifest (exact bytes), the
+/// config, and each layer read from `fetch` (only those the store does not
+/// have unpacked already), every digest and diff_id checked while the
+/// bytes stream in. Nothing is visible until all of it is in place; on any
+/// error the store is as it was. Returns the image id.
+pub fn add_pulled(
+    store: &mut Store,
+    manifest: (Vec<u8>, Digest, String),
+    config: Vec<u8>,
+    config_digest: Digest,
+    layers: Vec<PulledLayer>,
+    fetch: &mut dyn FnMut(&PulledLayer) -> io::Result<Box<dyn Read>>,
+    tags: Vec<Reference>,
+) -> Result<Digest, LoadError> {
+    let file = "the pulled config".to_string();
+    if Digest::of(config_digest.algorithm(), &config) != config_digest {
+        return Err(LoadError::DigestMismatch {
+            file,
+            expected: config_digest.clone(),
+            actual: Digest::of(config_digest.algorithm(), &config),
+        });
+    }
+    let parsed =
+        ImageConfiguration::from_reader(&config[..]).map_err(|source| LoadError::Spec {
+            file: file.clone(),
+            what: "an image config",
+            source,
+        })?;
+    let diff_ids = parsed
+        .rootfs()
+        .diff_ids()
+        .iter()
+        .map(|d| parse_digest(&file, d))
+        .collect::<Result<Vec<_>, _>>()?;
+    if diff_ids.len() != layers.len() {
+        return Err(LoadError::Invalid {
+            file,
+            what: format!(
+                "config lists {} layers but the manifest has {}",
+                diff_ids.len(),
+                layers.len()
+            ),
+        });
+    }
+    let _lock = store.lock_shared()?;
+    let tmp = store.temp_dir()?;
+    let mut stage = Stage::new(store, &tmp);
+    stage.blob_bytes(&config, config_digest.algorithm())?;
+    let mut records = Vec::new();
+    let mut parent: Option<Digest> = None;
+    for (index, (l, diff_id)) in layers.iter().zip(diff_ids).enumerate() {
+        let chain = chain_id(parent.as_ref(), &diff_id);
+        let record = if stage.has_blob(&l.digest) && stage.snapshot_known(&chain)? {
+            LayerRecord {
+                blob_digest: l.digest.clone(),
+                media_type: l.media_type.clone(),
+                blob_size: l.size,
+                diff_id: diff_id.clone(),
+                chain_id: chain.clone(),
+            }
+        } else {
+            let input = fetch(l).map_err(|e| LoadError::Layer {
+                index,
+                file: l.digest.to_string(),
+                source: LayerError::Stream(e),
+            })?;
+            stage
+                .layer_from_reader(
+                    input,
+                    None,
+                    Some(&l.digest),
+                    Some(l.media_type.clone()),
+                    Some(&diff_id),
+                    parent.as_ref(),
+                )
+                .map_err(|e| match e {
+                    LoadError::Layer { source, .. } => LoadError::Layer {
+                        index,
+                        file: l.digest.to_string(),
+                        source,
+                    },
+                    other => other,
+                })?
+        };
+        records.push(record);
+        parent = Some(chain);
+    }
+    stage.add_image(
+        config_digest.clone(),
+        config.len() as u64,
+        parsed.created().clone(),
+        records,
+        Some(manifest),
+        tags,
+    )?;
+    stage.commit()?;
+    Ok(config_digest)
+}

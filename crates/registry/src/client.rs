@@ -1,0 +1,337 @@
+//! `berth push` and `berth pull`: the distribution API's client side.
+//! Blobs the registry already has are skipped (HEAD), layers move in
+//! parallel, every byte pulled is checked against its digest as it
+//! streams into the store, and a failed pull leaves the store as it was.
+//!
+//! Plain HTTP is used for localhost registries (127.0.0.1, ::1,
+//! localhost); TLS, credentials and tokens come later.
+
+use std::io::Read;
+
+use berth_image::digest::Digest;
+use berth_image::load::PulledLayer;
+use berth_image::reference::Reference;
+use berth_image::store::Store;
+
+const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("registry {host}: {what}")]
+    Http { host: String, what: String },
+    #[error(transparent)]
+    Store(#[from] berth_image::store::StoreError),
+    #[error(transparent)]
+    Load(#[from] berth_image::load::LoadError),
+}
+
+/// A registry endpoint: `http://HOST` for the repository's domain.
+pub struct Client {
+    agent: ureq::Agent,
+    host: String,
+    base: String,
+}
+
+fn is_local(host: &str) -> bool {
+    let h = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    matches!(h, "localhost" | "127.0.0.1" | "[::1]") || h.starts_with("127.")
+}
+
+impl Client {
+    pub fn for_reference(r: &Reference) -> Result<Client, ClientError> {
+        let host = r.domain().to_string();
+        if !is_local(&host) {
+            return Err(ClientError::Invalid(format!(
+                "registry {host}: only local registries (localhost, 127.0.0.1) over plain HTTP are supported so far"
+            )));
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Ok(Client {
+            agent,
+            base: format!("http://{host}"),
+            host,
+        })
+    }
+
+    fn err(&self, what: impl Into<String>) -> ClientError {
+        ClientError::Http {
+            host: self.host.clone(),
+            what: what.into(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The error body's first message, for a failed request.
+    fn failure(&self, what: &str, mut resp: ureq::http::Response<ureq::Body>) -> ClientError {
+        let status = resp.status();
+        let body = resp.body_mut().read_to_vec().unwrap_or_default();
+        let detail = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                let e = &v["errors"][0];
+                Some(format!(
+                    "{}: {}",
+                    e["code"].as_str()?,
+                    e["message"].as_str().unwrap_or("")
+                ))
+            })
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+        self.err(format!("{what}: {status}: {detail}"))
+    }
+
+    fn has_blob(&self, repo: &str, d: &Digest) -> Result<bool, ClientError> {
+        let resp = self
+            .agent
+            .head(self.url(&format!("/v2/{repo}/blobs/{d}")))
+            .call()
+            .map_err(|e| self.err(e.to_string()))?;
+        Ok(resp.status().is_success())
+    }
+
+    fn upload(&self, repo: &str, d: &Digest, file: std::fs::File) -> Result<(), ClientError> {
+        let resp = self
+            .agent
+            .post(self.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
+            .header("Content-Type", "application/octet-stream")
+            .send(file)
+            .map_err(|e| self.err(e.to_string()))?;
+        if resp.status().as_u16() != 201 {
+            return Err(self.failure(&format!("upload of {d}"), resp));
+        }
+        Ok(())
+    }
+
+    fn get(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
+        let mut req = self.agent.get(self.url(path));
+        if let Some(a) = accept {
+            req = req.header("Accept", a);
+        }
+        req.call().map_err(|e| self.err(e.to_string()))
+    }
+}
+
+fn repo_of(r: &Reference) -> String {
+    r.path().to_string()
+}
+
+/// `berth push`: returns the manifest's digest and size. `say` gets
+/// docker's progress lines.
+pub fn push(
+    store: &Store,
+    image: &str,
+    target: &Reference,
+    say: &mut dyn FnMut(String),
+) -> Result<(Digest, usize), ClientError> {
+    let record = store.resolve(image)?;
+    let client = Client::for_reference(target)?;
+    let repo = repo_of(target);
+    say(format!(
+        "The push refers to repository [{}/{}]",
+        target.domain(),
+        repo
+    ));
+    let manifest = store.read_blob(&record.manifest_digest, crate::server::MAX_MANIFEST as u64)?;
+    let doc: serde_json::Value = serde_json::from_slice(&manifest)
+        .map_err(|e| ClientError::Invalid(format!("the image's manifest: {e}")))?;
+    let mut blobs: Vec<(Digest, std::path::PathBuf)> = Vec::new();
+    for desc in doc["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(std::iter::once(&doc["config"]))
+    {
+        let d: Digest = desc["digest"]
+            .as_str()
+            .unwrap_or("")
+            .parse()
+            .map_err(|e| ClientError::Invalid(format!("the image's manifest: {e}")))?;
+        if !store.has_blob(&d) {
+            return Err(ClientError::Invalid(format!(
+                "blob {d} of {image} is not in the store"
+            )));
+        }
+        blobs.push((d.clone(), store.blob_path(&d)));
+    }
+    // Layers in parallel, a few at a time.
+    let results: Vec<Result<String, ClientError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = blobs
+            .chunks(blobs.len().div_ceil(4).max(1))
+            .map(|chunk| {
+                let client = &client;
+                let repo = &repo;
+                scope.spawn(move || {
+                    let mut lines = Vec::new();
+                    for (d, path) in chunk {
+                        if client.has_blob(repo, d)? {
+                            lines.push(format!("{}: Layer already exists", d.short()));
+                            continue;
+                        }
+                        let f = std::fs::File::open(path).map_err(|e| {
+                            ClientError::Invalid(format!("open {}: {e}", path.display()))
+                        })?;
+                        client.upload(repo, d, f)?;
+                        lines.push(format!("{}: Pushed", d.short()));
+                    }
+                    Ok(lines.join("\n"))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("push thread"))
+            .collect()
+    });
+    for r in results {
+        let lines = r?;
+        if !lines.is_empty() {
+            say(lines);
+        }
+    }
+    let tag = target.tag().unwrap_or("latest");
+    let resp = client
+        .agent
+        .put(client.url(&format!("/v2/{repo}/manifests/{tag}")))
+        .header("Content-Type", &record.manifest_media_type)
+        .send(&manifest[..])
+        .map_err(|e| client.err(e.to_string()))?;
+    if resp.status().as_u16() != 201 {
+        return Err(client.failure("manifest upload", resp));
+    }
+    say(format!(
+        "{tag}: digest: {} size: {}",
+        record.manifest_digest,
+        manifest.len()
+    ));
+    Ok((record.manifest_digest.clone(), manifest.len()))
+}
+
+/// `berth pull`: fetches the manifest (linux/amd64 from an index), the
+/// config and the layers the store lacks; returns the image id.
+pub fn pull(
+    store: &mut Store,
+    r: &Reference,
+    say: &mut dyn FnMut(String),
+) -> Result<Digest, ClientError> {
+    let client = Client::for_reference(r)?;
+    let repo = repo_of(r);
+    let reference = match (r.digest(), r.tag()) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.to_string(),
+        (None, None) => "latest".to_string(),
+    };
+    let fetch_manifest = |reference: &str| -> Result<(Vec<u8>, String), ClientError> {
+        let mut resp = client.get(&format!("/v2/{repo}/manifests/{reference}"), Some(ACCEPT))?;
+        if !resp.status().is_success() {
+            return Err(client.failure(&format!("manifest {repo}:{reference}"), resp));
+        }
+        let media = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(crate::server::MAX_MANIFEST as u64)
+            .read_to_vec()
+            .map_err(|e| client.err(e.to_string()))?;
+        Ok((body, media))
+    };
+    let (mut bytes, mut media) = fetch_manifest(&reference)?;
+    let mut doc: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ClientError::Invalid(format!("the registry's manifest: {e}")))?;
+    if let Some(list) = doc["manifests"].as_array() {
+        let pick = list
+            .iter()
+            .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64")
+            .ok_or_else(|| {
+                ClientError::Invalid(format!("{repo}:{reference} has no linux/amd64 image"))
+            })?;
+        let d = pick["digest"].as_str().unwrap_or("").to_string();
+        (bytes, media) = fetch_manifest(&d)?;
+        doc = serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Invalid(format!("the registry's manifest: {e}")))?;
+    }
+    let manifest_digest = Digest::sha256_of(&bytes);
+    if let Some(want) = r.digest() {
+        let got = Digest::of(want.algorithm(), &bytes);
+        if &got != want && doc["manifests"].is_null() && reference.contains(':') {
+            return Err(ClientError::Invalid(format!(
+                "the registry sent a manifest with digest {got}, not {want}"
+            )));
+        }
+    }
+    let parse = |v: &serde_json::Value| -> Result<Digest, ClientError> {
+        v["digest"]
+            .as_str()
+            .unwrap_or("")
+            .parse()
+            .map_err(|e| ClientError::Invalid(format!("the registry's manifest: {e}")))
+    };
+    let config_digest = parse(&doc["config"])?;
+    let layers: Vec<PulledLayer> = doc["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            Ok(PulledLayer {
+                digest: parse(l)?,
+                size: l["size"].as_u64().unwrap_or(0),
+                media_type: l["mediaType"].as_str().unwrap_or("").to_string(),
+            })
+        })
+        .collect::<Result<_, ClientError>>()?;
+    say(format!("{reference}: Pulling from {repo}"));
+    let mut cresp = client.get(&format!("/v2/{repo}/blobs/{config_digest}"), None)?;
+    if !cresp.status().is_success() {
+        return Err(client.failure(&format!("config {config_digest}"), cresp));
+    }
+    let config = cresp
+        .body_mut()
+        .with_config()
+        .limit(16 << 20)
+        .read_to_vec()
+        .map_err(|e| client.err(e.to_string()))?;
+    let mut fetch = |l: &PulledLayer| -> std::io::Result<Box<dyn Read>> {
+        let resp = client
+            .get(&format!("/v2/{repo}/blobs/{}", l.digest), None)
+            .map_err(std::io::Error::other)?;
+        if !resp.status().is_success() {
+            return Err(std::io::Error::other(format!(
+                "blob {}: {}",
+                l.digest,
+                resp.status()
+            )));
+        }
+        Ok(Box::new(resp.into_body().into_reader()))
+    };
+    let tag = r.tag().map(|_| vec![r.clone()]).unwrap_or_default();
+    let id = berth_image::load::add_pulled(
+        store,
+        (bytes, manifest_digest.clone(), media),
+        config,
+        config_digest,
+        layers,
+        &mut fetch,
+        tag,
+    )?;
+    say(format!("Digest: {manifest_digest}"));
+    say(format!(
+        "Status: Downloaded newer image for {}",
+        r.familiar()
+    ));
+    Ok(id)
+}
