@@ -27,7 +27,7 @@ fn read_in_root(rootfs: &Path, rel: &str) -> Result<String, EngineError> {
         Mode::empty(),
     )
     .map_err(|e| EngineError::io(format!("open {}", rootfs.display()), e.into()))?;
-    let fd = match rustix::fs::openat2(
+    let fd = match berth_image::layer::openat2_retry(
         &root,
         rel,
         OFlags::RDONLY | OFlags::CLOEXEC,
@@ -60,7 +60,7 @@ pub(crate) fn open_dir_in_root(rootfs: &Path, rel: &str) -> Option<std::os::fd::
         Mode::empty(),
     )
     .ok()?;
-    rustix::fs::openat2(
+    berth_image::layer::openat2_retry(
         &root,
         rel,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,

@@ -337,21 +337,21 @@ impl Extractor {
         let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
         let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
         if rel.as_os_str().is_empty() {
-            return rfs::openat2(&self.root, ".", flags, Mode::empty(), resolve)
+            return openat2_retry(&self.root, ".", flags, Mode::empty(), resolve)
                 .map_err(entry_err(entry, "cannot open layer root"));
         }
-        match rfs::openat2(&self.root, rel, flags, Mode::empty(), resolve) {
+        match openat2_retry(&self.root, rel, flags, Mode::empty(), resolve) {
             Ok(fd) => return Ok(fd),
             Err(Errno::NOENT) => {}
             Err(e) => return Err(entry_err(entry, format!("cannot open parent {rel:?}"))(e)),
         }
         // Walk down, creating what is missing.
-        let mut fd = rfs::openat2(&self.root, ".", flags, Mode::empty(), resolve)
+        let mut fd = openat2_retry(&self.root, ".", flags, Mode::empty(), resolve)
             .map_err(entry_err(entry, "cannot open layer root"))?;
         let mut prefix = PathBuf::new();
         for c in rel.components() {
             prefix.push(c);
-            let next = match rfs::openat2(&self.root, &prefix, flags, Mode::empty(), resolve) {
+            let next = match openat2_retry(&self.root, &prefix, flags, Mode::empty(), resolve) {
                 Ok(next) => next,
                 Err(Errno::NOENT) => {
                     match rfs::mkdirat(&fd, c.as_os_str(), Mode::from_raw_mode(0o755)) {
@@ -360,7 +360,7 @@ impl Extractor {
                             return Err(entry_err(entry, format!("cannot create {prefix:?}"))(e))
                         }
                     }
-                    rfs::openat2(&self.root, &prefix, flags, Mode::empty(), resolve)
+                    openat2_retry(&self.root, &prefix, flags, Mode::empty(), resolve)
                         .map_err(entry_err(entry, format!("cannot open {prefix:?}")))?
                 }
                 Err(e) => return Err(entry_err(entry, format!("cannot open {prefix:?}"))(e)),
@@ -689,7 +689,7 @@ impl Extractor {
             } else {
                 path.as_path()
             };
-            let fd = match rfs::openat2(&self.root, rel, flags, Mode::empty(), resolve) {
+            let fd = match openat2_retry(&self.root, rel, flags, Mode::empty(), resolve) {
                 Ok(fd) => fd,
                 // Replaced or removed by a later entry.
                 Err(Errno::NOTDIR | Errno::NOENT) => continue,
@@ -874,6 +874,25 @@ pub fn tree_size(path: &Path) -> io::Result<u64> {
         }
     }
     Ok(total)
+}
+
+/// `openat2`, retried while the kernel answers EAGAIN: with
+/// `RESOLVE_IN_ROOT` or `RESOLVE_BENEATH` it gives up when a rename or a
+/// mount anywhere raced the lookup, and asks the caller to try again.
+pub fn openat2_retry<Fd: rustix::fd::AsFd, P: rustix::path::Arg + Copy>(
+    dirfd: Fd,
+    path: P,
+    oflags: rustix::fs::OFlags,
+    mode: rustix::fs::Mode,
+    resolve: rustix::fs::ResolveFlags,
+) -> rustix::io::Result<rustix::fd::OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(&dirfd, path, oflags, mode, resolve) {
+            Err(rustix::io::Errno::AGAIN) if tries < 100 => tries += 1,
+            r => return r,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -194,7 +194,7 @@ impl Source {
                 what: "empty file name".into(),
             });
         }
-        let fd = rfs::openat2(
+        let fd = crate::layer::openat2_retry(
             &self.root,
             &clean,
             OFlags::RDONLY | OFlags::CLOEXEC,

@@ -174,7 +174,7 @@ fn open_target(root: &OwnedFd, dest: &Path, dir: bool) -> Result<OwnedFd, Rootfs
         } else {
             rel
         };
-        rfs::openat2(
+        openat2_retry(
             root,
             rel,
             OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
@@ -184,9 +184,9 @@ fn open_target(root: &OwnedFd, dest: &Path, dir: bool) -> Result<OwnedFd, Rootfs
     };
     // Most targets exist already: one resolution in the kernel, with the
     // same semantics as the walk below (links followed inside the root).
-    match rfs::openat2(
+    match openat2_retry(
         root,
-        inside(dest),
+        inside(dest).as_path(),
         OFlags::PATH | OFlags::CLOEXEC,
         Mode::empty(),
         resolve,
@@ -259,7 +259,7 @@ fn open_target(root: &OwnedFd, dest: &Path, dir: bool) -> Result<OwnedFd, Rootfs
     } else {
         resolved.as_path()
     };
-    rfs::openat2(
+    openat2_retry(
         root,
         rel,
         OFlags::PATH | OFlags::CLOEXEC,
@@ -451,9 +451,9 @@ fn mount_cgroup_v1(
     }
     // Combined hierarchies are also reachable by each controller's name
     // (cpu,cpuacct -> cpu and cpuacct), as on the host.
-    let parent = rfs::openat2(
+    let parent = openat2_retry(
         root,
-        inside(dest),
+        inside(dest).as_path(),
         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
         ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
@@ -515,7 +515,7 @@ fn make_device(
     if !parent_rel.as_os_str().is_empty() {
         open_target(root, &Path::new("/").join(&parent_rel), true)?;
     }
-    let parent = rfs::openat2(
+    let parent = openat2_retry(
         root,
         if parent_rel.as_os_str().is_empty() {
             Path::new(".")
@@ -583,7 +583,7 @@ fn make_device(
 }
 
 fn symlink_in(root: &OwnedFd, target: &str, link: &str) -> Result<(), RootfsError> {
-    let dev = rfs::openat2(
+    let dev = openat2_retry(
         root,
         "dev",
         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
@@ -835,3 +835,23 @@ pub fn sysctls(spec: &Spec) -> Result<(), RootfsError> {
     }
     Ok(())
 }
+
+/// `openat2`, retried while the kernel answers EAGAIN: with
+/// `RESOLVE_IN_ROOT` or `RESOLVE_BENEATH` it gives up when a rename or a
+/// mount anywhere raced the lookup, and asks the caller to try again.
+pub fn openat2_retry<Fd: rustix::fd::AsFd, P: rustix::path::Arg + Copy>(
+    dirfd: Fd,
+    path: P,
+    oflags: rustix::fs::OFlags,
+    mode: rustix::fs::Mode,
+    resolve: rustix::fs::ResolveFlags,
+) -> rustix::io::Result<rustix::fd::OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(&dirfd, path, oflags, mode, resolve) {
+            Err(rustix::io::Errno::AGAIN) if tries < 100 => tries += 1,
+            r => return r,
+        }
+    }
+}
+
