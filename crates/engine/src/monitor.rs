@@ -247,6 +247,7 @@ pub fn run_foreground(eng: &mut Engine, id: &str, interactive: bool) -> Result<i
     let sigfd = signal_fd(true)?;
     let tty = rec.config.tty;
     let size = if tty { crate::io::own_size() } else { None };
+    let mut attach = crate::io::AttachServer::bind(&eng.attach_socket(&rec.id), tty).ok();
     let mut running = match launch(eng, &mut rec, interactive, size) {
         Ok(r) => r,
         Err(e) => return Err(fail(eng, &mut rec, e)),
@@ -258,7 +259,6 @@ pub fn run_foreground(eng: &mut Engine, id: &str, interactive: bool) -> Result<i
         .then(crate::io::RawMode::enter)
         .flatten();
     let mut ticker = health_ticker(eng, &rec)?;
-    let mut attach = crate::io::AttachServer::bind(&eng.attach_socket(&rec.id), tty).ok();
     let code = relay(
         &mut running,
         &sigfd,
@@ -270,7 +270,6 @@ pub fn run_foreground(eng: &mut Engine, id: &str, interactive: bool) -> Result<i
             attach: attach.as_mut(),
         },
     );
-    drop(attach);
     drop(raw);
     if let Some(l) = log.as_mut() {
         l.flush();
@@ -422,6 +421,10 @@ fn monitor_main(paths: &crate::Paths, id: &str, report: std::fs::File) -> i32 {
         say(&mut report, format!("125 {e}"));
         return 1;
     }
+    // Served from before the start is reported, so that an attach right
+    // after `run -d` finds it, and across restarts.
+    let tty = eng.get(id).map(|r| r.config.tty).unwrap_or(false);
+    let mut attach = crate::io::AttachServer::bind(&eng.attach_socket(id), tty).ok();
     let mut delay = Duration::from_millis(100);
     loop {
         let mut rec = match eng.get(id) {
@@ -448,8 +451,6 @@ fn monitor_main(paths: &crate::Paths, id: &str, report: std::fs::File) -> i32 {
             Err(_) => return 1,
         };
         let mut ticker = health_ticker(&eng, &rec).unwrap_or_default();
-        let mut attach =
-            crate::io::AttachServer::bind(&eng.attach_socket(&rec.id), rec.config.tty).ok();
         let code = relay(
             &mut running,
             &sigfd,
@@ -460,7 +461,6 @@ fn monitor_main(paths: &crate::Paths, id: &str, report: std::fs::File) -> i32 {
                 ..Default::default()
             },
         );
-        drop(attach);
         if let Some(l) = log.as_mut() {
             l.flush();
         }
