@@ -775,7 +775,9 @@ async fn manifests(
 /// Serves the registry on `addr` until ctrl-c or SIGTERM.
 pub async fn serve(addr: &str, storage: FsStorage) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "berth registry listening");
+    // The address actually bound (port 0 picks a free one), for the
+    // caller to read.
+    println!("berth registry listening on {}", listener.local_addr()?);
     let app = router(Arc::new(Registry { storage }));
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

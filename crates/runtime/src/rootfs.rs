@@ -854,4 +854,3 @@ pub fn openat2_retry<Fd: rustix::fd::AsFd, P: rustix::path::Arg + Copy>(
         }
     }
 }
-
