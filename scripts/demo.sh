@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job: Build → Ship → Run on an embedded default store.
-# For now: load the sample image (both docker-archive and OCI forms),
-# list and inspect it, save it back out, and run it: in the foreground,
-# detached, with its logs and ps.
+# For now (no builder yet): load the sample image (both docker-archive
+# and OCI forms), list and inspect it, save it back out; ship it through a
+# local berth registry into a second, empty store; run it there in the
+# foreground and detached, with its logs and ps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet -p berth
@@ -24,6 +25,21 @@ step "$berth" system df
 step "$berth" rmi sample/app:1.0
 step "$berth" load -i "$out/app-oci.tar"
 step "$berth" images
+# Ship: a local registry, push, and a pull into an empty second store.
+"$berth" registry serve --addr 127.0.0.1:0 --storage "$out/registry" > "$out/registry.log" &
+registry_pid=$!
+trap 'kill $registry_pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q listening "$out/registry.log" 2>/dev/null && break; sleep 0.05; done
+addr=$(sed -n 's/^berth registry listening on //p' "$out/registry.log")
+echo "registry: $addr"
+step "$berth" tag sample/app:1.0 "$addr/sample/app:1.0"
+step "$berth" push "$addr/sample/app:1.0"
+export BERTH_ROOT=$BERTH_ROOT-pulled
+step "$berth" pull "$addr/sample/app:1.0"
+step "$berth" tag "$addr/sample/app:1.0" sample/app:1.0
+step "$berth" load -i tests/fixtures/busybox-1.35
+step "$berth" tag "$("$berth" images -q --filter dangling=true | head -1)" busybox:1.35
+step "$berth" images
 step "$berth" run --rm sample/app:1.0
 step "$berth" run -d --name ticker busybox:1.35 sh -c 'for i in 1 2 3; do echo tick $i; sleep 0.2; done; sleep 30'
 sleep 1
@@ -32,4 +48,5 @@ step "$berth" logs ticker
 step "$berth" stop -t 1 ticker
 step "$berth" ps -a
 step "$berth" rm ticker
+kill $registry_pid 2>/dev/null || true
 rm -rf "$out"
