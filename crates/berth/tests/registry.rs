@@ -339,3 +339,100 @@ fn berth_pushes_pulls_and_runs_through_its_registry() {
     r.one_error_line(&["MANIFEST_UNKNOWN"]);
     assert_eq!(b.state(), before);
 }
+
+/// Debian's docker-registry (distribution 2.8) on a free local port,
+/// stopped when dropped.
+struct Distribution {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Distribution {
+    fn start() -> Distribution {
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let addr = format!("127.0.0.1:{port}");
+            let config = dir.path().join("config.yml");
+            std::fs::write(
+                &config,
+                format!(
+                    "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+                    dir.path().join("data").display()
+                ),
+            )
+            .unwrap();
+            let mut child = Command::new("docker-registry")
+                .arg("serve")
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("docker-registry (installed by scripts/install-deps.sh)");
+            for _ in 0..250 {
+                if TcpStream::connect(&addr).is_ok() {
+                    return Distribution {
+                        child,
+                        addr,
+                        _dir: dir,
+                    };
+                }
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("docker-registry did not start");
+    }
+}
+
+impl Drop for Distribution {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn berth_pushes_to_and_pulls_from_distribution() {
+    let reg = Distribution::start();
+    // berth pushes the sample app; a fresh store pulls it back and runs it.
+    let a = Berth::new();
+    a.load(&fixture("sample-app.docker-save.tar"));
+    let target = format!("{}/sample/app:1.0", reg.addr);
+    a.ok(&["tag", "sample/app:1.0", &target]);
+    let out = a.ok(&["push", &target]);
+    assert!(out.contains("1.0: digest: sha256:"), "{out}");
+    let b = Berth::new();
+    b.ok(&["pull", &target]);
+    assert_eq!(b.inspect(&target)["Id"], a.inspect("sample/app:1.0")["Id"]);
+    assert_eq!(b.ok(&["run", "--rm", &target]), "built\n1234\n/app\nprod\n");
+    // What skopeo pushed there, berth pulls.
+    let src = format!("oci:{}:1.35", fixture("busybox-1.35").display());
+    let bb = format!("{}/library/busybox:1.35", reg.addr);
+    let out = skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &src,
+        &format!("docker://{bb}"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    b.ok(&["pull", &bb]);
+    assert_eq!(
+        b.ok(&["run", "--rm", &bb, "echo", "from distribution"]),
+        "from distribution\n"
+    );
+}

@@ -32,6 +32,9 @@ pub struct Client {
     agent: ureq::Agent,
     host: String,
     base: String,
+    /// The registry refused a monolithic upload once: do not send whole
+    /// blobs for nothing again.
+    no_monolithic: std::sync::atomic::AtomicBool,
 }
 
 fn is_local(host: &str) -> bool {
@@ -55,6 +58,7 @@ impl Client {
             agent,
             base: format!("http://{host}"),
             host,
+            no_monolithic: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -96,12 +100,55 @@ impl Client {
         Ok(resp.status().is_success())
     }
 
-    fn upload(&self, repo: &str, d: &Digest, file: std::fs::File) -> Result<(), ClientError> {
+    /// Uploads a blob: in one request where the registry takes that (the
+    /// spec's monolithic POST), else by opening an upload and closing it
+    /// with the whole content (distribution answers the monolithic POST
+    /// with 202 and an upload to use instead).
+    fn upload(&self, repo: &str, d: &Digest, path: &std::path::Path) -> Result<(), ClientError> {
+        let open = || {
+            std::fs::File::open(path)
+                .map_err(|e| ClientError::Invalid(format!("open {}: {e}", path.display())))
+        };
+        let monolithic = !self
+            .no_monolithic
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let resp = if monolithic {
+            self.agent
+                .post(self.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
+                .header("Content-Type", "application/octet-stream")
+                .send(open()?)
+        } else {
+            self.agent
+                .post(self.url(&format!("/v2/{repo}/blobs/uploads/")))
+                .send(&[][..])
+        }
+        .map_err(|e| self.err(e.to_string()))?;
+        match resp.status().as_u16() {
+            201 => return Ok(()),
+            202 => {}
+            _ => return Err(self.failure(&format!("upload of {d}"), resp)),
+        }
+        if monolithic {
+            self.no_monolithic
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| self.err(format!("upload of {d}: no Location in the answer")))?
+            .to_string();
+        let url = if location.starts_with("http://") || location.starts_with("https://") {
+            location
+        } else {
+            self.url(&location)
+        };
+        let sep = if url.contains('?') { '&' } else { '?' };
         let resp = self
             .agent
-            .post(self.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
+            .put(format!("{url}{sep}digest={d}"))
             .header("Content-Type", "application/octet-stream")
-            .send(file)
+            .send(open()?)
             .map_err(|e| self.err(e.to_string()))?;
         if resp.status().as_u16() != 201 {
             return Err(self.failure(&format!("upload of {d}"), resp));
@@ -178,10 +225,7 @@ pub fn push(
                             lines.push(format!("{}: Layer already exists", d.short()));
                             continue;
                         }
-                        let f = std::fs::File::open(path).map_err(|e| {
-                            ClientError::Invalid(format!("open {}: {e}", path.display()))
-                        })?;
-                        client.upload(repo, d, f)?;
+                        client.upload(repo, d, path)?;
                         lines.push(format!("{}: Pushed", d.short()));
                     }
                     Ok(lines.join("\n"))
