@@ -937,6 +937,34 @@ fn dockerd_loads_runs_and_saves_for_berth() {
         "berth's committed image run by berth",
     );
 
+    // Docker pulls what berth pushed to berth's registry, and runs it.
+    let mut registry = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["registry", "serve", "--addr", "127.0.0.1:0", "--storage"])
+        .arg(b.path("registry"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start berth registry");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(registry.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("the registry's address");
+    let addr = line
+        .trim()
+        .strip_prefix("berth registry listening on ")
+        .expect("berth registry listening on ADDR")
+        .to_string();
+    let pushed = format!("{addr}/sample/app:pushed");
+    b.ok(["tag", "sample/app:1.0", &pushed]);
+    b.ok(["push", &pushed]);
+    d.ok(["pull", &pushed]);
+    let out = d.ok(["run", "--rm", "--network", "none", &pushed]);
+    assert_eq!(out.stdout(), SAMPLE_APP_OUTPUT, "stderr:\n{}", out.stderr);
+    let _ = registry.kill();
+    let _ = registry.wait();
     drop(d);
 }
 
