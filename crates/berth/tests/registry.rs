@@ -436,3 +436,95 @@ fn berth_pushes_to_and_pulls_from_distribution() {
         "from distribution\n"
     );
 }
+
+#[test]
+fn referrers_and_sha512_blobs() {
+    let s = Server::start();
+    // A sha512 blob, monolithic.
+    let data = b"sha512 content";
+    let d512 = {
+        use sha2::Digest as _;
+        let h = sha2::Sha512::digest(data);
+        format!(
+            "sha512:{}",
+            h.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        )
+    };
+    let (status, h, _) = s.request(
+        "POST",
+        &format!("/v2/art/blobs/uploads/?digest={d512}"),
+        &[],
+        data,
+    );
+    assert_eq!(status, 201);
+    assert_eq!(header(&h, "docker-content-digest"), Some(d512.as_str()));
+    let (status, _, body) = s.request("GET", &format!("/v2/art/blobs/{d512}"), &[], b"");
+    assert_eq!((status, body.as_slice()), (200, &data[..]));
+    // An artifact manifest that refers to a subject (which need not exist).
+    let config = b"{}";
+    let cd = digest_of(config);
+    assert_eq!(
+        s.request(
+            "POST",
+            &format!("/v2/art/blobs/uploads/?digest={cd}"),
+            &[],
+            config
+        )
+        .0,
+        201
+    );
+    let subject = digest_of(b"the subject manifest");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.example.sbom",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cd, "size": 2},
+        "layers": [{"mediaType": "application/octet-stream", "digest": d512, "size": data.len()}],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject, "size": 20},
+        "annotations": {"org.example": "yes"},
+    })
+    .to_string();
+    let md = digest_of(manifest.as_bytes());
+    let ct = [("Content-Type", "application/vnd.oci.image.manifest.v1+json")];
+    let (status, h, _) = s.request(
+        "PUT",
+        &format!("/v2/art/manifests/{md}"),
+        &ct,
+        manifest.as_bytes(),
+    );
+    assert_eq!(status, 201);
+    assert_eq!(header(&h, "oci-subject"), Some(subject.as_str()));
+    let (status, h, body) = s.request("GET", &format!("/v2/art/referrers/{subject}"), &[], b"");
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&h, "content-type"),
+        Some("application/vnd.oci.image.index.v1+json")
+    );
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["manifests"][0]["digest"], md.as_str());
+    assert_eq!(
+        v["manifests"][0]["artifactType"],
+        "application/vnd.example.sbom"
+    );
+    assert_eq!(v["manifests"][0]["annotations"]["org.example"], "yes");
+    // Filtered by artifact type; none is an empty index, never a 404.
+    let (status, h, body) = s.request(
+        "GET",
+        &format!("/v2/art/referrers/{subject}?artifactType=application/other"),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "oci-filters-applied"), Some("artifactType"));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["manifests"], serde_json::json!([]));
+    // Deleted: no longer a referrer.
+    assert_eq!(
+        s.request("DELETE", &format!("/v2/art/manifests/{md}"), &[], b"")
+            .0,
+        202
+    );
+    let (_, _, body) = s.request("GET", &format!("/v2/art/referrers/{subject}"), &[], b"");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["manifests"], serde_json::json!([]));
+}

@@ -116,6 +116,12 @@ async fn dispatch(
         }
         return tags(&reg, name, &q);
     }
+    if let Some((name, digest)) = rest.rsplit_once("/referrers/") {
+        if !valid_name(name) {
+            return name_invalid(name);
+        }
+        return referrers(&reg, name, digest, &q);
+    }
     if let Some((name, reference)) = rest.rsplit_once("/manifests/") {
         if !valid_name(name) {
             return name_invalid(name);
@@ -629,6 +635,34 @@ fn check_references(reg: &Registry, name: &str, doc: &serde_json::Value) -> Resu
     Ok(())
 }
 
+/// The referrers API: an image index of the manifests whose subject is
+/// `digest`, filtered by `artifactType`; never 404.
+fn referrers(reg: &Registry, name: &str, digest: &str, q: &HashMap<String, String>) -> Response {
+    let d = match parse_digest(digest) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let mut list = reg.storage.referrers(name, &d);
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.oci.image.index.v1+json"),
+    );
+    if let Some(t) = q.get("artifactType") {
+        list.retain(|r| r.get("artifactType").and_then(|a| a.as_str()) == Some(t.as_str()));
+        h.insert(
+            "oci-filters-applied",
+            HeaderValue::from_static("artifactType"),
+        );
+    }
+    let body = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": list,
+    });
+    (StatusCode::OK, h, body.to_string()).into_response()
+}
+
 async fn manifests(
     reg: &Registry,
     method: &Method,
@@ -725,6 +759,32 @@ async fn manifests(
             }
             if let Err(e) = reg.storage.put_manifest(name, &d, &media, &bytes, tag) {
                 return internal(e);
+            }
+            let subject = doc
+                .get("subject")
+                .and_then(|s| s.get("digest"))
+                .and_then(|d| d.as_str())
+                .and_then(|s| s.parse::<Digest>().ok());
+            if let Some(subject) = &subject {
+                // The descriptor the referrers API lists: an artifact's
+                // type, else its config's media type (the spec's rule).
+                let artifact_type = doc
+                    .get("artifactType")
+                    .cloned()
+                    .or_else(|| doc.get("config").and_then(|c| c.get("mediaType")).cloned())
+                    .unwrap_or(serde_json::Value::Null);
+                let mut desc = json!({
+                    "mediaType": media,
+                    "digest": d.to_string(),
+                    "size": bytes.len(),
+                    "artifactType": artifact_type,
+                });
+                if let Some(a) = doc.get("annotations") {
+                    desc["annotations"] = a.clone();
+                }
+                if let Err(e) = reg.storage.add_referrer(name, subject, &d, &desc) {
+                    return internal(e);
+                }
             }
             let mut h = HeaderMap::new();
             if let Ok(v) = HeaderValue::from_str(&format!("/v2/{name}/manifests/{d}")) {

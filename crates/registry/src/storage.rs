@@ -204,6 +204,52 @@ impl FsStorage {
         Ok(())
     }
 
+    /// Records manifest `d` (its descriptor) as a referrer of `subject`.
+    pub fn add_referrer(
+        &self,
+        name: &str,
+        subject: &Digest,
+        d: &Digest,
+        descriptor: &serde_json::Value,
+    ) -> io::Result<()> {
+        let path = self
+            .repo(name)
+            .join("_referrers")
+            .join(subject.algorithm().as_str())
+            .join(subject.hex())
+            .join(format!("{}-{}", d.algorithm().as_str(), d.hex()));
+        write_atomic(&path, descriptor.to_string().as_bytes())
+    }
+
+    /// The descriptors of the manifests that name `subject`, still in the
+    /// repository.
+    pub fn referrers(&self, name: &str, subject: &Digest) -> Vec<serde_json::Value> {
+        let dir = self
+            .repo(name)
+            .join("_referrers")
+            .join(subject.algorithm().as_str())
+            .join(subject.hex());
+        let mut out: Vec<(String, serde_json::Value)> = fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| {
+                    let e = e.ok()?;
+                    let fname = e.file_name().into_string().ok()?;
+                    let (alg, hex) = fname.split_once('-')?;
+                    let digest: Digest = format!("{alg}:{hex}").parse().ok()?;
+                    // Deleted since: no longer a referrer.
+                    if !self.link(name, "_manifests", &digest).exists() {
+                        return None;
+                    }
+                    let v = serde_json::from_slice(&fs::read(e.path()).ok()?).ok()?;
+                    Some((fname, v))
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.into_iter().map(|(_, v)| v).collect()
+    }
+
     /// The digest a tag points to.
     pub fn tag(&self, name: &str, tag: &str) -> Option<Digest> {
         fs::read_to_string(self.repo(name).join("_tags").join(tag))
