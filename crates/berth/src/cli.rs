@@ -779,6 +779,9 @@ pub struct RegistryServeArgs {
     /// Where blobs, manifests and tags are kept
     #[arg(long, default_value = "/var/lib/berth/registry")]
     pub storage: PathBuf,
+    /// Remove uploads left untouched this long (ms|s|m|h)
+    #[arg(long, default_value = "24h")]
+    pub upload_ttl: String,
 }
 
 #[derive(Args, Debug)]

@@ -185,10 +185,12 @@ fn registry_serve(a: &cli::RegistryServeArgs) -> Result<u8> {
             a.storage.display()
         )
     })?;
+    let ttl = berth_engine::health::parse_duration(&a.upload_ttl)
+        .map_err(|e| anyhow::anyhow!("--upload-ttl: {e}"))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(berth_registry::server::serve(&a.addr, storage))
+    rt.block_on(berth_registry::server::serve(&a.addr, storage, ttl))
         .map_err(|e| anyhow::anyhow!("registry on {}: {e}", a.addr))?;
     Ok(0)
 }

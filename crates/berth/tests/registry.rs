@@ -21,12 +21,17 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let storage = dir.path().join("storage");
         // Port 0: the server picks a free port and says which.
         let mut child = Command::new(BERTH)
             .args(["registry", "serve", "--addr", "127.0.0.1:0", "--storage"])
             .arg(&storage)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -527,4 +532,21 @@ fn referrers_and_sha512_blobs() {
     let (_, _, body) = s.request("GET", &format!("/v2/art/referrers/{subject}"), &[], b"");
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["manifests"], serde_json::json!([]));
+}
+
+#[test]
+fn abandoned_uploads_expire() {
+    let s = Server::start_with(&["--upload-ttl", "300ms"]);
+    let (status, h, _) = s.request("POST", "/v2/r/blobs/uploads/", &[], b"");
+    assert_eq!(status, 202);
+    let loc = header(&h, "location").unwrap().to_string();
+    let (status, _, _) = s.request("PATCH", &loc, &[], b"part");
+    assert_eq!(status, 202);
+    std::thread::sleep(std::time::Duration::from_millis(900));
+    let (status, _, body) = s.request("GET", &loc, &[], b"");
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (404, "BLOB_UPLOAD_UNKNOWN")
+    );
+    assert_eq!(walk(&s.storage.join("uploads")), 0);
 }

@@ -832,9 +832,26 @@ async fn manifests(
     }
 }
 
-/// Serves the registry on `addr` until ctrl-c or SIGTERM.
-pub async fn serve(addr: &str, storage: FsStorage) -> std::io::Result<()> {
+/// Serves the registry on `addr` until ctrl-c or SIGTERM; uploads left
+/// untouched for `upload_ttl` are removed.
+pub async fn serve(
+    addr: &str,
+    storage: FsStorage,
+    upload_ttl: std::time::Duration,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    let sweeper = storage.clone();
+    tokio::spawn(async move {
+        let every = (upload_ttl / 4).clamp(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(600),
+        );
+        loop {
+            let s = sweeper.clone();
+            let _ = tokio::task::spawn_blocking(move || s.expire_uploads(upload_ttl)).await;
+            tokio::time::sleep(every).await;
+        }
+    });
     // The address actually bound (port 0 picks a free one), for the
     // caller to read.
     println!("berth registry listening on {}", listener.local_addr()?);

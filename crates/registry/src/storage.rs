@@ -174,6 +174,27 @@ impl FsStorage {
         p.exists().then_some(p)
     }
 
+    /// Removes uploads untouched for `ttl` (abandoned by their clients);
+    /// returns how many.
+    pub fn expire_uploads(&self, ttl: std::time::Duration) -> usize {
+        let Ok(dir) = fs::read_dir(self.dir.join("uploads")) else {
+            return 0;
+        };
+        let mut n = 0;
+        for e in dir.flatten() {
+            let data = e.path().join("data");
+            let age = fs::metadata(&data)
+                .or_else(|_| e.metadata())
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok());
+            if age.is_some_and(|a| a > ttl) && fs::remove_dir_all(e.path()).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+
     pub fn remove_upload(&self, id: &str) {
         if self.upload(id).is_some() {
             let _ = fs::remove_dir_all(self.dir.join("uploads").join(id));
