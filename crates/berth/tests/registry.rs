@@ -268,6 +268,22 @@ fn bad_requests_get_the_spec_errors_and_store_nothing() {
     assert_eq!(header(&h, "docker-content-digest"), Some(good.as_str()));
     let (status, _, body) = s.request("GET", &format!("/v2/r/blobs/{good}"), &[], b"");
     assert_eq!((status, body.as_slice()), (200, &data[..]));
+    // A range that starts inside a page, and one past the end.
+    let (status, h, body) = s.request(
+        "GET",
+        &format!("/v2/r/blobs/{good}"),
+        &[("Range", "bytes=5-11")],
+        b"",
+    );
+    assert_eq!((status, body.as_slice()), (206, &data[5..12]));
+    assert_eq!(header(&h, "content-range"), Some("bytes 5-11/17"));
+    let (status, _, _) = s.request(
+        "GET",
+        &format!("/v2/r/blobs/{good}"),
+        &[("Range", "bytes=40-50")],
+        b"",
+    );
+    assert_eq!(status, 416);
     // Not readable from another repository until mounted there.
     let (status, _, _) = s.request("HEAD", &format!("/v2/other/blobs/{good}"), &[], b"");
     assert_eq!(status, 404);

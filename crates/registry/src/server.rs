@@ -12,16 +12,17 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use berth_image::digest::{Algorithm, Digest};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::storage::{valid_name, valid_tag, FsStorage};
 
@@ -212,28 +213,29 @@ fn parse_range(h: &HeaderMap, size: u64) -> Option<Result<(u64, u64), ()>> {
     Some(Ok((start, end.min(size - 1))))
 }
 
-/// A file's bytes `start..start+len` as a streamed body.
+/// A blob's bytes `start..start+len` as a body: the file mapped into
+/// memory, so the server sends straight from the page cache without
+/// copying through a buffer.
 async fn file_body(path: PathBuf, start: u64, len: u64) -> std::io::Result<Body> {
-    let mut f = tokio::fs::File::open(&path).await?;
-    f.seek(std::io::SeekFrom::Start(start)).await?;
-    let stream = futures_util::stream::unfold((f, len), |(mut f, left)| async move {
-        if left == 0 {
-            return None;
-        }
-        let mut buf = vec![0u8; (256 * 1024).min(left as usize)];
-        match f.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((
-                    Ok::<Bytes, std::io::Error>(Bytes::from(buf)),
-                    (f, left - n as u64),
-                ))
-            }
-            Err(e) => Some((Err(e), (f, 0))),
-        }
-    });
-    Ok(Body::from_stream(stream))
+    if len == 0 {
+        return Ok(Body::empty());
+    }
+    tokio::task::spawn_blocking(move || {
+        let f = std::fs::File::open(&path)?;
+        // SAFETY: blobs are written once and renamed into place, never
+        // modified or truncated afterwards (a deleted blob's pages stay
+        // valid while mapped), so the mapping cannot change under us.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(start)
+                .len(len as usize)
+                .map(&f)?
+        };
+        let _ = map.advise(memmap2::Advice::Sequential);
+        Ok(Body::from(Bytes::from_owner(map)))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 async fn blobs(
