@@ -177,10 +177,34 @@ fn create_record(ctx: &Ctx, a: &RunArgs) -> Result<(Engine, Record)> {
         }),
     })?;
     let mut eng = engine(ctx)?;
+    pull_if_missing(&mut eng, &a.image)?;
     let rec = eng
         .create(&a.image, a.name.as_deref(), config)
         .map_err(coded)?;
     Ok((eng, rec))
+}
+
+/// As docker: an image missing from the store is pulled first, when its
+/// registry is one berth can reach (a local one, for now).
+fn pull_if_missing(eng: &mut Engine, image: &str) -> Result<()> {
+    if eng.store.resolve(image).is_ok() {
+        return Ok(());
+    }
+    let Ok(r) = berth_image::reference::Reference::parse(image) else {
+        return Ok(());
+    };
+    if berth_registry::client::Client::for_reference(&r).is_err() {
+        // Not reachable: `create` reports "Unable to find image".
+        return Ok(());
+    }
+    eprintln!("Unable to find image '{}' locally", r.familiar());
+    berth_registry::client::pull(&mut eng.store, &r, &mut |l| eprintln!("{l}")).map_err(|e| {
+        anyhow::Error::from(CodeError {
+            code: 125,
+            error: e.into(),
+        })
+    })?;
+    Ok(())
 }
 
 pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<u8> {

@@ -353,6 +353,12 @@ fn berth_pushes_pulls_and_runs_through_its_registry() {
     assert!(out.ends_with(&format!("{target}\n")), "{out}");
     assert_eq!(b.inspect(&target)["Id"], a.inspect("sample/app:1.0")["Id"]);
     assert_eq!(b.ok(&["run", "--rm", &target]), "built\n1234\n/app\nprod\n");
+    // run pulls an image it does not have, as docker does.
+    let c = Berth::new();
+    let r = c.run(&["run", "--rm", &target]);
+    assert_eq!(r.code, Some(0), "{r}");
+    assert_eq!(r.stdout, "built\n1234\n/app\nprod\n");
+    assert!(r.stderr.contains("Unable to find image"), "{r}");
     // A pull that fails (no such tag) leaves the store as it was.
     let before = b.state();
     let r = b.run(&["pull", &format!("{}/sample/app:nope", s.addr)]);
