@@ -114,6 +114,13 @@ pub enum Command {
     Registry(RegistryCommand),
     /// Upload an image to a registry
     Push(PushPullArgs),
+    /// Log in to a registry
+    Login(LoginArgs),
+    /// Log out from a registry
+    Logout {
+        /// The registry (HOST[:PORT])
+        server: String,
+    },
     /// Download an image from a registry
     Pull(PushPullArgs),
     /// Generate the shell completion script
@@ -769,6 +776,26 @@ pub struct AttachArgs {
 pub enum RegistryCommand {
     /// Serve the OCI distribution API (push and pull) from a storage directory
     Serve(RegistryServeArgs),
+    /// Print an htpasswd line (bcrypt) for a user; the password comes from stdin
+    Htpasswd {
+        /// The user name
+        user: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// Username
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Password (prefer --password-stdin)
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Take the password from stdin
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The registry (HOST[:PORT])
+    pub server: String,
 }
 
 #[derive(Args, Debug)]
@@ -782,6 +809,12 @@ pub struct RegistryServeArgs {
     /// Remove uploads left untouched this long (ms|s|m|h)
     #[arg(long, default_value = "24h")]
     pub upload_ttl: String,
+    /// Users allowed to pull and push (htpasswd file, bcrypt); without it the registry is open
+    #[arg(long)]
+    pub htpasswd: Option<PathBuf>,
+    /// A repository anyone may pull (NAME, or PREFIX/* for all below)
+    #[arg(long)]
+    pub public: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -138,6 +138,22 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Volume(v) => return volumes::command(&ctx, &v),
         Command::Registry(cli::RegistryCommand::Serve(a)) => return registry_serve(&a),
+        Command::Registry(cli::RegistryCommand::Htpasswd { user }) => {
+            let mut password = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut password)?;
+            let line = berth_registry::auth::htpasswd_line(&user, password.trim_end_matches('\n'))?;
+            println!("{line}");
+            return Ok(0);
+        }
+        Command::Login(a) => return login(&a),
+        Command::Logout { server } => {
+            if berth_registry::client::logout(&server)? {
+                println!("Removing login credentials for {server}");
+            } else {
+                println!("Not logged in to {server}");
+            }
+            return Ok(0);
+        }
         Command::Push(a) => return push(&ctx, &a),
         Command::Pull(a) => return pull(&ctx, &a),
         Command::Container(ContainerCommand::Inspect(a)) => return containers::inspect(&ctx, &a),
@@ -177,6 +193,26 @@ fn pull(ctx: &images::Ctx, a: &cli::PushPullArgs) -> Result<u8> {
     Ok(0)
 }
 
+fn login(a: &cli::LoginArgs) -> Result<u8> {
+    let user = a
+        .username
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("give the user name with -u/--username"))?;
+    let password = match (&a.password, a.password_stdin) {
+        (Some(_), true) => anyhow::bail!("--password and --password-stdin are mutually exclusive"),
+        (Some(p), false) => p.clone(),
+        (None, true) => {
+            let mut p = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut p)?;
+            p.trim_end_matches('\n').to_string()
+        }
+        (None, false) => anyhow::bail!("give the password with --password-stdin (or -p)"),
+    };
+    berth_registry::client::login(&a.server, &user, &password)?;
+    println!("Login Succeeded");
+    Ok(0)
+}
+
 /// `berth registry serve`: a tokio runtime for the server's life.
 fn registry_serve(a: &cli::RegistryServeArgs) -> Result<u8> {
     let storage = berth_registry::storage::FsStorage::open(&a.storage).map_err(|e| {
@@ -187,10 +223,14 @@ fn registry_serve(a: &cli::RegistryServeArgs) -> Result<u8> {
     })?;
     let ttl = berth_engine::health::parse_duration(&a.upload_ttl)
         .map_err(|e| anyhow::anyhow!("--upload-ttl: {e}"))?;
+    let auth = match &a.htpasswd {
+        Some(f) => berth_registry::auth::Auth::from_htpasswd(f, a.public.clone())?,
+        None => berth_registry::auth::Auth::open(),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(berth_registry::server::serve(&a.addr, storage, ttl))
+    rt.block_on(berth_registry::server::serve(&a.addr, storage, auth, ttl))
         .map_err(|e| anyhow::anyhow!("registry on {}: {e}", a.addr))?;
     Ok(0)
 }

@@ -572,3 +572,112 @@ fn abandoned_uploads_expire() {
     );
     assert_eq!(walk(&s.storage.join("uploads")), 0);
 }
+
+#[test]
+fn private_registry_with_htpasswd_login_and_public_repos() {
+    // An htpasswd file made by berth itself.
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    let out = Command::new(BERTH)
+        .args(["registry", "htpasswd", "alice"])
+        .stdin({
+            let p = dir.path().join("pw");
+            std::fs::write(&p, "s3cret\n").unwrap();
+            std::fs::File::open(p).unwrap()
+        })
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::write(&htpasswd, &out.stdout).unwrap();
+    let s = Server::start_with(&[
+        "--htpasswd",
+        htpasswd.to_str().unwrap(),
+        "--public",
+        "pub/*",
+    ]);
+    // Anonymous: 401 with the basic challenge.
+    let (status, h, body) = s.request("GET", "/v2/", &[], b"");
+    assert_eq!((status, error_code(&body).as_str()), (401, "UNAUTHORIZED"));
+    assert_eq!(
+        header(&h, "www-authenticate"),
+        Some("Basic realm=\"berth registry\"")
+    );
+    let docker_config = dir.path().join("docker");
+    let with_config = |args: &[&str], stdin: &str| {
+        let b = Berth::new();
+        let mut c = b.command(args);
+        c.env("DOCKER_CONFIG", &docker_config);
+        let p = dir.path().join("stdin");
+        std::fs::write(&p, stdin).unwrap();
+        let out = c.stdin(std::fs::File::open(&p).unwrap()).output().unwrap();
+        (b, out)
+    };
+    // A push without logging in is refused; a wrong password too.
+    let a = Berth::new();
+    a.load(&fixture("sample-app.docker-save.tar"));
+    let private = format!("{}/team/app:1.0", s.addr);
+    let public = format!("{}/pub/app:1.0", s.addr);
+    a.ok(&["tag", "sample/app:1.0", &private]);
+    a.ok(&["tag", "sample/app:1.0", &public]);
+    let mut push = a.command(&["push", &private]);
+    push.env("DOCKER_CONFIG", &docker_config);
+    let out = push.output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("UNAUTHORIZED"), "{err}");
+    let (_, out) = with_config(
+        &["login", "-u", "alice", "--password-stdin", &s.addr],
+        "wrong\n",
+    );
+    assert!(!out.status.success());
+    let (_, out) = with_config(
+        &["login", "-u", "alice", "--password-stdin", &s.addr],
+        "s3cret\n",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Login Succeeded\n");
+    // The docker config holds docker's base64 auth.
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(docker_config.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["auths"][&s.addr]["auth"], "YWxpY2U6czNjcmV0");
+    // Logged in: push both, pull back.
+    for target in [&private, &public] {
+        let mut push = a.command(&["push", target]);
+        push.env("DOCKER_CONFIG", &docker_config);
+        let out = push.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // skopeo, with the same credentials.
+    let out = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        "alice:s3cret",
+        &format!("docker://{private}"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without credentials: the public repository pulls, the private one
+    // does not.
+    let b = Berth::new();
+    let mut pull = b.command(&["pull", &public]);
+    pull.env("DOCKER_CONFIG", dir.path().join("nobody"));
+    assert!(pull.output().unwrap().status.success());
+    let mut pull = b.command(&["pull", &private]);
+    pull.env("DOCKER_CONFIG", dir.path().join("nobody"));
+    let out = pull.output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("UNAUTHORIZED"));
+    // Logout forgets them.
+    let (_, out) = with_config(&["logout", &s.addr], "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("Removing login credentials for {}\n", s.addr)
+    );
+}

@@ -32,6 +32,9 @@ pub struct Client {
     agent: ureq::Agent,
     host: String,
     base: String,
+    /// `Authorization: Basic ...` from the docker config, if it has this
+    /// registry.
+    auth: Option<String>,
     /// The registry refused a monolithic upload once: do not send whole
     /// blobs for nothing again.
     no_monolithic: std::sync::atomic::AtomicBool,
@@ -57,6 +60,7 @@ impl Client {
         Ok(Client {
             agent,
             base: format!("http://{host}"),
+            auth: credentials(&host).map(|a| format!("Basic {a}")),
             host,
             no_monolithic: std::sync::atomic::AtomicBool::new(false),
         })
@@ -91,13 +95,28 @@ impl Client {
         self.err(format!("{what}: {status}: {detail}"))
     }
 
+    fn authed<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.auth {
+            Some(a) => req.header("Authorization", a),
+            None => req,
+        }
+    }
+
     fn has_blob(&self, repo: &str, d: &Digest) -> Result<bool, ClientError> {
         let resp = self
-            .agent
-            .head(self.url(&format!("/v2/{repo}/blobs/{d}")))
+            .authed(self.agent.head(self.url(&format!("/v2/{repo}/blobs/{d}"))))
             .call()
             .map_err(|e| self.err(e.to_string()))?;
-        Ok(resp.status().is_success())
+        match resp.status().as_u16() {
+            200..=299 => Ok(true),
+            // Refused: say so now, before sending the blob for nothing.
+            401 | 403 => Err(self.err(format!(
+                "{}: UNAUTHORIZED: authentication required: berth login {}",
+                resp.status(),
+                self.host
+            ))),
+            _ => Ok(false),
+        }
     }
 
     /// Uploads a blob: in one request where the registry takes that (the
@@ -113,14 +132,18 @@ impl Client {
             .no_monolithic
             .load(std::sync::atomic::Ordering::Relaxed);
         let resp = if monolithic {
-            self.agent
-                .post(self.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
-                .header("Content-Type", "application/octet-stream")
-                .send(open()?)
+            self.authed(
+                self.agent
+                    .post(self.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}"))),
+            )
+            .header("Content-Type", "application/octet-stream")
+            .send(open()?)
         } else {
-            self.agent
-                .post(self.url(&format!("/v2/{repo}/blobs/uploads/")))
-                .send(&[][..])
+            self.authed(
+                self.agent
+                    .post(self.url(&format!("/v2/{repo}/blobs/uploads/"))),
+            )
+            .send(&[][..])
         }
         .map_err(|e| self.err(e.to_string()))?;
         match resp.status().as_u16() {
@@ -145,8 +168,7 @@ impl Client {
         };
         let sep = if url.contains('?') { '&' } else { '?' };
         let resp = self
-            .agent
-            .put(format!("{url}{sep}digest={d}"))
+            .authed(self.agent.put(format!("{url}{sep}digest={d}")))
             .header("Content-Type", "application/octet-stream")
             .send(open()?)
             .map_err(|e| self.err(e.to_string()))?;
@@ -161,7 +183,7 @@ impl Client {
         path: &str,
         accept: Option<&str>,
     ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
-        let mut req = self.agent.get(self.url(path));
+        let mut req = self.authed(self.agent.get(self.url(path)));
         if let Some(a) = accept {
             req = req.header("Accept", a);
         }
@@ -245,8 +267,11 @@ pub fn push(
     }
     let tag = target.tag().unwrap_or("latest");
     let resp = client
-        .agent
-        .put(client.url(&format!("/v2/{repo}/manifests/{tag}")))
+        .authed(
+            client
+                .agent
+                .put(client.url(&format!("/v2/{repo}/manifests/{tag}"))),
+        )
         .header("Content-Type", &record.manifest_media_type)
         .send(&manifest[..])
         .map_err(|e| client.err(e.to_string()))?;
@@ -378,4 +403,88 @@ pub fn pull(
         r.familiar()
     ));
     Ok(id)
+}
+
+/// Docker's client config: `$DOCKER_CONFIG/config.json`, else
+/// `~/.docker/config.json`.
+pub fn docker_config_path() -> std::path::PathBuf {
+    match std::env::var_os("DOCKER_CONFIG") {
+        Some(d) => std::path::PathBuf::from(d).join("config.json"),
+        None => {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".docker/config.json")
+        }
+    }
+}
+
+/// The base64 `user:password` the docker config holds for `host`.
+fn credentials(host: &str) -> Option<String> {
+    let text = std::fs::read_to_string(docker_config_path()).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["auths"][host]["auth"].as_str().map(str::to_string)
+}
+
+/// `berth login`: checks the credentials against the registry, then keeps
+/// them in the docker config (docker's format: base64 `auths`).
+pub fn login(host: &str, user: &str, password: &str) -> Result<(), ClientError> {
+    use base64::Engine as _;
+    let r = Reference::parse(&format!("{host}/probe"))
+        .map_err(|e| ClientError::Invalid(format!("registry {host}: {e}")))?;
+    let mut client = Client::for_reference(&r)?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    client.auth = Some(format!("Basic {b64}"));
+    let resp = client.get("/v2/", None)?;
+    if !resp.status().is_success() {
+        return Err(client.failure("login", resp));
+    }
+    update_config(|v| {
+        v["auths"][host] = serde_json::json!({"auth": b64});
+    })
+}
+
+/// `berth logout`: forgets the registry's credentials; false if there
+/// were none.
+pub fn logout(host: &str) -> Result<bool, ClientError> {
+    let mut had = false;
+    update_config(|v| {
+        if let Some(a) = v["auths"].as_object_mut() {
+            had = a.remove(host).is_some();
+        }
+    })?;
+    Ok(had)
+}
+
+/// Rewrites the docker config (atomically, mode 0600), keeping whatever
+/// else it holds.
+fn update_config(f: impl FnOnce(&mut serde_json::Value)) -> Result<(), ClientError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = docker_config_path();
+    let mut v: serde_json::Value = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| serde_json::json!({}));
+    if !v["auths"].is_object() {
+        v["auths"] = serde_json::json!({});
+    }
+    f(&mut v);
+    let io = |e: std::io::Error| ClientError::Invalid(format!("{}: {e}", path.display()));
+    let dir = path.parent().expect("a config path has a directory");
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let tmp = dir.join(format!(".config.json.{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    file.write_all(
+        serde_json::to_string_pretty(&v)
+            .expect("serializes")
+            .as_bytes(),
+    )
+    .map_err(io)?;
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(io)
 }

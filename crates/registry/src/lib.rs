@@ -1,6 +1,9 @@
 //! berth's registry: an OCI distribution server (`berth registry serve`)
 //! over a storage layer that several processes may share.
 
+/// htpasswd users, basic auth, public repositories.
+pub mod auth;
+
 /// push and pull.
 pub mod client;
 /// The HTTP API.

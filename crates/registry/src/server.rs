@@ -39,15 +39,54 @@ const MANIFEST_TYPES: &[&str] = &[
 
 pub struct Registry {
     pub storage: FsStorage,
+    pub auth: crate::auth::Auth,
+}
+
+/// 401 with the challenge Docker clients answer with basic auth, unless
+/// the request may go on.
+fn gate(
+    reg: &Registry,
+    repo: Option<&str>,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    let write = !matches!(*method, Method::GET | Method::HEAD);
+    let authz = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if reg.auth.allows(repo, write, authz) {
+        return None;
+    }
+    let mut r = error(
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        "authentication required: berth login (or docker login) to this registry",
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"berth registry\""),
+    );
+    Some(r)
 }
 
 /// The router: `/v2/` and everything below it.
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
-        .route("/v2", any(base))
-        .route("/v2/", any(base))
+        .route("/v2", any(base_gated))
+        .route("/v2/", any(base_gated))
         .route("/v2/{*rest}", any(dispatch))
         .with_state(registry)
+}
+
+async fn base_gated(
+    State(reg): State<Arc<Registry>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = gate(&reg, None, &method, &headers) {
+        return r;
+    }
+    base().await
 }
 
 async fn base() -> Response {
@@ -109,7 +148,20 @@ async fn dispatch(
 ) -> Response {
     let rest = rest.trim_end_matches('/');
     if rest.is_empty() {
+        if let Some(r) = gate(&reg, None, &method, &headers) {
+            return r;
+        }
         return base().await;
+    }
+    // The repository a request is about, for access control.
+    let repo = rest
+        .strip_suffix("/tags/list")
+        .or_else(|| rest.rsplit_once("/referrers/").map(|(n, _)| n))
+        .or_else(|| rest.rsplit_once("/manifests/").map(|(n, _)| n))
+        .or_else(|| rest.split_once("/blobs/uploads").map(|(n, _)| n))
+        .or_else(|| rest.rsplit_once("/blobs/").map(|(n, _)| n));
+    if let Some(r) = gate(&reg, repo, &method, &headers) {
+        return r;
     }
     if let Some(name) = rest.strip_suffix("/tags/list") {
         if !valid_name(name) {
@@ -839,6 +891,7 @@ async fn manifests(
 pub async fn serve(
     addr: &str,
     storage: FsStorage,
+    auth: crate::auth::Auth,
     upload_ttl: std::time::Duration,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -857,7 +910,7 @@ pub async fn serve(
     // The address actually bound (port 0 picks a free one), for the
     // caller to read.
     println!("berth registry listening on {}", listener.local_addr()?);
-    let app = router(Arc::new(Registry { storage }));
+    let app = router(Arc::new(Registry { storage, auth }));
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let mut term =
