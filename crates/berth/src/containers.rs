@@ -886,15 +886,7 @@ pub fn inspect(ctx: &Ctx, a: &ContainerInspectArgs) -> Result<u8> {
             }
         }
     }
-    match a.format.as_deref() {
-        None | Some("json") => println!("{}", serde_json::to_string_pretty(&values)?),
-        Some(t) => {
-            let tpl = output::Template::parse(t)?;
-            for v in &values {
-                println!("{}", tpl.render(v)?);
-            }
-        }
-    }
+    output::print_objects(&values, a.format.as_deref())?;
     Ok(if failed { 1 } else { 0 })
 }
 
@@ -933,15 +925,7 @@ pub fn inspect_any(ctx: &Ctx, a: &crate::cli::InspectArgs) -> Result<u8> {
         eprintln!("Error: No such object: {name}");
         failed = true;
     }
-    match a.format.as_deref() {
-        None | Some("json") => println!("{}", serde_json::to_string_pretty(&values)?),
-        Some(t) => {
-            let tpl = output::Template::parse(t)?;
-            for v in &values {
-                println!("{}", tpl.render(v)?);
-            }
-        }
-    }
+    output::print_objects(&values, a.format.as_deref())?;
     Ok(if failed { 1 } else { 0 })
 }
 

@@ -484,15 +484,7 @@ pub fn inspect(ctx: &Ctx, a: &InspectArgs) -> Result<()> {
             Err(e) => missing.push(e.to_string()),
         }
     }
-    match a.format.as_deref() {
-        None | Some("json") => println!("{}", serde_json::to_string_pretty(&values)?),
-        Some(f) => {
-            let t = Template::parse(f)?;
-            for v in &values {
-                println!("{}", t.render(v)?);
-            }
-        }
-    }
+    crate::output::print_objects(&values, a.format.as_deref())?;
     if !missing.is_empty() {
         for m in &missing {
             eprintln!("Error: {m}");

@@ -73,6 +73,21 @@ pub fn ago(rfc3339: Option<&str>) -> String {
 
 /// Prints rows as a table with columns separated by at least three spaces,
 /// as docker's tabwriter does.
+/// What `inspect` commands print: a pretty JSON array, or each object
+/// through a Go template.
+pub fn print_objects(values: &[Value], format: Option<&str>) -> Result<()> {
+    match format {
+        None | Some("json") => println!("{}", serde_json::to_string_pretty(values)?),
+        Some(t) => {
+            let tpl = Template::parse(t)?;
+            for v in values {
+                println!("{}", tpl.render(v)?);
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let mut widths = vec![0; cols];

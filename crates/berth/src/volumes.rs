@@ -159,15 +159,7 @@ fn inspect(ctx: &Ctx, a: &VolumeInspectArgs) -> Result<u8> {
             }
         }
     }
-    match a.format.as_deref() {
-        None | Some("json") => println!("{}", serde_json::to_string_pretty(&values)?),
-        Some(t) => {
-            let tpl = output::Template::parse(t)?;
-            for v in &values {
-                println!("{}", tpl.render(v)?);
-            }
-        }
-    }
+    output::print_objects(&values, a.format.as_deref())?;
     Ok(if failed { 1 } else { 0 })
 }
 

@@ -335,8 +335,18 @@ pub fn check_and_record(paths: &crate::Paths, id: &str, check: &Check, started: 
         .set_health(id, &serde_json::to_string(&h).expect("serializes"));
 }
 
-/// At start: "starting" with no results yet, or none without a check.
-pub fn reset(eng: &Engine, id: &str, check: Option<&Check>) -> Result<(), EngineError> {
+/// At start: "starting" with no results yet, or none without a check
+/// (`current`: the record's health now; nothing is written when it is
+/// already none).
+pub fn reset(
+    eng: &Engine,
+    id: &str,
+    current: &str,
+    check: Option<&Check>,
+) -> Result<(), EngineError> {
+    if check.is_none() && current.is_empty() {
+        return Ok(());
+    }
     let h = match check {
         Some(_) => serde_json::to_string(&Health {
             status: "starting".into(),

@@ -243,7 +243,9 @@ pub fn run_foreground(eng: &mut Engine, id: &str, interactive: bool) -> Result<i
         )));
     };
     // A start by the user: restart policies apply again.
-    eng.db.set_stop_requested(&rec.id, false)?;
+    if rec.stop_requested {
+        eng.db.set_stop_requested(&rec.id, false)?;
+    }
     let sigfd = signal_fd(true)?;
     let tty = rec.config.tty;
     let size = if tty { crate::io::own_size() } else { None };
@@ -316,7 +318,7 @@ fn open_log(eng: &Engine, rec: &Record) -> Result<Option<crate::logs::Writer>, E
 /// result. The state starts as "starting".
 fn health_ticker(eng: &Engine, rec: &Record) -> Result<Option<crate::io::Ticker>, EngineError> {
     let check = crate::health::check_of(eng, &rec.config, &rec.image_id)?;
-    crate::health::reset(eng, &rec.id, check.as_ref())?;
+    crate::health::reset(eng, &rec.id, &rec.health, check.as_ref())?;
     let Some(check) = check else {
         return Ok(None);
     };
@@ -416,14 +418,23 @@ fn monitor_main(paths: &crate::Paths, id: &str, report: std::fs::File) -> i32 {
             }
         }
     };
+    let first = match eng.get(id) {
+        Ok(r) => r,
+        Err(e) => {
+            say(&mut report, format!("125 {e}"));
+            return 1;
+        }
+    };
     // A start by the user: restart policies apply again.
-    if let Err(e) = eng.db.set_stop_requested(id, false) {
-        say(&mut report, format!("125 {e}"));
-        return 1;
+    if first.stop_requested {
+        if let Err(e) = eng.db.set_stop_requested(id, false) {
+            say(&mut report, format!("125 {e}"));
+            return 1;
+        }
     }
     // Served from before the start is reported, so that an attach right
     // after `run -d` finds it, and across restarts.
-    let tty = eng.get(id).map(|r| r.config.tty).unwrap_or(false);
+    let tty = first.config.tty;
     let mut attach = crate::io::AttachServer::bind(&eng.attach_socket(id), tty).ok();
     let mut delay = Duration::from_millis(100);
     loop {
