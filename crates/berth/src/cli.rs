@@ -776,6 +776,8 @@ pub struct AttachArgs {
 pub enum RegistryCommand {
     /// Serve the OCI distribution API (push and pull) from a storage directory
     Serve(RegistryServeArgs),
+    /// Remove blobs no manifest references (safe while the registry serves pushes)
+    Gc(RegistryGcArgs),
     /// Print an htpasswd line (bcrypt) for a user; the password comes from stdin
     Htpasswd {
         /// The user name
@@ -800,21 +802,49 @@ pub struct LoginArgs {
 
 #[derive(Args, Debug)]
 pub struct RegistryServeArgs {
-    /// Address to listen on
-    #[arg(long, default_value = "127.0.0.1:5000")]
-    pub addr: String,
-    /// Where blobs, manifests and tags are kept
-    #[arg(long, default_value = "/var/lib/berth/registry")]
-    pub storage: PathBuf,
-    /// Remove uploads left untouched this long (ms|s|m|h)
-    #[arg(long, default_value = "24h")]
-    pub upload_ttl: String,
+    /// Address to listen on [default: 127.0.0.1:5000]
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// Where blobs, manifests and tags are kept [default: /var/lib/berth/registry]
+    #[arg(long)]
+    pub storage: Option<PathBuf>,
+    /// Remove uploads left untouched this long (ms|s|m|h) [default: 24h]
+    #[arg(long)]
+    pub upload_ttl: Option<String>,
     /// Users allowed to pull and push (htpasswd file, bcrypt); without it the registry is open
     #[arg(long)]
     pub htpasswd: Option<PathBuf>,
     /// A repository anyone may pull (NAME, or PREFIX/* for all below)
     #[arg(long)]
     pub public: Vec<String>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key)
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Issue bearer tokens at /token under this issuer name and require them (Docker's token flow)
+    #[arg(long)]
+    pub token_issuer: Option<String>,
+    /// A JSON config file: addr, storage, tls, auth (htpasswd, public, access rules, token), uploads, gc, notifications; flags win over it
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RegistryGcArgs {
+    /// The registry's storage [default: the config's, or /var/lib/berth/registry]
+    #[arg(long)]
+    pub storage: Option<PathBuf>,
+    /// Keep unreferenced blobs used more recently than this (a client pushing now has this long to send its manifest) [default: the config's, or 1h]
+    #[arg(long)]
+    pub grace: Option<String>,
+    /// Count what would be removed; remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The registry's JSON config file (for storage and gc.grace)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

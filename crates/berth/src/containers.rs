@@ -184,8 +184,7 @@ fn create_record(ctx: &Ctx, a: &RunArgs) -> Result<(Engine, Record)> {
     Ok((eng, rec))
 }
 
-/// As docker: an image missing from the store is pulled first, when its
-/// registry is one berth can reach (a local one, for now).
+/// As docker: an image missing from the store is pulled first.
 fn pull_if_missing(eng: &mut Engine, image: &str) -> Result<()> {
     if eng.store.resolve(image).is_ok() {
         return Ok(());
@@ -193,9 +192,15 @@ fn pull_if_missing(eng: &mut Engine, image: &str) -> Result<()> {
     let Ok(r) = berth_image::reference::Reference::parse(image) else {
         return Ok(());
     };
-    if berth_registry::client::Client::for_reference(&r).is_err() {
-        // Not reachable: `create` reports "Unable to find image".
-        return Ok(());
+    if let Err(e) = berth_registry::client::Client::for_reference(&r, "pull") {
+        return Err(CodeError {
+            code: 125,
+            error: anyhow::anyhow!(
+                "Unable to find image '{}' locally, and it cannot be pulled: {e}",
+                r.familiar()
+            ),
+        }
+        .into());
     }
     eprintln!("Unable to find image '{}' locally", r.familiar());
     berth_registry::client::pull(&mut eng.store, &r, &mut |l| eprintln!("{l}")).map_err(|e| {

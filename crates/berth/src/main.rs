@@ -138,6 +138,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Volume(v) => return volumes::command(&ctx, &v),
         Command::Registry(cli::RegistryCommand::Serve(a)) => return registry_serve(&a),
+        Command::Registry(cli::RegistryCommand::Gc(a)) => return registry_gc(&a),
         Command::Registry(cli::RegistryCommand::Htpasswd { user }) => {
             let mut password = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut password)?;
@@ -213,25 +214,129 @@ fn login(a: &cli::LoginArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// `berth registry serve`: a tokio runtime for the server's life.
+/// `berth registry serve`: the config file under the flags, then a tokio
+/// runtime for the server's life.
 fn registry_serve(a: &cli::RegistryServeArgs) -> Result<u8> {
-    let storage = berth_registry::storage::FsStorage::open(&a.storage).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot use {} as registry storage: {e}",
-            a.storage.display()
+    use berth_registry::config::{duration, Config};
+    use std::time::Duration;
+    let cfg = match &a.config {
+        Some(p) => Config::load(p).map_err(anyhow::Error::msg)?,
+        None => Config::default(),
+    };
+    let addr = a
+        .addr
+        .clone()
+        .or(cfg.addr)
+        .unwrap_or_else(|| "127.0.0.1:5000".into());
+    let dir = a
+        .storage
+        .clone()
+        .or(cfg.storage)
+        .unwrap_or_else(|| "/var/lib/berth/registry".into());
+    let storage = berth_registry::storage::FsStorage::open(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot use {} as registry storage: {e}", dir.display()))?;
+    let ttl = a.upload_ttl.as_deref().or(cfg.uploads.ttl.as_deref());
+    let upload_ttl =
+        duration("upload ttl", ttl, Duration::from_secs(24 * 3600)).map_err(anyhow::Error::msg)?;
+    let htpasswd = a.htpasswd.clone().or(cfg.auth.htpasswd);
+    let mut public = cfg.auth.public;
+    public.extend(a.public.iter().cloned());
+    let mut auth = berth_registry::auth::Auth::new(htpasswd.as_deref(), public, cfg.auth.access)?;
+    let token = cfg.auth.token.unwrap_or_default();
+    if let Some(issuer) = a
+        .token_issuer
+        .clone()
+        .or(Some(token.issuer).filter(|i| !i.is_empty()))
+    {
+        let lifetime = duration(
+            "token lifetime",
+            token.lifetime.as_deref(),
+            Duration::from_secs(300),
         )
-    })?;
-    let ttl = berth_engine::health::parse_duration(&a.upload_ttl)
-        .map_err(|e| anyhow::anyhow!("--upload-ttl: {e}"))?;
-    let auth = match &a.htpasswd {
-        Some(f) => berth_registry::auth::Auth::from_htpasswd(f, a.public.clone())?,
-        None => berth_registry::auth::Auth::open(),
+        .map_err(anyhow::Error::msg)?;
+        let key = token.key.unwrap_or_else(|| dir.join("token.key"));
+        let service = token.service.unwrap_or_else(|| issuer.clone());
+        auth.tokens = Some(
+            berth_registry::token::Tokens::open(&key, issuer, service, lifetime)
+                .map_err(|e| anyhow::anyhow!("token signing key {}: {e}", key.display()))?,
+        );
+        auth.realm = token.realm;
+    }
+    let gc = match cfg.gc.interval.as_deref() {
+        None => None,
+        Some(i) => Some((
+            duration("gc interval", Some(i), Duration::ZERO).map_err(anyhow::Error::msg)?,
+            duration(
+                "gc grace",
+                cfg.gc.grace.as_deref(),
+                Duration::from_secs(3600),
+            )
+            .map_err(anyhow::Error::msg)?,
+        )),
+    };
+    let tls = match (a.tls_cert.clone(), a.tls_key.clone(), cfg.tls) {
+        (Some(c), Some(k), _) => Some((c, k)),
+        (_, _, Some(t)) => Some((t.cert, t.key)),
+        _ => None,
+    };
+    let tls = match tls {
+        Some((c, k)) => {
+            Some(berth_registry::server::tls_config(&c, &k).map_err(anyhow::Error::msg)?)
+        }
+        None => None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(berth_registry::server::serve(&a.addr, storage, auth, ttl))
-        .map_err(|e| anyhow::anyhow!("registry on {}: {e}", a.addr))?;
+    rt.block_on(berth_registry::server::serve(
+        berth_registry::server::Settings {
+            addr: addr.clone(),
+            storage,
+            auth,
+            upload_ttl,
+            tls,
+            gc,
+        },
+    ))
+    .map_err(|e| anyhow::anyhow!("registry on {addr}: {e}"))?;
+    Ok(0)
+}
+
+/// `berth registry gc`: one collection, beside a running registry or not.
+fn registry_gc(a: &cli::RegistryGcArgs) -> Result<u8> {
+    use berth_registry::config::{duration, Config};
+    let cfg = match &a.config {
+        Some(p) => Config::load(p).map_err(anyhow::Error::msg)?,
+        None => Config::default(),
+    };
+    let dir = a
+        .storage
+        .clone()
+        .or(cfg.storage)
+        .unwrap_or_else(|| "/var/lib/berth/registry".into());
+    if !dir.join("blobs").is_dir() {
+        anyhow::bail!(
+            "{} is not a registry's storage (no blobs directory): give --storage",
+            dir.display()
+        );
+    }
+    let grace = a.grace.as_deref().or(cfg.gc.grace.as_deref());
+    let grace = duration("--grace", grace, std::time::Duration::from_secs(3600))
+        .map_err(anyhow::Error::msg)?;
+    let storage = berth_registry::storage::FsStorage::open(&dir)?;
+    let r = storage.gc(grace, a.dry_run)?;
+    println!(
+        "{} {} blobs ({}), kept {} (referenced by {} manifests, or younger than {})",
+        if a.dry_run { "Would remove" } else { "Removed" },
+        r.removed,
+        output::human_size(r.bytes),
+        r.kept,
+        r.manifests,
+        a.grace
+            .as_deref()
+            .or(cfg.gc.grace.as_deref())
+            .unwrap_or("1h"),
+    );
     Ok(0)
 }
 

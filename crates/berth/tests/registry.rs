@@ -28,8 +28,15 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let storage = dir.path().join("storage");
         // Port 0: the server picks a free port and says which.
+        let addr: &[&str] = if extra.contains(&"--addr") {
+            &[]
+        } else {
+            &["--addr", "127.0.0.1:0"]
+        };
         let mut child = Command::new(BERTH)
-            .args(["registry", "serve", "--addr", "127.0.0.1:0", "--storage"])
+            .args(["registry", "serve"])
+            .args(addr)
+            .arg("--storage")
             .arg(&storage)
             .args(extra)
             .stdin(Stdio::null())
@@ -680,4 +687,572 @@ fn private_registry_with_htpasswd_login_and_public_repos() {
         String::from_utf8_lossy(&out.stdout),
         format!("Removing login credentials for {}\n", s.addr)
     );
+}
+
+/// A CA and a server certificate it signed for `name` (and localhost,
+/// 127.0.0.1), made with openssl: (ca.pem, cert.pem, key.pem).
+fn make_certs(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (scripts/install-deps.sh installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=berth test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "key.pem",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("ext"),
+        format!("subjectAltName=DNS:{name},DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    )
+}
+
+/// htpasswd lines made by `berth registry htpasswd`.
+fn htpasswd_file(dir: &Path, users: &[(&str, &str)]) -> PathBuf {
+    let mut text = String::new();
+    for (u, p) in users {
+        let pw = dir.join("pw");
+        std::fs::write(&pw, format!("{p}\n")).unwrap();
+        let out = Command::new(BERTH)
+            .args(["registry", "htpasswd", u])
+            .stdin(std::fs::File::open(&pw).unwrap())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        text.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    let f = dir.join("htpasswd");
+    std::fs::write(&f, text).unwrap();
+    f
+}
+
+#[test]
+fn tls_and_the_bearer_token_flow_with_per_repository_grants() {
+    // A name that is not "localhost", so that the client verifies the
+    // certificate (local names are tried without verification, as docker
+    // does).
+    let host = String::from_utf8(Command::new("hostname").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let resolved = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 1))
+        .unwrap_or_else(|e| panic!("the test needs this machine's name {host:?} to resolve: {e}"))
+        .find(|a| a.is_ipv4())
+        .expect("an IPv4 address for the host name");
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certs(dir.path(), &host);
+    let htpasswd = htpasswd_file(dir.path(), &[("alice", "s3cret"), ("bob", "hunter2")]);
+    let config = dir.path().join("registry.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "tls": {"cert": cert, "key": key},
+            "auth": {
+                "htpasswd": htpasswd,
+                "public": ["pub/*"],
+                "access": [
+                    {"repos": ["team/*", "pub/*"], "users": ["alice"], "actions": ["pull", "push"]},
+                    {"repos": ["team/*"], "users": ["bob"], "actions": ["pull"]},
+                    {"repos": ["{user}/*"], "users": ["*"], "actions": ["*"]}
+                ],
+                "token": {"issuer": "berth-test", "service": "berth-test-registry"}
+            }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let bind = format!("{}:0", resolved.ip());
+    let s = Server::start_with(&["--config", config.to_str().unwrap(), "--addr", &bind]);
+    let port = s.addr.rsplit_once(':').unwrap().1;
+    let reg = format!("{host}:{port}");
+    // The client trusts the CA through a certs.d directory.
+    let certs = dir.path().join("certs.d");
+    std::fs::create_dir_all(certs.join(&reg)).unwrap();
+    std::fs::copy(&ca, certs.join(&reg).join("ca.crt")).unwrap();
+    let user = |name: &str| {
+        let b = Berth::new();
+        std::fs::write(
+            b.config_path(),
+            serde_json::json!({"certs-dir": certs}).to_string(),
+        )
+        .unwrap();
+        let docker = b.path("docker");
+        (b, docker, name.to_string())
+    };
+    let berth = |who: &(Berth, PathBuf, String), args: &[&str], stdin: &str| {
+        let p = who.0.path("stdin");
+        std::fs::write(&p, stdin).unwrap();
+        let out = who
+            .0
+            .command(args)
+            .env("DOCKER_CONFIG", &who.1)
+            .stdin(std::fs::File::open(&p).unwrap())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let alice = user("alice");
+    alice.0.load(&fixture("sample-app.docker-save.tar"));
+    let team = format!("{reg}/team/app:1.0");
+    alice.0.ok(&["tag", "sample/app:1.0", &team]);
+    // Not signed in: refused, with the way out named.
+    let (code, out) = berth(&alice, &["push", &team], "");
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        out.contains("UNAUTHORIZED") && out.contains("berth login"),
+        "{out}"
+    );
+    // A wrong password is refused at login, over verified TLS.
+    let (code, out) = berth(
+        &alice,
+        &["login", "-u", "alice", "--password-stdin", &reg],
+        "nope\n",
+    );
+    assert_ne!(code, Some(0), "{out}");
+    let (code, out) = berth(
+        &alice,
+        &["login", "-u", "alice", "--password-stdin", &reg],
+        "s3cret\n",
+    );
+    assert_eq!((code, out.as_str()), (Some(0), "Login Succeeded\n"));
+    let (code, out) = berth(&alice, &["push", &team], "");
+    assert_eq!(code, Some(0), "{out}");
+    let digest = out
+        .lines()
+        .find_map(|l| l.split("digest: ").nth(1))
+        .and_then(|l| l.split(' ').next())
+        .unwrap()
+        .to_string();
+    // skopeo goes through the same token flow and reads the same manifest.
+    let out = skopeo(&[
+        "inspect",
+        "--cert-dir",
+        certs.join(&reg).to_str().unwrap(),
+        "--creds",
+        "alice:s3cret",
+        &format!("docker://{team}"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["Digest"], digest.as_str());
+    // skopeo copies into the public repository as alice.
+    let public = format!("{reg}/pub/app:1.0");
+    let cert_dir = certs.join(&reg);
+    let cert_dir = cert_dir.to_str().unwrap();
+    let out = skopeo(&[
+        "copy",
+        "--src-cert-dir",
+        cert_dir,
+        "--src-creds",
+        "alice:s3cret",
+        "--dest-cert-dir",
+        cert_dir,
+        "--dest-creds",
+        "alice:s3cret",
+        &format!("docker://{team}"),
+        &format!("docker://{public}"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // bob may pull team/*, not push there; he has a namespace of his own.
+    let bob = user("bob");
+    let (code, out) = berth(
+        &bob,
+        &["login", "-u", "bob", "--password-stdin", &reg],
+        "hunter2\n",
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = berth(&bob, &["pull", &team], "");
+    assert_eq!(code, Some(0), "{out}");
+    bob.0.ok(&["tag", &team, &format!("{reg}/team/app:bob")]);
+    let (code, out) = berth(&bob, &["push", &format!("{reg}/team/app:bob")], "");
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("denied"), "{out}");
+    bob.0.ok(&["tag", &team, &format!("{reg}/bob/app:1")]);
+    let (code, out) = berth(&bob, &["push", &format!("{reg}/bob/app:1")], "");
+    assert_eq!(code, Some(0), "{out}");
+    // Anonymous: the public repository pulls, the private ones do not.
+    let nobody = user("nobody");
+    let (code, out) = berth(&nobody, &["pull", &public], "");
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = berth(&nobody, &["pull", &team], "");
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("denied"), "{out}");
+    // Without the CA the certificate is not trusted, and the error says
+    // where a CA goes.
+    let stranger = user("stranger");
+    std::fs::remove_file(stranger.0.config_path()).unwrap();
+    let (code, out) = berth(&stranger, &["pull", &public], "");
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("certs.d"), "{out}");
+    // Named insecure, the same registry is used without verification.
+    std::fs::write(
+        stranger.0.config_path(),
+        serde_json::json!({"insecure-registries": [reg]}).to_string(),
+    )
+    .unwrap();
+    let (code, out) = berth(&stranger, &["pull", &public], "");
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[test]
+fn bad_expired_and_forged_tokens_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = htpasswd_file(dir.path(), &[("alice", "s3cret")]);
+    let config = dir.path().join("registry.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({"auth": {"htpasswd": htpasswd, "token": {"issuer": "t", "lifetime": "1s"}}})
+            .to_string(),
+    )
+    .unwrap();
+    let s = Server::start_with(&["--config", config.to_str().unwrap()]);
+    let basic = "Basic YWxpY2U6czNjcmV0";
+    // The challenge names the realm, the service and the scope needed.
+    let (status, h, _) = s.request("GET", "/v2/a/manifests/latest", &[], b"");
+    assert_eq!(status, 401);
+    assert_eq!(
+        header(&h, "www-authenticate").unwrap(),
+        format!(
+            "Bearer realm=\"http://{}/token\",service=\"t\",scope=\"repository:a:pull\"",
+            s.addr
+        )
+    );
+    let (status, _, body) = s.request(
+        "GET",
+        "/token?service=t&scope=repository%3Aa%3Apull%2Cpush",
+        &[("Authorization", basic)],
+        b"",
+    );
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let token = v["token"].as_str().unwrap().to_string();
+    assert_eq!(v["access_token"], token.as_str());
+    let bearer = format!("Bearer {token}");
+    let (status, _, body) = s.request("GET", "/v2/a/tags/list", &[("Authorization", &bearer)], b"");
+    assert_eq!((status, error_code(&body).as_str()), (404, "NAME_UNKNOWN"));
+    // Good for a, not for b: 401 insufficient_scope, to ask again.
+    let (status, h, body) = s.request("GET", "/v2/b/tags/list", &[("Authorization", &bearer)], b"");
+    assert_eq!((status, error_code(&body).as_str()), (401, "DENIED"));
+    assert!(header(&h, "www-authenticate")
+        .unwrap()
+        .contains("error=\"insufficient_scope\""));
+    // A forged token (claims changed, signature kept) and garbage.
+    let mut parts: Vec<&str> = token.split('.').collect();
+    let forged_claims = {
+        use base64::Engine as _;
+        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut c: serde_json::Value =
+            serde_json::from_slice(&e.decode(parts[1]).unwrap()).unwrap();
+        c["access"][0]["name"] = "b".into();
+        e.encode(c.to_string())
+    };
+    parts[1] = &forged_claims;
+    for bad in [
+        format!("Bearer {}", parts.join(".")),
+        "Bearer x.y.z".into(),
+        "Bearer ".into(),
+    ] {
+        let (status, h, body) =
+            s.request("GET", "/v2/b/tags/list", &[("Authorization", &bad)], b"");
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (401, "UNAUTHORIZED"),
+            "{bad}"
+        );
+        assert!(header(&h, "www-authenticate")
+            .unwrap()
+            .contains("invalid_token"));
+    }
+    // The OAuth2 password grant (containerd's way) gives a token too.
+    let (status, _, body) = s.request(
+        "POST",
+        "/token",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"grant_type=password&username=alice&password=s3cret&service=t&scope=repository%3Aa%3Apull",
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (status, _, _) = s.request(
+        "POST",
+        "/token",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"grant_type=password&username=alice&password=nope&service=t",
+    );
+    assert_eq!(status, 401);
+    // Expired: the same token a second later.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (status, h, body) = s.request("GET", "/v2/a/tags/list", &[("Authorization", &bearer)], b"");
+    assert_eq!(status, 401);
+    assert!(String::from_utf8_lossy(&body).contains("expired"));
+    assert!(header(&h, "www-authenticate")
+        .unwrap()
+        .contains("invalid_token"));
+    // Nothing was stored by any of it.
+    assert_eq!(walk(&s.storage.join("repos")), 0);
+}
+
+impl Server {
+    /// Pushes one blob (monolithic upload); returns its digest.
+    fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        let d = digest_of(data);
+        let (status, _, body) = self.request(
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+            &[],
+            data,
+        );
+        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+        d
+    }
+
+    /// Pushes an image of one random layer as `repo:tag`; returns the
+    /// manifest's status, its body and the blob digests.
+    fn push_image(&self, repo: &str, tag: &str, seed: u64) -> (u16, String, Vec<String>) {
+        let layer: Vec<u8> = (0..4096u64)
+            .map(|i| (i.wrapping_mul(seed | 1).wrapping_add(seed >> 3) % 251) as u8)
+            .collect();
+        let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#);
+        let l = self.push_blob(repo, &layer);
+        let c = self.push_blob(repo, config.as_bytes());
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l, "size": layer.len()}]
+        })
+        .to_string();
+        let (status, _, body) = self.request(
+            "PUT",
+            &format!("/v2/{repo}/manifests/{tag}"),
+            &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+            manifest.as_bytes(),
+        );
+        (
+            status,
+            String::from_utf8_lossy(&body).into_owned(),
+            vec![l, c],
+        )
+    }
+
+    fn gc_dry_run(&self) -> String {
+        let out = Command::new(BERTH)
+            .args(["registry", "gc", "--dry-run", "--grace", "0s", "--storage"])
+            .arg(&self.storage)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn gc(&self, grace: &str) -> String {
+        let out = Command::new(BERTH)
+            .args(["registry", "gc", "--grace", grace, "--storage"])
+            .arg(&self.storage)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+#[test]
+fn online_gc_removes_garbage_and_nothing_in_use() {
+    let s = Server::start();
+    // Garbage: a blob never referenced, and an image whose manifest was
+    // deleted (its config, layer and manifest bytes).
+    let orphan = s.push_blob("g", b"never referenced");
+    let (status, body, dead) = s.push_image("g", "dead", 1);
+    assert_eq!(status, 201, "{body}");
+    let (status, h, _) = s.request("HEAD", "/v2/g/manifests/dead", &[], b"");
+    assert_eq!(status, 200);
+    let dead_manifest = header(&h, "docker-content-digest").unwrap().to_string();
+    let (status, _, _) = s.request(
+        "DELETE",
+        &format!("/v2/g/manifests/{dead_manifest}"),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 202);
+    // Kept: an image still tagged.
+    let (status, body, live) = s.push_image("g", "live", 2);
+    assert_eq!(status, 201, "{body}");
+    // Within the grace period, nothing goes.
+    let out = s.gc("1h");
+    assert!(out.starts_with("Removed 0 blobs"), "{out}");
+    let dry = s.gc_dry_run();
+    assert!(dry.starts_with("Would remove 4 blobs"), "{dry}");
+    // An upload in progress is not touched by a collection, even with no
+    // grace at all.
+    let (status, h, _) = s.request("POST", "/v2/g/blobs/uploads/", &[], b"");
+    assert_eq!(status, 202);
+    let loc = header(&h, "location").unwrap().to_string();
+    let (status, _, _) = s.request("PATCH", &loc, &[], b"first half ");
+    assert_eq!(status, 202);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let out = s.gc("0s");
+    assert!(out.starts_with("Removed 4 blobs"), "{out}");
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let late = digest_of(b"first half second half");
+    let (status, _, body) = s.request(
+        "PUT",
+        &format!("{loc}{sep}digest={late}"),
+        &[],
+        b"second half",
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    // The garbage is gone; everything referenced still reads.
+    for d in [&orphan, &dead[0], &dead[1], &dead_manifest] {
+        let (status, _, body) = s.request("GET", &format!("/v2/g/blobs/{d}"), &[], b"");
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (404, "BLOB_UNKNOWN"),
+            "{d}"
+        );
+    }
+    for d in &live {
+        let (status, _, _) = s.request("GET", &format!("/v2/g/blobs/{d}"), &[], b"");
+        assert_eq!(status, 200, "{d}");
+    }
+    let (status, _, _) = s.request("GET", "/v2/g/manifests/live", &[], b"");
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn online_gc_is_safe_under_concurrent_pushes() {
+    let s = Server::start();
+    let garbage: Vec<String> = (0..20)
+        .map(|i| s.push_blob("junk", format!("garbage {i}").as_bytes()))
+        .collect();
+    // Older than the grace period below.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let collections = std::thread::scope(|scope| {
+        let gc = scope.spawn(|| {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // A push takes milliseconds: one second of grace covers it.
+                s.gc("1s");
+                n += 1;
+            }
+            n
+        });
+        let pushers: Vec<_> = (0..3)
+            .map(|p| {
+                let s = &s;
+                scope.spawn(move || {
+                    for i in 0..15u64 {
+                        let (status, body, _) =
+                            s.push_image(&format!("app{p}"), &format!("v{i}"), 1000 * p + i + 7);
+                        assert_eq!(status, 201, "push {p}/{i} during collections: {body}");
+                    }
+                })
+            })
+            .collect();
+        for p in pushers {
+            p.join().unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        gc.join().unwrap()
+    });
+    assert!(collections > 3, "only {collections} collections ran");
+    // Every image pushed is whole; the old garbage is gone.
+    for p in 0..3u64 {
+        for i in 0..15u64 {
+            let (status, _, body) =
+                s.request("GET", &format!("/v2/app{p}/manifests/v{i}"), &[], b"");
+            assert_eq!(status, 200);
+            let m: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            for d in [&m["config"]["digest"], &m["layers"][0]["digest"]] {
+                let (status, _, _) = s.request(
+                    "GET",
+                    &format!("/v2/app{p}/blobs/{}", d.as_str().unwrap()),
+                    &[],
+                    b"",
+                );
+                assert_eq!(status, 200, "app{p}:v{i} lost {d}");
+            }
+        }
+    }
+    for d in &garbage {
+        let (status, _, _) = s.request("HEAD", &format!("/v2/junk/blobs/{d}"), &[], b"");
+        assert_eq!(status, 404, "{d} survived");
+    }
 }

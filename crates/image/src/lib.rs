@@ -9,6 +9,8 @@
 pub mod diff;
 /// Content digests (`sha256:...`, `sha512:...`) and streaming verification.
 pub mod digest;
+/// Go-style durations.
+pub mod duration;
 /// Image removal and garbage collection.
 pub mod gc;
 /// `berth import`: a root filesystem tar into a one-layer image.

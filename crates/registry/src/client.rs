@@ -3,11 +3,19 @@
 //! parallel, every byte pulled is checked against its digest as it
 //! streams into the store, and a failed pull leaves the store as it was.
 //!
-//! Plain HTTP is used for localhost registries (127.0.0.1, ::1,
-//! localhost); TLS, credentials and tokens come later.
+//! Registries are reached over HTTPS, verified against the system's
+//! roots and the CAs in `certs.d/HOST/*.crt` (berth's, docker's and
+//! podman's directories). Local registries (localhost, 127.0.0.0/8, ::1)
+//! and those named in berth's config as `insecure-registries` are tried
+//! over HTTPS without verification, then plain HTTP, as docker does.
+//! Credentials come from the docker config; a registry that answers with
+//! a bearer challenge gets them at its token endpoint.
 
 use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
+use base64::Engine as _;
 use berth_image::digest::Digest;
 use berth_image::load::PulledLayer;
 use berth_image::reference::Reference;
@@ -27,17 +35,80 @@ pub enum ClientError {
     Load(#[from] berth_image::load::LoadError),
 }
 
-/// A registry endpoint: `http://HOST` for the repository's domain.
+/// berth's client settings: `$BERTH_CONFIG`, else `/etc/berth/config.json`
+/// (docker's daemon.json keys).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct Settings {
+    /// Registries (HOST or HOST:PORT) reached without TLS verification,
+    /// or over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// Where `HOST[:PORT]/ca.crt` (and `client.cert`/`client.key`) are
+    /// looked for first.
+    pub certs_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    pub fn load() -> Result<Settings, ClientError> {
+        let path = std::env::var_os("BERTH_CONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/etc/berth/config.json"));
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| ClientError::Invalid(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
+            Err(e) => Err(ClientError::Invalid(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    fn insecure(&self, host: &str) -> bool {
+        let bare = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        is_local(host)
+            || self
+                .insecure_registries
+                .iter()
+                .any(|r| r == host || r == bare)
+    }
+
+    /// The certificate directories for `host`, most specific first.
+    fn cert_dirs(&self, host: &str) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self.certs_dir.iter().cloned().collect();
+        for d in [
+            "/etc/berth/certs.d",
+            "/etc/docker/certs.d",
+            "/etc/containers/certs.d",
+        ] {
+            dirs.push(PathBuf::from(d));
+        }
+        dirs.into_iter()
+            .map(|d| d.join(host))
+            .filter(|d| d.is_dir())
+            .collect()
+    }
+}
+
+/// A registry endpoint, signed in for the scopes it was made for.
 pub struct Client {
     agent: ureq::Agent,
     host: String,
     base: String,
-    /// `Authorization: Basic ...` from the docker config, if it has this
-    /// registry.
-    auth: Option<String>,
+    /// The `Authorization` header to send: basic credentials from the
+    /// docker config, or a bearer token.
+    auth: Mutex<Option<String>>,
+    /// basic `user:password` (base64) from the docker config.
+    basic: Option<String>,
+    /// The bearer challenge, to renew an expired token.
+    challenge: Option<Challenge>,
+    scopes: Vec<String>,
     /// The registry refused a monolithic upload once: do not send whole
     /// blobs for nothing again.
     no_monolithic: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug, Clone)]
+struct Challenge {
+    realm: String,
+    service: Option<String>,
 }
 
 fn is_local(host: &str) -> bool {
@@ -45,25 +116,242 @@ fn is_local(host: &str) -> bool {
     matches!(h, "localhost" | "127.0.0.1" | "[::1]") || h.starts_with("127.")
 }
 
-impl Client {
-    pub fn for_reference(r: &Reference) -> Result<Client, ClientError> {
-        let host = r.domain().to_string();
-        if !is_local(&host) {
-            return Err(ClientError::Invalid(format!(
-                "registry {host}: only local registries (localhost, 127.0.0.1) over plain HTTP are supported so far"
-            )));
+/// Percent-encoding for a query value.
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The parameters of a `WWW-Authenticate` header: scheme and key="value"
+/// pairs.
+fn parse_challenge(h: &str) -> (String, Vec<(String, String)>) {
+    let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h.trim(), ""));
+    let mut params = Vec::new();
+    let mut rest = rest.trim();
+    while !rest.is_empty() {
+        let Some((k, after)) = rest.split_once('=') else {
+            break;
+        };
+        let (v, tail) = if let Some(q) = after.strip_prefix('"') {
+            let end = q.find('"').unwrap_or(q.len());
+            (&q[..end], q.get(end + 1..).unwrap_or(""))
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        params.push((k.trim().to_ascii_lowercase(), v.to_string()));
+        rest = tail.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
+    }
+    (scheme.to_ascii_lowercase(), params)
+}
+
+/// Root certificates: the system bundle and the `ca.crt`/`*.crt` files of
+/// the host's certificate directories; plus a client certificate if one
+/// is there.
+fn tls_for(settings: &Settings, host: &str, verify: bool) -> ureq::tls::TlsConfig {
+    use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
+    let mut roots: Vec<Certificate<'static>> = Vec::new();
+    let mut client_cert = None;
+    let add = |path: &Path, roots: &mut Vec<Certificate<'static>>| {
+        if let Ok(pem) = std::fs::read(path) {
+            for item in ureq::tls::parse_pem(&pem).flatten() {
+                if let PemItem::Certificate(c) = item {
+                    roots.push(c.to_owned());
+                }
+            }
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        Ok(Client {
-            agent,
-            base: format!("http://{host}"),
-            auth: credentials(&host).map(|a| format!("Basic {a}")),
+    };
+    for bundle in [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+    ] {
+        add(Path::new(bundle), &mut roots);
+    }
+    for dir in settings.cert_dirs(host) {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".crt") {
+                add(&p, &mut roots);
+            } else if name.ends_with(".cert") && client_cert.is_none() {
+                let key = p.with_extension("key");
+                let chain: Vec<Certificate<'static>> = std::fs::read(&p)
+                    .ok()
+                    .map(|pem| {
+                        ureq::tls::parse_pem(&pem)
+                            .flatten()
+                            .filter_map(|i| match i {
+                                PemItem::Certificate(c) => Some(c.to_owned()),
+                                _ => None,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let k = std::fs::read(&key)
+                    .ok()
+                    .and_then(|pem| PrivateKey::from_pem(&pem).ok().map(|k| k.to_owned()));
+                if let (false, Some(k)) = (chain.is_empty(), k) {
+                    client_cert = Some(ClientCert::new_with_certs(&chain, k));
+                }
+            }
+        }
+    }
+    TlsConfig::builder()
+        .root_certs(RootCerts::new_with_certs(&roots))
+        .client_cert(client_cert)
+        .disable_verification(!verify)
+        .build()
+}
+
+fn agent(tls: ureq::tls::TlsConfig) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(tls)
+        .timeout_connect(Some(std::time::Duration::from_secs(15)))
+        .build()
+        .into()
+}
+
+impl Client {
+    /// Reaches the registry of `r` and signs in for `actions` (such as
+    /// "pull" or "pull,push") on its repository.
+    pub fn for_reference(r: &Reference, actions: &str) -> Result<Client, ClientError> {
+        let scope = format!("repository:{}:{actions}", r.path());
+        Client::connect(r.domain(), vec![scope], None)
+    }
+
+    /// Reaches `host`: HTTPS, or for a local or insecure registry HTTPS
+    /// without verification and then plain HTTP. Then the `/v2/` ping
+    /// tells how to sign in: nothing, basic auth (with `basic` or the
+    /// docker config's credentials), or a token for `scopes`.
+    pub fn connect(
+        host: &str,
+        scopes: Vec<String>,
+        basic: Option<String>,
+    ) -> Result<Client, ClientError> {
+        let settings = Settings::load()?;
+        let host = host.to_string();
+        let basic = basic.or_else(|| credentials(&host));
+        let insecure = settings.insecure(&host);
+        let mut client = Client {
+            agent: agent(tls_for(&settings, &host, !insecure)),
+            base: format!("https://{host}"),
+            auth: Mutex::new(None),
+            basic,
+            challenge: None,
+            scopes,
             host,
             no_monolithic: std::sync::atomic::AtomicBool::new(false),
-        })
+        };
+        let ping = match client.agent.get(client.url("/v2/")).call() {
+            Ok(r) => r,
+            Err(e) if insecure => {
+                tracing::debug!(error = %e, "HTTPS failed; trying plain HTTP");
+                client.base = format!("http://{}", client.host);
+                client
+                    .agent
+                    .get(client.url("/v2/"))
+                    .call()
+                    .map_err(|e| client.err(e.to_string()))?
+            }
+            Err(e) if e.to_string().contains("CaUsedAsEndEntity") => {
+                return Err(client.err(format!(
+                    "{e}: the registry serves a CA certificate as its own; serve a certificate signed by that CA"
+                )))
+            }
+            Err(e) => {
+                return Err(client.err(format!(
+                    "{e} (a registry without a certificate this machine trusts needs its CA in /etc/docker/certs.d/{}/ca.crt, or its name in \"insecure-registries\" of /etc/berth/config.json)",
+                    client.host
+                )))
+            }
+        };
+        if ping.status().as_u16() != 401 {
+            return Ok(client);
+        }
+        let header = ping
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let (scheme, params) = parse_challenge(&header);
+        let get = |k: &str| params.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
+        match scheme.as_str() {
+            "bearer" => {
+                let realm =
+                    get("realm").ok_or_else(|| client.err("a bearer challenge without a realm"))?;
+                client.challenge = Some(Challenge {
+                    realm,
+                    service: get("service"),
+                });
+                client.renew()?;
+            }
+            // Basic: send the credentials if there are any; without,
+            // public repositories may still be pulled.
+            _ => {
+                if let Some(b) = &client.basic {
+                    *client.auth.lock().expect("auth lock") = Some(format!("Basic {b}"));
+                }
+            }
+        }
+        Ok(client)
+    }
+
+    /// Gets a (new) bearer token for the client's scopes.
+    fn renew(&self) -> Result<(), ClientError> {
+        let Some(c) = &self.challenge else {
+            return Ok(());
+        };
+        let mut url = c.realm.clone();
+        let mut sep = if url.contains('?') { '&' } else { '?' };
+        if let Some(s) = &c.service {
+            url.push_str(&format!("{sep}service={}", query_escape(s)));
+            sep = '&';
+        }
+        for s in &self.scopes {
+            url.push_str(&format!("{sep}scope={}", query_escape(s)));
+            sep = '&';
+        }
+        let mut req = self.agent.get(&url);
+        if let Some(b) = &self.basic {
+            req = req.header("Authorization", &format!("Basic {b}"));
+        }
+        let mut resp = req
+            .call()
+            .map_err(|e| self.err(format!("token endpoint {}: {e}", c.realm)))?;
+        if resp.status().as_u16() == 401 {
+            return Err(self.err(format!(
+                "401 UNAUTHORIZED: the token endpoint refused the credentials: berth login {}",
+                self.host
+            )));
+        }
+        if !resp.status().is_success() {
+            return Err(self.failure("token endpoint", resp));
+        }
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_vec()
+            .map_err(|e| self.err(format!("token endpoint: {e}")))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| self.err(format!("token endpoint: {e}")))?;
+        let token = v["token"]
+            .as_str()
+            .or(v["access_token"].as_str())
+            .ok_or_else(|| self.err("the token endpoint sent no token"))?;
+        *self.auth.lock().expect("auth lock") = Some(format!("Bearer {token}"));
+        Ok(())
     }
 
     fn err(&self, what: impl Into<String>) -> ClientError {
@@ -96,7 +384,7 @@ impl Client {
     }
 
     fn authed<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        match &self.auth {
+        match &*self.auth.lock().expect("auth lock") {
             Some(a) => req.header("Authorization", a),
             None => req,
         }
@@ -183,11 +471,33 @@ impl Client {
         path: &str,
         accept: Option<&str>,
     ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
-        let mut req = self.authed(self.agent.get(self.url(path)));
-        if let Some(a) = accept {
-            req = req.header("Accept", a);
+        self.get_range(path, accept, 0)
+    }
+
+    /// A GET from byte `from` on; a token that expired meanwhile is
+    /// renewed once.
+    fn get_range(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+        from: u64,
+    ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
+        let send = || {
+            let mut req = self.authed(self.agent.get(self.url(path)));
+            if let Some(a) = accept {
+                req = req.header("Accept", a);
+            }
+            if from > 0 {
+                req = req.header("Range", &format!("bytes={from}-"));
+            }
+            req.call().map_err(|e| self.err(e.to_string()))
+        };
+        let resp = send()?;
+        if resp.status().as_u16() == 401 && self.challenge.is_some() {
+            self.renew()?;
+            return send();
         }
-        req.call().map_err(|e| self.err(e.to_string()))
+        Ok(resp)
     }
 }
 
@@ -204,7 +514,7 @@ pub fn push(
     say: &mut dyn FnMut(String),
 ) -> Result<(Digest, usize), ClientError> {
     let record = store.resolve(image)?;
-    let client = Client::for_reference(target)?;
+    let client = Client::for_reference(target, "pull,push")?;
     let repo = repo_of(target);
     say(format!(
         "The push refers to repository [{}/{}]",
@@ -293,7 +603,7 @@ pub fn pull(
     r: &Reference,
     say: &mut dyn FnMut(String),
 ) -> Result<Digest, ClientError> {
-    let client = Client::for_reference(r)?;
+    let client = Client::for_reference(r, "pull")?;
     let repo = repo_of(r);
     let reference = match (r.digest(), r.tag()) {
         (Some(d), _) => d.to_string(),
@@ -424,15 +734,12 @@ fn credentials(host: &str) -> Option<String> {
     v["auths"][host]["auth"].as_str().map(str::to_string)
 }
 
-/// `berth login`: checks the credentials against the registry, then keeps
-/// them in the docker config (docker's format: base64 `auths`).
+/// `berth login`: checks the credentials against the registry (at its
+/// token endpoint, or basic auth on `/v2/`), then keeps them in the docker
+/// config (docker's format: base64 `auths`).
 pub fn login(host: &str, user: &str, password: &str) -> Result<(), ClientError> {
-    use base64::Engine as _;
-    let r = Reference::parse(&format!("{host}/probe"))
-        .map_err(|e| ClientError::Invalid(format!("registry {host}: {e}")))?;
-    let mut client = Client::for_reference(&r)?;
     let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    client.auth = Some(format!("Basic {b64}"));
+    let client = Client::connect(host, Vec::new(), Some(b64.clone()))?;
     let resp = client.get("/v2/", None)?;
     if !resp.status().is_success() {
         return Err(client.failure("login", resp));

@@ -1,12 +1,16 @@
 //! berth's registry: an OCI distribution server (`berth registry serve`)
 //! over a storage layer that several processes may share.
 
-/// htpasswd users, basic auth, public repositories.
+/// htpasswd users, basic auth, public repositories, per-repository rules.
 pub mod auth;
 
 /// push and pull.
 pub mod client;
+/// The registry's config file.
+pub mod config;
 /// The HTTP API.
 pub mod server;
 /// Blobs, uploads, manifests and tags on disk.
 pub mod storage;
+/// Signed bearer tokens (ES256 JWTs).
+pub mod token;

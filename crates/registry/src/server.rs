@@ -40,53 +40,255 @@ const MANIFEST_TYPES: &[&str] = &[
 pub struct Registry {
     pub storage: FsStorage,
     pub auth: crate::auth::Auth,
+    /// Served over TLS (for the token realm's scheme).
+    pub tls: bool,
 }
 
-/// 401 with the challenge Docker clients answer with basic auth, unless
-/// the request may go on.
-fn gate(
-    reg: &Registry,
-    repo: Option<&str>,
-    method: &Method,
-    headers: &HeaderMap,
-) -> Option<Response> {
-    let write = !matches!(*method, Method::GET | Method::HEAD);
-    let authz = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if reg.auth.allows(repo, write, authz) {
-        return None;
+impl Registry {
+    pub fn new(storage: FsStorage, auth: crate::auth::Auth) -> Registry {
+        Registry {
+            storage,
+            auth,
+            tls: false,
+        }
     }
-    let mut r = error(
-        StatusCode::UNAUTHORIZED,
-        "UNAUTHORIZED",
-        "authentication required: berth login (or docker login) to this registry",
-    );
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"berth registry\""),
-    );
+}
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// None if the request may go on; else the answer Docker clients expect:
+/// 401 with a challenge (basic, or bearer naming the token endpoint and
+/// the scope to ask for), or 403 DENIED for a signed-in user without the
+/// right.
+fn gate(reg: &Registry, need: Option<(&str, &str)>, headers: &HeaderMap) -> Option<Response> {
+    use crate::auth::Refusal;
+    let refusal = reg.auth.check(need, authorization(headers)).err()?;
+    let Some(tokens) = &reg.auth.tokens else {
+        if refusal == Refusal::Denied {
+            let (repo, action) = need.unwrap_or_default();
+            return Some(error(
+                StatusCode::FORBIDDEN,
+                "DENIED",
+                format!("requested access to the resource is denied: no {action} right on {repo}"),
+            ));
+        }
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "authentication required: berth login (or docker login) to this registry",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"berth registry\""),
+        );
+        return Some(r);
+    };
+    let realm = reg.auth.realm.clone().unwrap_or_else(|| {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("localhost");
+        format!("{}://{host}/token", if reg.tls { "https" } else { "http" })
+    });
+    let mut challenge = format!("Bearer realm=\"{realm}\",service=\"{}\"", tokens.service);
+    if let Some((repo, action)) = need {
+        let actions = if action == crate::auth::PUSH {
+            "pull,push"
+        } else {
+            action
+        };
+        challenge.push_str(&format!(",scope=\"repository:{repo}:{actions}\""));
+    }
+    let (code, message) = match &refusal {
+        Refusal::Denied => {
+            challenge.push_str(",error=\"insufficient_scope\"");
+            (
+                "DENIED",
+                "requested access to the resource is denied: the token does not grant it (sign in with berth login, as a user with the right)".to_string(),
+            )
+        }
+        Refusal::Unauthenticated { error: Some(e) } => {
+            challenge.push_str(",error=\"invalid_token\"");
+            ("UNAUTHORIZED", e.clone())
+        }
+        Refusal::Unauthenticated { error: None } => (
+            "UNAUTHORIZED",
+            "authentication required: get a token from the realm (berth login or docker login)"
+                .to_string(),
+        ),
+    };
+    let mut r = error(StatusCode::UNAUTHORIZED, code, message);
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
     Some(r)
 }
 
-/// The router: `/v2/` and everything below it.
+/// The router: `/v2/` and everything below it, and `/token` when the
+/// registry issues tokens.
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/v2", any(base_gated))
         .route("/v2/", any(base_gated))
         .route("/v2/{*rest}", any(dispatch))
+        .route("/token", any(token_endpoint))
         .with_state(registry)
 }
 
-async fn base_gated(
-    State(reg): State<Arc<Registry>>,
-    method: Method,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(r) = gate(&reg, None, &method, &headers) {
+async fn base_gated(State(reg): State<Arc<Registry>>, headers: HeaderMap) -> Response {
+    if let Some(r) = gate(&reg, None, &headers) {
         return r;
     }
     base().await
+}
+
+/// Percent-decoding of a form or query value (`+` is a space).
+fn form_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match (hex(b[i + 1]), hex(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn form_pairs(s: &str) -> Vec<(String, String)> {
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (form_decode(k), form_decode(v))
+        })
+        .collect()
+}
+
+/// The token endpoint: `GET /token?service=S&scope=repository:R:pull,push`
+/// with optional basic auth (Docker's flow), or `POST /token` with an
+/// OAuth2 password grant (containerd's). Scopes may repeat, or be
+/// space-separated.
+async fn token_endpoint(
+    State(reg): State<Arc<Registry>>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(tokens) = &reg.auth.tokens else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "UNSUPPORTED",
+            "this registry does not issue tokens",
+        );
+    };
+    let oauth_error = |status: StatusCode, code: &str, message: &str| {
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            json!({"error": code, "error_description": message}).to_string(),
+        )
+            .into_response()
+    };
+    let mut params = form_pairs(uri.query().unwrap_or(""));
+    let post = method == Method::POST;
+    if post {
+        match read_limited(body, 64 << 10).await {
+            Ok(b) => params.extend(form_pairs(&String::from_utf8_lossy(&b))),
+            Err(r) => return r,
+        }
+    } else if method != Method::GET {
+        return oauth_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+            "the token endpoint takes GET or POST",
+        );
+    }
+    let get = |k: &str| params.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str());
+    if let Some(service) = get("service") {
+        if service != tokens.service {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!(
+                    "this endpoint issues tokens for service {:?}",
+                    tokens.service
+                ),
+            );
+        }
+    }
+    let scopes: Vec<crate::token::Access> = params
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| v.split(' '))
+        .filter_map(crate::token::parse_scope)
+        .collect();
+    let issued = if post {
+        match get("grant_type") {
+            Some("password") => reg.auth.token_with_password(
+                get("username").unwrap_or(""),
+                get("password").unwrap_or(""),
+                &scopes,
+            ),
+            _ => {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "unsupported_grant_type",
+                    "only the password grant is supported; or use GET with basic auth",
+                )
+            }
+        }
+    } else {
+        reg.auth.token(authorization(&headers), &scopes)
+    };
+    let Ok(token) = issued else {
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "wrong user name or password",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"berth registry\""),
+        );
+        return r;
+    };
+    let issued_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let scope: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .map(|(_, v)| v.clone())
+        .collect();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({
+            "token": token,
+            "access_token": token,
+            "expires_in": tokens.lifetime.as_secs(),
+            "issued_at": issued_at,
+            "scope": scope.join(" "),
+        })
+        .to_string(),
+    )
+        .into_response()
 }
 
 async fn base() -> Response {
@@ -148,19 +350,29 @@ async fn dispatch(
 ) -> Response {
     let rest = rest.trim_end_matches('/');
     if rest.is_empty() {
-        if let Some(r) = gate(&reg, None, &method, &headers) {
+        if let Some(r) = gate(&reg, None, &headers) {
             return r;
         }
         return base().await;
     }
-    // The repository a request is about, for access control.
-    let repo = rest
+    // The repository a request is about, and what it does there, for
+    // access control. Everything about an upload is a push.
+    let action = match method {
+        Method::GET | Method::HEAD => crate::auth::PULL,
+        Method::DELETE => crate::auth::DELETE,
+        _ => crate::auth::PUSH,
+    };
+    let need = rest
         .strip_suffix("/tags/list")
         .or_else(|| rest.rsplit_once("/referrers/").map(|(n, _)| n))
         .or_else(|| rest.rsplit_once("/manifests/").map(|(n, _)| n))
-        .or_else(|| rest.split_once("/blobs/uploads").map(|(n, _)| n))
-        .or_else(|| rest.rsplit_once("/blobs/").map(|(n, _)| n));
-    if let Some(r) = gate(&reg, repo, &method, &headers) {
+        .map(|n| (n, action))
+        .or_else(|| {
+            rest.split_once("/blobs/uploads")
+                .map(|(n, _)| (n, crate::auth::PUSH))
+        })
+        .or_else(|| rest.rsplit_once("/blobs/").map(|(n, _)| (n, action)));
+    if let Some(r) = gate(&reg, need, &headers) {
         return r;
     }
     if let Some(name) = rest.strip_suffix("/tags/list") {
@@ -339,6 +551,10 @@ async fn blobs(
                 }
             }
             if *method == Method::HEAD {
+                // A client that finds the blob here skips its upload and
+                // will push a manifest naming it: the collection's grace
+                // period starts now.
+                reg.storage.touch_blob(&d);
                 return (status, h).into_response();
             }
             match file_body(reg.storage.blob_path(&d), start, len).await {
@@ -466,6 +682,10 @@ async fn finish_upload(reg: &Registry, name: &str, id: &str, digest: &str) -> Re
             format!("the upload's content has digest {actual}, not {d}"),
         );
     }
+    let _lock = match write_lock(reg).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
     let done = reg
         .storage
         .commit_blob(&path, &d)
@@ -474,6 +694,18 @@ async fn finish_upload(reg: &Registry, name: &str, id: &str, digest: &str) -> Re
     match done {
         Ok(()) => blob_created(name, &d),
         Err(e) => internal(e),
+    }
+}
+
+/// The shared side of the garbage-collection lock, waited for while a
+/// collection sweeps (briefly) without blocking the runtime.
+async fn write_lock(reg: &Registry) -> Result<crate::storage::Lock, Response> {
+    loop {
+        match reg.storage.try_write_lock() {
+            Ok(Some(l)) => return Ok(l),
+            Ok(None) => tokio::time::sleep(std::time::Duration::from_millis(2)).await,
+            Err(e) => return Err(internal(e)),
+        }
     }
 }
 
@@ -499,7 +731,20 @@ async fn uploads(
             // Cross-repository mount: the blob is linked, nothing moves.
             if let (Some(mount), Some(from)) = (q.get("mount"), q.get("from")) {
                 if let Ok(d) = mount.parse::<Digest>() {
-                    if valid_name(from) && reg.storage.blob_size(from, &d).is_some() {
+                    // Only from a repository the client may pull.
+                    let may = reg
+                        .auth
+                        .check(Some((from, crate::auth::PULL)), authorization(headers))
+                        .is_ok();
+                    let _lock = match write_lock(reg).await {
+                        Ok(l) => l,
+                        Err(r) => return r,
+                    };
+                    if may
+                        && valid_name(from)
+                        && reg.storage.blob_size(from, &d).is_some()
+                        && reg.storage.touch_blob(&d)
+                    {
                         return match reg.storage.link_blob(name, &d) {
                             Ok(()) => blob_created(name, &d),
                             Err(e) => internal(e),
@@ -682,7 +927,8 @@ fn check_references(reg: &Registry, name: &str, doc: &serde_json::Value) -> Resu
         .unwrap_or_default();
     for desc in std::iter::once(config).chain(layers.iter()) {
         let d = digest_of(desc)?;
-        if reg.storage.blob_size(name, &d).is_none() {
+        // Touched: fresh for a collection that starts now.
+        if reg.storage.blob_size(name, &d).is_none() || !reg.storage.touch_blob(&d) {
             return Err(missing("blob", &d.to_string()));
         }
     }
@@ -808,6 +1054,12 @@ async fn manifests(
                 }
                 (Some(reference), Digest::sha256_of(&bytes))
             };
+            // From the check that the blobs exist to the manifest's store,
+            // no collection sweeps.
+            let _lock = match write_lock(reg).await {
+                Ok(l) => l,
+                Err(r) => return r,
+            };
             if let Err(r) = check_references(reg, name, &doc) {
                 return r;
             }
@@ -886,15 +1138,90 @@ async fn manifests(
     }
 }
 
-/// Serves the registry on `addr` until ctrl-c or SIGTERM; uploads left
-/// untouched for `upload_ttl` are removed.
-pub async fn serve(
-    addr: &str,
-    storage: FsStorage,
-    auth: crate::auth::Auth,
-    upload_ttl: std::time::Duration,
-) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+/// What `serve` needs.
+pub struct Settings {
+    pub addr: String,
+    pub storage: FsStorage,
+    pub auth: crate::auth::Auth,
+    /// Uploads left untouched this long are removed.
+    pub upload_ttl: std::time::Duration,
+    /// Serve HTTPS with this.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Collect garbage every `.0`, with grace period `.1`.
+    pub gc: Option<(std::time::Duration, std::time::Duration)>,
+}
+
+/// A rustls server config from PEM files: the certificate chain and its
+/// private key.
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("TLS certificate {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "TLS certificate {}: no CERTIFICATE in the file",
+            cert.display()
+        ));
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("TLS key {}: {e}", key.display()))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| format!("TLS certificate and key: {e}"))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Serves the registry until ctrl-c or SIGTERM; uploads left untouched
+/// for `upload_ttl` are removed.
+pub async fn serve(settings: Settings) -> std::io::Result<()> {
+    let Settings {
+        addr,
+        storage,
+        auth,
+        upload_ttl,
+        tls,
+        gc,
+    } = settings;
+    if let Some((every, grace)) = gc {
+        let s = storage.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let s = s.clone();
+                match tokio::task::spawn_blocking(move || s.gc(grace, false)).await {
+                    Ok(Ok(r)) => tracing::info!(
+                        removed = r.removed,
+                        bytes = r.bytes,
+                        kept = r.kept,
+                        "garbage collected"
+                    ),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "garbage collection failed"),
+                    Err(_) => {}
+                }
+            }
+        });
+    }
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
     let sweeper = storage.clone();
     tokio::spawn(async move {
         let every = (upload_ttl / 4).clamp(
@@ -907,19 +1234,49 @@ pub async fn serve(
             tokio::time::sleep(every).await;
         }
     });
+    let mut registry = Registry::new(storage, auth);
+    registry.tls = tls.is_some();
+    let app = router(Arc::new(registry));
     // The address actually bound (port 0 picks a free one), for the
     // caller to read.
     println!("berth registry listening on {}", listener.local_addr()?);
-    let app = router(Arc::new(Registry { storage, auth }));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        })
-        .await
+    if tls.is_some() {
+        println!("serving HTTPS");
+    }
+    let Some(tls) = tls else {
+        return axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                // Out of fds and the like: wait, do not spin.
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            // A client that never finishes its handshake is dropped.
+            let handshake =
+                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
+            let Ok(Ok(stream)) = handshake.await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }

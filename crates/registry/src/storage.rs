@@ -85,6 +85,40 @@ fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
 }
 
 /// 32 random hex digits.
+/// An flock on a lock file, released when dropped (the fd closes).
+pub struct Lock(#[allow(dead_code)] fs::File);
+
+impl Lock {
+    fn take(path: &Path, exclusive: bool, wait: bool) -> io::Result<Option<Lock>> {
+        use rustix::fs::FlockOperation as F;
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        let op = match (exclusive, wait) {
+            (true, true) => F::LockExclusive,
+            (true, false) => F::NonBlockingLockExclusive,
+            (false, true) => F::LockShared,
+            (false, false) => F::NonBlockingLockShared,
+        };
+        loop {
+            match rustix::fs::flock(&f, op) {
+                Ok(()) => return Ok(Some(Lock(f))),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Sets a file's mtime to now.
+fn touch(path: &Path) -> io::Result<()> {
+    let f = fs::File::options().write(true).open(path)?;
+    f.set_modified(std::time::SystemTime::now())
+}
+
 pub fn random_id() -> String {
     let mut b = [0u8; 16];
     let mut filled = 0;
@@ -149,10 +183,33 @@ impl FsStorage {
     pub fn commit_blob(&self, file: &Path, d: &Digest) -> io::Result<()> {
         let dest = self.blob_path(d);
         fs::create_dir_all(dest.parent().expect("has parent"))?;
-        if dest.exists() {
+        // Fresh, so that garbage collection leaves it to the manifest
+        // that will reference it.
+        if self.touch_blob(d) {
             return fs::remove_file(file);
         }
+        touch(file)?;
         fs::rename(file, &dest)
+    }
+
+    /// Marks a blob as just used (its mtime is now), so that garbage
+    /// collection keeps it for its grace period; false if it is not here.
+    pub fn touch_blob(&self, d: &Digest) -> bool {
+        touch(&self.blob_path(d)).is_ok()
+    }
+
+    /// The shared side of the garbage-collection lock: held by a writer
+    /// from the moment it checks that blobs exist to the moment the
+    /// manifest or link naming them is stored, so that a collection never
+    /// sweeps in between. None while a collection sweeps (a brief time):
+    /// try again.
+    pub fn try_write_lock(&self) -> io::Result<Option<Lock>> {
+        Lock::take(&self.dir.join("gc.lock"), false, false)
+    }
+
+    /// The exclusive side, taken by a collection to sweep.
+    pub fn sweep_lock(&self) -> io::Result<Lock> {
+        Ok(Lock::take(&self.dir.join("gc.lock"), true, true)?.expect("a blocking lock is taken"))
     }
 
     /// A new upload: its id and its data file.
@@ -336,6 +393,164 @@ impl FsStorage {
 
     pub fn repo_exists(&self, name: &str) -> bool {
         self.repo(name).is_dir()
+    }
+}
+
+/// What a garbage collection did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GcReport {
+    pub manifests: usize,
+    pub kept: usize,
+    pub removed: usize,
+    pub bytes: u64,
+}
+
+impl FsStorage {
+    /// Every repository: (name, its directory).
+    fn repos(&self) -> Vec<(String, PathBuf)> {
+        let mut out = Vec::new();
+        let mut stack = vec![(String::new(), self.dir.join("repos"))];
+        while let Some((name, dir)) = stack.pop() {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let fname = e.file_name().to_string_lossy().into_owned();
+                if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                if fname == "_manifests" || fname == "_blobs" {
+                    if out.last().is_none_or(|(n, _)| n != &name) {
+                        out.push((name.clone(), dir.clone()));
+                    }
+                } else if !fname.starts_with('_') && !fname.starts_with('.') {
+                    let child = if name.is_empty() {
+                        fname
+                    } else {
+                        format!("{name}/{fname}")
+                    };
+                    stack.push((child, e.path()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Digests under `dir/ALG/HEX`.
+    fn digests_in(dir: &Path) -> Vec<Digest> {
+        let mut out = Vec::new();
+        for alg in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let a = alg.file_name().to_string_lossy().into_owned();
+            for f in fs::read_dir(alg.path()).into_iter().flatten().flatten() {
+                let h = f.file_name().to_string_lossy().into_owned();
+                if let Ok(d) = format!("{a}:{h}").parse() {
+                    out.push(d);
+                }
+            }
+        }
+        out
+    }
+
+    /// Marks every manifest of every repository and what it references.
+    /// Manifests already marked are not read again.
+    fn mark(&self, marked: &mut std::collections::HashSet<Digest>) -> usize {
+        let mut manifests = 0;
+        for (_, dir) in self.repos() {
+            for d in Self::digests_in(&dir.join("_manifests")) {
+                manifests += 1;
+                if !marked.insert(d.clone()) {
+                    continue;
+                }
+                let Ok(bytes) = fs::read(self.blob_path(&d)) else {
+                    continue;
+                };
+                let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                    continue;
+                };
+                let descriptors = doc["layers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .chain(doc["manifests"].as_array().into_iter().flatten())
+                    .chain(doc["blobs"].as_array().into_iter().flatten())
+                    .chain([&doc["config"]]);
+                for desc in descriptors {
+                    if let Some(Ok(x)) = desc["digest"].as_str().map(str::parse::<Digest>) {
+                        marked.insert(x);
+                    }
+                }
+            }
+        }
+        manifests
+    }
+
+    /// Online garbage collection: removes blobs that no manifest of any
+    /// repository references and that nobody used for `grace` (a client
+    /// that found a blob present has that long to push the manifest
+    /// naming it). Safe while the registry serves pushes, from this or
+    /// other processes:
+    ///
+    /// 1. it marks from every manifest without holding anything up;
+    /// 2. under the exclusive lock, which waits for writers between their
+    ///    check that blobs exist and the store of the manifest naming
+    ///    them, it marks manifests that arrived meanwhile and sweeps
+    ///    unmarked blobs older than the start minus `grace`. A blob
+    ///    uploaded or mounted after the start is fresh (commits touch
+    ///    it), and uploads in progress are not blobs yet.
+    ///
+    /// Then repository links to removed blobs go. With `dry_run`, only
+    /// counts.
+    pub fn gc(&self, grace: std::time::Duration, dry_run: bool) -> io::Result<GcReport> {
+        let start = std::time::SystemTime::now();
+        let cutoff = start.checked_sub(grace).unwrap_or(std::time::UNIX_EPOCH);
+        let mut marked = std::collections::HashSet::new();
+        self.mark(&mut marked);
+        let mut report = GcReport::default();
+        let mut removed = Vec::new();
+        {
+            let _sweep = self.sweep_lock()?;
+            report.manifests = self.mark(&mut marked);
+            for d in Self::digests_in(&self.dir.join("blobs")) {
+                let path = self.blob_path(&d);
+                let Ok(meta) = fs::metadata(&path) else {
+                    continue;
+                };
+                let old = meta.modified().is_ok_and(|m| m < cutoff);
+                if marked.contains(&d) || !old {
+                    report.kept += 1;
+                    continue;
+                }
+                if dry_run || fs::remove_file(&path).is_ok() {
+                    report.removed += 1;
+                    report.bytes += meta.len();
+                    removed.push(d);
+                }
+            }
+            // Leftovers of writes that crashed between create and rename.
+            for alg in fs::read_dir(self.dir.join("blobs"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                for f in fs::read_dir(alg.path()).into_iter().flatten().flatten() {
+                    let stale = f
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|m| m < cutoff);
+                    if !dry_run && stale && f.file_name().to_string_lossy().starts_with(".tmp-") {
+                        let _ = fs::remove_file(f.path());
+                    }
+                }
+            }
+        }
+        if !dry_run {
+            for (name, _) in self.repos() {
+                for d in &removed {
+                    let _ = fs::remove_file(self.link(&name, "_blobs", d));
+                }
+            }
+        }
+        Ok(report)
     }
 }
 

@@ -145,8 +145,16 @@ impl Berth {
             .env_remove("BERTH_RUNROOT")
             .env_remove("BERTH_LOG")
             .env_remove("RUST_LOG")
+            // berth's client config: none unless a test writes one.
+            .env("BERTH_CONFIG", self.config_path())
             .stdin(Stdio::null());
         c
+    }
+
+    /// Where berth's client config (`BERTH_CONFIG`) is, for tests that
+    /// write one.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.with_file_name("berth-config.json")
     }
 
     pub fn run<S: AsRef<str>>(&self, args: &[S]) -> Run {
