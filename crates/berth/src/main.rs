@@ -285,6 +285,14 @@ fn registry_serve(a: &cli::RegistryServeArgs) -> Result<u8> {
         }
         None => None,
     };
+    let notify = if cfg.notifications.is_empty() {
+        None
+    } else {
+        Some(
+            berth_registry::notify::Notifier::start(cfg.notifications)
+                .map_err(anyhow::Error::msg)?,
+        )
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -296,6 +304,7 @@ fn registry_serve(a: &cli::RegistryServeArgs) -> Result<u8> {
             upload_ttl,
             tls,
             gc,
+            notify,
         },
     ))
     .map_err(|e| anyhow::anyhow!("registry on {addr}: {e}"))?;

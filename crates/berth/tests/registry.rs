@@ -1256,3 +1256,132 @@ fn online_gc_is_safe_under_concurrent_pushes() {
         assert_eq!(status, 404, "{d} survived");
     }
 }
+
+/// A webhook receiver: answers the first request 500, the others 200;
+/// keeps (content type, body) of every request.
+struct Hook {
+    addr: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+}
+
+impl Hook {
+    fn start(respond: bool) -> Hook {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = seen.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for (n, conn) in l.incoming().enumerate() {
+                let Ok(mut c) = conn else { continue };
+                if !respond {
+                    // Never answers.
+                    held.push(c);
+                    continue;
+                }
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head_end, len) = loop {
+                    let k = c.read(&mut chunk).unwrap_or(0);
+                    if k == 0 {
+                        break (None, 0);
+                    }
+                    buf.extend_from_slice(&chunk[..k]);
+                    if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..p]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break (Some(p + 4), len);
+                    }
+                };
+                let Some(start) = head_end else { continue };
+                while buf.len() < start + len {
+                    let k = c.read(&mut chunk).unwrap_or(0);
+                    if k == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..k]);
+                }
+                let head = String::from_utf8_lossy(&buf[..start]).to_ascii_lowercase();
+                let ctype = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-type:"))
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                let status = if n == 0 {
+                    "500 Internal Server Error"
+                } else {
+                    "200 OK"
+                };
+                let _ = c.write_all(
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                );
+                if n > 0 {
+                    let body = serde_json::from_slice(&buf[start..]).unwrap_or_default();
+                    keep.lock().unwrap().push((ctype, body));
+                }
+            }
+        });
+        Hook { addr, seen }
+    }
+
+    fn wait_for(&self, n: usize) -> Vec<(String, serde_json::Value)> {
+        for _ in 0..100 {
+            if self.seen.lock().unwrap().len() >= n {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn webhooks_get_push_and_delete_events_retried_without_blocking() {
+    let hook = Hook::start(true);
+    let silent = Hook::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("registry.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({"notifications": [
+            {"url": format!("http://{}/events", hook.addr), "events": ["push", "delete"],
+             "backoff": "100ms", "attempts": 3, "headers": {"Authorization": "Bearer hook-secret"}},
+            {"url": format!("http://{}/", silent.addr), "timeout": "30s", "attempts": 1}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let s = Server::start_with(&["--config", config.to_str().unwrap()]);
+    // The silent endpoint never answers, and pushes and pulls go on.
+    let (status, body, _) = s.push_image("hooked/app", "v1", 5);
+    assert_eq!(status, 201, "{body}");
+    let (status, h, _) = s.request("GET", "/v2/hooked/app/manifests/v1", &[], b"");
+    assert_eq!(status, 200);
+    let digest = header(&h, "docker-content-digest").unwrap().to_string();
+    let (status, _, _) = s.request("DELETE", "/v2/hooked/app/manifests/v1", &[], b"");
+    assert_eq!(status, 202);
+    // The first delivery got a 500 and was retried; the pull was not
+    // asked for.
+    let seen = hook.wait_for(2);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for ((ctype, body), action) in seen.iter().zip(["push", "delete"]) {
+        assert_eq!(ctype, "application/vnd.docker.distribution.events.v1+json");
+        let e = &body["events"][0];
+        assert_eq!(e["action"], action, "{body}");
+        assert_eq!(e["target"]["repository"], "hooked/app");
+        assert_eq!(e["target"]["digest"], digest.as_str());
+        assert_eq!(e["target"]["tag"], "v1");
+        assert_eq!(
+            e["target"]["url"],
+            format!("http://{}/v2/hooked/app/manifests/{digest}", s.addr)
+        );
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(hook.seen.lock().unwrap().len(), 2, "nothing more was sent");
+}

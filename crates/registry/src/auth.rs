@@ -267,6 +267,16 @@ impl Auth {
         }
     }
 
+    /// Who sent a request, for the record: the basic-auth user or the
+    /// token's subject.
+    pub fn actor(&self, authorization: Option<&str>) -> Option<String> {
+        let a = authorization?;
+        match (&self.tokens, a.strip_prefix("Bearer")) {
+            (Some(t), Some(tok)) => t.verify(tok.trim()).ok().map(|c| c.sub),
+            _ => self.user(Some(a)),
+        }
+    }
+
     /// The token endpoint: a token granting what `user` may do of what
     /// `scopes` ask. `Err` when basic credentials were given and are
     /// wrong (clients must learn that at `docker login`, not later).

@@ -8,6 +8,8 @@ pub mod auth;
 pub mod client;
 /// The registry's config file.
 pub mod config;
+/// Webhooks on push, pull and delete.
+pub mod notify;
 /// The HTTP API.
 pub mod server;
 /// Blobs, uploads, manifests and tags on disk.

@@ -42,6 +42,8 @@ pub struct Registry {
     pub auth: crate::auth::Auth,
     /// Served over TLS (for the token realm's scheme).
     pub tls: bool,
+    /// Webhooks.
+    pub notify: Option<crate::notify::Notifier>,
 }
 
 impl Registry {
@@ -50,7 +52,44 @@ impl Registry {
             storage,
             auth,
             tls: false,
+            notify: None,
         }
+    }
+
+    /// Tells the webhooks about a manifest event (when there are any).
+    #[allow(clippy::too_many_arguments)]
+    fn event(
+        &self,
+        action: &'static str,
+        headers: &HeaderMap,
+        name: &str,
+        d: &Digest,
+        media_type: &str,
+        size: usize,
+        tag: Option<&str>,
+        method: &Method,
+    ) {
+        let Some(n) = &self.notify else { return };
+        let h = |k: header::HeaderName| {
+            headers
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        let scheme = if self.tls { "https" } else { "http" };
+        n.send(&crate::notify::Event {
+            action,
+            repository: name.to_string(),
+            digest: d.to_string(),
+            media_type: media_type.to_string(),
+            size: size as u64,
+            tag: tag.map(str::to_string),
+            base: format!("{scheme}://{}", h(header::HOST)),
+            method: method.to_string(),
+            user_agent: h(header::USER_AGENT),
+            actor: self.auth.actor(authorization(headers)),
+        });
     }
 }
 
@@ -995,6 +1034,8 @@ async fn manifests(
             if *method == Method::HEAD {
                 return (StatusCode::OK, h).into_response();
             }
+            let tag = (!reference.contains(':')).then_some(reference);
+            reg.event("pull", headers, name, &d, &media, bytes.len(), tag, method);
             (StatusCode::OK, h, bytes).into_response()
         }
         Method::PUT => {
@@ -1109,9 +1150,13 @@ async fn manifests(
                 }
             }
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+            reg.event("push", headers, name, &d, &media, bytes.len(), tag, method);
             (StatusCode::CREATED, h).into_response()
         }
         Method::DELETE => {
+            let target = resolve(reg, name, reference)
+                .ok()
+                .and_then(|d| Some((reg.storage.manifest(name, &d)?, d)));
             let res = if reference.contains(':') {
                 match parse_digest(reference) {
                     Ok(d) => reg.storage.delete_manifest(name, &d),
@@ -1121,7 +1166,22 @@ async fn manifests(
                 reg.storage.delete_tag(name, reference)
             };
             match res {
-                Ok(true) => StatusCode::ACCEPTED.into_response(),
+                Ok(true) => {
+                    if let Some(((bytes, media), d)) = target {
+                        let tag = (!reference.contains(':')).then_some(reference);
+                        reg.event(
+                            "delete",
+                            headers,
+                            name,
+                            &d,
+                            &media,
+                            bytes.len(),
+                            tag,
+                            method,
+                        );
+                    }
+                    StatusCode::ACCEPTED.into_response()
+                }
                 Ok(false) => error(
                     StatusCode::NOT_FOUND,
                     "MANIFEST_UNKNOWN",
@@ -1149,6 +1209,8 @@ pub struct Settings {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Collect garbage every `.0`, with grace period `.1`.
     pub gc: Option<(std::time::Duration, std::time::Duration)>,
+    /// Webhooks.
+    pub notify: Option<crate::notify::Notifier>,
 }
 
 /// A rustls server config from PEM files: the certificate chain and its
@@ -1201,6 +1263,7 @@ pub async fn serve(settings: Settings) -> std::io::Result<()> {
         upload_ttl,
         tls,
         gc,
+        notify,
     } = settings;
     if let Some((every, grace)) = gc {
         let s = storage.clone();
@@ -1236,6 +1299,7 @@ pub async fn serve(settings: Settings) -> std::io::Result<()> {
     });
     let mut registry = Registry::new(storage, auth);
     registry.tls = tls.is_some();
+    registry.notify = notify;
     let app = router(Arc::new(registry));
     // The address actually bound (port 0 picks a free one), for the
     // caller to read.
