@@ -203,7 +203,8 @@ fn pull_if_missing(eng: &mut Engine, image: &str) -> Result<()> {
         .into());
     }
     eprintln!("Unable to find image '{}' locally", r.familiar());
-    berth_registry::client::pull(&mut eng.store, &r, &mut |l| eprintln!("{l}")).map_err(|e| {
+    let lines = berth_registry::progress::Lines(std::sync::Mutex::new(std::io::stderr()));
+    berth_registry::client::pull(&mut eng.store, &r, &lines).map_err(|e| {
         anyhow::Error::from(CodeError {
             code: 125,
             error: e.into(),

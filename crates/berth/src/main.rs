@@ -165,16 +165,24 @@ fn run(cli: Cli) -> Result<u8> {
     images_command(cli.command, &ctx).map(|()| 0)
 }
 
+/// Bars on a terminal, plain lines otherwise, nothing with --quiet.
+fn progress(quiet: bool) -> Box<dyn berth_registry::progress::Progress> {
+    use berth_registry::progress::{Bars, Lines, Quiet};
+    use std::io::IsTerminal as _;
+    if quiet {
+        Box::new(Quiet)
+    } else if std::io::stdout().is_terminal() {
+        Box::new(Bars::default())
+    } else {
+        Box::new(Lines(std::sync::Mutex::new(std::io::stdout())))
+    }
+}
+
 fn push(ctx: &images::Ctx, a: &cli::PushPullArgs) -> Result<u8> {
     let target = berth_image::reference::Reference::parse(&a.name)?;
     let store = ctx.store()?;
-    let quiet = a.quiet;
-    berth_registry::client::push(&store, &a.name, &target, &mut |l| {
-        if !quiet {
-            println!("{l}");
-        }
-    })?;
-    if quiet {
+    berth_registry::client::push(&store, &a.name, &target, &*progress(a.quiet))?;
+    if a.quiet {
         println!("{}", target.familiar());
     }
     Ok(0)
@@ -183,12 +191,7 @@ fn push(ctx: &images::Ctx, a: &cli::PushPullArgs) -> Result<u8> {
 fn pull(ctx: &images::Ctx, a: &cli::PushPullArgs) -> Result<u8> {
     let r = berth_image::reference::Reference::parse(&a.name)?;
     let mut store = ctx.store()?;
-    let quiet = a.quiet;
-    berth_registry::client::pull(&mut store, &r, &mut |l| {
-        if !quiet {
-            println!("{l}");
-        }
-    })?;
+    berth_registry::client::pull(&mut store, &r, &*progress(a.quiet))?;
     // docker prints the name last, quiet or not.
     println!("{}", r.familiar());
     Ok(0)

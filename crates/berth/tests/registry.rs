@@ -1385,3 +1385,288 @@ fn webhooks_get_push_and_delete_events_retried_without_blocking() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(hook.seen.lock().unwrap().len(), 2, "nothing more was sent");
 }
+
+/// A TCP proxy in front of a registry that cuts connections: each of the
+/// first `cuts` connections that carry more than `after` bytes back to the
+/// client is closed at that point. It notes whether a client asked for a
+/// `Range`.
+struct Cutter {
+    addr: String,
+    saw_range: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Cutter {
+    fn start(upstream: &str, after: usize, cuts: usize) -> Cutter {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let saw_range = Arc::new(AtomicBool::new(false));
+        let left = Arc::new(AtomicUsize::new(cuts));
+        let upstream = upstream.to_string();
+        let saw = saw_range.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(client) = conn else { continue };
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let saw = saw.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = c_in.read(&mut buf) {
+                        if n == 0 || s_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        if String::from_utf8_lossy(&buf[..n])
+                            .to_ascii_lowercase()
+                            .contains("\r\nrange: bytes=")
+                        {
+                            saw.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    let _ = s_out.shutdown(std::net::Shutdown::Write);
+                });
+                let left = left.clone();
+                std::thread::spawn(move || {
+                    let (mut s_in, mut c_out) = (server, client);
+                    let mut sent = 0usize;
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = s_in.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        if sent + n > after
+                            && left
+                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |k| {
+                                    k.checked_sub(1)
+                                })
+                                .is_ok()
+                        {
+                            let _ = c_out.write_all(&buf[..after.saturating_sub(sent)]);
+                            let _ = c_out.shutdown(std::net::Shutdown::Both);
+                            let _ = s_in.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
+                        sent += n;
+                        if c_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c_out.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Cutter { addr, saw_range }
+    }
+}
+
+#[test]
+fn pulls_resume_after_a_dropped_connection_and_a_failed_pull_changes_nothing() {
+    let s = Server::start();
+    let a = Berth::new();
+    let layout = fixture("busybox-1.35");
+    a.ok(&["load", "-i", layout.to_str().unwrap()]);
+    let id = a.ids()[0].clone();
+    let name = format!("{}/lib/busybox:1.35", s.addr);
+    a.ok(&["tag", &id, &name]);
+    a.ok(&["push", &name]);
+    // Once, the connection drops half way through the 1 MB layer: the pull
+    // asks for the rest and completes, with the same image.
+    let cutter = Cutter::start(&s.addr, 600_000, 1);
+    let b = Berth::new();
+    let via = format!("{}/lib/busybox:1.35", cutter.addr);
+    let out = b.ok(&["pull", &via]);
+    assert!(out.contains("Pull complete"), "{out}");
+    assert!(
+        cutter.saw_range.load(std::sync::atomic::Ordering::Relaxed),
+        "the pull resumed with a Range request"
+    );
+    assert_eq!(b.ids(), vec![id.clone()]);
+    let run = b.ok(&["run", "--rm", &via, "echo", "resumed"]);
+    assert_eq!(run, "resumed\n");
+    // Every connection drops: after its retries the pull fails, says why,
+    // and the store is as it was.
+    let always = Cutter::start(&s.addr, 100_000, usize::MAX);
+    let c = Berth::new();
+    let before = c.ok(&["images", "-q"]);
+    let r = c.run(&["pull", &format!("{}/lib/busybox:1.35", always.addr)]);
+    assert_ne!(r.code, Some(0), "{r}");
+    assert!(
+        r.stderr.contains("the download from") && r.stderr.contains("failed 5 times"),
+        "{r}"
+    );
+    assert_eq!(c.ok(&["images", "-q"]), before);
+    let blobs = c.root.join("blobs/sha256");
+    assert_eq!(walk(&blobs), 0, "no blob was left behind");
+}
+
+#[test]
+fn progress_bars_on_a_terminal_lines_otherwise_and_quiet() {
+    let s = Server::start();
+    let a = Berth::new();
+    a.ok(&["load", "-i", fixture("busybox-1.35").to_str().unwrap()]);
+    let name = format!("{}/p/busybox:1", s.addr);
+    a.ok(&["tag", &a.ids()[0], &name]);
+    // Quiet: the name only.
+    assert_eq!(a.ok(&["push", "-q", &name]), format!("{name}\n"));
+    // Not a terminal: docker's plain lines.
+    let b = Berth::new();
+    let out = b.ok(&["pull", &name]);
+    let layer = "e524c65fa47c";
+    assert!(out.starts_with("1: Pulling from p/busybox\n"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{layer}: Pulling fs layer\n{layer}: Pull complete\n"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains('\x1b'), "{out}");
+    // A terminal: rows redrawn in place, with a bar.
+    let c = Berth::new();
+    let run = run_on_pty(c.command(&["pull", &name]), 24, 120, "", b"");
+    let screen = &run.output;
+    assert_eq!(run.code, Some(0), "{screen:?}");
+    assert!(screen.contains("\x1b[2K"), "{screen:?}");
+    assert!(
+        screen.contains("Downloading") && screen.contains("[====="),
+        "{screen:?}"
+    );
+    assert!(screen.contains("1.1MB/1.1MB"), "{screen:?}");
+    assert!(screen.contains("Pull complete"), "{screen:?}");
+}
+
+/// Sends raw bytes on a new connection and goes away without reading.
+fn send_and_vanish(addr: &str, bytes: &[u8]) {
+    if let Ok(mut s) = TcpStream::connect(addr) {
+        let _ = s.write_all(bytes);
+        let _ = s.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+#[test]
+fn a_mixed_load_of_good_and_bad_clients() {
+    let s = Server::start();
+    // Slow clients that never finish their request head, held open all
+    // along.
+    let slow: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut c = TcpStream::connect(&s.addr).unwrap();
+            c.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n").unwrap();
+            c
+        })
+        .collect();
+    // An upload whose chunk is cut off by a client that goes away.
+    let (status, h, _) = s.request("POST", "/v2/bad/cut/blobs/uploads/", &[], b"");
+    assert_eq!(status, 202);
+    let cut_upload = header(&h, "location").unwrap().to_string();
+    let good: Vec<(String, String, Vec<String>)> = std::thread::scope(|scope| {
+        let goods: Vec<_> = (0..4u64)
+            .map(|t| {
+                let s = &s;
+                scope.spawn(move || {
+                    let mut pushed = Vec::new();
+                    for i in 0..8u64 {
+                        let repo = format!("good/t{t}");
+                        let tag = format!("v{i}");
+                        let (status, body, blobs) = s.push_image(&repo, &tag, 100 * t + i + 11);
+                        assert_eq!(status, 201, "{body}");
+                        // Pulled back, byte for byte.
+                        for d in &blobs {
+                            let (status, _, data) =
+                                s.request("GET", &format!("/v2/{repo}/blobs/{d}"), &[], b"");
+                            assert_eq!(status, 200);
+                            assert_eq!(&digest_of(&data), d);
+                        }
+                        pushed.push((repo, tag, blobs));
+                    }
+                    pushed
+                })
+            })
+            .collect();
+        let bad = scope.spawn(|| {
+            for i in 0..10 {
+                // A wrong digest.
+                let (status, _, body) = s.request(
+                    "POST",
+                    &format!("/v2/bad/x/blobs/uploads/?digest={}", digest_of(b"other")),
+                    &[],
+                    format!("content {i}").as_bytes(),
+                );
+                assert_eq!((status, error_code(&body).as_str()), (400, "DIGEST_INVALID"));
+                // A monolithic upload cut short by a client that vanishes.
+                send_and_vanish(
+                    &s.addr,
+                    format!(
+                        "POST /v2/bad/x/blobs/uploads/?digest={} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{}",
+                        digest_of(&vec![b'a'; 100_000]),
+                        "a".repeat(5000)
+                    )
+                    .as_bytes(),
+                );
+                // A chunk cut short.
+                send_and_vanish(
+                    &s.addr,
+                    format!(
+                        "PATCH {cut_upload} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{}",
+                        "b".repeat(3000)
+                    )
+                    .as_bytes(),
+                );
+                // Not HTTP at all.
+                send_and_vanish(&s.addr, b"\x16\x03\x01\x00garbage\r\n\r\n");
+                // An oversized manifest, one naming blobs nobody pushed,
+                // an invalid name.
+                let (status, _, body) = s.request(
+                    "PUT",
+                    "/v2/bad/x/manifests/big",
+                    &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+                    &vec![b' '; 5 << 20],
+                );
+                assert_eq!((status, error_code(&body).as_str()), (413, "SIZE_INVALID"));
+                let missing = format!(
+                    r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":5}},"layers":[]}}"#,
+                    digest_of(format!("nope {i}").as_bytes())
+                );
+                let (status, _, body) = s.request(
+                    "PUT",
+                    "/v2/bad/x/manifests/missing",
+                    &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+                    missing.as_bytes(),
+                );
+                assert_eq!((status, error_code(&body).as_str()), (400, "MANIFEST_BLOB_UNKNOWN"));
+                let (status, _, body) = s.request("GET", "/v2/Bad..Name/tags/list", &[], b"");
+                assert_eq!((status, error_code(&body).as_str()), (400, "NAME_INVALID"));
+            }
+        });
+        bad.join().unwrap();
+        goods.into_iter().flat_map(|g| g.join().unwrap()).collect()
+    });
+    drop(slow);
+    // Every good image is whole; nothing of the bad clients was kept: the
+    // blobs are exactly the good ones and their manifests, and the cut
+    // upload is still at zero bytes.
+    assert_eq!(good.len(), 32);
+    for (repo, tag, _) in &good {
+        let (status, _, _) = s.request("GET", &format!("/v2/{repo}/manifests/{tag}"), &[], b"");
+        assert_eq!(status, 200);
+    }
+    let unique: std::collections::HashSet<&String> =
+        good.iter().flat_map(|(_, _, blobs)| blobs).collect();
+    assert_eq!(s.blob_files(), unique.len() + 32, "blobs and manifests");
+    let (status, h, _) = s.request("GET", &cut_upload, &[], b"");
+    assert_eq!(status, 204);
+    assert_eq!(header(&h, "range"), Some("0-0"));
+    let (status, _, _) = s.request("DELETE", &cut_upload, &[], b"");
+    assert_eq!(status, 204);
+    // Let the server notice the vanished monolithic uploads.
+    for _ in 0..50 {
+        if walk(&s.storage.join("uploads")) == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(walk(&s.storage.join("uploads")), 0, "uploads left behind");
+}

@@ -1053,13 +1053,13 @@ pub struct PulledLayer {
 /// have unpacked already), every digest and diff_id checked while the
 /// bytes stream in. Nothing is visible until all of it is in place; on any
 /// error the store is as it was. Returns the image id.
-pub fn add_pulled(
+pub fn add_pulled<'a>(
     store: &mut Store,
     manifest: (Vec<u8>, Digest, String),
     config: Vec<u8>,
     config_digest: Digest,
     layers: Vec<PulledLayer>,
-    fetch: &mut dyn FnMut(&PulledLayer) -> io::Result<Box<dyn Read>>,
+    fetch: &mut dyn FnMut(&PulledLayer) -> io::Result<Box<dyn Read + 'a>>,
     tags: Vec<Reference>,
 ) -> Result<Digest, LoadError> {
     let file = "the pulled config".to_string();

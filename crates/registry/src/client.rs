@@ -21,6 +21,8 @@ use berth_image::load::PulledLayer;
 use berth_image::reference::Reference;
 use berth_image::store::Store;
 
+use crate::progress::Progress;
+
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
 #[derive(Debug, thiserror::Error)]
@@ -410,22 +412,71 @@ impl Client {
     /// Uploads a blob: in one request where the registry takes that (the
     /// spec's monolithic POST), else by opening an upload and closing it
     /// with the whole content (distribution answers the monolithic POST
-    /// with 202 and an upload to use instead).
-    fn upload(&self, repo: &str, d: &Digest, path: &std::path::Path) -> Result<(), ClientError> {
-        let open = || {
-            std::fs::File::open(path)
-                .map_err(|e| ClientError::Invalid(format!("open {}: {e}", path.display())))
+    /// with 202 and an upload to use instead). A failure of the transport
+    /// or of the server (5xx) is retried from the start, a few times.
+    fn upload(
+        &self,
+        repo: &str,
+        d: &Digest,
+        path: &std::path::Path,
+        progress: &dyn Progress,
+    ) -> Result<(), ClientError> {
+        let mut attempt = 0;
+        loop {
+            match self.upload_once(repo, d, path, progress) {
+                Err(Retry::Transient(e)) if attempt < RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "upload failed; retrying");
+                    progress.layer(
+                        d.short(),
+                        &format!("Retrying in {}s", backoff(attempt).as_secs_f32()),
+                    );
+                    std::thread::sleep(backoff(attempt));
+                }
+                Err(Retry::Transient(e)) | Err(Retry::Fatal(e)) => return Err(e),
+                Ok(()) => return Ok(()),
+            }
+        }
+    }
+
+    fn upload_once(
+        &self,
+        repo: &str,
+        d: &Digest,
+        path: &std::path::Path,
+        progress: &dyn Progress,
+    ) -> Result<(), Retry> {
+        let open = || -> Result<(Counting<'_, std::fs::File>, u64), Retry> {
+            let f = std::fs::File::open(path).map_err(|e| {
+                Retry::Fatal(ClientError::Invalid(format!(
+                    "open {}: {e}",
+                    path.display()
+                )))
+            })?;
+            let total = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let counting = Counting {
+                inner: f,
+                done: 0,
+                total,
+                id: d.short().to_string(),
+                verb: "Pushing",
+                progress,
+            };
+            Ok((counting, total))
         };
+        let transient = |e: ureq::Error| Retry::Transient(self.err(e.to_string()));
         let monolithic = !self
             .no_monolithic
             .load(std::sync::atomic::Ordering::Relaxed);
         let resp = if monolithic {
+            let (mut body, len) = open()?;
             self.authed(
                 self.agent
                     .post(self.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}"))),
             )
             .header("Content-Type", "application/octet-stream")
-            .send(open()?)
+            .header("Content-Length", &len.to_string())
+            .send(ureq::SendBody::from_reader(&mut body))
         } else {
             self.authed(
                 self.agent
@@ -433,11 +484,16 @@ impl Client {
             )
             .send(&[][..])
         }
-        .map_err(|e| self.err(e.to_string()))?;
+        .map_err(transient)?;
         match resp.status().as_u16() {
             201 => return Ok(()),
             202 => {}
-            _ => return Err(self.failure(&format!("upload of {d}"), resp)),
+            500..=599 => {
+                return Err(Retry::Transient(
+                    self.failure(&format!("upload of {d}"), resp),
+                ))
+            }
+            _ => return Err(Retry::Fatal(self.failure(&format!("upload of {d}"), resp))),
         }
         if monolithic {
             self.no_monolithic
@@ -447,7 +503,9 @@ impl Client {
             .headers()
             .get("location")
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| self.err(format!("upload of {d}: no Location in the answer")))?
+            .ok_or_else(|| {
+                Retry::Fatal(self.err(format!("upload of {d}: no Location in the answer")))
+            })?
             .to_string();
         let url = if location.starts_with("http://") || location.starts_with("https://") {
             location
@@ -455,15 +513,20 @@ impl Client {
             self.url(&location)
         };
         let sep = if url.contains('?') { '&' } else { '?' };
+        let (mut body, len) = open()?;
         let resp = self
             .authed(self.agent.put(format!("{url}{sep}digest={d}")))
             .header("Content-Type", "application/octet-stream")
-            .send(open()?)
-            .map_err(|e| self.err(e.to_string()))?;
-        if resp.status().as_u16() != 201 {
-            return Err(self.failure(&format!("upload of {d}"), resp));
+            .header("Content-Length", &len.to_string())
+            .send(ureq::SendBody::from_reader(&mut body))
+            .map_err(transient)?;
+        match resp.status().as_u16() {
+            201 => Ok(()),
+            500..=599 => Err(Retry::Transient(
+                self.failure(&format!("upload of {d}"), resp),
+            )),
+            _ => Err(Retry::Fatal(self.failure(&format!("upload of {d}"), resp))),
         }
-        Ok(())
     }
 
     fn get(
@@ -505,18 +568,144 @@ fn repo_of(r: &Reference) -> String {
     r.path().to_string()
 }
 
-/// `berth push`: returns the manifest's digest and size. `say` gets
-/// docker's progress lines.
+/// How often a failed transfer is tried again.
+const RETRIES: u32 = 4;
+
+/// The wait before retry `n` (1-based): 0.2 s, doubling.
+fn backoff(n: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(200 << (n - 1).min(6))
+}
+
+enum Retry {
+    Transient(ClientError),
+    Fatal(ClientError),
+}
+
+/// Counts bytes through a reader for a progress display.
+struct Counting<'a, R> {
+    inner: R,
+    done: u64,
+    total: u64,
+    id: String,
+    verb: &'static str,
+    progress: &'a dyn Progress,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        self.progress
+            .bytes(&self.id, self.verb, self.done, self.total);
+        Ok(n)
+    }
+}
+
+/// A blob download that survives a dropped connection: it asks again from
+/// the byte it got to (`Range`), a few times, with a doubling wait.
+struct Resuming<'a> {
+    client: &'a Client,
+    path: String,
+    id: String,
+    total: u64,
+    done: u64,
+    inner: Option<Box<dyn Read + Send + Sync + 'a>>,
+    retries: u32,
+    progress: &'a dyn Progress,
+}
+
+impl Resuming<'_> {
+    fn open(&mut self) -> std::io::Result<()> {
+        let resp = self
+            .client
+            .get_range(&self.path, None, self.done)
+            .map_err(std::io::Error::other)?;
+        let status = resp.status().as_u16();
+        let mut body: Box<dyn Read + Send + Sync> = Box::new(resp.into_body().into_reader());
+        match status {
+            206 => {}
+            // The whole blob again: skip what we have.
+            200 => {
+                std::io::copy(&mut (&mut body).take(self.done), &mut std::io::sink())?;
+            }
+            s => {
+                let e = std::io::Error::other(format!("{}: status {s}", self.path));
+                return Err(if s >= 500 || s == 429 {
+                    e
+                } else {
+                    std::io::Error::new(std::io::ErrorKind::PermissionDenied, e)
+                });
+            }
+        }
+        self.inner = Some(body);
+        Ok(())
+    }
+}
+
+impl Read for Resuming<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let r = match self.inner.as_mut() {
+                Some(inner) => inner.read(buf),
+                None => self.open().map(|()| usize::MAX),
+            };
+            let err = match r {
+                Ok(usize::MAX) => continue,
+                Ok(0) if self.total > 0 && self.done < self.total => std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the connection ended at byte {} of {}",
+                        self.done, self.total
+                    ),
+                ),
+                Ok(n) => {
+                    self.done += n as u64;
+                    self.progress
+                        .bytes(&self.id, "Downloading", self.done, self.total);
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => e,
+            };
+            // A refusal (4xx) will not change by asking again.
+            if err.kind() == std::io::ErrorKind::PermissionDenied {
+                return Err(err);
+            }
+            if self.retries >= RETRIES {
+                return Err(std::io::Error::new(
+                    err.kind(),
+                    format!(
+                        "the download from {} failed {} times, at byte {} of {}: {err}",
+                        self.client.host,
+                        RETRIES + 1,
+                        self.done,
+                        self.total
+                    ),
+                ));
+            }
+            self.retries += 1;
+            tracing::debug!(error = %err, retry = self.retries, "download failed; resuming");
+            self.progress.layer(
+                &self.id,
+                &format!("Retrying in {:.1}s", backoff(self.retries).as_secs_f32()),
+            );
+            std::thread::sleep(backoff(self.retries));
+            self.inner = None;
+        }
+    }
+}
+
+/// `berth push`: returns the manifest's digest and size.
 pub fn push(
     store: &Store,
     image: &str,
     target: &Reference,
-    say: &mut dyn FnMut(String),
+    progress: &dyn Progress,
 ) -> Result<(Digest, usize), ClientError> {
     let record = store.resolve(image)?;
     let client = Client::for_reference(target, "pull,push")?;
     let repo = repo_of(target);
-    say(format!(
+    progress.line(&format!(
         "The push refers to repository [{}/{}]",
         target.domain(),
         repo
@@ -541,26 +730,26 @@ pub fn push(
                 "blob {d} of {image} is not in the store"
             )));
         }
+        progress.layer(d.short(), "Preparing");
         blobs.push((d.clone(), store.blob_path(&d)));
     }
     // Layers in parallel, a few at a time.
-    let results: Vec<Result<String, ClientError>> = std::thread::scope(|scope| {
+    let results: Vec<Result<(), ClientError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = blobs
             .chunks(blobs.len().div_ceil(4).max(1))
             .map(|chunk| {
                 let client = &client;
                 let repo = &repo;
                 scope.spawn(move || {
-                    let mut lines = Vec::new();
                     for (d, path) in chunk {
                         if client.has_blob(repo, d)? {
-                            lines.push(format!("{}: Layer already exists", d.short()));
+                            progress.layer(d.short(), "Layer already exists");
                             continue;
                         }
-                        client.upload(repo, d, path)?;
-                        lines.push(format!("{}: Pushed", d.short()));
+                        client.upload(repo, d, path, progress)?;
+                        progress.layer(d.short(), "Pushed");
                     }
-                    Ok(lines.join("\n"))
+                    Ok(())
                 })
             })
             .collect();
@@ -570,10 +759,7 @@ pub fn push(
             .collect()
     });
     for r in results {
-        let lines = r?;
-        if !lines.is_empty() {
-            say(lines);
-        }
+        r?;
     }
     let tag = target.tag().unwrap_or("latest");
     let resp = client
@@ -588,7 +774,7 @@ pub fn push(
     if resp.status().as_u16() != 201 {
         return Err(client.failure("manifest upload", resp));
     }
-    say(format!(
+    progress.line(&format!(
         "{tag}: digest: {} size: {}",
         record.manifest_digest,
         manifest.len()
@@ -601,7 +787,7 @@ pub fn push(
 pub fn pull(
     store: &mut Store,
     r: &Reference,
-    say: &mut dyn FnMut(String),
+    progress: &dyn Progress,
 ) -> Result<Digest, ClientError> {
     let client = Client::for_reference(r, "pull")?;
     let repo = repo_of(r);
@@ -673,7 +859,15 @@ pub fn pull(
             })
         })
         .collect::<Result<_, ClientError>>()?;
-    say(format!("{reference}: Pulling from {repo}"));
+    progress.line(&format!("{reference}: Pulling from {repo}"));
+    for l in &layers {
+        let status = if store.has_blob(&l.digest) {
+            "Already exists"
+        } else {
+            "Pulling fs layer"
+        };
+        progress.layer(l.digest.short(), status);
+    }
     let mut cresp = client.get(&format!("/v2/{repo}/blobs/{config_digest}"), None)?;
     if !cresp.status().is_success() {
         return Err(client.failure(&format!("config {config_digest}"), cresp));
@@ -684,18 +878,24 @@ pub fn pull(
         .limit(16 << 20)
         .read_to_vec()
         .map_err(|e| client.err(e.to_string()))?;
-    let mut fetch = |l: &PulledLayer| -> std::io::Result<Box<dyn Read>> {
-        let resp = client
-            .get(&format!("/v2/{repo}/blobs/{}", l.digest), None)
-            .map_err(std::io::Error::other)?;
-        if !resp.status().is_success() {
-            return Err(std::io::Error::other(format!(
-                "blob {}: {}",
-                l.digest,
-                resp.status()
-            )));
+    let fetched: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut fetch = |l: &PulledLayer| -> std::io::Result<Box<dyn Read + '_>> {
+        if let Ok(mut f) = fetched.lock() {
+            f.push(l.digest.short().to_string());
         }
-        Ok(Box::new(resp.into_body().into_reader()))
+        let mut r = Resuming {
+            client: &client,
+            path: format!("/v2/{repo}/blobs/{}", l.digest),
+            id: l.digest.short().to_string(),
+            total: l.size,
+            done: 0,
+            inner: None,
+            retries: 0,
+            progress,
+        };
+        // The first request now, so that a refusal is reported as such.
+        r.open()?;
+        Ok(Box::new(r))
     };
     let tag = r.tag().map(|_| vec![r.clone()]).unwrap_or_default();
     let id = berth_image::load::add_pulled(
@@ -707,8 +907,11 @@ pub fn pull(
         &mut fetch,
         tag,
     )?;
-    say(format!("Digest: {manifest_digest}"));
-    say(format!(
+    for id in fetched.into_inner().unwrap_or_default() {
+        progress.layer(&id, "Pull complete");
+    }
+    progress.line(&format!("Digest: {manifest_digest}"));
+    progress.line(&format!(
         "Status: Downloaded newer image for {}",
         r.familiar()
     ));

@@ -10,6 +10,8 @@ pub mod client;
 pub mod config;
 /// Webhooks on push, pull and delete.
 pub mod notify;
+/// Progress of push and pull: bars, lines or nothing.
+pub mod progress;
 /// The HTTP API.
 pub mod server;
 /// Blobs, uploads, manifests and tags on disk.

@@ -625,17 +625,22 @@ async fn append(path: &std::path::Path, body: Body) -> Result<u64, Response> {
         .open(path)
         .await
         .map_err(internal)?;
+    let start = f.metadata().await.map_err(internal)?.len();
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         // A client that goes away mid-body leaves the upload where it
-        // was; the chunk it was sending is not counted.
-        let chunk = chunk.map_err(|e| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "BLOB_UPLOAD_INVALID",
-                format!("the request body ended early: {e}"),
-            )
-        })?;
+        // was: the part of this request already written is cut off.
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = f.set_len(start).await;
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "BLOB_UPLOAD_INVALID",
+                    format!("the request body ended early: {e}"),
+                ));
+            }
+        };
         f.write_all(&chunk).await.map_err(internal)?;
     }
     f.flush().await.map_err(internal)?;
