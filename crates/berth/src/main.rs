@@ -302,7 +302,7 @@ fn registry_serve(a: &cli::RegistryServeArgs) -> Result<u8> {
     rt.block_on(berth_registry::server::serve(
         berth_registry::server::Settings {
             addr: addr.clone(),
-            storage,
+            storage: std::sync::Arc::new(storage),
             auth,
             upload_ttl,
             tls,
@@ -336,7 +336,7 @@ fn registry_gc(a: &cli::RegistryGcArgs) -> Result<u8> {
     let grace = duration("--grace", grace, std::time::Duration::from_secs(3600))
         .map_err(anyhow::Error::msg)?;
     let storage = berth_registry::storage::FsStorage::open(&dir)?;
-    let r = storage.gc(grace, a.dry_run)?;
+    let r = berth_registry::storage::Storage::gc(&storage, grace, a.dry_run)?;
     println!(
         "{} {} blobs ({}), kept {} (referenced by {} manifests, or younger than {})",
         if a.dry_run { "Would remove" } else { "Removed" },

@@ -9,7 +9,6 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -22,9 +21,8 @@ use berth_image::digest::{Algorithm, Digest};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 
-use crate::storage::{valid_name, valid_tag, FsStorage};
+use crate::storage::{valid_name, valid_tag, BlobSource, Storage};
 
 /// The largest manifest accepted (the spec asks for at least 4 MiB).
 pub const MAX_MANIFEST: usize = 4 << 20;
@@ -38,7 +36,7 @@ const MANIFEST_TYPES: &[&str] = &[
 ];
 
 pub struct Registry {
-    pub storage: FsStorage,
+    pub storage: Arc<dyn Storage>,
     pub auth: crate::auth::Auth,
     /// Served over TLS (for the token realm's scheme).
     pub tls: bool,
@@ -47,7 +45,7 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(storage: FsStorage, auth: crate::auth::Auth) -> Registry {
+    pub fn new(storage: Arc<dyn Storage>, auth: crate::auth::Auth) -> Registry {
         Registry {
             storage,
             auth,
@@ -516,29 +514,75 @@ fn parse_range(h: &HeaderMap, size: u64) -> Option<Result<(u64, u64), ()>> {
     Some(Ok((start, end.min(size - 1))))
 }
 
-/// A blob's bytes `start..start+len` as a body: the file mapped into
+/// A blob's bytes `start..start+len` as a body: a local file mapped into
 /// memory, so the server sends straight from the page cache without
-/// copying through a buffer.
-async fn file_body(path: PathBuf, start: u64, len: u64) -> std::io::Result<Body> {
+/// copying through a buffer; another source streamed.
+async fn blob_body(
+    storage: Arc<dyn Storage>,
+    d: Digest,
+    start: u64,
+    len: u64,
+) -> std::io::Result<Body> {
     if len == 0 {
         return Ok(Body::empty());
     }
-    tokio::task::spawn_blocking(move || {
-        let f = std::fs::File::open(&path)?;
-        // SAFETY: blobs are written once and renamed into place, never
-        // modified or truncated afterwards (a deleted blob's pages stay
-        // valid while mapped), so the mapping cannot change under us.
-        let map = unsafe {
-            memmap2::MmapOptions::new()
-                .offset(start)
-                .len(len as usize)
-                .map(&f)?
-        };
-        let _ = map.advise(memmap2::Advice::Sequential);
-        Ok(Body::from(Bytes::from_owner(map)))
-    })
-    .await
-    .map_err(std::io::Error::other)?
+    let source = tokio::task::spawn_blocking(move || storage.open_blob(&d))
+        .await
+        .map_err(std::io::Error::other)??;
+    match source {
+        BlobSource::File(f) => tokio::task::spawn_blocking(move || {
+            // SAFETY: blobs are written once and renamed into place, never
+            // modified or truncated afterwards (a deleted blob's pages
+            // stay valid while mapped), so the mapping cannot change
+            // under us.
+            let map = unsafe {
+                memmap2::MmapOptions::new()
+                    .offset(start)
+                    .len(len as usize)
+                    .map(&f)?
+            };
+            let _ = map.advise(memmap2::Advice::Sequential);
+            Ok(Body::from(Bytes::from_owner(map)))
+        })
+        .await
+        .map_err(std::io::Error::other)?,
+        BlobSource::Reader(mut r) => {
+            let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+            tokio::task::spawn_blocking(move || {
+                let mut skip = std::io::Read::take(&mut r, start);
+                if let Err(e) = std::io::copy(&mut skip, &mut std::io::sink()) {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+                let mut left = len;
+                while left > 0 {
+                    let mut buf = vec![0u8; left.min(256 << 10) as usize];
+                    match std::io::Read::read(&mut r, &mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            buf.truncate(n);
+                            left -= n as u64;
+                            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(e));
+                            return;
+                        }
+                    }
+                }
+            });
+            Ok(Body::from_stream(tokio_stream_from(rx)))
+        }
+    }
+}
+
+/// A stream over a channel's receiver.
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 async fn blobs(
@@ -596,7 +640,7 @@ async fn blobs(
                 reg.storage.touch_blob(&d);
                 return (status, h).into_response();
             }
-            match file_body(reg.storage.blob_path(&d), start, len).await {
+            match blob_body(reg.storage.clone(), d, start, len).await {
                 Ok(body) => (status, h, body).into_response(),
                 Err(e) => internal(e),
             }
@@ -619,13 +663,21 @@ async fn blobs(
 }
 
 /// Appends the request body to an upload file; returns its new size.
-async fn append(path: &std::path::Path, body: Body) -> Result<u64, Response> {
-    let mut f = tokio::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .await
-        .map_err(internal)?;
-    let start = f.metadata().await.map_err(internal)?.len();
+/// Appends a request's body to upload `id`; returns the upload's size
+/// and, when the upload started empty and `alg` is given, the digest of
+/// its content, computed as the bytes streamed in.
+async fn append(
+    reg: &Registry,
+    id: &str,
+    body: Body,
+    alg: Option<Algorithm>,
+) -> Result<(u64, Option<Digest>), Response> {
+    let start = reg
+        .storage
+        .upload_size(id)
+        .ok_or_else(|| upload_unknown(id))?;
+    let mut sink = reg.storage.append_upload(id).map_err(internal)?;
+    let mut hasher = alg.filter(|_| start == 0).map(|a| a.hasher());
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         // A client that goes away mid-body leaves the upload where it
@@ -633,7 +685,7 @@ async fn append(path: &std::path::Path, body: Body) -> Result<u64, Response> {
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
-                let _ = f.set_len(start).await;
+                sink.abort();
                 return Err(error(
                     StatusCode::BAD_REQUEST,
                     "BLOB_UPLOAD_INVALID",
@@ -641,17 +693,25 @@ async fn append(path: &std::path::Path, body: Body) -> Result<u64, Response> {
                 ));
             }
         };
-        f.write_all(&chunk).await.map_err(internal)?;
+        if let Some(h) = hasher.as_mut() {
+            h.update(&chunk);
+        }
+        // Into the page cache: a write here does not wait for the disk.
+        if let Err(e) = std::io::Write::write_all(&mut sink, &chunk) {
+            sink.abort();
+            return Err(internal(e));
+        }
     }
-    f.flush().await.map_err(internal)?;
-    let len = f.metadata().await.map_err(internal)?.len();
-    Ok(len)
+    let size = sink.finish().map_err(internal)?;
+    Ok((size, hasher.map(|h| h.finish())))
 }
 
-/// The digest of a file, read once.
-async fn file_digest(path: PathBuf, alg: Algorithm) -> std::io::Result<Digest> {
+/// The digest of an upload's content, read once.
+async fn upload_digest(reg: &Registry, id: &str, alg: Algorithm) -> std::io::Result<Digest> {
+    let storage = reg.storage.clone();
+    let id = id.to_string();
     tokio::task::spawn_blocking(move || {
-        let mut f = std::fs::File::open(&path)?;
+        let mut f = storage.read_upload(&id)?;
         let mut h = alg.hasher();
         let mut buf = vec![0u8; 256 * 1024];
         loop {
@@ -702,8 +762,15 @@ fn blob_created(name: &str, d: &Digest) -> Response {
         .into_response()
 }
 
-/// Verifies the finished upload `id` against `digest` and commits it.
-async fn finish_upload(reg: &Registry, name: &str, id: &str, digest: &str) -> Response {
+/// Verifies the finished upload `id` against `digest` (with the digest
+/// computed as it streamed in, when there is one) and commits it.
+async fn finish_upload(
+    reg: &Registry,
+    name: &str,
+    id: &str,
+    digest: &str,
+    streamed: Option<Digest>,
+) -> Response {
     let d = match parse_digest(digest) {
         Ok(d) => d,
         Err(r) => {
@@ -711,12 +778,15 @@ async fn finish_upload(reg: &Registry, name: &str, id: &str, digest: &str) -> Re
             return r;
         }
     };
-    let Some(path) = reg.storage.upload(id) else {
+    if reg.storage.upload_size(id).is_none() {
         return upload_unknown(id);
-    };
-    let actual = match file_digest(path.clone(), d.algorithm()).await {
-        Ok(a) => a,
-        Err(e) => return internal(e),
+    }
+    let actual = match streamed.filter(|s| s.algorithm() == d.algorithm()) {
+        Some(a) => a,
+        None => match upload_digest(reg, id, d.algorithm()).await {
+            Ok(a) => a,
+            Err(e) => return internal(e),
+        },
     };
     if actual != d {
         reg.storage.remove_upload(id);
@@ -732,9 +802,8 @@ async fn finish_upload(reg: &Registry, name: &str, id: &str, digest: &str) -> Re
     };
     let done = reg
         .storage
-        .commit_blob(&path, &d)
+        .commit_upload(id, &d)
         .and_then(|()| reg.storage.link_blob(name, &d));
-    reg.storage.remove_upload(id);
     match done {
         Ok(()) => blob_created(name, &d),
         Err(e) => internal(e),
@@ -743,7 +812,7 @@ async fn finish_upload(reg: &Registry, name: &str, id: &str, digest: &str) -> Re
 
 /// The shared side of the garbage-collection lock, waited for while a
 /// collection sweeps (briefly) without blocking the runtime.
-async fn write_lock(reg: &Registry) -> Result<crate::storage::Lock, Response> {
+async fn write_lock(reg: &Registry) -> Result<crate::storage::WriteLock, Response> {
     loop {
         match reg.storage.try_write_lock() {
             Ok(Some(l)) => return Ok(l),
@@ -796,27 +865,28 @@ async fn uploads(
                     }
                 }
             }
-            let (new_id, path) = match reg.storage.new_upload() {
+            let new_id = match reg.storage.new_upload() {
                 Ok(u) => u,
                 Err(e) => return internal(e),
             };
             if let Some(digest) = q.get("digest") {
-                // Monolithic: the whole blob in this request.
-                if let Err(r) = append(&path, body).await {
-                    reg.storage.remove_upload(&new_id);
-                    return r;
-                }
-                return finish_upload(reg, name, &new_id, digest).await;
+                // Monolithic: the whole blob in this request, its digest
+                // computed as it streams in.
+                let alg = digest.parse::<Digest>().ok().map(|d| d.algorithm());
+                let streamed = match append(reg, &new_id, body, alg).await {
+                    Ok((_, streamed)) => streamed,
+                    Err(r) => {
+                        reg.storage.remove_upload(&new_id);
+                        return r;
+                    }
+                };
+                return finish_upload(reg, name, &new_id, digest, streamed).await;
             }
             upload_progress(StatusCode::ACCEPTED, name, &new_id, 0)
         }
         (Method::PATCH, false) => {
-            let Some(path) = reg.storage.upload(id) else {
+            let Some(size) = reg.storage.upload_size(id) else {
                 return upload_unknown(id);
-            };
-            let size = match tokio::fs::metadata(&path).await {
-                Ok(m) => m.len(),
-                Err(e) => return internal(e),
             };
             if let Some(range) = headers
                 .get(header::CONTENT_RANGE)
@@ -838,15 +908,15 @@ async fn uploads(
                         .into_response();
                 }
             }
-            match append(&path, body).await {
-                Ok(size) => upload_progress(StatusCode::ACCEPTED, name, id, size),
+            match append(reg, id, body, None).await {
+                Ok((size, _)) => upload_progress(StatusCode::ACCEPTED, name, id, size),
                 Err(r) => r,
             }
         }
         (Method::PUT, false) => {
-            let Some(path) = reg.storage.upload(id) else {
+            if reg.storage.upload_size(id).is_none() {
                 return upload_unknown(id);
-            };
+            }
             let Some(digest) = q.get("digest") else {
                 return error(
                     StatusCode::BAD_REQUEST,
@@ -854,22 +924,18 @@ async fn uploads(
                     "closing an upload needs ?digest=",
                 );
             };
-            if let Err(r) = append(&path, body).await {
-                return r;
-            }
-            finish_upload(reg, name, id, digest).await
-        }
-        (Method::GET, false) => {
-            let Some(path) = reg.storage.upload(id) else {
-                return upload_unknown(id);
-            };
-            match tokio::fs::metadata(&path).await {
-                Ok(m) => upload_progress(StatusCode::NO_CONTENT, name, id, m.len()),
-                Err(e) => internal(e),
+            let alg = digest.parse::<Digest>().ok().map(|d| d.algorithm());
+            match append(reg, id, body, alg).await {
+                Ok((_, streamed)) => finish_upload(reg, name, id, digest, streamed).await,
+                Err(r) => r,
             }
         }
+        (Method::GET, false) => match reg.storage.upload_size(id) {
+            Some(size) => upload_progress(StatusCode::NO_CONTENT, name, id, size),
+            None => upload_unknown(id),
+        },
         (Method::DELETE, false) => {
-            if reg.storage.upload(id).is_none() {
+            if reg.storage.upload_size(id).is_none() {
                 return upload_unknown(id);
             }
             reg.storage.remove_upload(id);
@@ -1206,7 +1272,7 @@ async fn manifests(
 /// What `serve` needs.
 pub struct Settings {
     pub addr: String,
-    pub storage: FsStorage,
+    pub storage: Arc<dyn Storage>,
     pub auth: crate::auth::Auth,
     /// Uploads left untouched this long are removed.
     pub upload_ttl: std::time::Duration,

@@ -160,27 +160,14 @@ impl FsStorage {
             .join(d.hex())
     }
 
-    /// The blob's size, if repository `name` has it.
-    pub fn blob_size(&self, name: &str, d: &Digest) -> Option<u64> {
-        if !self.link(name, "_blobs", d).exists() && !self.link(name, "_manifests", d).exists() {
-            return None;
-        }
-        fs::metadata(self.blob_path(d)).ok().map(|m| m.len())
-    }
-
     /// Whether the store holds the blob at all (any repository).
     pub fn has_blob(&self, d: &Digest) -> bool {
         self.blob_path(d).exists()
     }
 
-    /// Makes blob `d` part of repository `name`.
-    pub fn link_blob(&self, name: &str, d: &Digest) -> io::Result<()> {
-        write_atomic(&self.link(name, "_blobs", d), b"")
-    }
-
     /// Moves a verified upload file into the blob store (a blob that is
     /// already there is kept; the content is the same).
-    pub fn commit_blob(&self, file: &Path, d: &Digest) -> io::Result<()> {
+    fn commit_blob(&self, file: &Path, d: &Digest) -> io::Result<()> {
         let dest = self.blob_path(d);
         fs::create_dir_all(dest.parent().expect("has parent"))?;
         // Fresh, so that garbage collection leaves it to the manifest
@@ -192,18 +179,12 @@ impl FsStorage {
         fs::rename(file, &dest)
     }
 
-    /// Marks a blob as just used (its mtime is now), so that garbage
-    /// collection keeps it for its grace period; false if it is not here.
-    pub fn touch_blob(&self, d: &Digest) -> bool {
-        touch(&self.blob_path(d)).is_ok()
-    }
-
     /// The shared side of the garbage-collection lock: held by a writer
     /// from the moment it checks that blobs exist to the moment the
     /// manifest or link naming them is stored, so that a collection never
     /// sweeps in between. None while a collection sweeps (a brief time):
     /// try again.
-    pub fn try_write_lock(&self) -> io::Result<Option<Lock>> {
+    fn flock_shared(&self) -> io::Result<Option<Lock>> {
         Lock::take(&self.dir.join("gc.lock"), false, false)
     }
 
@@ -213,7 +194,7 @@ impl FsStorage {
     }
 
     /// A new upload: its id and its data file.
-    pub fn new_upload(&self) -> io::Result<(String, PathBuf)> {
+    fn create_upload(&self) -> io::Result<(String, PathBuf)> {
         let id = random_id();
         let dir = self.dir.join("uploads").join(&id);
         fs::create_dir_all(&dir)?;
@@ -223,176 +204,12 @@ impl FsStorage {
     }
 
     /// The data file of upload `id`, if it exists (ids are checked: hex).
-    pub fn upload(&self, id: &str) -> Option<PathBuf> {
+    fn upload(&self, id: &str) -> Option<PathBuf> {
         if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let p = self.dir.join("uploads").join(id).join("data");
         p.exists().then_some(p)
-    }
-
-    /// Removes uploads untouched for `ttl` (abandoned by their clients);
-    /// returns how many.
-    pub fn expire_uploads(&self, ttl: std::time::Duration) -> usize {
-        let Ok(dir) = fs::read_dir(self.dir.join("uploads")) else {
-            return 0;
-        };
-        let mut n = 0;
-        for e in dir.flatten() {
-            let data = e.path().join("data");
-            let age = fs::metadata(&data)
-                .or_else(|_| e.metadata())
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok());
-            if age.is_some_and(|a| a > ttl) && fs::remove_dir_all(e.path()).is_ok() {
-                n += 1;
-            }
-        }
-        n
-    }
-
-    pub fn remove_upload(&self, id: &str) {
-        if self.upload(id).is_some() {
-            let _ = fs::remove_dir_all(self.dir.join("uploads").join(id));
-        }
-    }
-
-    /// Stores a manifest's exact bytes as a blob of repository `name`, with
-    /// its media type; tags it when `tag` is given.
-    pub fn put_manifest(
-        &self,
-        name: &str,
-        d: &Digest,
-        media_type: &str,
-        bytes: &[u8],
-        tag: Option<&str>,
-    ) -> io::Result<()> {
-        let blob = self.blob_path(d);
-        if !blob.exists() {
-            write_atomic(&blob, bytes)?;
-        }
-        write_atomic(&self.link(name, "_manifests", d), media_type.as_bytes())?;
-        if let Some(t) = tag {
-            write_atomic(
-                &self.repo(name).join("_tags").join(t),
-                d.to_string().as_bytes(),
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Records manifest `d` (its descriptor) as a referrer of `subject`.
-    pub fn add_referrer(
-        &self,
-        name: &str,
-        subject: &Digest,
-        d: &Digest,
-        descriptor: &serde_json::Value,
-    ) -> io::Result<()> {
-        let path = self
-            .repo(name)
-            .join("_referrers")
-            .join(subject.algorithm().as_str())
-            .join(subject.hex())
-            .join(format!("{}-{}", d.algorithm().as_str(), d.hex()));
-        write_atomic(&path, descriptor.to_string().as_bytes())
-    }
-
-    /// The descriptors of the manifests that name `subject`, still in the
-    /// repository.
-    pub fn referrers(&self, name: &str, subject: &Digest) -> Vec<serde_json::Value> {
-        let dir = self
-            .repo(name)
-            .join("_referrers")
-            .join(subject.algorithm().as_str())
-            .join(subject.hex());
-        let mut out: Vec<(String, serde_json::Value)> = fs::read_dir(dir)
-            .map(|d| {
-                d.filter_map(|e| {
-                    let e = e.ok()?;
-                    let fname = e.file_name().into_string().ok()?;
-                    let (alg, hex) = fname.split_once('-')?;
-                    let digest: Digest = format!("{alg}:{hex}").parse().ok()?;
-                    // Deleted since: no longer a referrer.
-                    if !self.link(name, "_manifests", &digest).exists() {
-                        return None;
-                    }
-                    let v = serde_json::from_slice(&fs::read(e.path()).ok()?).ok()?;
-                    Some((fname, v))
-                })
-                .collect()
-            })
-            .unwrap_or_default();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out.into_iter().map(|(_, v)| v).collect()
-    }
-
-    /// The digest a tag points to.
-    pub fn tag(&self, name: &str, tag: &str) -> Option<Digest> {
-        fs::read_to_string(self.repo(name).join("_tags").join(tag))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    }
-
-    /// A manifest of repository `name`: its bytes and media type.
-    pub fn manifest(&self, name: &str, d: &Digest) -> Option<(Vec<u8>, String)> {
-        let media = fs::read_to_string(self.link(name, "_manifests", d)).ok()?;
-        let bytes = fs::read(self.blob_path(d)).ok()?;
-        Some((bytes, media))
-    }
-
-    /// Removes a manifest from the repository, with the tags pointing to
-    /// it; false if it was not there.
-    pub fn delete_manifest(&self, name: &str, d: &Digest) -> io::Result<bool> {
-        let link = self.link(name, "_manifests", d);
-        if !link.exists() {
-            return Ok(false);
-        }
-        for t in self.tags(name) {
-            if self.tag(name, &t).as_ref() == Some(d) {
-                let _ = fs::remove_file(self.repo(name).join("_tags").join(&t));
-            }
-        }
-        fs::remove_file(link)?;
-        Ok(true)
-    }
-
-    /// Removes a tag; false if it was not there.
-    pub fn delete_tag(&self, name: &str, tag: &str) -> io::Result<bool> {
-        match fs::remove_file(self.repo(name).join("_tags").join(tag)) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Unlinks a blob from the repository; false if it was not there.
-    pub fn delete_blob(&self, name: &str, d: &Digest) -> io::Result<bool> {
-        match fs::remove_file(self.link(name, "_blobs", d)) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The repository's tags, sorted.
-    pub fn tags(&self, name: &str) -> Vec<String> {
-        let mut out: Vec<String> = fs::read_dir(self.repo(name).join("_tags"))
-            .map(|d| {
-                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                    .filter(|n| !n.starts_with(".tmp-"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.sort();
-        out
-    }
-
-    pub fn repo_exists(&self, name: &str) -> bool {
-        self.repo(name).is_dir()
     }
 }
 
@@ -483,6 +300,349 @@ impl FsStorage {
         }
         manifests
     }
+}
+
+/// Where a blob's bytes come from.
+pub enum BlobSource {
+    /// A local file, served from a memory map.
+    File(fs::File),
+    /// A stream (an object store's GET, say).
+    Reader(Box<dyn io::Read + Send>),
+}
+
+/// The bytes one request appends to an upload.
+pub trait UploadSink: io::Write + Send {
+    /// Keeps what was written; returns the upload's size.
+    fn finish(self: Box<Self>) -> io::Result<u64>;
+    /// Drops what this request wrote: the upload is as before it.
+    fn abort(self: Box<Self>);
+}
+
+/// Held by a writer between its check that blobs exist and the store of
+/// what names them; released when dropped.
+pub type WriteLock = Box<dyn Send>;
+
+/// What the registry keeps, and where: blobs (content-addressed),
+/// uploads in progress, and per repository its blob links, manifests,
+/// tags and referrers. Implementations must stay correct when several
+/// registry processes share one store: no state only in one process's
+/// memory, every change atomic. [`FsStorage`] is the embedded default; an
+/// object store (S3) fits behind the same trait: blobs and manifests as
+/// objects, uploads as multipart uploads, `open_blob` a ranged GET, the
+/// write lock a lease.
+pub trait Storage: Send + Sync {
+    /// A blob's size, if repository `repo` has it (linked, or a manifest).
+    fn blob_size(&self, repo: &str, d: &Digest) -> Option<u64>;
+    /// A blob's bytes.
+    fn open_blob(&self, d: &Digest) -> io::Result<BlobSource>;
+    /// Makes a blob the store has part of `repo` (after an upload, or a
+    /// cross-repository mount).
+    fn link_blob(&self, repo: &str, d: &Digest) -> io::Result<()>;
+    /// Removes a blob from `repo`; false if it was not there.
+    fn delete_blob(&self, repo: &str, d: &Digest) -> io::Result<bool>;
+    /// Marks a blob as just used (garbage collection keeps it for its
+    /// grace period); false if the store does not have it.
+    fn touch_blob(&self, d: &Digest) -> bool;
+
+    /// A new, empty upload; returns its id.
+    fn new_upload(&self) -> io::Result<String>;
+    /// The bytes an upload holds so far; None if there is no such upload.
+    fn upload_size(&self, id: &str) -> Option<u64>;
+    /// Appends to an upload.
+    fn append_upload(&self, id: &str) -> io::Result<Box<dyn UploadSink>>;
+    /// Reads an upload from its start (to verify its digest).
+    fn read_upload(&self, id: &str) -> io::Result<Box<dyn io::Read + Send>>;
+    /// Makes a verified upload the blob `d` (fresh for garbage
+    /// collection) and removes the upload.
+    fn commit_upload(&self, id: &str, d: &Digest) -> io::Result<()>;
+    fn remove_upload(&self, id: &str);
+    /// Removes uploads untouched for `ttl`; returns how many.
+    fn expire_uploads(&self, ttl: std::time::Duration) -> usize;
+
+    /// Stores a manifest's exact bytes and media type, and tags it.
+    fn put_manifest(
+        &self,
+        name: &str,
+        d: &Digest,
+        media_type: &str,
+        bytes: &[u8],
+        tag: Option<&str>,
+    ) -> io::Result<()>;
+    fn manifest(&self, name: &str, d: &Digest) -> Option<(Vec<u8>, String)>;
+    /// Removes a manifest and the tags pointing at it.
+    fn delete_manifest(&self, name: &str, d: &Digest) -> io::Result<bool>;
+    fn tag(&self, name: &str, tag: &str) -> Option<Digest>;
+    /// Tags in lexical order.
+    fn tags(&self, name: &str) -> Vec<String>;
+    fn delete_tag(&self, name: &str, tag: &str) -> io::Result<bool>;
+    fn repo_exists(&self, name: &str) -> bool;
+    /// Records that manifest `d` (described by `descriptor`) has subject
+    /// `subject`.
+    fn add_referrer(
+        &self,
+        name: &str,
+        subject: &Digest,
+        d: &Digest,
+        descriptor: &serde_json::Value,
+    ) -> io::Result<()>;
+    /// The descriptors of the manifests whose subject is `subject`.
+    fn referrers(&self, name: &str, subject: &Digest) -> Vec<serde_json::Value>;
+
+    /// The shared side of the garbage-collection lock; None while a
+    /// collection sweeps (briefly): try again.
+    fn try_write_lock(&self) -> io::Result<Option<WriteLock>>;
+    /// Online garbage collection (see [`FsStorage`]'s).
+    fn gc(&self, grace: std::time::Duration, dry_run: bool) -> io::Result<GcReport>;
+}
+
+/// An upload file opened for appending, with its size before.
+struct FileSink {
+    file: fs::File,
+    start: u64,
+}
+
+impl io::Write for FileSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl UploadSink for FileSink {
+    fn finish(self: Box<Self>) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+    fn abort(self: Box<Self>) {
+        let _ = self.file.set_len(self.start);
+    }
+}
+
+impl Storage for FsStorage {
+    fn open_blob(&self, d: &Digest) -> io::Result<BlobSource> {
+        fs::File::open(self.blob_path(d)).map(BlobSource::File)
+    }
+
+    fn new_upload(&self) -> io::Result<String> {
+        self.create_upload().map(|(id, _)| id)
+    }
+
+    fn upload_size(&self, id: &str) -> Option<u64> {
+        fs::metadata(self.upload(id)?).ok().map(|m| m.len())
+    }
+
+    fn append_upload(&self, id: &str) -> io::Result<Box<dyn UploadSink>> {
+        let path = self
+            .upload(id)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such upload"))?;
+        let file = fs::OpenOptions::new().append(true).open(path)?;
+        let start = file.metadata()?.len();
+        Ok(Box::new(FileSink { file, start }))
+    }
+
+    fn read_upload(&self, id: &str) -> io::Result<Box<dyn io::Read + Send>> {
+        let path = self
+            .upload(id)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such upload"))?;
+        Ok(Box::new(fs::File::open(path)?))
+    }
+
+    fn commit_upload(&self, id: &str, d: &Digest) -> io::Result<()> {
+        let path = self
+            .upload(id)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such upload"))?;
+        let r = self.commit_blob(&path, d);
+        Storage::remove_upload(self, id);
+        r
+    }
+
+    fn try_write_lock(&self) -> io::Result<Option<WriteLock>> {
+        Ok(self.flock_shared()?.map(|l| Box::new(l) as WriteLock))
+    }
+
+    /// The blob's size, if repository `name` has it.
+    fn blob_size(&self, name: &str, d: &Digest) -> Option<u64> {
+        if !self.link(name, "_blobs", d).exists() && !self.link(name, "_manifests", d).exists() {
+            return None;
+        }
+        fs::metadata(self.blob_path(d)).ok().map(|m| m.len())
+    }
+
+    /// Makes blob `d` part of repository `name`.
+    fn link_blob(&self, name: &str, d: &Digest) -> io::Result<()> {
+        write_atomic(&self.link(name, "_blobs", d), b"")
+    }
+
+    /// Marks a blob as just used (its mtime is now), so that garbage
+    /// collection keeps it for its grace period; false if it is not here.
+    fn touch_blob(&self, d: &Digest) -> bool {
+        touch(&self.blob_path(d)).is_ok()
+    }
+
+    /// Removes uploads untouched for `ttl` (abandoned by their clients);
+    /// returns how many.
+    fn expire_uploads(&self, ttl: std::time::Duration) -> usize {
+        let Ok(dir) = fs::read_dir(self.dir.join("uploads")) else {
+            return 0;
+        };
+        let mut n = 0;
+        for e in dir.flatten() {
+            let data = e.path().join("data");
+            let age = fs::metadata(&data)
+                .or_else(|_| e.metadata())
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok());
+            if age.is_some_and(|a| a > ttl) && fs::remove_dir_all(e.path()).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn remove_upload(&self, id: &str) {
+        if self.upload(id).is_some() {
+            let _ = fs::remove_dir_all(self.dir.join("uploads").join(id));
+        }
+    }
+
+    /// Stores a manifest's exact bytes as a blob of repository `name`, with
+    /// its media type; tags it when `tag` is given.
+    fn put_manifest(
+        &self,
+        name: &str,
+        d: &Digest,
+        media_type: &str,
+        bytes: &[u8],
+        tag: Option<&str>,
+    ) -> io::Result<()> {
+        let blob = self.blob_path(d);
+        if !blob.exists() {
+            write_atomic(&blob, bytes)?;
+        }
+        write_atomic(&self.link(name, "_manifests", d), media_type.as_bytes())?;
+        if let Some(t) = tag {
+            write_atomic(
+                &self.repo(name).join("_tags").join(t),
+                d.to_string().as_bytes(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Records manifest `d` (its descriptor) as a referrer of `subject`.
+    fn add_referrer(
+        &self,
+        name: &str,
+        subject: &Digest,
+        d: &Digest,
+        descriptor: &serde_json::Value,
+    ) -> io::Result<()> {
+        let path = self
+            .repo(name)
+            .join("_referrers")
+            .join(subject.algorithm().as_str())
+            .join(subject.hex())
+            .join(format!("{}-{}", d.algorithm().as_str(), d.hex()));
+        write_atomic(&path, descriptor.to_string().as_bytes())
+    }
+
+    /// The descriptors of the manifests that name `subject`, still in the
+    /// repository.
+    fn referrers(&self, name: &str, subject: &Digest) -> Vec<serde_json::Value> {
+        let dir = self
+            .repo(name)
+            .join("_referrers")
+            .join(subject.algorithm().as_str())
+            .join(subject.hex());
+        let mut out: Vec<(String, serde_json::Value)> = fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| {
+                    let e = e.ok()?;
+                    let fname = e.file_name().into_string().ok()?;
+                    let (alg, hex) = fname.split_once('-')?;
+                    let digest: Digest = format!("{alg}:{hex}").parse().ok()?;
+                    // Deleted since: no longer a referrer.
+                    if !self.link(name, "_manifests", &digest).exists() {
+                        return None;
+                    }
+                    let v = serde_json::from_slice(&fs::read(e.path()).ok()?).ok()?;
+                    Some((fname, v))
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// The digest a tag points to.
+    fn tag(&self, name: &str, tag: &str) -> Option<Digest> {
+        fs::read_to_string(self.repo(name).join("_tags").join(tag))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// A manifest of repository `name`: its bytes and media type.
+    fn manifest(&self, name: &str, d: &Digest) -> Option<(Vec<u8>, String)> {
+        let media = fs::read_to_string(self.link(name, "_manifests", d)).ok()?;
+        let bytes = fs::read(self.blob_path(d)).ok()?;
+        Some((bytes, media))
+    }
+
+    /// Removes a manifest from the repository, with the tags pointing to
+    /// it; false if it was not there.
+    fn delete_manifest(&self, name: &str, d: &Digest) -> io::Result<bool> {
+        let link = self.link(name, "_manifests", d);
+        if !link.exists() {
+            return Ok(false);
+        }
+        for t in self.tags(name) {
+            if self.tag(name, &t).as_ref() == Some(d) {
+                let _ = fs::remove_file(self.repo(name).join("_tags").join(&t));
+            }
+        }
+        fs::remove_file(link)?;
+        Ok(true)
+    }
+
+    /// Removes a tag; false if it was not there.
+    fn delete_tag(&self, name: &str, tag: &str) -> io::Result<bool> {
+        match fs::remove_file(self.repo(name).join("_tags").join(tag)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Unlinks a blob from the repository; false if it was not there.
+    fn delete_blob(&self, name: &str, d: &Digest) -> io::Result<bool> {
+        match fs::remove_file(self.link(name, "_blobs", d)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The repository's tags, sorted.
+    fn tags(&self, name: &str) -> Vec<String> {
+        let mut out: Vec<String> = fs::read_dir(self.repo(name).join("_tags"))
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| !n.starts_with(".tmp-"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    fn repo_exists(&self, name: &str) -> bool {
+        self.repo(name).is_dir()
+    }
 
     /// Online garbage collection: removes blobs that no manifest of any
     /// repository references and that nobody used for `grace` (a client
@@ -500,7 +660,7 @@ impl FsStorage {
     ///
     /// Then repository links to removed blobs go. With `dry_run`, only
     /// counts.
-    pub fn gc(&self, grace: std::time::Duration, dry_run: bool) -> io::Result<GcReport> {
+    fn gc(&self, grace: std::time::Duration, dry_run: bool) -> io::Result<GcReport> {
         let start = std::time::SystemTime::now();
         let cutoff = start.checked_sub(grace).unwrap_or(std::time::UNIX_EPOCH);
         let mut marked = std::collections::HashSet::new();
