@@ -385,7 +385,7 @@ pub fn import(ctx: &Ctx, a: &ImportArgs) -> Result<()> {
         platform: a.platform.clone(),
     };
     let id = if a.file == "-" {
-        import::import(&mut store, io::stdin().lock(), reference.as_ref(), &opts)?
+        import::import(&mut store, io::stdin(), reference.as_ref(), &opts)?
     } else {
         let f = std::fs::File::open(&a.file).with_context(|| format!("open {}", a.file))?;
         import::import(&mut store, f, reference.as_ref(), &opts)?

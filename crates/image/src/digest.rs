@@ -142,6 +142,13 @@ pub enum Hasher {
 }
 
 impl Hasher {
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Hasher::Sha256(_) => Algorithm::Sha256,
+            Hasher::Sha512(_) => Algorithm::Sha512,
+        }
+    }
+
     pub fn update(&mut self, data: &[u8]) {
         match self {
             Hasher::Sha256(h) => h.update(data),
@@ -186,6 +193,20 @@ impl<R: Read> HashingReader<R> {
     /// Returns the digest of everything read, and the byte count.
     pub fn finish(self) -> (Digest, u64) {
         (self.hasher.finish(), self.count)
+    }
+
+    /// The digest of everything read so far, and the byte count, without
+    /// ending the reader.
+    pub fn digest(&self) -> (Digest, u64) {
+        (self.hasher.clone().finish(), self.count)
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.hasher.algorithm()
+    }
+
+    pub fn into_inner(self) -> R {
+        self.inner
     }
 }
 

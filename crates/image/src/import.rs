@@ -35,7 +35,7 @@ pub enum ChangeError {
 /// Imports `input` as a new image; returns its ID.
 pub fn import(
     store: &mut Store,
-    input: impl Read,
+    input: impl Read + Send,
     reference: Option<&Reference>,
     opts: &Options,
 ) -> Result<Digest, LoadError> {

@@ -96,12 +96,18 @@ impl Compression {
 
 /// Wraps `input` in the decompressor its magic bytes call for.
 pub fn decompress<'a, R: Read + 'a>(input: R) -> io::Result<Box<dyn Read + 'a>> {
+    decompress_detect(input).map(|(r, _)| r)
+}
+
+/// `decompress`, saying which compression it found.
+fn decompress_detect<'a, R: Read + 'a>(input: R) -> io::Result<(Box<dyn Read + 'a>, Compression)> {
     let mut buf = BufReader::with_capacity(256 * 1024, input);
     let head = buf.fill_buf()?;
-    Ok(match Compression::detect(head) {
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buf)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buf)?),
-        Compression::None => Box::new(buf),
+    let c = Compression::detect(head);
+    Ok(match c {
+        Compression::Gzip => (Box::new(flate2::bufread::MultiGzDecoder::new(buf)), c),
+        Compression::Zstd => (Box::new(zstd::stream::read::Decoder::with_buffer(buf)?), c),
+        Compression::None => (Box::new(buf), c),
     })
 }
 
@@ -162,29 +168,40 @@ pub fn apply_with(
     let stream = decompress(input).map_err(LayerError::Stream)?;
     let algorithm = expected.map_or(Algorithm::Sha256, Digest::algorithm);
     let mut hashing = HashingReader::new(stream, algorithm);
-    let root = rfs::open(
-        dest,
-        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| LayerError::Dir {
-        path: dest.to_path_buf(),
-        source: e.into(),
-    })?;
-    let mut ex = Extractor::new(root, opts);
-    {
-        let mut archive = tar::Archive::new(&mut hashing);
-        let entries = archive.entries().map_err(LayerError::Stream)?;
-        for entry in entries {
-            let entry = entry.map_err(LayerError::Stream)?;
-            ex.entry(entry)?;
-        }
-    }
-    // Hash the end-of-archive blocks and any padding, as the diff_id covers
-    // the whole stream.
-    io::copy(&mut hashing, &mut io::sink()).map_err(LayerError::Stream)?;
-    ex.finish()?;
+    let content_size = extract(&mut hashing, dest, opts)?;
     let (diff_id, diff_size) = hashing.finish();
+    check_diff_id(expected, diff_id, diff_size, content_size)
+}
+
+/// Unpacks `input` (gzip, zstd or plain tar) into `dest`; returns the
+/// size of the content written and the diff_id and size of the tar —
+/// except for a plain tar when its caller hashes `input` with
+/// `algorithm` already: that digest is the diff_id, and the bytes are not
+/// hashed twice (None).
+pub fn apply_raw(
+    input: impl Read,
+    dest: &Path,
+    algorithm: Algorithm,
+    caller_hashes: bool,
+    opts: ApplyOptions,
+) -> Result<(u64, Option<(Digest, u64)>), LayerError> {
+    let (mut stream, compression) = decompress_detect(input).map_err(LayerError::Stream)?;
+    if compression == Compression::None && caller_hashes {
+        return Ok((extract(&mut stream, dest, opts)?, None));
+    }
+    let mut hashing = HashingReader::new(stream, algorithm);
+    let content_size = extract(&mut hashing, dest, opts)?;
+    Ok((content_size, Some(hashing.finish())))
+}
+
+/// The result of an extraction, once its diff_id is known: an error if it
+/// is not the one `expected`.
+pub fn check_diff_id(
+    expected: Option<&Digest>,
+    diff_id: Digest,
+    diff_size: u64,
+    content_size: u64,
+) -> Result<Applied, LayerError> {
     if let Some(expected) = expected {
         if *expected != diff_id {
             return Err(LayerError::DiffIdMismatch {
@@ -196,8 +213,35 @@ pub fn apply_with(
     Ok(Applied {
         diff_id,
         diff_size,
-        content_size: ex.content_size,
+        content_size,
     })
+}
+
+/// Unpacks the tar `stream` into `dest` and reads it to its end (the
+/// end-of-archive blocks and any padding count in the diff_id); returns
+/// the size of the content written.
+fn extract(stream: &mut dyn Read, dest: &Path, opts: ApplyOptions) -> Result<u64, LayerError> {
+    let root = rfs::open(
+        dest,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| LayerError::Dir {
+        path: dest.to_path_buf(),
+        source: e.into(),
+    })?;
+    let mut ex = Extractor::new(root, opts);
+    {
+        let mut archive = tar::Archive::new(&mut *stream);
+        let entries = archive.entries().map_err(LayerError::Stream)?;
+        for entry in entries {
+            let entry = entry.map_err(LayerError::Stream)?;
+            ex.entry(entry)?;
+        }
+    }
+    io::copy(stream, &mut io::sink()).map_err(LayerError::Stream)?;
+    ex.finish()?;
+    Ok(ex.content_size)
 }
 
 /// Cleans an entry name: strips `./` and a trailing slash, refuses absolute

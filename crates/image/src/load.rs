@@ -717,7 +717,7 @@ impl<'s> Stage<'s> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn layer_from_reader(
         &mut self,
-        input: impl Read,
+        input: impl Read + Send,
         owned: Option<PathBuf>,
         expected: Option<&Digest>,
         media_type: Option<String>,
@@ -738,49 +738,105 @@ impl<'s> Stage<'s> {
                     path: blob_path.clone(),
                     source: e,
                 })?;
-                Some(io::BufWriter::with_capacity(256 * 1024, f))
+                Some(io::BufWriter::with_capacity(
+                    256 * 1024,
+                    Writeback {
+                        file: f,
+                        written: 0,
+                        started: 0,
+                    },
+                ))
             }
-        };
-        let mut tee = Tee {
-            inner: HashingReader::new(input, algorithm),
-            copy,
-            head: Vec::new(),
         };
         let snap_dir = self.next_path("snapshot");
         std::fs::create_dir(&snap_dir).map_err(|e| StoreError::Io {
             path: snap_dir.clone(),
             source: e,
         })?;
-        let applied = match layer::apply(&mut tee, &snap_dir, diff_id) {
-            Ok(applied) => applied,
+        // Two threads: one reads the blob, hashes it and keeps a copy;
+        // the other unpacks it (and hashes what it unpacks, unless that is
+        // the same bytes).
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+        let (produced, extracted) = std::thread::scope(|scope| {
+            let producer = scope.spawn(move || -> io::Result<_> {
+                let mut hashing = HashingReader::new(
+                    Tee {
+                        inner: input,
+                        copy,
+                        head: Vec::new(),
+                    },
+                    algorithm,
+                );
+                let mut tx = Some(tx);
+                loop {
+                    let mut buf = vec![0u8; 256 << 10];
+                    let n = loop {
+                        match hashing.read(&mut buf) {
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            r => break r?,
+                        }
+                    };
+                    if n == 0 {
+                        break;
+                    }
+                    buf.truncate(n);
+                    // The unpacker gave up: read on to the end anyway, for
+                    // the digest that tells a wrong blob from a bad one.
+                    if tx.as_ref().is_some_and(|t| t.send(buf).is_err()) {
+                        tx = None;
+                    }
+                }
+                let (digest, size) = hashing.digest();
+                let Tee { copy, head, .. } = hashing.into_inner();
+                Ok((digest, size, copy, head))
+            });
+            let extracted = layer::apply_raw(
+                ChannelReader {
+                    rx,
+                    chunk: Vec::new(),
+                    pos: 0,
+                },
+                &snap_dir,
+                diff_id.map_or(algorithm, Digest::algorithm),
+                diff_id.is_none_or(|d| d.algorithm() == algorithm),
+                layer::ApplyOptions::LAYER,
+            );
+            (
+                producer.join().expect("the blob reader does not panic"),
+                extracted,
+            )
+        });
+        let (blob_digest, blob_size, copy, head) =
+            produced.map_err(|e| layer_err(LayerError::Stream(e)))?;
+        let extracted = extracted.and_then(|(content, diff)| {
+            let (d, size) = diff.unwrap_or((blob_digest.clone(), blob_size));
+            layer::check_diff_id(diff_id, d, size, content)
+        });
+        let applied = match extracted {
+            Ok(a) => a,
             Err(e) => {
                 // A blob that is not the one the manifest names is reported
                 // as a digest mismatch, not as whatever its wrong bytes broke
                 // first (gzip, tar headers, diff_id).
-                if let Some(expected) = expected {
-                    let Tee { mut inner, .. } = tee;
-                    if io::copy(&mut inner, &mut io::sink()).is_ok() {
-                        let (actual, _) = inner.finish();
-                        if actual != *expected {
-                            return Err(LoadError::DigestMismatch {
-                                file: "-".into(),
-                                expected: expected.clone(),
-                                actual,
-                            });
-                        }
-                    }
+                if let Some(expected) = expected.filter(|x| **x != blob_digest) {
+                    return Err(LoadError::DigestMismatch {
+                        file: "-".into(),
+                        expected: expected.clone(),
+                        actual: blob_digest,
+                    });
                 }
                 return Err(layer_err(e));
             }
         };
-        io::copy(&mut tee, &mut io::sink()).map_err(|e| layer_err(LayerError::Stream(e)))?;
-        let Tee { inner, copy, head } = tee;
-        let (blob_digest, blob_size) = inner.finish();
         let blob_file = match (copy, owned) {
-            (Some(copy), _) => copy.into_inner().map_err(|e| StoreError::Io {
-                path: blob_path.clone(),
-                source: e.into_error(),
-            })?,
+            (Some(copy), _) => {
+                copy.into_inner()
+                    .map_err(|e| StoreError::Io {
+                        path: blob_path.clone(),
+                        source: e.into_error(),
+                    })?
+                    .file
+            }
             (None, Some(path)) => {
                 let io_err = |e| StoreError::Io {
                     path: path.clone(),
@@ -1040,6 +1096,64 @@ impl<R: Read, W: Write> Read for Tee<R, W> {
     }
 }
 
+/// A file being written that the kernel starts writing to disk every few
+/// megabytes, so that the fsync which ends it has little left to wait for.
+struct Writeback {
+    file: File,
+    written: u64,
+    started: u64,
+}
+
+impl Write for Writeback {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.started >= 8 << 20 {
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: sync_file_range only reads its arguments; the fd is
+            // open for as long as `self.file` lives.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.started as libc::off64_t,
+                    (self.written - self.started) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.started = self.written;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Reads the chunks a channel carries, until its sender is gone.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(c) => {
+                    self.chunk = c;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 /// A layer of an image being pulled: its blob digest, size and media type.
 #[derive(Debug, Clone)]
 pub struct PulledLayer {
@@ -1059,7 +1173,7 @@ pub fn add_pulled<'a>(
     config: Vec<u8>,
     config_digest: Digest,
     layers: Vec<PulledLayer>,
-    fetch: &mut dyn FnMut(&PulledLayer) -> io::Result<Box<dyn Read + 'a>>,
+    fetch: &mut dyn FnMut(&PulledLayer) -> io::Result<Box<dyn Read + Send + 'a>>,
     tags: Vec<Reference>,
 ) -> Result<Digest, LoadError> {
     let file = "the pulled config".to_string();

@@ -879,7 +879,7 @@ pub fn pull(
         .read_to_vec()
         .map_err(|e| client.err(e.to_string()))?;
     let fetched: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let mut fetch = |l: &PulledLayer| -> std::io::Result<Box<dyn Read + '_>> {
+    let mut fetch = |l: &PulledLayer| -> std::io::Result<Box<dyn Read + Send + '_>> {
         if let Ok(mut f) = fetched.lock() {
             f.push(l.digest.short().to_string());
         }
