@@ -1670,3 +1670,27 @@ fn a_mixed_load_of_good_and_bad_clients() {
     }
     assert_eq!(walk(&s.storage.join("uploads")), 0, "uploads left behind");
 }
+
+#[test]
+fn a_push_mounts_layers_the_registry_has_in_another_repository() {
+    let s = Server::start();
+    let a = Berth::new();
+    a.ok(&["load", "-i", fixture("busybox-1.35").to_str().unwrap()]);
+    let id = a.ids()[0].clone();
+    let first = format!("{}/team/one:1", s.addr);
+    let second = format!("{}/team/two:1", s.addr);
+    a.ok(&["tag", &id, &first]);
+    a.ok(&["push", &first]);
+    a.ok(&["tag", &id, &second]);
+    let out = a.ok(&["push", &second]);
+    assert!(out.contains("e524c65fa47c: Mounted from team/one"), "{out}");
+    // The mounted layer is whole in the second repository.
+    let b = Berth::new();
+    b.ok(&["pull", &second]);
+    assert_eq!(
+        b.ok(&["run", "--rm", &second, "echo", "mounted"]),
+        "mounted\n"
+    );
+    // Nothing was left open by the mounts.
+    assert_eq!(walk(&s.storage.join("uploads")), 0);
+}

@@ -529,6 +529,34 @@ impl Client {
         }
     }
 
+    /// Asks the registry to link blob `d` from repository `from` into
+    /// `repo` (a cross-repository mount), so that nothing is sent. True if
+    /// it did; an upload it opened instead is cancelled.
+    fn mount(&self, repo: &str, d: &Digest, from: &str) -> Result<bool, ClientError> {
+        let resp = self
+            .authed(self.agent.post(self.url(&format!(
+                "/v2/{repo}/blobs/uploads/?mount={d}&from={}",
+                query_escape(from)
+            ))))
+            .send(&[][..])
+            .map_err(|e| self.err(e.to_string()))?;
+        match resp.status().as_u16() {
+            201 => Ok(true),
+            202 => {
+                if let Some(loc) = resp.headers().get("location").and_then(|v| v.to_str().ok()) {
+                    let url = if loc.starts_with("http") {
+                        loc.to_string()
+                    } else {
+                        self.url(loc)
+                    };
+                    let _ = self.authed(self.agent.delete(url)).call();
+                }
+                Ok(false)
+            }
+            _ => Ok(false),
+        }
+    }
+
     fn get(
         &self,
         path: &str,
@@ -733,6 +761,24 @@ pub fn push(
         progress.layer(d.short(), "Preparing");
         blobs.push((d.clone(), store.blob_path(&d)));
     }
+    // Where else on this registry each blob is, as far as the store knows
+    // (images tagged for another of its repositories): a candidate for a
+    // cross-repository mount.
+    let mut elsewhere: std::collections::HashMap<Digest, String> = Default::default();
+    for img in store.images().unwrap_or_default() {
+        let Some(t) = img
+            .tags
+            .iter()
+            .find(|t| t.domain() == target.domain() && t.path() != repo)
+        else {
+            continue;
+        };
+        for l in store.layers(&img.id).unwrap_or_default() {
+            elsewhere
+                .entry(l.blob_digest)
+                .or_insert_with(|| t.path().to_string());
+        }
+    }
     // Layers in parallel, a few at a time.
     let results: Vec<Result<(), ClientError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = blobs
@@ -740,11 +786,18 @@ pub fn push(
             .map(|chunk| {
                 let client = &client;
                 let repo = &repo;
+                let elsewhere = &elsewhere;
                 scope.spawn(move || {
                     for (d, path) in chunk {
                         if client.has_blob(repo, d)? {
                             progress.layer(d.short(), "Layer already exists");
                             continue;
+                        }
+                        if let Some(from) = elsewhere.get(d) {
+                            if client.mount(repo, d, from)? {
+                                progress.layer(d.short(), &format!("Mounted from {from}"));
+                                continue;
+                            }
                         }
                         client.upload(repo, d, path, progress)?;
                         progress.layer(d.short(), "Pushed");
