@@ -12,6 +12,8 @@ pub mod config;
 pub mod notify;
 /// Progress of push and pull: bars, lines or nothing.
 pub mod progress;
+/// Blobs sent with sendfile over plain HTTP.
+pub mod sendfile;
 /// The HTTP API.
 pub mod server;
 /// Blobs, uploads, manifests and tags on disk.

@@ -531,18 +531,11 @@ async fn blob_body(
         .map_err(std::io::Error::other)??;
     match source {
         BlobSource::File(f) => tokio::task::spawn_blocking(move || {
-            // SAFETY: blobs are written once and renamed into place, never
-            // modified or truncated afterwards (a deleted blob's pages
-            // stay valid while mapped), so the mapping cannot change
-            // under us.
-            let map = unsafe {
-                memmap2::MmapOptions::new()
-                    .offset(start)
-                    .len(len as usize)
-                    .map(&f)?
-            };
-            let _ = map.advise(memmap2::Advice::Sequential);
-            Ok(Body::from(Bytes::from_owner(map)))
+            Ok(Body::from(crate::sendfile::file_bytes(
+                f,
+                start,
+                len as usize,
+            )?))
         })
         .await
         .map_err(std::io::Error::other)?,
@@ -1378,12 +1371,7 @@ pub async fn serve(settings: Settings) -> std::io::Result<()> {
     if tls.is_some() {
         println!("serving HTTPS");
     }
-    let Some(tls) = tls else {
-        return axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await;
-    };
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
@@ -1402,16 +1390,33 @@ pub async fn serve(settings: Settings) -> std::io::Result<()> {
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            // A client that never finishes its handshake is dropped.
-            let handshake =
-                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
-            let Ok(Ok(stream)) = handshake.await else {
-                return;
-            };
             let service = hyper_util::service::TowerToHyperService::new(app);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            // A client that does not finish its request head in time is
+            // dropped (slow clients cannot hold connections forever).
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(30));
+            match acceptor {
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(tcp),
+                    );
+                    let Ok(Ok(stream)) = handshake.await else {
+                        return;
+                    };
+                    let _ = http
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                }
+                // Plain HTTP: blobs go out by sendfile.
+                None => {
+                    let io = crate::sendfile::SendfileStream(tcp);
+                    let _ = http
+                        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+                        .await;
+                }
+            }
         });
     }
 }
