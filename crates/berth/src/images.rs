@@ -245,6 +245,20 @@ pub fn list(ctx: &Ctx, a: &ImagesArgs) -> Result<()> {
     let values: Vec<Value> = rows
         .iter()
         .map(|r| {
+            // The digest this row's repository knows the image by, as
+            // docker shows it; <none> for an image never pulled or pushed
+            // there.
+            let digest = r
+                .tag
+                .and_then(|t| {
+                    let name = t.familiar_name();
+                    store
+                        .repo_digests(&r.image.id)
+                        .ok()?
+                        .into_iter()
+                        .find_map(|rd| Some(rd.strip_prefix(&format!("{name}@"))?.to_string()))
+                })
+                .unwrap_or_else(|| "<none>".to_string());
             let (repo, tag) = match r.tag {
                 Some(t) => (t.familiar_name(), t.tag().unwrap_or("<none>").to_string()),
                 None => ("<none>".to_string(), "<none>".to_string()),
@@ -253,7 +267,7 @@ pub fn list(ctx: &Ctx, a: &ImagesArgs) -> Result<()> {
                 "Containers": "N/A",
                 "CreatedAt": r.image.created.clone().unwrap_or_default(),
                 "CreatedSince": ago(r.image.created.as_deref()),
-                "Digest": r.image.manifest_digest.to_string(),
+                "Digest": digest,
                 "ID": id_of(r.image),
                 "Repository": repo,
                 "SharedSize": "N/A",

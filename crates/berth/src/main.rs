@@ -180,8 +180,8 @@ fn progress(quiet: bool) -> Box<dyn berth_registry::progress::Progress> {
 
 fn push(ctx: &images::Ctx, a: &cli::PushPullArgs) -> Result<u8> {
     let target = berth_image::reference::Reference::parse(&a.name)?;
-    let store = ctx.store()?;
-    berth_registry::client::push(&store, &a.name, &target, &*progress(a.quiet))?;
+    let mut store = ctx.store()?;
+    berth_registry::client::push(&mut store, &a.name, &target, &*progress(a.quiet))?;
     if a.quiet {
         println!("{}", target.familiar());
     }

@@ -1694,3 +1694,42 @@ fn a_push_mounts_layers_the_registry_has_in_another_repository() {
     // Nothing was left open by the mounts.
     assert_eq!(walk(&s.storage.join("uploads")), 0);
 }
+
+#[test]
+fn pushes_and_pulls_record_repo_digests() {
+    let s = Server::start();
+    let a = Berth::new();
+    a.ok(&["load", "-i", fixture("busybox-1.35").to_str().unwrap()]);
+    let id = a.ids()[0].clone();
+    let name = format!("{}/lib/busybox:1.35", s.addr);
+    a.ok(&["tag", &id, &name]);
+    assert_eq!(a.inspect(&name)["RepoDigests"], serde_json::json!([]));
+    let out = a.ok(&["push", &name]);
+    let digest = out
+        .lines()
+        .find_map(|l| l.split("digest: ").nth(1))
+        .and_then(|l| l.split(' ').next())
+        .unwrap()
+        .to_string();
+    let repo_digest = format!("{}/lib/busybox@{digest}", s.addr);
+    assert_eq!(
+        a.inspect(&name)["RepoDigests"],
+        serde_json::json!([repo_digest])
+    );
+    // Pulled elsewhere: the same, in inspect and in images --digests.
+    let b = Berth::new();
+    b.ok(&["pull", &name]);
+    assert_eq!(
+        b.inspect(&name)["RepoDigests"],
+        serde_json::json!([repo_digest])
+    );
+    let table = b.ok(&["images", "--digests"]);
+    assert!(table.contains(&digest), "{table}");
+    // By digest: pulled and run by that name.
+    let c = Berth::new();
+    c.ok(&["pull", &repo_digest]);
+    assert_eq!(
+        c.ok(&["run", "--rm", &repo_digest, "echo", "by digest"]),
+        "by digest\n"
+    );
+}

@@ -84,9 +84,9 @@ pub fn inspect(store: &Store, image: &ImageRecord) -> Result<Value, StoreError> 
         .rev()
         .map(|s| s.path.display().to_string())
         .collect();
-    // Digests a registry knows the image by; none until images are pulled
-    // or pushed (docker shows [] for loaded images too).
-    let repo_digests: Vec<String> = Vec::new();
+    // Digests a registry knows the image by, from pulls and pushes
+    // (docker shows [] for loaded images too).
+    let repo_digests = store.repo_digests(&image.id)?;
     let diff_ids: Vec<String> = store
         .layers(&image.id)?
         .iter()

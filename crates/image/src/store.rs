@@ -110,6 +110,11 @@ CREATE TABLE IF NOT EXISTS snapshots(
     added INTEGER NOT NULL
 );
 -- Users of images (containers, builds): an image with a lease is in use.
+CREATE TABLE IF NOT EXISTS repo_digests(
+    name TEXT PRIMARY KEY,            -- repository@manifest-digest, as pulled or pushed
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS repo_digests_image ON repo_digests(image_id);
 CREATE TABLE IF NOT EXISTS leases(
     holder TEXT NOT NULL,
     image_id TEXT NOT NULL REFERENCES images(id),
@@ -415,8 +420,9 @@ impl Store {
                 let found: Option<String> = self
                     .db
                     .query_row(
-                        "SELECT id FROM images WHERE manifest_digest = ?1 OR id = ?1",
-                        [d.to_string()],
+                        "SELECT id FROM images WHERE manifest_digest = ?1 OR id = ?1
+                         UNION SELECT image_id FROM repo_digests WHERE name = ?2",
+                        [d.to_string(), format!("{}/{}@{d}", r.domain(), r.path())],
                         |row| row.get(0),
                     )
                     .optional()?;
@@ -476,6 +482,41 @@ impl Store {
             params![r.to_string(), id.to_string(), now_unix()],
         )?;
         Ok(())
+    }
+
+    /// Records that repository `repo` (a reference without tag or digest)
+    /// knows image `id` by its manifest digest `manifest`, as a pull or a
+    /// push tells.
+    pub fn add_repo_digest(
+        &mut self,
+        repo: &Reference,
+        manifest: &Digest,
+        id: &Digest,
+    ) -> Result<(), StoreError> {
+        self.db.execute(
+            "INSERT INTO repo_digests(name, image_id) VALUES(?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET image_id = excluded.image_id",
+            params![
+                format!("{}/{}@{manifest}", repo.domain(), repo.path()),
+                id.to_string()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The `repository@digest` names of an image, docker's familiar form
+    /// (`busybox@sha256:...`), sorted.
+    pub fn repo_digests(&self, id: &Digest) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .db
+            .prepare_cached("SELECT name FROM repo_digests WHERE image_id = ?1 ORDER BY name")?;
+        let names = stmt
+            .query_map([id.to_string()], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(names
+            .into_iter()
+            .map(|n| Reference::parse(&n).map_or(n, |r| r.familiar()))
+            .collect())
     }
 
     /// Removes tag `r`; returns whether it existed.

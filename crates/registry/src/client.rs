@@ -132,7 +132,7 @@ fn query_escape(s: &str) -> String {
 
 /// The parameters of a `WWW-Authenticate` header: scheme and key="value"
 /// pairs.
-fn parse_challenge(h: &str) -> (String, Vec<(String, String)>) {
+pub fn parse_challenge(h: &str) -> (String, Vec<(String, String)>) {
     let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h.trim(), ""));
     let mut params = Vec::new();
     let mut rest = rest.trim();
@@ -725,7 +725,7 @@ impl Read for Resuming<'_> {
 
 /// `berth push`: returns the manifest's digest and size.
 pub fn push(
-    store: &Store,
+    store: &mut Store,
     image: &str,
     target: &Reference,
     progress: &dyn Progress,
@@ -832,6 +832,7 @@ pub fn push(
         record.manifest_digest,
         manifest.len()
     ));
+    store.add_repo_digest(target, &record.manifest_digest, &record.id)?;
     Ok((record.manifest_digest.clone(), manifest.len()))
 }
 
@@ -869,6 +870,9 @@ pub fn pull(
         Ok((body, media))
     };
     let (mut bytes, mut media) = fetch_manifest(&reference)?;
+    // What the repository knows the image by: the index's digest for a
+    // multi-platform image, as docker records it.
+    let repo_digest = Digest::sha256_of(&bytes);
     let mut doc: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| ClientError::Invalid(format!("the registry's manifest: {e}")))?;
     if let Some(list) = doc["manifests"].as_array() {
@@ -963,6 +967,7 @@ pub fn pull(
     for id in fetched.into_inner().unwrap_or_default() {
         progress.layer(&id, "Pull complete");
     }
+    store.add_repo_digest(r, &repo_digest, &id)?;
     progress.line(&format!("Digest: {manifest_digest}"));
     progress.line(&format!(
         "Status: Downloaded newer image for {}",

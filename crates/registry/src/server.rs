@@ -208,7 +208,8 @@ fn form_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn form_pairs(s: &str) -> Vec<(String, String)> {
+/// The `key=value` pairs of a query string or form body, decoded.
+pub fn form_pairs(s: &str) -> Vec<(String, String)> {
     s.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
