@@ -244,9 +244,16 @@ impl Client {
         let host = host.to_string();
         let basic = basic.or_else(|| credentials(&host));
         let insecure = settings.insecure(&host);
+        // An insecure registry is tried over plain HTTP first (the usual
+        // case for a local one, and no certificates to load), then over
+        // HTTPS without verification; any other over verified HTTPS.
         let mut client = Client {
-            agent: agent(tls_for(&settings, &host, !insecure)),
-            base: format!("https://{host}"),
+            agent: if insecure {
+                agent(ureq::tls::TlsConfig::default())
+            } else {
+                agent(tls_for(&settings, &host, true))
+            },
+            base: format!("{}://{host}", if insecure { "http" } else { "https" }),
             auth: Mutex::new(None),
             basic,
             challenge: None,
@@ -257,8 +264,9 @@ impl Client {
         let ping = match client.agent.get(client.url("/v2/")).call() {
             Ok(r) => r,
             Err(e) if insecure => {
-                tracing::debug!(error = %e, "HTTPS failed; trying plain HTTP");
-                client.base = format!("http://{}", client.host);
+                tracing::debug!(error = %e, "plain HTTP failed; trying HTTPS");
+                client.agent = agent(tls_for(&settings, &client.host, false));
+                client.base = format!("https://{}", client.host);
                 client
                     .agent
                     .get(client.url("/v2/"))
