@@ -1733,3 +1733,87 @@ fn pushes_and_pulls_record_repo_digests() {
         "by digest\n"
     );
 }
+
+#[test]
+fn review_regressions_tags_cannot_name_paths_and_uploads_are_used_one_request_at_a_time() {
+    let s = Server::start();
+    let (status, body, blobs) = s.push_image("u/app", "v1", 3);
+    assert_eq!(status, 201, "{body}");
+    let layer = blobs[0].strip_prefix("sha256:").unwrap().to_string();
+    // A "tag" that climbs out of the tags directory is refused, and the
+    // blob it aimed at is still there.
+    let path = format!("/v2/u/app/manifests/..%2F..%2F..%2F..%2Fblobs%2Fsha256%2F{layer}");
+    let (status, _, body) = s.request("DELETE", &path, &[], b"");
+    assert_eq!((status, error_code(&body).as_str()), (400, "TAG_INVALID"));
+    let (status, _, _) = s.request("GET", &format!("/v2/u/app/blobs/{}", blobs[0]), &[], b"");
+    assert_eq!(status, 200);
+    // An upload another request is writing cannot be closed (or written)
+    // meanwhile; once that request is gone, it can.
+    let (status, h, _) = s.request("POST", "/v2/u/app/blobs/uploads/", &[], b"");
+    assert_eq!(status, 202);
+    let loc = header(&h, "location").unwrap().to_string();
+    let mut slow = TcpStream::connect(&s.addr).unwrap();
+    slow.write_all(
+        format!("PATCH {loc} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nsome").as_bytes(),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let data = b"the real content";
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let close = format!("{loc}{sep}digest={}", digest_of(data));
+    let (status, _, body) = s.request("PUT", &close, &[], data);
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (416, "BLOB_UPLOAD_INVALID")
+    );
+    drop(slow);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (status, _, body) = s.request("PUT", &close, &[], data);
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+}
+
+#[test]
+fn a_multi_platform_image_pulls_by_its_index_digest() {
+    let s = Server::start();
+    let a = Berth::new();
+    a.ok(&["load", "-i", fixture("busybox-1.35").to_str().unwrap()]);
+    let name = format!("{}/multi/busybox:single", s.addr);
+    a.ok(&["tag", &a.ids()[0], &name]);
+    a.ok(&["push", &name]);
+    let (status, h, manifest) = s.request(
+        "GET",
+        "/v2/multi/busybox/manifests/single",
+        &[("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")],
+        b"",
+    );
+    assert_eq!(status, 200);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": header(&h, "content-type").unwrap(), "digest": digest_of(&manifest),
+             "size": manifest.len(), "platform": {"architecture": "arm64", "os": "linux"}},
+            {"mediaType": header(&h, "content-type").unwrap(), "digest": digest_of(&manifest),
+             "size": manifest.len(), "platform": {"architecture": "amd64", "os": "linux"}}
+        ]
+    })
+    .to_string();
+    let (status, _, body) = s.request(
+        "PUT",
+        "/v2/multi/busybox/manifests/multi",
+        &[("Content-Type", "application/vnd.oci.image.index.v1+json")],
+        index.as_bytes(),
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let by_digest = format!("{}/multi/busybox@{}", s.addr, digest_of(index.as_bytes()));
+    let b = Berth::new();
+    b.ok(&["pull", &by_digest]);
+    assert_eq!(
+        b.inspect(&by_digest)["RepoDigests"],
+        serde_json::json!([by_digest])
+    );
+    assert_eq!(
+        b.ok(&["run", "--rm", &by_digest, "echo", "amd64"]),
+        "amd64\n"
+    );
+}

@@ -115,7 +115,10 @@ struct Challenge {
 
 fn is_local(host: &str) -> bool {
     let h = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    matches!(h, "localhost" | "127.0.0.1" | "[::1]") || h.starts_with("127.")
+    h == "localhost"
+        || h == "[::1]"
+        || h.parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Percent-encoding for a query value.
@@ -400,11 +403,26 @@ impl Client {
         }
     }
 
+    /// Sends a request built by `send`; a 401 under a bearer challenge
+    /// (the token expired during a long push) renews the token and sends
+    /// it once more.
+    fn renewing(
+        &self,
+        send: impl Fn() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
+        let resp = send().map_err(|e| self.err(e.to_string()))?;
+        if resp.status().as_u16() == 401 && self.challenge.is_some() {
+            self.renew()?;
+            return send().map_err(|e| self.err(e.to_string()));
+        }
+        Ok(resp)
+    }
+
     fn has_blob(&self, repo: &str, d: &Digest) -> Result<bool, ClientError> {
-        let resp = self
-            .authed(self.agent.head(self.url(&format!("/v2/{repo}/blobs/{d}"))))
-            .call()
-            .map_err(|e| self.err(e.to_string()))?;
+        let resp = self.renewing(|| {
+            self.authed(self.agent.head(self.url(&format!("/v2/{repo}/blobs/{d}"))))
+                .call()
+        })?;
         match resp.status().as_u16() {
             200..=299 => Ok(true),
             // Refused: say so now, before sending the blob for nothing.
@@ -430,8 +448,13 @@ impl Client {
         progress: &dyn Progress,
     ) -> Result<(), ClientError> {
         let mut attempt = 0;
+        let mut renewed = false;
         loop {
             match self.upload_once(repo, d, path, progress) {
+                Err(Retry::Unauthorized(_)) if !renewed && self.challenge.is_some() => {
+                    renewed = true;
+                    self.renew()?;
+                }
                 Err(Retry::Transient(e)) if attempt < RETRIES => {
                     attempt += 1;
                     tracing::debug!(error = %e, attempt, "upload failed; retrying");
@@ -441,7 +464,9 @@ impl Client {
                     );
                     std::thread::sleep(backoff(attempt));
                 }
-                Err(Retry::Transient(e)) | Err(Retry::Fatal(e)) => return Err(e),
+                Err(Retry::Transient(e)) | Err(Retry::Unauthorized(e)) | Err(Retry::Fatal(e)) => {
+                    return Err(e)
+                }
                 Ok(()) => return Ok(()),
             }
         }
@@ -496,6 +521,11 @@ impl Client {
         match resp.status().as_u16() {
             201 => return Ok(()),
             202 => {}
+            401 => {
+                return Err(Retry::Unauthorized(
+                    self.failure(&format!("upload of {d}"), resp),
+                ))
+            }
             500..=599 => {
                 return Err(Retry::Transient(
                     self.failure(&format!("upload of {d}"), resp),
@@ -530,6 +560,9 @@ impl Client {
             .map_err(transient)?;
         match resp.status().as_u16() {
             201 => Ok(()),
+            401 => Err(Retry::Unauthorized(
+                self.failure(&format!("upload of {d}"), resp),
+            )),
             500..=599 => Err(Retry::Transient(
                 self.failure(&format!("upload of {d}"), resp),
             )),
@@ -541,13 +574,13 @@ impl Client {
     /// `repo` (a cross-repository mount), so that nothing is sent. True if
     /// it did; an upload it opened instead is cancelled.
     fn mount(&self, repo: &str, d: &Digest, from: &str) -> Result<bool, ClientError> {
-        let resp = self
-            .authed(self.agent.post(self.url(&format!(
+        let resp = self.renewing(|| {
+            self.authed(self.agent.post(self.url(&format!(
                 "/v2/{repo}/blobs/uploads/?mount={d}&from={}",
                 query_escape(from)
             ))))
             .send(&[][..])
-            .map_err(|e| self.err(e.to_string()))?;
+        })?;
         match resp.status().as_u16() {
             201 => Ok(true),
             202 => {
@@ -614,6 +647,8 @@ fn backoff(n: u32) -> std::time::Duration {
 
 enum Retry {
     Transient(ClientError),
+    /// 401: a token that expired meanwhile; renewed once.
+    Unauthorized(ClientError),
     Fatal(ClientError),
 }
 
@@ -657,9 +692,27 @@ impl Resuming<'_> {
             .get_range(&self.path, None, self.done)
             .map_err(std::io::Error::other)?;
         let status = resp.status().as_u16();
+        // A partial answer must start where we asked.
+        let range_start = resp
+            .headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.trim_start_matches("bytes ")
+                    .split('-')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            });
         let mut body: Box<dyn Read + Send + Sync> = Box::new(resp.into_body().into_reader());
         match status {
-            206 => {}
+            206 if range_start == Some(self.done) => {}
+            206 => {
+                return Err(std::io::Error::other(format!(
+                    "{}: asked for bytes from {}, the registry sent a range from {range_start:?}",
+                    self.path, self.done
+                )))
+            }
             // The whole blob again: skip what we have.
             200 => {
                 std::io::copy(&mut (&mut body).take(self.done), &mut std::io::sink())?;
@@ -823,15 +876,16 @@ pub fn push(
         r?;
     }
     let tag = target.tag().unwrap_or("latest");
-    let resp = client
-        .authed(
-            client
-                .agent
-                .put(client.url(&format!("/v2/{repo}/manifests/{tag}"))),
-        )
-        .header("Content-Type", &record.manifest_media_type)
-        .send(&manifest[..])
-        .map_err(|e| client.err(e.to_string()))?;
+    let resp = client.renewing(|| {
+        client
+            .authed(
+                client
+                    .agent
+                    .put(client.url(&format!("/v2/{repo}/manifests/{tag}"))),
+            )
+            .header("Content-Type", &record.manifest_media_type)
+            .send(&manifest[..])
+    })?;
     if resp.status().as_u16() != 201 {
         return Err(client.failure("manifest upload", resp));
     }
@@ -878,6 +932,15 @@ pub fn pull(
         Ok((body, media))
     };
     let (mut bytes, mut media) = fetch_manifest(&reference)?;
+    // Asked for by digest: the bytes must be those.
+    if let Some(want) = r.digest() {
+        let got = Digest::of(want.algorithm(), &bytes);
+        if &got != want {
+            return Err(ClientError::Invalid(format!(
+                "the registry sent a manifest with digest {got}, not {want}"
+            )));
+        }
+    }
     // What the repository knows the image by: the index's digest for a
     // multi-platform image, as docker records it.
     let repo_digest = Digest::sha256_of(&bytes);
@@ -890,20 +953,22 @@ pub fn pull(
             .ok_or_else(|| {
                 ClientError::Invalid(format!("{repo}:{reference} has no linux/amd64 image"))
             })?;
-        let d = pick["digest"].as_str().unwrap_or("").to_string();
-        (bytes, media) = fetch_manifest(&d)?;
+        let d: Digest = pick["digest"]
+            .as_str()
+            .unwrap_or("")
+            .parse()
+            .map_err(|e| ClientError::Invalid(format!("the registry's index: {e}")))?;
+        (bytes, media) = fetch_manifest(&d.to_string())?;
+        let got = Digest::of(d.algorithm(), &bytes);
+        if got != d {
+            return Err(ClientError::Invalid(format!(
+                "the registry sent a manifest with digest {got}, not {d} as its index says"
+            )));
+        }
         doc = serde_json::from_slice(&bytes)
             .map_err(|e| ClientError::Invalid(format!("the registry's manifest: {e}")))?;
     }
     let manifest_digest = Digest::sha256_of(&bytes);
-    if let Some(want) = r.digest() {
-        let got = Digest::of(want.algorithm(), &bytes);
-        if &got != want && doc["manifests"].is_null() && reference.contains(':') {
-            return Err(ClientError::Invalid(format!(
-                "the registry sent a manifest with digest {got}, not {want}"
-            )));
-        }
-    }
     let parse = |v: &serde_json::Value| -> Result<Digest, ClientError> {
         v["digest"]
             .as_str()

@@ -97,13 +97,27 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
+/// Runs `f` where it may block (a bcrypt check takes tens of milliseconds
+/// on purpose) without stalling the runtime's other requests, when there
+/// are basic credentials to check.
+fn blocking_if_basic<T>(authorization: Option<&str>, f: impl FnOnce() -> T) -> T {
+    let basic = authorization.is_some_and(|a| a.starts_with("Basic"));
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if basic && h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// None if the request may go on; else the answer Docker clients expect:
 /// 401 with a challenge (basic, or bearer naming the token endpoint and
 /// the scope to ask for), or 403 DENIED for a signed-in user without the
 /// right.
 fn gate(reg: &Registry, need: Option<(&str, &str)>, headers: &HeaderMap) -> Option<Response> {
     use crate::auth::Refusal;
-    let refusal = reg.auth.check(need, authorization(headers)).err()?;
+    let authz = authorization(headers);
+    let refusal = blocking_if_basic(authz, || reg.auth.check(need, authz)).err()?;
     let Some(tokens) = &reg.auth.tokens else {
         if refusal == Refusal::Denied {
             let (repo, action) = need.unwrap_or_default();
@@ -280,11 +294,13 @@ async fn token_endpoint(
         .collect();
     let issued = if post {
         match get("grant_type") {
-            Some("password") => reg.auth.token_with_password(
-                get("username").unwrap_or(""),
-                get("password").unwrap_or(""),
-                &scopes,
-            ),
+            Some("password") => blocking_if_basic(Some("Basic"), || {
+                reg.auth.token_with_password(
+                    get("username").unwrap_or(""),
+                    get("password").unwrap_or(""),
+                    &scopes,
+                )
+            }),
             _ => {
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
@@ -294,7 +310,8 @@ async fn token_endpoint(
             }
         }
     } else {
-        reg.auth.token(authorization(&headers), &scopes)
+        let authz = authorization(&headers);
+        blocking_if_basic(authz, || reg.auth.token(authz, &scopes))
     };
     let Ok(token) = issued else {
         let mut r = error(
@@ -816,6 +833,35 @@ async fn write_lock(reg: &Registry) -> Result<crate::storage::WriteLock, Respons
     }
 }
 
+/// Exclusive use of upload `id` for this request (two requests writing one
+/// upload at once could change what the other verified).
+fn lock_upload(
+    reg: &Registry,
+    name: &str,
+    id: &str,
+) -> Result<crate::storage::WriteLock, Response> {
+    match reg.storage.lock_upload(id) {
+        Ok(Some(l)) => Ok(l),
+        Ok(None) => {
+            let size = reg.storage.upload_size(id).unwrap_or(0);
+            let mut r = error(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "BLOB_UPLOAD_INVALID",
+                "another request is writing this upload: wait for it, then ask where it is",
+            );
+            if let Ok(v) = HeaderValue::from_str(&upload_location(name, id)) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&format!("0-{}", size.saturating_sub(1))) {
+                r.headers_mut().insert(header::RANGE, v);
+            }
+            Err(r)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(upload_unknown(id)),
+        Err(e) => Err(internal(e)),
+    }
+}
+
 fn upload_unknown(id: &str) -> Response {
     error(
         StatusCode::NOT_FOUND,
@@ -879,6 +925,10 @@ async fn uploads(
             upload_progress(StatusCode::ACCEPTED, name, &new_id, 0)
         }
         (Method::PATCH, false) => {
+            let _lock = match lock_upload(reg, name, id) {
+                Ok(l) => l,
+                Err(r) => return r,
+            };
             let Some(size) = reg.storage.upload_size(id) else {
                 return upload_unknown(id);
             };
@@ -908,9 +958,12 @@ async fn uploads(
             }
         }
         (Method::PUT, false) => {
-            if reg.storage.upload_size(id).is_none() {
-                return upload_unknown(id);
-            }
+            // Held from the last bytes through the digest check to the
+            // commit.
+            let _lock = match lock_upload(reg, name, id) {
+                Ok(l) => l,
+                Err(r) => return r,
+            };
             let Some(digest) = q.get("digest") else {
                 return error(
                     StatusCode::BAD_REQUEST,
@@ -929,9 +982,10 @@ async fn uploads(
             None => upload_unknown(id),
         },
         (Method::DELETE, false) => {
-            if reg.storage.upload_size(id).is_none() {
-                return upload_unknown(id);
-            }
+            let _lock = match lock_upload(reg, name, id) {
+                Ok(l) => l,
+                Err(r) => return r,
+            };
             reg.storage.remove_upload(id);
             StatusCode::NO_CONTENT.into_response()
         }
@@ -1219,6 +1273,13 @@ async fn manifests(
             (StatusCode::CREATED, h).into_response()
         }
         Method::DELETE => {
+            if !reference.contains(':') && !valid_tag(reference) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "TAG_INVALID",
+                    format!("invalid tag {reference:?}"),
+                );
+            }
             let target = resolve(reg, name, reference)
                 .ok()
                 .and_then(|d| Some((reg.storage.manifest(name, &d)?, d)));
@@ -1455,6 +1516,9 @@ mod tests {
         }
         fn upload_size(&self, id: &str) -> Option<u64> {
             self.0.upload_size(id)
+        }
+        fn lock_upload(&self, id: &str) -> std::io::Result<Option<WriteLock>> {
+            self.0.lock_upload(id)
         }
         fn append_upload(&self, id: &str) -> std::io::Result<Box<dyn UploadSink>> {
             self.0.append_upload(id)

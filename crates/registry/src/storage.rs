@@ -149,8 +149,20 @@ impl FsStorage {
             .join(d.hex())
     }
 
+    /// A repository's directory. Names reach here checked by the server;
+    /// an invalid one maps to a path that never exists rather than
+    /// anywhere else.
     fn repo(&self, name: &str) -> PathBuf {
+        if !valid_name(name) {
+            return self.dir.join("repos").join("_invalid");
+        }
         self.dir.join("repos").join(name)
+    }
+
+    /// A tag's file, or None for a name that is not a valid tag (so that
+    /// no tag can name a path outside `_tags`).
+    fn tag_path(&self, name: &str, tag: &str) -> Option<PathBuf> {
+        valid_tag(tag).then(|| self.repo(name).join("_tags").join(tag))
     }
 
     fn link(&self, name: &str, kind: &str, d: &Digest) -> PathBuf {
@@ -224,16 +236,14 @@ pub struct GcReport {
 
 impl FsStorage {
     /// Every repository: (name, its directory).
-    fn repos(&self) -> Vec<(String, PathBuf)> {
+    fn repos(&self) -> io::Result<Vec<(String, PathBuf)>> {
         let mut out = Vec::new();
         let mut stack = vec![(String::new(), self.dir.join("repos"))];
         while let Some((name, dir)) = stack.pop() {
-            let Ok(entries) = fs::read_dir(&dir) else {
-                continue;
-            };
-            for e in entries.flatten() {
+            for e in read_dir_or_empty(&dir)? {
+                let e = e?;
                 let fname = e.file_name().to_string_lossy().into_owned();
-                if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                if !e.file_type()?.is_dir() {
                     continue;
                 }
                 if fname == "_manifests" || fname == "_blobs" {
@@ -250,40 +260,48 @@ impl FsStorage {
                 }
             }
         }
-        out
+        Ok(out)
     }
 
     /// Digests under `dir/ALG/HEX`.
-    fn digests_in(dir: &Path) -> Vec<Digest> {
+    fn digests_in(dir: &Path) -> io::Result<Vec<Digest>> {
         let mut out = Vec::new();
-        for alg in fs::read_dir(dir).into_iter().flatten().flatten() {
+        for alg in read_dir_or_empty(dir)? {
+            let alg = alg?;
             let a = alg.file_name().to_string_lossy().into_owned();
-            for f in fs::read_dir(alg.path()).into_iter().flatten().flatten() {
-                let h = f.file_name().to_string_lossy().into_owned();
+            for f in read_dir_or_empty(&alg.path())? {
+                let h = f?.file_name().to_string_lossy().into_owned();
                 if let Ok(d) = format!("{a}:{h}").parse() {
                     out.push(d);
                 }
             }
         }
-        out
+        Ok(out)
     }
 
     /// Marks every manifest of every repository and what it references.
-    /// Manifests already marked are not read again.
-    fn mark(&self, marked: &mut std::collections::HashSet<Digest>) -> usize {
+    /// Manifests already marked are not read again. Any error ends the
+    /// collection: what could not be read might reference anything.
+    fn mark(&self, marked: &mut std::collections::HashSet<Digest>) -> io::Result<usize> {
         let mut manifests = 0;
-        for (_, dir) in self.repos() {
-            for d in Self::digests_in(&dir.join("_manifests")) {
+        for (name, dir) in self.repos()? {
+            for d in Self::digests_in(&dir.join("_manifests"))? {
                 manifests += 1;
-                if !marked.insert(d.clone()) {
+                if marked.contains(&d) {
                     continue;
                 }
-                let Ok(bytes) = fs::read(self.blob_path(&d)) else {
-                    continue;
+                let bytes = match fs::read(self.blob_path(&d)) {
+                    Ok(b) => b,
+                    // A link to bytes that are gone references nothing.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
                 };
-                let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-                    continue;
-                };
+                let doc = serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("manifest {d} of {name} is not JSON ({e}): nothing collected"),
+                    )
+                })?;
                 let descriptors = doc["layers"]
                     .as_array()
                     .into_iter()
@@ -296,9 +314,19 @@ impl FsStorage {
                         marked.insert(x);
                     }
                 }
+                marked.insert(d);
             }
         }
-        manifests
+        Ok(manifests)
+    }
+}
+
+/// A directory's entries; none if it does not exist (yet).
+fn read_dir_or_empty(dir: &Path) -> io::Result<Vec<io::Result<fs::DirEntry>>> {
+    match fs::read_dir(dir) {
+        Ok(d) => Ok(d.collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
     }
 }
 
@@ -348,7 +376,10 @@ pub trait Storage: Send + Sync {
     fn new_upload(&self) -> io::Result<String>;
     /// The bytes an upload holds so far; None if there is no such upload.
     fn upload_size(&self, id: &str) -> Option<u64>;
-    /// Appends to an upload.
+    /// Exclusive use of an upload for one request, from its first byte
+    /// appended to its commit: None while another request has it.
+    fn lock_upload(&self, id: &str) -> io::Result<Option<WriteLock>>;
+    /// Appends to an upload (under its lock).
     fn append_upload(&self, id: &str) -> io::Result<Box<dyn UploadSink>>;
     /// Reads an upload from its start (to verify its digest).
     fn read_upload(&self, id: &str) -> io::Result<Box<dyn io::Read + Send>>;
@@ -430,6 +461,13 @@ impl Storage for FsStorage {
 
     fn upload_size(&self, id: &str) -> Option<u64> {
         fs::metadata(self.upload(id)?).ok().map(|m| m.len())
+    }
+
+    fn lock_upload(&self, id: &str) -> io::Result<Option<WriteLock>> {
+        let path = self
+            .upload(id)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such upload"))?;
+        Ok(Lock::take(&path, true, false)?.map(|l| Box::new(l) as WriteLock))
     }
 
     fn append_upload(&self, id: &str) -> io::Result<Box<dyn UploadSink>> {
@@ -523,10 +561,10 @@ impl Storage for FsStorage {
         }
         write_atomic(&self.link(name, "_manifests", d), media_type.as_bytes())?;
         if let Some(t) = tag {
-            write_atomic(
-                &self.repo(name).join("_tags").join(t),
-                d.to_string().as_bytes(),
-            )?;
+            let path = self.tag_path(name, t).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("invalid tag {t:?}"))
+            })?;
+            write_atomic(&path, d.to_string().as_bytes())?;
         }
         Ok(())
     }
@@ -579,7 +617,7 @@ impl Storage for FsStorage {
 
     /// The digest a tag points to.
     fn tag(&self, name: &str, tag: &str) -> Option<Digest> {
-        fs::read_to_string(self.repo(name).join("_tags").join(tag))
+        fs::read_to_string(self.tag_path(name, tag)?)
             .ok()?
             .trim()
             .parse()
@@ -611,7 +649,10 @@ impl Storage for FsStorage {
 
     /// Removes a tag; false if it was not there.
     fn delete_tag(&self, name: &str, tag: &str) -> io::Result<bool> {
-        match fs::remove_file(self.repo(name).join("_tags").join(tag)) {
+        let Some(path) = self.tag_path(name, tag) else {
+            return Ok(false);
+        };
+        match fs::remove_file(path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
@@ -664,47 +705,46 @@ impl Storage for FsStorage {
         let start = std::time::SystemTime::now();
         let cutoff = start.checked_sub(grace).unwrap_or(std::time::UNIX_EPOCH);
         let mut marked = std::collections::HashSet::new();
-        self.mark(&mut marked);
+        self.mark(&mut marked)?;
         let mut report = GcReport::default();
+        let _sweep = self.sweep_lock()?;
+        report.manifests = self.mark(&mut marked)?;
         let mut removed = Vec::new();
-        {
-            let _sweep = self.sweep_lock()?;
-            report.manifests = self.mark(&mut marked);
-            for d in Self::digests_in(&self.dir.join("blobs")) {
-                let path = self.blob_path(&d);
-                let Ok(meta) = fs::metadata(&path) else {
-                    continue;
-                };
-                let old = meta.modified().is_ok_and(|m| m < cutoff);
-                if marked.contains(&d) || !old {
-                    report.kept += 1;
-                    continue;
-                }
-                if dry_run || fs::remove_file(&path).is_ok() {
-                    report.removed += 1;
-                    report.bytes += meta.len();
-                    removed.push(d);
-                }
+        for d in Self::digests_in(&self.dir.join("blobs"))? {
+            let path = self.blob_path(&d);
+            let Ok(meta) = fs::metadata(&path) else {
+                continue;
+            };
+            let old = meta.modified().is_ok_and(|m| m < cutoff);
+            if marked.contains(&d) || !old {
+                report.kept += 1;
+                continue;
             }
+            if dry_run || fs::remove_file(&path).is_ok() {
+                report.removed += 1;
+                report.bytes += meta.len();
+                removed.push(d);
+            }
+        }
+        if !dry_run {
             // Leftovers of writes that crashed between create and rename.
-            for alg in fs::read_dir(self.dir.join("blobs"))
+            for alg in read_dir_or_empty(&self.dir.join("blobs"))?
                 .into_iter()
                 .flatten()
-                .flatten()
             {
-                for f in fs::read_dir(alg.path()).into_iter().flatten().flatten() {
+                for f in read_dir_or_empty(&alg.path())?.into_iter().flatten() {
                     let stale = f
                         .metadata()
                         .and_then(|m| m.modified())
                         .is_ok_and(|m| m < cutoff);
-                    if !dry_run && stale && f.file_name().to_string_lossy().starts_with(".tmp-") {
+                    if stale && f.file_name().to_string_lossy().starts_with(".tmp-") {
                         let _ = fs::remove_file(f.path());
                     }
                 }
             }
-        }
-        if !dry_run {
-            for (name, _) in self.repos() {
+            // Repository links to what went, still under the lock: a push
+            // of the same blob after it would link it again.
+            for (name, _) in self.repos()? {
                 for d in &removed {
                     let _ = fs::remove_file(self.link(&name, "_blobs", d));
                 }
