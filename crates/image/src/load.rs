@@ -753,21 +753,33 @@ impl<'s> Stage<'s> {
             path: snap_dir.clone(),
             source: e,
         })?;
-        // Two threads: one reads the blob, hashes it and keeps a copy;
-        // the other unpacks it (and hashes what it unpacks, unless that is
-        // the same bytes).
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
-        let (produced, extracted) = std::thread::scope(|scope| {
+        // Three threads: one reads the blob and hashes it; one writes the
+        // store's copy; one unpacks it (and hashes what it unpacks, unless
+        // that is the same bytes). The chunks are shared, not copied.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<Vec<u8>>>(16);
+        let (to_copy, copy_rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<Vec<u8>>>(16);
+        let (produced, extracted, copied) = std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> io::Result<_> {
+                let Some(mut copy) = copy else {
+                    return Ok(None);
+                };
+                for chunk in copy_rx {
+                    copy.write_all(&chunk)?;
+                }
+                Ok(Some(copy))
+            });
+            let copying = owned.is_none();
             let producer = scope.spawn(move || -> io::Result<_> {
                 let mut hashing = HashingReader::new(
-                    Tee {
+                    Tee::<_, io::Sink> {
                         inner: input,
-                        copy,
+                        copy: None,
                         head: Vec::new(),
                     },
                     algorithm,
                 );
                 let mut tx = Some(tx);
+                let mut to_copy = copying.then_some(to_copy);
                 loop {
                     let mut buf = vec![0u8; 256 << 10];
                     let n = loop {
@@ -780,20 +792,28 @@ impl<'s> Stage<'s> {
                         break;
                     }
                     buf.truncate(n);
+                    let chunk = std::sync::Arc::new(buf);
+                    // A writer that failed says why when joined.
+                    if to_copy
+                        .as_ref()
+                        .is_some_and(|t| t.send(chunk.clone()).is_err())
+                    {
+                        to_copy = None;
+                    }
                     // The unpacker gave up: read on to the end anyway, for
                     // the digest that tells a wrong blob from a bad one.
-                    if tx.as_ref().is_some_and(|t| t.send(buf).is_err()) {
+                    if tx.as_ref().is_some_and(|t| t.send(chunk).is_err()) {
                         tx = None;
                     }
                 }
                 let (digest, size) = hashing.digest();
-                let Tee { copy, head, .. } = hashing.into_inner();
-                Ok((digest, size, copy, head))
+                let Tee { head, .. } = hashing.into_inner();
+                Ok((digest, size, head))
             });
             let extracted = layer::apply_raw(
                 ChannelReader {
                     rx,
-                    chunk: Vec::new(),
+                    chunk: std::sync::Arc::new(Vec::new()),
                     pos: 0,
                 },
                 &snap_dir,
@@ -804,9 +824,14 @@ impl<'s> Stage<'s> {
             (
                 producer.join().expect("the blob reader does not panic"),
                 extracted,
+                writer.join().expect("the blob writer does not panic"),
             )
         });
-        let (blob_digest, blob_size, copy, head) =
+        let copy = copied.map_err(|e| StoreError::Io {
+            path: blob_path.clone(),
+            source: e,
+        })?;
+        let (blob_digest, blob_size, head) =
             produced.map_err(|e| layer_err(LayerError::Stream(e)))?;
         let extracted = extracted.and_then(|(content, diff)| {
             let (d, size) = diff.unwrap_or((blob_digest.clone(), blob_size));
@@ -1131,8 +1156,8 @@ impl Write for Writeback {
 
 /// Reads the chunks a channel carries, until its sender is gone.
 struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<Vec<u8>>,
-    chunk: Vec<u8>,
+    rx: std::sync::mpsc::Receiver<std::sync::Arc<Vec<u8>>>,
+    chunk: std::sync::Arc<Vec<u8>>,
     pos: usize,
 }
 
