@@ -112,6 +112,11 @@ pub enum Command {
     /// Run an OCI distribution registry
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// Build an image from a Dockerfile
+    Build(BuildArgs),
+    /// Manage the build cache
+    #[command(subcommand)]
+    Builder(BuilderCommand),
     /// Upload an image to a registry
     Push(PushPullArgs),
     /// Log in to a registry
@@ -845,6 +850,58 @@ pub struct RegistryGcArgs {
     /// The registry's JSON config file (for storage and gc.grace)
     #[arg(long)]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// Name and optionally a tag (NAME[:TAG]); may be given several times
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// Name of the Dockerfile (default: CONTEXT/Dockerfile)
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Set a build-time variable (KEY=VALUE, or KEY to take it from the environment)
+    #[arg(long = "build-arg")]
+    pub build_args: Vec<String>,
+    /// The stage to build
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Do not use the cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Set metadata for the image (KEY=VALUE)
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Write the image ID to the file
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
+    /// Suppress the build output and print the image ID on success
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The network mode for RUN instructions: host (default) or none
+    #[arg(long, default_value = "host")]
+    pub network: String,
+    /// Always attempt to pull a newer version of the base images
+    #[arg(long)]
+    pub pull: bool,
+    /// The platform to build for (only linux/amd64)
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// The build context: a directory
+    pub context: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BuilderCommand {
+    /// Remove the build cache
+    Prune {
+        /// Do not prompt for confirmation (berth never prompts)
+        #[arg(short, long)]
+        force: bool,
+        /// Remove all unused build cache (the same as without it)
+        #[arg(short, long)]
+        all: bool,
+    },
 }
 
 #[derive(Args, Debug)]

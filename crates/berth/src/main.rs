@@ -155,6 +155,17 @@ fn run(cli: Cli) -> Result<u8> {
             }
             return Ok(0);
         }
+        Command::Build(a) => return build(&ctx, &a),
+        Command::Builder(cli::BuilderCommand::Prune { .. }) => {
+            let mut store = ctx.store()?;
+            let cache = berth_build::cache::Cache::open(store.root())?;
+            let (steps, report) = cache.prune(&mut store)?;
+            println!(
+                "Deleted build cache objects: {steps}\nTotal reclaimed space: {}",
+                output::human_size(report.bytes)
+            );
+            return Ok(0);
+        }
         Command::Push(a) => return push(&ctx, &a),
         Command::Pull(a) => return pull(&ctx, &a),
         Command::Container(ContainerCommand::Inspect(a)) => return containers::inspect(&ctx, &a),
@@ -176,6 +187,101 @@ fn progress(quiet: bool) -> Box<dyn berth_registry::progress::Progress> {
     } else {
         Box::new(Lines(std::sync::Mutex::new(std::io::stdout())))
     }
+}
+
+/// `berth build`: the Dockerfile and context into an image; docker's exit
+/// codes (1 for a failed build).
+fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
+    use anyhow::Context as _;
+    if let Some(p) = a.platform.as_deref().filter(|p| *p != "linux/amd64") {
+        anyhow::bail!("--platform {p}: berth builds for linux/amd64 only");
+    }
+    if !a.context.is_dir() {
+        anyhow::bail!(
+            "unable to prepare context: path {:?} not found or not a directory",
+            a.context
+        );
+    }
+    let file = a
+        .file
+        .clone()
+        .unwrap_or_else(|| a.context.join("Dockerfile"));
+    let dockerfile = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read the Dockerfile {}", file.display()))?;
+    let mut tags = Vec::new();
+    for t in &a.tags {
+        tags.push(
+            berth_image::reference::Reference::parse(t)
+                .with_context(|| format!("invalid tag {t:?} for -t"))?,
+        );
+    }
+    let kv = |s: &str, what: &str| -> Result<(String, String)> {
+        match s.split_once('=') {
+            Some((k, v)) => Ok((k.to_string(), v.to_string())),
+            None if what == "--build-arg" => {
+                Ok((s.to_string(), std::env::var(s).unwrap_or_default()))
+            }
+            None => anyhow::bail!("{what} {s:?}: use KEY=VALUE"),
+        }
+    };
+    let build_args = a
+        .build_args
+        .iter()
+        .map(|s| kv(s, "--build-arg"))
+        .collect::<Result<Vec<_>>>()?;
+    let labels = a
+        .labels
+        .iter()
+        .map(|s| kv(s, "--label"))
+        .collect::<Result<Vec<_>>>()?;
+    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => Some(
+            v.parse::<u64>()
+                .map_err(|_| anyhow::anyhow!("SOURCE_DATE_EPOCH={v}: not a number of seconds"))?,
+        ),
+        _ => None,
+    };
+    let root = ctx.root.clone();
+    let pull = move |name: &str| -> std::result::Result<(), String> {
+        let r = berth_image::reference::Reference::parse(name).map_err(|e| e.to_string())?;
+        let mut store = berth_image::store::Store::open(&root).map_err(|e| e.to_string())?;
+        let lines = berth_registry::progress::Lines(std::sync::Mutex::new(std::io::stderr()));
+        berth_registry::client::pull(&mut store, &r, &lines)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let opts = berth_build::BuildOptions {
+        context: a.context.clone(),
+        dockerfile,
+        tags,
+        build_args,
+        target: a.target.clone(),
+        no_cache: a.no_cache,
+        labels,
+        network: a.network.clone(),
+        source_date_epoch,
+        quiet: a.quiet,
+        pull: Some(&pull),
+    };
+    let mut out = std::io::stdout();
+    let built = berth_build::build(
+        &berth_engine::Paths::new(&ctx.root, &ctx.runroot),
+        &opts,
+        &mut out,
+    )?;
+    if let Some(f) = &a.iidfile {
+        std::fs::write(f, built.id.to_string())
+            .with_context(|| format!("write the image ID to {}", f.display()))?;
+    }
+    if a.quiet {
+        println!("{}", built.id);
+    } else {
+        println!("Successfully built {}", &built.id.hex()[..12]);
+        for t in &built.tags {
+            println!("Successfully tagged {}", t.familiar());
+        }
+    }
+    Ok(0)
 }
 
 fn push(ctx: &images::Ctx, a: &cli::PushPullArgs) -> Result<u8> {

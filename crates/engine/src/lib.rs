@@ -25,6 +25,8 @@ pub mod names;
 pub mod rootfs;
 /// The OCI config derived from image and options.
 pub mod spec;
+/// One process of a build step (RUN).
+pub mod step;
 /// Users and groups from the image.
 pub mod users;
 pub mod volumes;

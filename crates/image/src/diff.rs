@@ -122,9 +122,19 @@ fn walk_changes(
 /// overlay whiteout becomes a `.wh.NAME` file and an opaque directory gets
 /// a `.wh..wh..opq` marker.
 pub fn write_tar(upper: &Path, out: impl Write) -> io::Result<()> {
+    write_layer_tar(upper, out, None).map(|_| ())
+}
+
+/// `write_tar`, with every modification time later than `clamp` set to it
+/// (`SOURCE_DATE_EPOCH`, for reproducible layers). Returns the bytes of
+/// file content written.
+pub fn write_layer_tar(upper: &Path, out: impl Write, clamp: Option<u64>) -> io::Result<u64> {
     let mut w = TreeWriter::new(out, true, None);
+    w.clamp = clamp;
     w.dir(upper, Path::new(""))?;
-    w.finish()
+    let content = w.content;
+    w.finish()?;
+    Ok(content)
 }
 
 /// `berth cp`'s archive: the file, directory or link at `src` (followed
@@ -188,6 +198,10 @@ struct TreeWriter<W: Write> {
     whiteouts: bool,
     owner: Option<(u32, u32)>,
     links: HashMap<(u64, u64), PathBuf>,
+    /// Modification times later than this are written as this.
+    clamp: Option<u64>,
+    /// Bytes of file content written.
+    content: u64,
 }
 
 impl<W: Write> TreeWriter<W> {
@@ -199,6 +213,8 @@ impl<W: Write> TreeWriter<W> {
             whiteouts,
             owner,
             links: HashMap::new(),
+            clamp: None,
+            content: 0,
         }
     }
 
@@ -207,7 +223,13 @@ impl<W: Write> TreeWriter<W> {
     }
 
     fn header(&self, md: &fs::Metadata, kind: tar::EntryType) -> tar::Header {
-        header_for(md, kind, self.owner)
+        let mut h = header_for(md, kind, self.owner);
+        if let Some(c) = self.clamp {
+            if h.mtime().unwrap_or(0) > c {
+                h.set_mtime(c);
+            }
+        }
+        h
     }
 
     /// One entry: the file at `full`, named `r`.
@@ -253,6 +275,7 @@ impl<W: Write> TreeWriter<W> {
             // meanwhile (a file growing during the copy must not spill
             // into the next header): cut or zero-padded.
             let len = md.len();
+            self.content += len;
             let body = io::Read::take(
                 io::Read::chain(io::Read::take(fs::File::open(full)?, len), io::repeat(0)),
                 len,

@@ -106,7 +106,8 @@ fn collect_locked(store: &mut Store) -> Result<GcReport, StoreError> {
     // Snapshots: rows no layer names, and directories with no row.
     let dead: Vec<(i64, i64)> = {
         let mut stmt = store.db().prepare(
-            "SELECT id, size FROM snapshots WHERE chain_id NOT IN (SELECT chain_id FROM image_layers)",
+            "SELECT id, size FROM snapshots WHERE chain_id NOT IN
+                (SELECT chain_id FROM image_layers UNION SELECT chain_id FROM layer_refs)",
         )?;
         let rows = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -147,7 +148,7 @@ fn collect_locked(store: &mut Store) -> Result<GcReport, StoreError> {
     let referenced: HashSet<String> = {
         let mut stmt = store.db().prepare(
             "SELECT id FROM images UNION SELECT manifest_digest FROM images
-             UNION SELECT blob_digest FROM image_layers",
+             UNION SELECT blob_digest FROM image_layers UNION SELECT blob_digest FROM layer_refs",
         )?;
         let rows = stmt
             .query_map([], |r| r.get::<_, String>(0))?

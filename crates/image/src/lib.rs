@@ -5,6 +5,8 @@
 //! layer extraction into overlay-ready snapshots, and the interchange
 //! formats (OCI image layout, docker-archive).
 
+/// Layers and images made by `berth build`, and the layers it holds.
+pub mod built;
 /// A container's changes from its overlay upper dir: `diff` and `commit`.
 pub mod diff;
 /// Content digests (`sha256:...`, `sha512:...`) and streaming verification.

@@ -115,6 +115,15 @@ CREATE TABLE IF NOT EXISTS repo_digests(
     image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
 );
 CREATE INDEX IF NOT EXISTS repo_digests_image ON repo_digests(image_id);
+-- Layers held by something other than an image (the build cache): gc
+-- keeps their snapshots and blobs.
+CREATE TABLE IF NOT EXISTS layer_refs(
+    holder TEXT NOT NULL,
+    chain_id TEXT NOT NULL,
+    blob_digest TEXT NOT NULL,
+    PRIMARY KEY(holder, chain_id)
+);
+CREATE INDEX IF NOT EXISTS layer_refs_chain ON layer_refs(chain_id);
 CREATE TABLE IF NOT EXISTS leases(
     holder TEXT NOT NULL,
     image_id TEXT NOT NULL REFERENCES images(id),

@@ -1,0 +1,368 @@
+//! `berth build`, through the binary, as root, with the busybox fixture as
+//! the base: Docker's sample Dockerfile built to the same run output and
+//! config as Docker's own build, the cache, reproducible digests, and the
+//! errors a bad Dockerfile gets.
+
+mod util;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use util::*;
+
+fn berth() -> Berth {
+    let b = Berth::new();
+    b.ok(&["load", "-i", fixture("busybox-1.35").to_str().unwrap()]);
+    b.ok(&[
+        "tag",
+        "sha256:34bf58e478a3177ce60c5882e166493671b970307c68cf12ad89a04d67df3f23",
+        "busybox:1.35",
+    ]);
+    b
+}
+
+/// A context directory with a Dockerfile and files.
+fn context(b: &Berth, name: &str, dockerfile: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = b.path(name);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
+    for (p, text) in files {
+        let f = dir.join(p);
+        fs::create_dir_all(f.parent().unwrap()).unwrap();
+        fs::write(f, text).unwrap();
+    }
+    dir
+}
+
+fn config(b: &Berth, image: &str) -> Value {
+    let out = b.ok(&["image", "inspect", "--format", "{{json .Config}}", image]);
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+fn build(b: &Berth, dir: &Path, tag: &str) -> Run {
+    b.run(&["build", "-t", tag, dir.to_str().unwrap()])
+}
+
+#[test]
+fn the_sample_dockerfile_builds_to_what_docker_built() {
+    let b = berth();
+    let dir = b.path("sample");
+    fs::create_dir_all(&dir).unwrap();
+    fs::copy(fixture("sample-app.Dockerfile"), dir.join("Dockerfile")).unwrap();
+    let r = build(&b, &dir, "mine/app:1.0").ok();
+    assert!(r.stdout.contains("Successfully tagged mine/app:1.0"), "{r}");
+    assert_eq!(
+        b.ok(&["run", "--rm", "mine/app:1.0"]),
+        "built\n1234\n/app\nprod\n"
+    );
+
+    // Docker's build of the same file, loaded from its `docker save`.
+    b.ok(&[
+        "load",
+        "-i",
+        fixture("sample-app.docker-save.tar").to_str().unwrap(),
+    ]);
+    let mine = config(&b, "mine/app:1.0");
+    let docker = config(&b, "sample/app:1.0");
+    for k in [
+        "User",
+        "ExposedPorts",
+        "Env",
+        "Cmd",
+        "WorkingDir",
+        "Labels",
+        "StopSignal",
+        "Healthcheck",
+        "Entrypoint",
+    ] {
+        assert_eq!(
+            mine.get(k),
+            docker.get(k),
+            "Config.{k}: berth {mine} docker {docker}"
+        );
+    }
+    // The files, as seen from inside.
+    let list = "ls -lnR /app | grep -v ^total; cat /etc/passwd /etc/group; ls -la /var/empty | grep wh; readlink /app/link";
+    let a = b.ok(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "sh",
+        "mine/app:1.0",
+        "-c",
+        list,
+    ]);
+    let d = b.ok(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "sh",
+        "sample/app:1.0",
+        "-c",
+        list,
+    ]);
+    let strip_dates = |s: &str| -> Vec<String> {
+        s.lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                if f.len() >= 9
+                    && (f[0].starts_with('-') || f[0].starts_with('d') || f[0].starts_with('l'))
+                {
+                    format!("{} {} {} {} {}", f[0], f[2], f[3], f[4], f[8..].join(" "))
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect()
+    };
+    assert_eq!(
+        strip_dates(&a),
+        strip_dates(&d),
+        "berth:\n{a}\ndocker:\n{d}"
+    );
+    // Three layers, as Docker's build has: busybox, the COPY, the RUN
+    // (the build stage's RUN is not in the final image).
+    let layers = b.ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RootFS.Layers}}",
+        "mine/app:1.0",
+    ]);
+    let layers: Vec<String> = serde_json::from_str(layers.trim()).unwrap();
+    assert_eq!(layers.len(), 3, "{layers:?}");
+}
+
+#[test]
+fn a_cached_rebuild_reuses_every_step_and_gives_the_same_image() {
+    let b = berth();
+    let dir = context(
+        &b,
+        "ctx",
+        "FROM busybox:1.35\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt && echo ran\nCMD [\"cat\", \"/b.txt\"]\n",
+        &[("a.txt", "one\n")],
+    );
+    let first = build(&b, &dir, "c:1").ok();
+    assert!(first.stdout.contains("ran"), "{first}");
+    let id1 = b.ok(&["images", "-q", "--no-trunc", "c:1"]);
+    let second = build(&b, &dir, "c:1").ok();
+    assert_eq!(second.stdout.matches("CACHED").count(), 2, "{second}");
+    assert!(
+        !second.stdout.contains("\nran\n"),
+        "the RUN ran again: {second}"
+    );
+    assert_eq!(b.ok(&["images", "-q", "--no-trunc", "c:1"]), id1);
+    assert_eq!(b.ok(&["run", "--rm", "c:1"]), "one\n");
+
+    // A changed file: COPY and the RUN after it run again.
+    fs::write(dir.join("a.txt"), "two\n").unwrap();
+    let third = build(&b, &dir, "c:2").ok();
+    assert_eq!(third.stdout.matches("CACHED").count(), 0, "{third}");
+    assert_eq!(b.ok(&["run", "--rm", "c:2"]), "two\n");
+    // Touching a file (same content) keeps the cache.
+    fs::write(dir.join("a.txt"), "two\n").unwrap();
+    let fourth = build(&b, &dir, "c:3").ok();
+    assert_eq!(fourth.stdout.matches("CACHED").count(), 2, "{fourth}");
+
+    // --no-cache runs everything; builder prune forgets it all.
+    let fifth = b
+        .run(&["build", "--no-cache", "-t", "c:4", dir.to_str().unwrap()])
+        .ok();
+    assert!(fifth.stdout.contains("ran"), "{fifth}");
+    let p = b.ok(&["builder", "prune", "-f"]);
+    assert!(p.contains("Deleted build cache objects"), "{p}");
+    let sixth = build(&b, &dir, "c:5").ok();
+    assert_eq!(sixth.stdout.matches("CACHED").count(), 0, "{sixth}");
+    // The images built before the prune still run.
+    assert_eq!(b.ok(&["run", "--rm", "c:1"]), "one\n");
+}
+
+#[test]
+fn reproducible_with_source_date_epoch() {
+    let df = "FROM busybox:1.35\nCOPY f /f\nRUN echo hi > /g && touch /h\nENV X=1\n";
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let b = berth();
+        let dir = context(&b, "ctx", df, &[("f", "content\n")]);
+        let r = b
+            .command(&["build", "-t", "r:1", dir.to_str().unwrap()])
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        ids.push(b.ok(&["images", "-q", "--no-trunc", "r:1"]));
+    }
+    assert_eq!(ids[0], ids[1]);
+}
+
+#[test]
+fn instructions_set_the_config_as_docker_does() {
+    let b = berth();
+    let dir = context(
+        &b,
+        "ctx",
+        r#"# syntax=docker/dockerfile:1
+ARG BASE=busybox:1.35
+FROM ${BASE} AS base
+ARG WHO=world
+ENV GREETING="hello ${WHO}" \
+    OTHER=x
+ENV A=1 B=$A
+LABEL a=b "c d"=e
+WORKDIR /srv
+WORKDIR sub
+USER 1000:1000
+EXPOSE 80 53/udp 9000-9001
+VOLUME ["/data"]
+STOPSIGNAL SIGTERM
+SHELL ["/bin/sh", "-ec"]
+HEALTHCHECK --interval=30s --timeout=5s --retries=2 CMD true
+ONBUILD RUN echo triggered
+ENTRYPOINT ["/bin/echo"]
+CMD ["$GREETING"]
+FROM base
+RUN --network=none echo "$GREETING from $(pwd) as $(id -u)"
+"#,
+        &[],
+    );
+    let r = b
+        .run(&[
+            "build",
+            "--build-arg",
+            "WHO=berth",
+            "-t",
+            "cfg:1",
+            dir.to_str().unwrap(),
+        ])
+        .ok();
+    assert!(r.stdout.contains("triggered"), "ONBUILD did not run: {r}");
+    assert!(
+        r.stdout.contains("hello berth from /srv/sub as 1000"),
+        "{r}"
+    );
+    let c = config(&b, "cfg:1");
+    let env: Vec<&str> = c["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(env.contains(&"GREETING=hello berth"), "{env:?}");
+    assert!(
+        env.contains(&"B="),
+        "ENV sees the values from before it: {env:?}"
+    );
+    assert_eq!(c["Labels"]["c d"], "e");
+    assert_eq!(c["WorkingDir"], "/srv/sub");
+    assert_eq!(c["User"], "1000:1000");
+    let ports: Vec<&String> = c["ExposedPorts"].as_object().unwrap().keys().collect();
+    assert_eq!(ports, ["53/udp", "80/tcp", "9000/tcp", "9001/tcp"]);
+    assert!(c["Volumes"]["/data"].is_object());
+    assert_eq!(c["StopSignal"], "SIGTERM");
+    assert_eq!(c["Shell"], serde_json::json!(["/bin/sh", "-ec"]));
+    assert_eq!(c["Healthcheck"]["Interval"], 30_000_000_000u64);
+    assert_eq!(c["Healthcheck"]["Retries"], 2);
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/echo"]));
+    // CMD's exec form is not expanded; the triggers ran and are gone.
+    assert_eq!(c["Cmd"], serde_json::json!(["$GREETING"]));
+    assert!(c.get("OnBuild").is_none_or(Value::is_null), "{c}");
+}
+
+#[test]
+fn bad_dockerfiles_get_line_numbers_and_tag_nothing() {
+    let b = berth();
+    let cases: &[(&str, &str)] = &[
+        (
+            "FROM busybox:1.35\nRUNN echo\n",
+            "Dockerfile:2: unknown instruction: RUNN (did you mean RUN?)",
+        ),
+        (
+            "FROM busybox:1.35\nCOPY --bogus a /a\n",
+            "Dockerfile:2: unknown flag: --bogus",
+        ),
+        (
+            "FROM busybox:1.35\nCOPY missing.txt /a\n",
+            "Dockerfile:2: missing.txt: not found",
+        ),
+        (
+            "FROM busybox:1.35\nCOPY ../outside /a\n",
+            "Dockerfile:2: ../outside: not found",
+        ),
+        (
+            "FROM busybox:1.35\nRUN echo about to fail; exit 7\n",
+            "Dockerfile:2: RUN echo about to fail; exit 7: the command exited with code 7",
+        ),
+        ("FROM busybox:1.35\nCOPY --from=nostage /a /b\n", "nostage"),
+        (
+            "FROM busybox:1.35 AS a\nCOPY --from=a /bin/sh /x\n",
+            "Dockerfile:2: circular dependency",
+        ),
+        (
+            "FROM busybox:1.35\nRUN <<EOF\necho never ends\n",
+            "Dockerfile:2: unterminated heredoc",
+        ),
+        (
+            "ENV X=1\nFROM busybox:1.35\n",
+            "Dockerfile:1: ENV before the first FROM",
+        ),
+    ];
+    for (i, (df, want)) in cases.iter().enumerate() {
+        let dir = context(&b, &format!("bad{i}"), df, &[]);
+        let r = build(&b, &dir, "bad:1");
+        assert_ne!(r.code, Some(0), "{df}: {r}");
+        assert!(r.stderr.contains(want), "{df}: wanted {want:?} in {r}");
+        assert_eq!(b.ok(&["images", "-q", "bad:1"]), "", "{df} tagged an image");
+    }
+    // A failing RUN shows its last output lines.
+    let dir = context(
+        &b,
+        "tail",
+        "FROM busybox:1.35\nRUN echo the-last-words >&2; false\n",
+        &[],
+    );
+    let r = build(&b, &dir, "bad:1");
+    assert!(r.stderr.contains("the-last-words"), "{r}");
+}
+
+#[test]
+fn copy_follows_dockers_rules_and_dockerignore() {
+    let b = berth();
+    let dir = context(
+        &b,
+        "ctx",
+        "FROM busybox:1.35\n\
+         COPY dir /d1\n\
+         COPY dir/ /d2/\n\
+         COPY a.txt /newdir/\n\
+         COPY a.txt /renamed.txt\n\
+         COPY *.txt /globbed/\n\
+         COPY --chown=1234:5678 --chmod=0600 a.txt /owned\n\
+         COPY . /all\n\
+         RUN ls -n /owned | cut -c1-10,16-30 && cat /renamed.txt && ls /d1 /d2 /newdir /globbed && ls -a /all | tr '\\n' ' '\n",
+        &[
+            ("a.txt", "A\n"),
+            ("b.txt", "B\n"),
+            ("dir/inner/x", "X\n"),
+            ("secret.key", "no"),
+            ("logs/one.log", "no"),
+            (".dockerignore", "*.key\nlogs\n"),
+        ],
+    );
+    let r = build(&b, &dir, "cp:1").ok();
+    let out = &r.stdout;
+    assert!(out.contains("-rw-------"), "{out}");
+    assert!(out.contains("1234     5678"), "{out}");
+    assert!(out.contains("/d1:\ninner"), "{out}");
+    assert!(out.contains("/d2:\ninner"), "{out}");
+    assert!(out.contains("/newdir:\na.txt"), "{out}");
+    assert!(out.contains("/globbed:\na.txt\nb.txt"), "{out}");
+    assert!(
+        out.contains(". .. .dockerignore Dockerfile a.txt b.txt dir"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("secret.key") && !out.contains("logs"),
+        "{out}"
+    );
+}

@@ -1,0 +1,1259 @@
+//! Runs a Dockerfile: the stages the target needs, in order, each step
+//! either found in the cache or done (RUN in a container through the
+//! runtime library, COPY through the safe extractor into an overlay), and
+//! the target's state recorded as an image.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use berth_dockerfile::instructions::{self, CommandLine, Copy, Dockerfile, Instruction, Kind};
+use berth_dockerfile::shell::Lexer;
+use berth_engine::Paths;
+use berth_image::digest::Digest;
+use berth_image::reference::Reference;
+use berth_image::store::Store;
+use serde_json::{json, Map, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::cache::Cache;
+use crate::sources::{self, HashCache, Meta, SourceRoot};
+use crate::state::{Layer, State};
+use crate::{fsutil, BuildError};
+
+/// A function that pulls an image missing from the store.
+pub type Puller<'a> = &'a dyn Fn(&str) -> Result<(), String>;
+
+pub struct BuildOptions<'a> {
+    pub context: PathBuf,
+    /// The Dockerfile's text and the name to show for it.
+    pub dockerfile: String,
+    pub tags: Vec<Reference>,
+    pub build_args: Vec<(String, String)>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    pub labels: Vec<(String, String)>,
+    /// RUN's network: "host" (the default) or "none".
+    pub network: String,
+    /// `SOURCE_DATE_EPOCH`: history times and layer file times clamped to it.
+    pub source_date_epoch: Option<u64>,
+    /// `-q`: no progress.
+    pub quiet: bool,
+    pub pull: Option<Puller<'a>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub id: Digest,
+    pub tags: Vec<Reference>,
+}
+
+/// Build args that need no ARG to reach RUN's environment.
+const PROXY_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+fn platform_args() -> Vec<(String, String)> {
+    [
+        ("TARGETPLATFORM", "linux/amd64"),
+        ("TARGETOS", "linux"),
+        ("TARGETARCH", "amd64"),
+        ("TARGETVARIANT", ""),
+        ("BUILDPLATFORM", "linux/amd64"),
+        ("BUILDOS", "linux"),
+        ("BUILDARCH", "amd64"),
+        ("BUILDVARIANT", ""),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn sha(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    hex::encode(h.finalize())
+}
+
+struct Builder<'a, 'o> {
+    paths: Paths,
+    store: Store,
+    cache: Cache,
+    hashes: HashCache,
+    opts: &'a BuildOptions<'o>,
+    df: Dockerfile,
+    lexer: Lexer,
+    global_args: Vec<(String, Option<String>)>,
+    results: HashMap<usize, (State, String)>,
+    out: &'a mut dyn Write,
+    step: usize,
+    steps: usize,
+    context: Option<SourceRoot>,
+}
+
+/// Builds the image `opts` describe; progress goes to `out`.
+pub fn build(
+    paths: &Paths,
+    opts: &BuildOptions<'_>,
+    out: &mut dyn Write,
+) -> Result<Built, BuildError> {
+    let df = instructions::parse(&opts.dockerfile).map_err(|e| BuildError::Dockerfile {
+        line: e.line,
+        message: e.message,
+    })?;
+    let store = Store::open(&paths.root)?;
+    let cache = Cache::open(&paths.root)?;
+    let hashes = HashCache::open(&paths.root);
+    let lexer = Lexer::new(df.escape);
+    let mut b = Builder {
+        paths: paths.clone(),
+        store,
+        cache,
+        hashes,
+        opts,
+        lexer,
+        global_args: Vec::new(),
+        results: HashMap::new(),
+        out,
+        step: 0,
+        steps: 0,
+        context: None,
+        df,
+    };
+    b.run()
+}
+
+impl Builder<'_, '_> {
+    fn say(&mut self, s: &str) {
+        if !self.opts.quiet {
+            let _ = writeln!(self.out, "{s}");
+            let _ = self.out.flush();
+        }
+    }
+
+    fn build_arg(&self, name: &str) -> Option<String> {
+        self.opts
+            .build_args
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn expand(
+        &self,
+        word: &str,
+        vars: &[(String, Option<String>)],
+        line: usize,
+    ) -> Result<String, BuildError> {
+        let lookup = |k: &str| {
+            vars.iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .and_then(|(_, v)| v.clone())
+        };
+        self.lexer
+            .process_word(word, &lookup)
+            .map_err(|e| BuildError::Dockerfile {
+                line,
+                message: format!("{e} (in {word:?})"),
+            })
+    }
+
+    fn run(&mut self) -> Result<Built, BuildError> {
+        // Global ARGs, in order, each seeing the ones before it.
+        let platform = platform_args();
+        let globals = self.df.global_args.clone();
+        for g in &globals {
+            let Kind::Arg(list) = &g.kind else { continue };
+            for (name, default) in list {
+                let mut vars: Vec<(String, Option<String>)> = platform
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Some(v.clone())))
+                    .collect();
+                vars.extend(self.global_args.iter().cloned());
+                let value = match self.build_arg(name) {
+                    Some(v) => Some(v),
+                    None => match default {
+                        Some(d) => Some(self.expand(d, &vars, g.line)?),
+                        None => platform
+                            .iter()
+                            .find(|(k, _)| k == name)
+                            .map(|(_, v)| v.clone()),
+                    },
+                };
+                self.global_args.push((name.clone(), value));
+            }
+        }
+        let target = match &self.opts.target {
+            Some(t) => self.df.stage_by_name(t).ok_or_else(|| {
+                BuildError::Invalid(format!(
+                    "target stage {t:?} could not be found: the Dockerfile's stages are {}",
+                    self.df
+                        .stages
+                        .iter()
+                        .map(|s| s.name.clone().unwrap_or_else(|| s.index.to_string()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?,
+            None => self.df.stages.len() - 1,
+        };
+        let order = self.needed(target)?;
+        self.steps = order
+            .iter()
+            .map(|i| self.df.stages[*i].instructions.len() + 1)
+            .sum();
+        for i in order {
+            let res = self.stage(i)?;
+            self.results.insert(i, res);
+        }
+        let (state, _) = self.results.remove(&target).expect("built");
+        self.finish(state)
+    }
+
+    /// What a stage's FROM or COPY --from names: a stage before it (by
+    /// name or index), or None for an image.
+    fn stage_ref(
+        &self,
+        name: &str,
+        current: usize,
+        line: usize,
+    ) -> Result<Option<usize>, BuildError> {
+        match self.df.stage_by_name(name) {
+            Some(i) if i < current => Ok(Some(i)),
+            Some(_) => Err(BuildError::Dockerfile {
+                line,
+                message: format!(
+                    "circular dependency detected on stage: {name} (a stage can only use stages before it)"
+                ),
+            }),
+            None => Ok(None),
+        }
+    }
+
+    fn base_name(&self, i: usize) -> Result<String, BuildError> {
+        let s = &self.df.stages[i];
+        self.expand(&s.base, &self.global_args, s.line)
+    }
+
+    /// The stages `target` needs, dependencies first.
+    fn needed(&self, target: usize) -> Result<Vec<usize>, BuildError> {
+        let mut need = vec![false; self.df.stages.len()];
+        let mut todo = vec![target];
+        while let Some(i) = todo.pop() {
+            if need[i] {
+                continue;
+            }
+            need[i] = true;
+            let base = self.base_name(i)?;
+            if let Some(j) = self.stage_ref(&base, i, self.df.stages[i].line)? {
+                todo.push(j);
+            }
+            for ins in &self.df.stages[i].instructions {
+                if let Kind::Copy(c) = &ins.kind {
+                    if let Some(f) = &c.from {
+                        let f = self.expand(f, &self.global_args, ins.line)?;
+                        if let Some(j) = self.stage_ref(&f, i, ins.line)? {
+                            todo.push(j);
+                        }
+                    }
+                }
+            }
+        }
+        Ok((0..need.len()).filter(|i| need[*i]).collect())
+    }
+
+    fn counter(&mut self) -> String {
+        self.step += 1;
+        format!("[{}/{}]", self.step, self.steps)
+    }
+
+    /// An image from the store (pulled when missing and a puller is given).
+    fn image_state(&mut self, name: &str, line: usize) -> Result<(State, String), BuildError> {
+        let img = match self.store.resolve(name) {
+            Ok(i) => i,
+            Err(berth_image::store::StoreError::NoSuchImage(_)) => match self.opts.pull {
+                Some(pull) => {
+                    pull(name).map_err(|e| BuildError::Dockerfile {
+                        line,
+                        message: format!("pulling {name}: {e}"),
+                    })?;
+                    self.store.resolve(name)?
+                }
+                None => {
+                    return Err(BuildError::Dockerfile {
+                        line,
+                        message: format!(
+                            "{name}: no such image in the store: load or pull it first"
+                        ),
+                    })
+                }
+            },
+            Err(e) => return Err(e.into()),
+        };
+        let blob = self.store.read_blob(&img.id, 4 << 20)?;
+        let doc: Value = serde_json::from_slice(&blob)
+            .map_err(|e| BuildError::Invalid(format!("image config of {name}: {e}")))?;
+        let layers = self
+            .store
+            .layers(&img.id)?
+            .iter()
+            .map(Layer::from_record)
+            .collect();
+        let config = doc
+            .get("config")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let state = State {
+            layers,
+            config,
+            history: doc
+                .get("history")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            architecture: doc
+                .get("architecture")
+                .and_then(Value::as_str)
+                .unwrap_or("amd64")
+                .to_string(),
+            os: doc
+                .get("os")
+                .and_then(Value::as_str)
+                .unwrap_or("linux")
+                .to_string(),
+            author: None,
+            cmd_set: false,
+        };
+        Ok((state, sha(&["image", &img.id.to_string()])))
+    }
+
+    fn base(&mut self, i: usize) -> Result<(State, String), BuildError> {
+        let line = self.df.stages[i].line;
+        let name = self.base_name(i)?;
+        if name.is_empty() {
+            return Err(BuildError::Dockerfile {
+                line,
+                message: "base name (FROM) should not be blank".into(),
+            });
+        }
+        if let Some(j) = self.stage_ref(&name, i, line)? {
+            let (s, k) = self.results.get(&j).cloned().expect("built before");
+            let mut s = s;
+            s.cmd_set = false;
+            return Ok((s, k));
+        }
+        if name.eq_ignore_ascii_case("scratch") {
+            return Ok((State::scratch(), sha(&["scratch"])));
+        }
+        self.image_state(&name, line)
+    }
+
+    fn now(&self) -> String {
+        match self.opts.source_date_epoch {
+            Some(e) => chrono::DateTime::from_timestamp(e as i64, 0)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            None => chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        }
+    }
+
+    fn history(&self, state: &mut State, created_by: String, empty: bool) {
+        let mut h = json!({"created": self.now(), "created_by": created_by});
+        if empty {
+            h["empty_layer"] = json!(true);
+        }
+        state.history.push(h);
+    }
+
+    fn stage(&mut self, i: usize) -> Result<(State, String), BuildError> {
+        let stage = self.df.stages[i].clone();
+        let label = stage.name.clone().unwrap_or_else(|| format!("stage-{i}"));
+        let from_name = self.base_name(i)?;
+        let c = self.counter();
+        self.say(&format!("{c} [{label}] FROM {from_name}"));
+        let (mut state, mut key) = self.base(i)?;
+        // Docker's default PATH when the base sets none.
+        if !state.env().iter().any(|(k, _)| k == "PATH") {
+            let mut env = vec![(
+                "PATH".to_string(),
+                berth_engine::config::DEFAULT_PATH.to_string(),
+            )];
+            env.extend(state.env());
+            state.config.remove("Env");
+            for (k, v) in env {
+                state.set_env(&k, &v);
+            }
+        }
+        // ARGs declared in this stage, with values.
+        let mut args: Vec<(String, Option<String>)> = Vec::new();
+        let mut instrs: Vec<Instruction> = Vec::new();
+        // The base image's ONBUILD triggers run first.
+        if let Some(triggers) = state.config.remove("OnBuild") {
+            for t in triggers
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                let df = instructions::parse(&format!("FROM scratch\n{t}\n")).map_err(|e| {
+                    BuildError::Dockerfile {
+                        line: stage.line,
+                        message: format!("the base image's ONBUILD trigger {t:?}: {}", e.message),
+                    }
+                })?;
+                for mut ins in df.stages.into_iter().flat_map(|s| s.instructions) {
+                    ins.line = stage.line;
+                    instrs.push(ins);
+                    self.steps += 1;
+                }
+            }
+        }
+        instrs.extend(stage.instructions.iter().cloned());
+        for ins in &instrs {
+            let started = Instant::now();
+            let c = self.counter();
+            self.say(&format!("{c} [{label}] {}", ins.original));
+            let cached = self
+                .instruction(i, ins, &mut state, &mut key, &mut args)
+                .map_err(|e| e.at(ins.line))?;
+            if cached {
+                self.say(" ---> CACHED");
+            } else if matches!(ins.kind, Kind::Run(_) | Kind::Copy(_)) {
+                self.say(&format!(
+                    " ---> done in {:.2}s",
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+        }
+        Ok((state, key))
+    }
+
+    /// The variables an instruction sees: the stage's ARGs, then its ENV
+    /// (ENV wins).
+    fn vars(state: &State, args: &[(String, Option<String>)]) -> Vec<(String, Option<String>)> {
+        let mut v: Vec<(String, Option<String>)> = args.to_vec();
+        v.extend(state.env().into_iter().map(|(k, val)| (k, Some(val))));
+        v
+    }
+
+    /// Does one instruction; returns whether it came from the cache.
+    fn instruction(
+        &mut self,
+        stage: usize,
+        ins: &Instruction,
+        state: &mut State,
+        key: &mut String,
+        args: &mut Vec<(String, Option<String>)>,
+    ) -> Result<bool, BuildError> {
+        let line = ins.line;
+        let vars = Self::vars(state, args);
+        let ex = |s: &Self, w: &str| s.expand(w, &vars, line);
+        let mut desc = String::new();
+        // A metadata step is cached too (its state, history times
+        // included), so that a rebuild makes the very same image.
+        let meta_key = if matches!(ins.kind, Kind::Arg(_) | Kind::Run(_) | Kind::Copy(_)) {
+            None
+        } else {
+            let k = sha(&[key, "META", &ins.original, &format!("{vars:?}")]);
+            if !self.opts.no_cache {
+                if let Some(s) = self.cache.get(&self.store, &k)? {
+                    *state = s;
+                    *key = k;
+                    return Ok(false);
+                }
+            }
+            Some(k)
+        };
+        match &ins.kind {
+            Kind::Arg(list) => {
+                for (name, default) in list {
+                    let global = self
+                        .global_args
+                        .iter()
+                        .rev()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.clone());
+                    let platform = platform_args()
+                        .into_iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v);
+                    let value = match self.build_arg(name) {
+                        Some(v) => Some(v),
+                        None => match default {
+                            Some(d) => Some(self.expand(d, &Self::vars(state, args), line)?),
+                            None => global.flatten().or(platform),
+                        },
+                    };
+                    desc.push_str(&format!("{name}={value:?};"));
+                    args.push((name.clone(), value));
+                }
+                *key = sha(&[key, "ARG", &desc]);
+                return Ok(false);
+            }
+            Kind::Env(pairs) => {
+                // One value per instruction: every value sees the env as
+                // it was before this ENV.
+                let mut set = Vec::new();
+                for (k, v) in pairs {
+                    let k = ex(self, k)?;
+                    let v = ex(self, v)?;
+                    set.push((k, v));
+                }
+                let mut shown = Vec::new();
+                for (k, v) in &set {
+                    state.set_env(k, v);
+                    shown.push(format!("{k}={v}"));
+                }
+                self.history(state, format!("ENV {}", shown.join(" ")), true);
+            }
+            Kind::Label(pairs) => {
+                let mut shown = Vec::new();
+                for (k, v) in pairs {
+                    let k = ex(self, k)?;
+                    let v = ex(self, v)?;
+                    state.map_insert("Labels", &k, json!(v));
+                    shown.push(format!("{k}={v}"));
+                }
+                self.history(state, format!("LABEL {}", shown.join(" ")), true);
+            }
+            Kind::Workdir(w) => {
+                let w = ex(self, w)?;
+                let cur = state.str_field("WorkingDir");
+                let joined = if w.starts_with('/') {
+                    w.clone()
+                } else {
+                    format!(
+                        "{}/{}",
+                        if cur.is_empty() {
+                            ""
+                        } else {
+                            cur.trim_end_matches('/')
+                        },
+                        w
+                    )
+                };
+                let clean = format!("/{}", fsutil::clean(&joined));
+                state.config.insert("WorkingDir".into(), json!(clean));
+                self.history(state, format!("WORKDIR {clean}"), true);
+            }
+            Kind::User(u) => {
+                let u = ex(self, u)?;
+                state.config.insert("User".into(), json!(u));
+                self.history(state, format!("USER {u}"), true);
+            }
+            Kind::Expose(ports) => {
+                let mut shown = Vec::new();
+                for p in ports {
+                    for port in expand_ports(&ex(self, p)?)? {
+                        state.map_insert("ExposedPorts", &port, json!({}));
+                        shown.push(port);
+                    }
+                }
+                self.history(state, format!("EXPOSE {}", shown.join(" ")), true);
+            }
+            Kind::Volume(vols) => {
+                let mut shown = Vec::new();
+                for v in vols {
+                    let v = ex(self, v)?;
+                    if v.trim().is_empty() {
+                        return Err(BuildError::Invalid(
+                            "VOLUME specified can not be an empty string".into(),
+                        ));
+                    }
+                    state.map_insert("Volumes", &v, json!({}));
+                    shown.push(v);
+                }
+                self.history(state, format!("VOLUME [{}]", shown.join(" ")), true);
+            }
+            Kind::StopSignal(s) => {
+                let s = ex(self, s)?;
+                berth_engine::lifecycle::parse_signal(&s).map_err(|_| {
+                    BuildError::Invalid(format!("STOPSIGNAL {s}: not a signal name or number"))
+                })?;
+                state.config.insert("StopSignal".into(), json!(s));
+                self.history(state, format!("STOPSIGNAL {s}"), true);
+            }
+            Kind::Shell(sh) => {
+                state.config.insert("Shell".into(), json!(sh));
+                self.history(state, format!("SHELL {}", go_list(sh)), true);
+            }
+            Kind::Cmd(c) => {
+                let v = command(state, c);
+                state.config.insert("Cmd".into(), json!(v));
+                state.cmd_set = true;
+                self.history(state, format!("CMD {}", go_list(&v)), true);
+            }
+            Kind::Entrypoint(c) => {
+                let v = command(state, c);
+                state.config.insert("Entrypoint".into(), json!(v));
+                if !state.cmd_set {
+                    state.config.remove("Cmd");
+                }
+                self.history(state, format!("ENTRYPOINT {}", go_list(&v)), true);
+            }
+            Kind::Healthcheck(h) => {
+                let mut hc = Map::new();
+                hc.insert("Test".into(), json!(h.test));
+                for (field, v) in [
+                    ("Interval", &h.interval),
+                    ("Timeout", &h.timeout),
+                    ("StartPeriod", &h.start_period),
+                    ("StartInterval", &h.start_interval),
+                ] {
+                    if let Some(v) = v {
+                        let d = berth_image::duration::parse(v).map_err(|e| {
+                            BuildError::Invalid(format!(
+                                "HEALTHCHECK --{}: {e}",
+                                field.to_ascii_lowercase()
+                            ))
+                        })?;
+                        let ns = d.as_nanos() as u64;
+                        if ns != 0 && ns < 1_000_000 {
+                            return Err(BuildError::Invalid(format!(
+                                "HEALTHCHECK --{} cannot be less than 1ms",
+                                field.to_ascii_lowercase()
+                            )));
+                        }
+                        if ns != 0 {
+                            hc.insert(field.into(), json!(ns));
+                        }
+                    }
+                }
+                if let Some(r) = &h.retries {
+                    let n: i64 = r.parse().map_err(|_| {
+                        BuildError::Invalid(format!("HEALTHCHECK --retries={r}: not a number"))
+                    })?;
+                    if n < 0 {
+                        return Err(BuildError::Invalid(
+                            "HEALTHCHECK --retries cannot be negative".into(),
+                        ));
+                    }
+                    if n != 0 {
+                        hc.insert("Retries".into(), json!(n));
+                    }
+                }
+                state.config.insert("Healthcheck".into(), Value::Object(hc));
+                self.history(state, format!("HEALTHCHECK {}", go_list(&h.test)), true);
+            }
+            Kind::Onbuild(t) => {
+                let list = state.config.entry("OnBuild").or_insert_with(|| json!([]));
+                if let Some(a) = list.as_array_mut() {
+                    a.push(json!(t));
+                }
+                self.history(state, format!("ONBUILD {t}"), true);
+            }
+            Kind::Maintainer(m) => {
+                state.author = Some(m.clone());
+                self.history(state, format!("MAINTAINER {m}"), true);
+            }
+            Kind::Run(r) => return self.run_step(ins, r, state, key, args),
+            Kind::Copy(c) => return self.copy_step(stage, ins, c, state, key, &vars),
+        }
+        if let Some(k) = meta_key {
+            self.cache.put(&mut self.store, &k, state)?;
+            *key = k;
+        }
+        Ok(false)
+    }
+
+    fn lowers(&self, state: &State) -> Result<Vec<PathBuf>, BuildError> {
+        let mut out = Vec::new();
+        for l in state.layers.iter().rev() {
+            let snap = self.store.snapshot(&l.chain_id()?)?.ok_or_else(|| {
+                BuildError::Invalid(format!(
+                    "layer {} is missing from the store: reload the base image",
+                    l.diff_id
+                ))
+            })?;
+            out.push(snap.path);
+        }
+        Ok(out)
+    }
+
+    fn step_dir(&self) -> Result<PathBuf, BuildError> {
+        let dir = self
+            .paths
+            .root
+            .join("builds")
+            .join(&berth_engine::new_id()[..24]);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| BuildError::io(format!("create {}", dir.display()), e))?;
+        Ok(dir)
+    }
+
+    /// Keeps a new layer (the step's upper dir) and records the state.
+    fn commit_layer(
+        &mut self,
+        dir: &Path,
+        state: &mut State,
+        key: &str,
+        created_by: String,
+    ) -> Result<(), BuildError> {
+        let parent = match state.layers.last() {
+            Some(l) => Some(l.chain_id()?),
+            None => None,
+        };
+        let record = berth_image::built::layer_from_dir(
+            &mut self.store,
+            &dir.join("upper"),
+            parent.as_ref(),
+            self.opts.source_date_epoch,
+            &format!("{}{key}", crate::cache::HOLDER_PREFIX),
+        )?;
+        state.layers.push(Layer::from_record(&record));
+        self.history(state, created_by, false);
+        self.cache.put(&mut self.store, key, state)?;
+        Ok(())
+    }
+
+    fn run_step(
+        &mut self,
+        ins: &Instruction,
+        r: &instructions::Run,
+        state: &mut State,
+        key: &mut String,
+        args: &[(String, Option<String>)],
+    ) -> Result<bool, BuildError> {
+        if !r.mounts.is_empty() {
+            return Err(BuildError::Invalid(
+                "RUN --mount is not supported by berth yet".into(),
+            ));
+        }
+        let network = match r.network.as_deref() {
+            None | Some("default") => self.opts.network.clone(),
+            Some("none") => "none".to_string(),
+            Some("host") => "host".to_string(),
+            Some(other) => {
+                return Err(BuildError::Invalid(format!(
+                    "RUN --network={other}: use none, host or default"
+                )))
+            }
+        };
+        let argv = run_args(state, &r.cmd, &r.heredocs);
+        // The environment: ENV, then the build args in scope that ENV
+        // does not set, then proxy args.
+        let env_pairs = state.env();
+        let mut env: Vec<String> = env_pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut arg_desc = Vec::new();
+        for (k, v) in args {
+            if let Some(v) = v {
+                arg_desc.push(format!("{k}={v}"));
+                if !env_pairs.iter().any(|(ek, _)| ek == k) {
+                    env.push(format!("{k}={v}"));
+                }
+            }
+        }
+        for p in PROXY_ARGS {
+            if let Some(v) = self.build_arg(p) {
+                env.push(format!("{p}={v}"));
+            }
+        }
+        let user = state.str_field("User");
+        let workdir = state.str_field("WorkingDir");
+        let step_key = sha(&[
+            key,
+            "RUN",
+            &serde_json::to_string(&argv).expect("serializes"),
+            &arg_desc.join("\n"),
+            &network,
+            &serde_json::to_string(&state.config).expect("serializes"),
+        ]);
+        *key = step_key.clone();
+        if !self.opts.no_cache {
+            if let Some(s) = self.cache.get(&self.store, &step_key)? {
+                *state = s;
+                return Ok(true);
+            }
+        }
+        let lowers = self.lowers(state)?;
+        let dir = self.step_dir()?;
+        let mut tail: Vec<u8> = Vec::new();
+        let quiet = self.opts.quiet;
+        let out = &mut self.out;
+        let code = {
+            let mut sink = |b: &[u8]| {
+                if !quiet {
+                    let _ = out.write_all(b);
+                    let _ = out.flush();
+                }
+                tail.extend_from_slice(b);
+                if tail.len() > 64 << 10 {
+                    tail.drain(..tail.len() - (32 << 10));
+                }
+            };
+            berth_engine::step::run(
+                &self.paths,
+                &berth_engine::step::Step {
+                    dir: &dir,
+                    lowers: &lowers,
+                    args: &argv,
+                    env: &env,
+                    user: &user,
+                    workdir: &workdir,
+                    network: &network,
+                    mounts: Vec::new(),
+                    tmpfs: Vec::new(),
+                    privileged: r.security.as_deref() == Some("insecure"),
+                },
+                &mut sink,
+            )
+        };
+        let code = match code {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = berth_image::layer::remove_dir_all(&dir);
+                return Err(e.into());
+            }
+        };
+        if code != 0 {
+            let _ = berth_image::layer::remove_dir_all(&dir);
+            let text = String::from_utf8_lossy(&tail);
+            let last: Vec<&str> = text.lines().rev().take(10).collect();
+            let tail = if last.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; its last output:\n{}",
+                    last.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            };
+            return Err(BuildError::RunFailed {
+                line: ins.line,
+                instruction: ins.original.clone(),
+                code,
+                tail,
+            });
+        }
+        let mut shown = String::new();
+        if !arg_desc.is_empty() {
+            shown = format!("|{} {} ", arg_desc.len(), arg_desc.join(" "));
+        }
+        let created_by = format!("RUN {shown}{} # berth", argv.join(" "));
+        let res = self.commit_layer(&dir, state, &step_key, created_by);
+        let _ = berth_image::layer::remove_dir_all(&dir);
+        res.map(|()| false)
+    }
+
+    fn context_root(&mut self) -> Result<&SourceRoot, BuildError> {
+        if self.context.is_none() {
+            let ignore_file = self.opts.context.join(".dockerignore");
+            let ignore = match std::fs::read_to_string(&ignore_file) {
+                Ok(text) => {
+                    let patterns = berth_dockerfile::ignore::read_dockerignore(&text);
+                    Some(
+                        berth_dockerfile::ignore::Matcher::new(&patterns)
+                            .map_err(|e| BuildError::Invalid(format!(".dockerignore: {e}")))?,
+                    )
+                }
+                Err(_) => None,
+            };
+            self.context = Some(SourceRoot::new(&self.opts.context, ignore, false)?);
+        }
+        Ok(self.context.as_ref().expect("set"))
+    }
+
+    fn copy_step(
+        &mut self,
+        stage: usize,
+        ins: &Instruction,
+        c: &Copy,
+        state: &mut State,
+        key: &mut String,
+        vars: &[(String, Option<String>)],
+    ) -> Result<bool, BuildError> {
+        let what = if c.add { "ADD" } else { "COPY" };
+        if c.add {
+            if let Some(s) = c.sources.iter().find(|s| s.contains("://")) {
+                return Err(BuildError::Invalid(format!(
+                    "ADD {s}: fetching URLs is not supported by berth yet"
+                )));
+            }
+        }
+        if c.parents || c.link || !c.heredocs.is_empty() {
+            return Err(BuildError::Invalid(format!(
+                "{what} with --parents, --link or a here-document is not supported by berth yet"
+            )));
+        }
+        let line = ins.line;
+        let mut srcs = Vec::new();
+        for s in &c.sources {
+            srcs.push(self.expand(s, vars, line)?);
+        }
+        let dest_raw = self.expand(&c.dest, vars, line)?;
+        let chown = match &c.chown {
+            Some(s) => Some(self.expand(s, vars, line)?),
+            None => None,
+        };
+        let chmod = match &c.chmod {
+            Some(m) => Some(
+                u32::from_str_radix(m, 8)
+                    .ok()
+                    .filter(|v| *v <= 0o7777)
+                    .ok_or_else(|| {
+                        BuildError::Invalid(format!("--chmod={m}: use an octal mode such as 0755"))
+                    })?,
+            ),
+            None => None,
+        };
+        let workdir = state.str_field("WorkingDir");
+        let dest_dir_form = dest_raw.ends_with('/') || dest_raw.ends_with("/.") || dest_raw == ".";
+        let dest = if dest_raw.starts_with('/') {
+            dest_raw.clone()
+        } else {
+            format!("{}/{}", workdir.trim_end_matches('/'), dest_raw)
+        };
+        let dest = fsutil::clean(&dest);
+        if srcs.len() > 1 && !dest_dir_form {
+            return Err(BuildError::Invalid(format!(
+                "When using {what} with more than one source file, the destination must be a directory and end with a /"
+            )));
+        }
+        // The source root: the context, or a stage's or image's files
+        // (mounted read-only for the copy).
+        let mut mounted: Option<PathBuf> = None;
+        let mut source_key = String::new();
+        let from_state = match &c.from {
+            Some(f) => {
+                let f = self.expand(f, &self.global_args.clone(), line)?;
+                match self.stage_ref(&f, stage, line)? {
+                    Some(j) => Some(self.results.get(&j).cloned().expect("built before")),
+                    None => Some(self.image_state(&f, line)?),
+                }
+            }
+            None => None,
+        };
+        let root_dir = match &from_state {
+            Some((s, k)) => {
+                source_key = k.clone();
+                let dir = self.step_dir()?;
+                let src = dir.join("src");
+                std::fs::create_dir_all(&src)
+                    .map_err(|e| BuildError::io("create a mount point", e))?;
+                let lowers = self.lowers(s)?;
+                if !lowers.is_empty() {
+                    mount_ro(&src, &lowers)?;
+                }
+                mounted = Some(dir);
+                src
+            }
+            None => self.opts.context.clone(),
+        };
+        let result = (|| -> Result<bool, BuildError> {
+            let root = match &from_state {
+                Some(_) => SourceRoot::new(&root_dir, None, true)?,
+                None => {
+                    self.context_root()?;
+                    SourceRoot::new(
+                        &root_dir,
+                        self.context.as_ref().and_then(|c| c.ignore.clone()),
+                        false,
+                    )?
+                }
+            };
+            let sel = sources::select(&root, &srcs, &c.excludes)?;
+            let meta = Meta {
+                owner: None,
+                chmod,
+                keep_owners: root.keep_owners,
+            };
+            let content = if from_state.is_some() {
+                sha(&[&source_key, &srcs.join("\n")])
+            } else {
+                sources::content_hash(&root, &sel, &meta, &mut self.hashes)?
+            };
+            let step_key = sha(&[
+                key,
+                what,
+                &content,
+                &dest,
+                &dest_dir_form.to_string(),
+                chown.as_deref().unwrap_or(""),
+                &format!("{chmod:?}"),
+                &c.excludes.join("\n"),
+            ]);
+            *key = step_key.clone();
+            if !self.opts.no_cache {
+                if let Some(s) = self.cache.get(&self.store, &step_key)? {
+                    *state = s;
+                    return Ok(true);
+                }
+            }
+            let dir = self.step_dir()?;
+            let res = self.copy_into(
+                &dir,
+                state,
+                &sel,
+                meta,
+                chown.as_deref(),
+                &dest,
+                dest_dir_form,
+            );
+            let res = res.and_then(|()| {
+                let created_by = format!("{what} {} /{dest} # berth", srcs.join(" "));
+                self.commit_layer(&dir, state, &step_key, created_by)
+            });
+            let _ = berth_image::layer::remove_dir_all(&dir);
+            res.map(|()| false)
+        })();
+        if let Some(dir) = mounted {
+            let _ = rustix::mount::unmount(dir.join("src"), rustix::mount::UnmountFlags::DETACH);
+            let _ = berth_image::layer::remove_dir_all(&dir);
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn copy_into(
+        &mut self,
+        dir: &Path,
+        state: &State,
+        sel: &sources::Selection,
+        mut meta: Meta,
+        chown: Option<&str>,
+        dest: &str,
+        dest_dir_form: bool,
+    ) -> Result<(), BuildError> {
+        let lowers = self.lowers(state)?;
+        let layout = berth_engine::rootfs::Layout {
+            dir: dir.to_path_buf(),
+        };
+        berth_engine::rootfs::prepare(&layout, "buildkitsandbox", true)?;
+        berth_engine::rootfs::mount(&layout, &lowers, true)?;
+        let res = (|| -> Result<(), BuildError> {
+            let merged = layout.merged();
+            if let Some(spec) = chown {
+                let u = berth_engine::users::resolve(&merged, spec)?;
+                meta.owner = Some((u.uid, u.gid));
+            }
+            let root = fsutil::open_root(&merged)?;
+            let owner = meta.owner.unwrap_or((0, 0));
+            let (landing, single_name) = match &sel.single_file {
+                Some(base) if !dest_dir_form && !fsutil::is_dir_in_root(&root, dest) => {
+                    let (parent, name) = match dest.rsplit_once('/') {
+                        Some((p, n)) => (p.to_string(), n.to_string()),
+                        None => (String::new(), dest.to_string()),
+                    };
+                    let name = if name.is_empty() { base.clone() } else { name };
+                    (parent, Some(name))
+                }
+                _ => (dest.to_string(), None),
+            };
+            let fd = fsutil::mkdir_all_in_root(&root, &landing, owner)?;
+            if let (Some(m), None) = (meta.chmod, &single_name) {
+                let d = fsutil::reopen_dir(&fd)?;
+                let _ = rustix::fs::fchmod(&d, rustix::fs::Mode::from_raw_mode(m));
+            }
+            let target = fsutil::fd_path(&fd);
+            let (reader, writer) = std::io::pipe().map_err(|e| BuildError::io("pipe", e))?;
+            let applied = std::thread::scope(|s| {
+                let w = s.spawn(move || {
+                    let writer = writer;
+                    sources::write_tar(
+                        sel,
+                        &meta,
+                        single_name.as_deref(),
+                        std::io::BufWriter::new(writer),
+                    )
+                });
+                let applied = berth_image::layer::apply_with(
+                    std::io::BufReader::with_capacity(256 << 10, reader),
+                    &target,
+                    None,
+                    berth_image::layer::ApplyOptions::ARCHIVE,
+                );
+                let written = w.join().expect("the tar writer does not panic");
+                (applied, written)
+            });
+            match applied {
+                (Err(e), _) => Err(BuildError::Invalid(format!("copying to /{dest}: {e}"))),
+                (Ok(_), Err(e)) => Err(BuildError::io("reading the sources", e)),
+                (Ok(_), Ok(())) => Ok(()),
+            }
+        })();
+        let un = berth_engine::rootfs::unmount(&layout);
+        res?;
+        un?;
+        Ok(())
+    }
+
+    fn finish(&mut self, mut state: State) -> Result<Built, BuildError> {
+        for (k, v) in &self.opts.labels {
+            state.map_insert("Labels", k, json!(v));
+        }
+        // The image's time is its last step's (from the cache, for a
+        // cached rebuild), so that an unchanged build makes the same image.
+        let created = state
+            .history
+            .last()
+            .and_then(|h| h.get("created"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| self.now());
+        let mut doc = Map::new();
+        doc.insert("architecture".into(), json!(state.architecture));
+        if let Some(a) = &state.author {
+            doc.insert("author".into(), json!(a));
+        }
+        doc.insert("config".into(), Value::Object(state.config.clone()));
+        doc.insert("created".into(), json!(created));
+        doc.insert("history".into(), Value::Array(state.history.clone()));
+        doc.insert("os".into(), json!(state.os));
+        doc.insert(
+            "rootfs".into(),
+            json!({"type": "layers", "diff_ids": state.layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()}),
+        );
+        let bytes = serde_json::to_vec(&Value::Object(doc)).expect("serializes");
+        let id = berth_image::built::add_image(
+            &mut self.store,
+            &bytes,
+            Some(created),
+            state.layer_records()?,
+            self.opts.tags.clone(),
+        )?;
+        Ok(Built {
+            id,
+            tags: self.opts.tags.clone(),
+        })
+    }
+}
+
+/// Mounts `lowers` (top first) read-only at `target`.
+fn mount_ro(target: &Path, lowers: &[PathBuf]) -> Result<(), BuildError> {
+    let data = if lowers.len() == 1 {
+        // One layer needs no overlay: a read-only bind.
+        rustix::mount::mount_bind(&lowers[0], target)
+            .map_err(|e| BuildError::io("bind the source layer", e.into()))?;
+        let _ = rustix::mount::mount_remount(
+            target,
+            rustix::mount::MountFlags::BIND | rustix::mount::MountFlags::RDONLY,
+            "",
+        );
+        return Ok(());
+    } else {
+        format!(
+            "lowerdir={}",
+            lowers
+                .iter()
+                .map(|p| p.to_string_lossy().replace(',', "\\,").replace(':', "\\:"))
+                .collect::<Vec<_>>()
+                .join(":")
+        )
+    };
+    let data = std::ffi::CString::new(data)
+        .map_err(|_| BuildError::Invalid("a store path contains NUL".into()))?;
+    rustix::mount::mount(
+        "overlay",
+        target,
+        "overlay",
+        rustix::mount::MountFlags::RDONLY,
+        Some(data.as_c_str()),
+    )
+    .map_err(|e| BuildError::io("mount the source stage", e.into()))
+}
+
+/// The process a RUN runs: exec form as is; shell form through the
+/// stage's SHELL; here-documents appended for the shell to read.
+fn run_args(
+    state: &State,
+    cmd: &CommandLine,
+    heredocs: &[berth_dockerfile::parse::Heredoc],
+) -> Vec<String> {
+    if !cmd.shell_form {
+        return cmd.args.clone();
+    }
+    let mut script = cmd.args.first().cloned().unwrap_or_default();
+    let bare = heredocs.len() == 1 && {
+        let t = script.trim();
+        t.starts_with("<<") && t.split_whitespace().count() == 1
+    };
+    if bare {
+        let h = &heredocs[0];
+        if h.content.starts_with("#!") {
+            // A script with its own interpreter: written by the shell to a
+            // file and run.
+            script = format!(
+                "f=$(mktemp) && cat > \"$f\" <<'BERTH_HEREDOC_EOF'\n{}BERTH_HEREDOC_EOF\nchmod +x \"$f\" && \"$f\"; s=$?; rm -f \"$f\"; exit $s",
+                h.content
+            );
+        } else {
+            script = h.content.clone();
+        }
+    } else {
+        for h in heredocs {
+            script.push('\n');
+            script.push_str(&h.content);
+            script.push_str(&h.name);
+        }
+    }
+    let mut v = state.shell();
+    v.push(script);
+    v
+}
+
+/// CMD and ENTRYPOINT: shell form runs through the stage's SHELL.
+fn command(state: &State, c: &CommandLine) -> Vec<String> {
+    if c.shell_form {
+        let mut v = state.shell();
+        v.push(c.args.first().cloned().unwrap_or_default());
+        v
+    } else {
+        c.args.clone()
+    }
+}
+
+/// Go's `%q` of a string slice, as Docker's history shows commands.
+fn go_list(v: &[String]) -> String {
+    let items: Vec<String> = v
+        .iter()
+        .map(|s| serde_json::to_string(s).expect("serializes"))
+        .collect();
+    format!("[{}]", items.join(" "))
+}
+
+/// EXPOSE's `80`, `80/udp`, `8000-8002/tcp` as `port/proto` keys.
+fn expand_ports(p: &str) -> Result<Vec<String>, BuildError> {
+    let (ports, proto) = match p.split_once('/') {
+        Some((a, b)) => (a, b.to_ascii_lowercase()),
+        None => (p, "tcp".to_string()),
+    };
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(BuildError::Invalid(format!(
+            "EXPOSE {p}: the protocol must be tcp, udp or sctp"
+        )));
+    }
+    let bad = || {
+        BuildError::Invalid(format!(
+            "EXPOSE {p}: invalid port; use PORT[/PROTO] or START-END[/PROTO]"
+        ))
+    };
+    let (lo, hi) = match ports.split_once('-') {
+        Some((a, b)) => (
+            a.parse::<u16>().map_err(|_| bad())?,
+            b.parse::<u16>().map_err(|_| bad())?,
+        ),
+        None => {
+            let n = ports.parse::<u16>().map_err(|_| bad())?;
+            (n, n)
+        }
+    };
+    if lo > hi {
+        return Err(bad());
+    }
+    Ok((lo..=hi).map(|n| format!("{n}/{proto}")).collect())
+}

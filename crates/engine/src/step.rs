@@ -1,0 +1,147 @@
+//! One process of a build step (a Dockerfile RUN): a container over an
+//! image's layers with a fresh upper directory, run in the foreground with
+//! Docker's defaults (capabilities, seccomp, masked paths), its output
+//! merged and handed to the caller as it comes. No container record is
+//! made: the builder owns the directory and keeps the upper dir as the
+//! step's layer.
+
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use crate::config::{ContainerConfig, ImageConfig};
+use crate::rootfs::Layout;
+use crate::{EngineError, Paths};
+
+/// What to run.
+pub struct Step<'a> {
+    /// The step's directory (`ROOT/builds/ID`): upper, work and merged are
+    /// made in it.
+    pub dir: &'a Path,
+    /// The image's layers, top first.
+    pub lowers: &'a [PathBuf],
+    pub args: &'a [String],
+    /// The environment (the stage's ENV and the build args in scope).
+    pub env: &'a [String],
+    pub user: &'a str,
+    pub workdir: &'a str,
+    /// "host", "none" or "" (a private network namespace with loopback).
+    pub network: &'a str,
+    /// `--mount` values in docker run's form (`type=bind,src=...,dst=...`).
+    pub mounts: Vec<String>,
+    /// `--tmpfs PATH[:OPTIONS]` values.
+    pub tmpfs: Vec<String>,
+    /// Extra security options (`seccomp=unconfined` for --security=insecure).
+    pub privileged: bool,
+}
+
+/// Runs the step; `output` gets stdout and stderr as they come. Returns the
+/// exit code. The overlay is unmounted before this returns; the changes are
+/// in `Layout::upper` of `dir`.
+pub fn run(
+    paths: &Paths,
+    step: &Step<'_>,
+    output: &mut dyn FnMut(&[u8]),
+) -> Result<i32, EngineError> {
+    let layout = Layout {
+        dir: step.dir.to_path_buf(),
+    };
+    let id = step
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(crate::new_id);
+    let hostname = "buildkitsandbox";
+    crate::rootfs::prepare(&layout, hostname, step.network == "host")?;
+    crate::rootfs::mount(&layout, step.lowers, true)?;
+    let result = run_mounted(paths, step, &layout, &id, hostname, output);
+    let unmounted = crate::rootfs::unmount(&layout);
+    let code = result?;
+    unmounted?;
+    Ok(code)
+}
+
+fn run_mounted(
+    paths: &Paths,
+    step: &Step<'_>,
+    layout: &Layout,
+    id: &str,
+    hostname: &str,
+    output: &mut dyn FnMut(&[u8]),
+) -> Result<i32, EngineError> {
+    let image = ImageConfig {
+        env: step.env.to_vec(),
+        working_dir: step.workdir.to_string(),
+        user: step.user.to_string(),
+        ..ImageConfig::default()
+    };
+    let opts = ContainerConfig {
+        cmd: step.args.to_vec(),
+        entrypoint: Some(String::new()),
+        network: step.network.to_string(),
+        mounts: step.mounts.clone(),
+        tmpfs: step.tmpfs.clone(),
+        privileged: step.privileged,
+        ..ContainerConfig::default()
+    };
+    let user = crate::users::resolve(&layout.merged(), step.user)?;
+    let spec = crate::spec::derive(
+        &opts,
+        &crate::spec::Inputs {
+            id,
+            hostname,
+            rootfs: &layout.merged(),
+            dir: &layout.dir,
+            image: &image,
+            user: &user,
+            store_root: &paths.root,
+        },
+    )?;
+    let cfg = layout.dir.join("config.json");
+    std::fs::write(&cfg, serde_json::to_vec(&spec).expect("serializes"))
+        .map_err(|e| EngineError::io(format!("write {}", cfg.display()), e))?;
+    let (out_r, out_w) = crate::io::pipe()?;
+    let null = crate::io::dev_null()?;
+    let rt = paths.runtime();
+    let _ = berth_runtime::container::delete(&rt, id, true);
+    let create = berth_runtime::container::CreateOptions {
+        id: id.to_string(),
+        bundle: layout.dir.clone(),
+        root: rt.clone(),
+        pid_file: None,
+        console_socket: None,
+        no_pivot: false,
+        preserve_fds: 0,
+        stdio: Some([null.as_raw_fd(), out_w.as_raw_fd(), out_w.as_raw_fd()]),
+        console_fd: None,
+        reaper: false,
+    };
+    let pid = berth_runtime::container::create(&create).map_err(crate::monitor::exec_error)?;
+    drop(out_w);
+    drop(null);
+    if let Err(e) = berth_runtime::container::start(&rt, id) {
+        let _ = berth_runtime::container::delete(&rt, id, true);
+        return Err(e.into());
+    }
+    let mut pipe = std::fs::File::from(out_r);
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => output(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let mut status = 0;
+    // SAFETY: pid is our child (the runtime cloned it); status is a valid
+    // out-parameter.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    let code = if r == pid {
+        berth_runtime::signal::exit_code(status)
+    } else {
+        255
+    };
+    let _ = berth_runtime::container::delete(&rt, id, true);
+    Ok(code)
+}
