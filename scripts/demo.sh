@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The main job: Build → Ship → Run on an embedded default store.
-# For now (no builder yet): load the sample image (both docker-archive
-# and OCI forms), list and inspect it, save it back out; ship it through a
-# local berth registry into a second, empty store; run it there in the
-# foreground and detached, with its logs and ps.
+# Build the sample app from its Dockerfile (busybox loaded as its base),
+# rebuild it from the cache, list and inspect it, save and load it; ship it
+# through a local berth registry into a second, empty store; run it there
+# in the foreground and detached, with its logs and ps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet -p berth
@@ -13,9 +13,12 @@ export BERTH_RUNROOT=${BERTH_RUNROOT:-$BERTH_ROOT-run}
 out=$(mktemp -d /tmp/berth-demo-out.XXXXXX)
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 echo "store: $BERTH_ROOT"
-step "$berth" load -i tests/fixtures/sample-app.docker-save.tar
 step "$berth" load -i tests/fixtures/busybox-1.35
 step "$berth" tag "$("$berth" images -q --filter dangling=true | head -1)" busybox:1.35
+mkdir -p "$out/context"
+cp tests/fixtures/sample-app.Dockerfile "$out/context/Dockerfile"
+step "$berth" build -t sample/app:1.0 "$out/context"
+step "$berth" build -t sample/app:1.0 "$out/context"
 step "$berth" images
 step "$berth" image inspect --format '{{json .Config}}' sample/app:1.0
 step "$berth" history sample/app:1.0
