@@ -887,6 +887,9 @@ pub struct BuildArgs {
     /// The platform to build for (only linux/amd64)
     #[arg(long)]
     pub platform: Option<String>,
+    /// A secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
     /// The build context: a directory
     pub context: PathBuf,
 }

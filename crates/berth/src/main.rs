@@ -262,6 +262,11 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
         source_date_epoch,
         quiet: a.quiet,
         pull: Some(&pull),
+        secrets: a
+            .secrets
+            .iter()
+            .map(|s| berth_build::mounts::parse_secret_flag(s).map_err(anyhow::Error::msg))
+            .collect::<Result<Vec<_>>>()?,
     };
     let mut out = std::io::stdout();
     let built = berth_build::build(

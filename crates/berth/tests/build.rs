@@ -366,3 +366,178 @@ fn copy_follows_dockers_rules_and_dockerignore() {
         "{out}"
     );
 }
+
+#[test]
+fn run_mounts_cache_bind_tmpfs_and_secrets() {
+    let b = berth();
+    let dir = context(
+        &b,
+        "ctx",
+        "FROM busybox:1.35\n\
+         RUN --mount=type=cache,target=/cache sh -c 'n=$(cat /cache/n 2>/dev/null || echo 0); echo $((n + 1)) > /cache/n; echo count=$((n + 1))'\n\
+         RUN --mount=type=bind,source=data,target=/mnt/data cat /mnt/data/file\n\
+         RUN --mount=type=bind,source=data,target=/w,rw sh -c 'echo scribble > /w/file && cat /w/file'\n\
+         RUN --mount=type=tmpfs,target=/scratch sh -c 'echo x > /scratch/y && ls /scratch'\n\
+         RUN --mount=type=secret,id=tok sh -c 'echo secret=$(cat /run/secrets/tok)'\n\
+         RUN --mount=type=secret,id=tok,env=TOK sh -c 'echo env=$TOK'\n\
+         RUN ls -a / > /rootlist\n",
+        &[("data/file", "from the context\n")],
+    );
+    let secret = b.path("tok.txt");
+    fs::write(&secret, "s3cr3t").unwrap();
+    let args = |tag: &str| {
+        vec![
+            "build".to_string(),
+            "--secret".into(),
+            format!("id=tok,src={}", secret.display()),
+            "-t".into(),
+            tag.to_string(),
+            dir.to_str().unwrap().to_string(),
+        ]
+    };
+    let r = b.run(&args("m:1")).ok();
+    for want in [
+        "count=1",
+        "from the context",
+        "scribble",
+        "\ny\n",
+        "secret=s3cr3t",
+        "env=s3cr3t",
+    ] {
+        assert!(r.stdout.contains(want), "{want:?} missing: {r}");
+    }
+    // The cache mount outlives the build; the bind's writes did not land.
+    let mut again = args("m:2");
+    again.insert(1, "--no-cache".into());
+    let r = b.run(&again).ok();
+    assert!(r.stdout.contains("count=2"), "{r}");
+    assert_eq!(
+        fs::read_to_string(dir.join("data/file")).unwrap(),
+        "from the context\n"
+    );
+    // Nothing of the mounts is in the image: no mount points, no secret.
+    let list = b.ok(&["run", "--rm", "m:1", "cat", "/rootlist"]);
+    for gone in ["cache", "scratch", "w\n"] {
+        assert!(!list.contains(gone), "{gone:?} left in the image: {list}");
+    }
+    let r = b.run(&["run", "--rm", "m:1", "ls", "/run/secrets", "/mnt/data"]);
+    assert_ne!(r.code, Some(0), "{r}");
+    let save = b.path("m.tar");
+    b.ok(&["save", "-o", save.to_str().unwrap(), "m:1"]);
+    let bytes = fs::read(&save).unwrap();
+    assert!(
+        !bytes.windows(6).any(|w| w == b"s3cr3t"),
+        "the secret is in the image"
+    );
+    // A changed bind source reruns its step; a missing required secret fails.
+    fs::write(dir.join("data/file"), "changed\n").unwrap();
+    let r = b.run(&args("m:3")).ok();
+    assert!(r.stdout.contains("changed"), "{r}");
+    let dir2 = context(
+        &b,
+        "ctx2",
+        "FROM busybox:1.35\nRUN --mount=type=secret,id=nope,required cat /run/secrets/nope\n",
+        &[],
+    );
+    let r = build(&b, &dir2, "m:4");
+    assert!(r.stderr.contains("secret nope is required"), "{r}");
+}
+
+#[test]
+fn add_unpacks_archives_fetches_urls_and_copy_takes_heredocs() {
+    use std::io::Write as _;
+    let b = berth();
+    // A gzip tar in the context, and one served over HTTP.
+    let tar = tar_of(&[
+        Member::Dir("inner"),
+        Member::File("inner/hello.txt", b"from the tar\n"),
+    ]);
+    let served = b.path("served");
+    fs::create_dir_all(&served).unwrap();
+    fs::write(served.join("page.txt"), "fetched\n").unwrap();
+    let digest = sha256_hex(b"fetched\n");
+    let mut server = Server(
+        std::process::Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", "0"])
+            .current_dir(&served)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.0.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port: u16 = line
+        .split("port ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/page.txt");
+    let dir = context(
+        &b,
+        "ctx",
+        &format!(
+            "FROM busybox:1.35\n\
+             ADD archive.tar.gz /unpacked/\n\
+             ADD --unpack=false archive.tar.gz /packed/\n\
+             ADD --checksum=sha256:{digest} {url} /downloads/\n\
+             COPY <<EOF /etc/greeting\nhello $NAME\nEOF\n\
+             COPY <<one <<two /many/\nfirst\none\nsecond\ntwo\n\
+             COPY --parents a/b/c.txt /p/\n\
+             COPY --link a /linked/\n\
+             ENV NAME=world\n\
+             RUN cat /unpacked/inner/hello.txt /downloads/page.txt /etc/greeting /many/one /many/two /p/a/b/c.txt /linked/b/c.txt && ls /packed && stat -c %a /downloads/page.txt\n"
+        ),
+        &[("a/b/c.txt", "deep\n")],
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    fs::write(dir.join("archive.tar.gz"), gz.finish().unwrap()).unwrap();
+    let r = build(&b, &dir, "add:1").ok();
+    for want in [
+        "from the tar",
+        "fetched",
+        "hello \n",
+        "first\nsecond",
+        "deep\ndeep",
+        "archive.tar.gz",
+        "\n600\n",
+    ] {
+        assert!(r.stdout.contains(want), "{want:?} missing: {r}");
+    }
+    // A wrong checksum fails the build and names both digests.
+    let dir2 = context(
+        &b,
+        "ctx2",
+        &format!(
+            "FROM busybox:1.35\nADD --checksum=sha256:{} {url} /x\n",
+            "0".repeat(64)
+        ),
+        &[],
+    );
+    let r = build(&b, &dir2, "add:2");
+    drop(server);
+    assert!(
+        r.stderr.contains("Dockerfile:2") && r.stderr.contains("digest mismatch"),
+        "{r}"
+    );
+    assert_eq!(b.ok(&["images", "-q", "add:2"]), "");
+}
+
+/// A child process killed and reaped when dropped.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -41,6 +41,8 @@ pub struct BuildOptions<'a> {
     /// `-q`: no progress.
     pub quiet: bool,
     pub pull: Option<Puller<'a>>,
+    /// `--secret`: ids and contents, for `RUN --mount=type=secret`.
+    pub secrets: Vec<(String, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -730,10 +732,11 @@ impl Builder<'_, '_> {
         key: &mut String,
         args: &[(String, Option<String>)],
     ) -> Result<bool, BuildError> {
-        if !r.mounts.is_empty() {
-            return Err(BuildError::Invalid(
-                "RUN --mount is not supported by berth yet".into(),
-            ));
+        let vars = Self::vars(state, args);
+        let mut mounts = Vec::new();
+        for m in &r.mounts {
+            let expanded = self.expand(m, &vars, ins.line)?;
+            mounts.push(crate::mounts::parse(&expanded)?);
         }
         let network = match r.network.as_deref() {
             None | Some("default") => self.opts.network.clone(),
@@ -766,6 +769,10 @@ impl Builder<'_, '_> {
         }
         let user = state.str_field("User");
         let workdir = state.str_field("WorkingDir");
+        let mut mount_desc = Vec::new();
+        for m in &mounts {
+            mount_desc.push(self.mount_key(m, ins.line)?);
+        }
         let step_key = sha(&[
             key,
             "RUN",
@@ -773,6 +780,7 @@ impl Builder<'_, '_> {
             &arg_desc.join("\n"),
             &network,
             &serde_json::to_string(&state.config).expect("serializes"),
+            &mount_desc.join("\n"),
         ]);
         *key = step_key.clone();
         if !self.opts.no_cache {
@@ -783,6 +791,14 @@ impl Builder<'_, '_> {
         }
         let lowers = self.lowers(state)?;
         let dir = self.step_dir()?;
+        let prepared = match self.prepare_mounts(&mounts, &dir, ins.line) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = berth_image::layer::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        env.extend(prepared.env.iter().cloned());
         let mut tail: Vec<u8> = Vec::new();
         let quiet = self.opts.quiet;
         let out = &mut self.out;
@@ -807,13 +823,14 @@ impl Builder<'_, '_> {
                     user: &user,
                     workdir: &workdir,
                     network: &network,
-                    mounts: Vec::new(),
+                    mounts: prepared.mounts.clone(),
                     tmpfs: Vec::new(),
                     privileged: r.security.as_deref() == Some("insecure"),
                 },
                 &mut sink,
             )
         };
+        drop(prepared);
         let code = match code {
             Ok(c) => c,
             Err(e) => {
@@ -850,6 +867,236 @@ impl Builder<'_, '_> {
         res.map(|()| false)
     }
 
+    /// What a RUN mount adds to the step's cache key: a bind's content
+    /// (the context files it shows, or its stage's key); cache, tmpfs and
+    /// secret mounts only by their settings, never their contents.
+    fn mount_key(
+        &mut self,
+        m: &crate::mounts::RunMount,
+        line: usize,
+    ) -> Result<String, BuildError> {
+        use crate::mounts::MountKind;
+        let base = format!("{:?}|{}|{}|{:?}", m.kind, m.target, m.source, m.from);
+        let MountKind::Bind { .. } = m.kind else {
+            return Ok(base);
+        };
+        let content = match &m.from {
+            Some(f) => self.source_state(f, line)?.1,
+            None => {
+                let root = self.context_root()?;
+                let root = SourceRoot::new(&root.dir.clone(), root.ignore.clone(), false)?;
+                let src = if m.source.is_empty() {
+                    ".".to_string()
+                } else {
+                    m.source.clone()
+                };
+                let sel = sources::select(&root, &[src], &[], false)?;
+                sources::content_hash(&root, &sel, &Meta::default(), &mut self.hashes)?
+            }
+        };
+        Ok(format!("{base}|{content}"))
+    }
+
+    /// A stage (before the current one) or an image, by a `--from` name.
+    fn source_state(&mut self, name: &str, line: usize) -> Result<(State, String), BuildError> {
+        let f = self.expand(name, &self.global_args.clone(), line)?;
+        match self.df.stage_by_name(&f) {
+            Some(j) => self.results.get(&j).cloned().ok_or_else(|| BuildError::Dockerfile {
+                line,
+                message: format!("stage {f:?} is not built before this step: a step can only use stages before its own"),
+            }),
+            None => self.image_state(&f, line),
+        }
+    }
+
+    /// Makes RUN's mounts ready on the host: docker run `--mount` values for
+    /// the step, environment variables for `env=` secrets, and what must
+    /// outlive the step (locks, mounts, secret files).
+    fn prepare_mounts(
+        &mut self,
+        mounts: &[crate::mounts::RunMount],
+        dir: &Path,
+        line: usize,
+    ) -> Result<Prepared, BuildError> {
+        use crate::mounts::{MountKind, Sharing};
+        let mut p = Prepared::default();
+        for (n, m) in mounts.iter().enumerate() {
+            let ro = if m.readonly { ",readonly" } else { "" };
+            match &m.kind {
+                MountKind::Cache {
+                    id,
+                    sharing,
+                    mode,
+                    uid,
+                    gid,
+                } => {
+                    if m.from.is_some() {
+                        return Err(BuildError::Invalid(
+                            "--mount=type=cache,from=... is not supported by berth yet".into(),
+                        ));
+                    }
+                    let cdir = crate::mounts::cache_dir(&self.paths.root, id);
+                    crate::mounts::ensure_cache_dir(&cdir, *mode, *uid, *gid)?;
+                    if *sharing == Sharing::Locked {
+                        let lock = std::fs::OpenOptions::new()
+                            .create(true)
+                            .truncate(false)
+                            .write(true)
+                            .open(cdir.with_extension("lock"))
+                            .map_err(|e| BuildError::io("open a cache mount's lock", e))?;
+                        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+                            .map_err(|e| BuildError::io("lock a cache mount", e.into()))?;
+                        p.locks.push(lock);
+                    }
+                    p.mounts.push(format!(
+                        "type=bind,src={},dst={}{ro}",
+                        cdir.display(),
+                        m.target
+                    ));
+                }
+                MountKind::Tmpfs { size } => {
+                    let size = size
+                        .as_deref()
+                        .map(|s| format!(",tmpfs-size={s}"))
+                        .unwrap_or_default();
+                    p.mounts.push(format!("type=tmpfs,dst={}{size}", m.target));
+                }
+                MountKind::Secret {
+                    id,
+                    required,
+                    mode,
+                    uid,
+                    gid,
+                    env,
+                } => {
+                    let Some((_, data)) = self.opts.secrets.iter().rev().find(|(k, _)| k == id)
+                    else {
+                        if *required {
+                            return Err(BuildError::Invalid(format!(
+                                "secret {id} is required but was not given: pass --secret id={id},src=FILE"
+                            )));
+                        }
+                        continue;
+                    };
+                    if let Some(name) = env {
+                        p.env
+                            .push(format!("{name}={}", String::from_utf8_lossy(data)));
+                    }
+                    if !m.target.is_empty() {
+                        use std::os::unix::fs::PermissionsExt;
+                        let sdir = self.paths.runroot.join("build-secrets").join(
+                            dir.file_name()
+                                .map(|n| n.to_string_lossy().into_owned())
+                                .unwrap_or_default(),
+                        );
+                        std::fs::create_dir_all(&sdir)
+                            .map_err(|e| BuildError::io("create the secrets directory", e))?;
+                        let _ =
+                            std::fs::set_permissions(&sdir, std::fs::Permissions::from_mode(0o700));
+                        let f = sdir.join(n.to_string());
+                        std::fs::write(&f, data)
+                            .map_err(|e| BuildError::io("write a secret", e))?;
+                        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(*mode))
+                            .map_err(|e| BuildError::io("chmod a secret", e))?;
+                        std::os::unix::fs::chown(&f, Some(*uid), Some(*gid))
+                            .map_err(|e| BuildError::io("chown a secret", e))?;
+                        p.mounts.push(format!(
+                            "type=bind,src={},dst={},readonly",
+                            f.display(),
+                            m.target
+                        ));
+                        p.remove.push(sdir);
+                    }
+                }
+                MountKind::Bind { rw } => {
+                    let src_root = match &m.from {
+                        Some(f) => {
+                            let (s, _) = self.source_state(f, line)?;
+                            let mp = dir.join(format!("from-{n}"));
+                            std::fs::create_dir_all(&mp)
+                                .map_err(|e| BuildError::io("create a mount point", e))?;
+                            let lowers = self.lowers(&s)?;
+                            if !lowers.is_empty() {
+                                mount_ro(&mp, &lowers)?;
+                                p.unmount.push(mp.clone());
+                            }
+                            mp
+                        }
+                        None => self.opts.context.clone(),
+                    };
+                    let root = fsutil::open_root(&src_root)?;
+                    let fd = fsutil::open_in_root(&root, &m.source).map_err(|e| {
+                        BuildError::Invalid(format!(
+                            "--mount source {:?}: {}",
+                            m.source,
+                            std::io::Error::from(e)
+                        ))
+                    })?;
+                    let real = std::fs::read_link(fsutil::fd_path(&fd))
+                        .map_err(|e| BuildError::io("resolve a bind mount's source", e))?;
+                    let src = if *rw {
+                        // Writes land in a scratch upper dir and are dropped.
+                        let b = dir.join(format!("bind-{n}"));
+                        for d in ["u", "w", "m"] {
+                            std::fs::create_dir_all(b.join(d))
+                                .map_err(|e| BuildError::io("create a mount point", e))?;
+                        }
+                        let data = format!(
+                            "lowerdir={},upperdir={},workdir={}",
+                            real.display(),
+                            b.join("u").display(),
+                            b.join("w").display()
+                        );
+                        let data = std::ffi::CString::new(data)
+                            .map_err(|_| BuildError::Invalid("a path contains NUL".into()))?;
+                        rustix::mount::mount(
+                            "overlay",
+                            b.join("m"),
+                            "overlay",
+                            rustix::mount::MountFlags::empty(),
+                            Some(data.as_c_str()),
+                        )
+                        .map_err(|e| BuildError::io("mount a read-write bind", e.into()))?;
+                        p.unmount.push(b.join("m"));
+                        b.join("m")
+                    } else {
+                        real
+                    };
+                    p.mounts.push(format!(
+                        "type=bind,src={},dst={}{ro}",
+                        src.display(),
+                        m.target
+                    ));
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// A here-document's content with variables expanded (quotes and
+    /// escapes kept, as BuildKit does for heredoc files).
+    fn expand_heredoc(
+        &self,
+        text: &str,
+        vars: &[(String, Option<String>)],
+        line: usize,
+    ) -> Result<String, BuildError> {
+        let mut lex = self.lexer.clone();
+        lex.raw_quotes = true;
+        lex.raw_escapes = true;
+        let lookup = |k: &str| {
+            vars.iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .and_then(|(_, v)| v.clone())
+        };
+        lex.process_word(text, &lookup)
+            .map_err(|e| BuildError::Dockerfile {
+                line,
+                message: format!("{e} (in a here-document)"),
+            })
+    }
+
     fn context_root(&mut self) -> Result<&SourceRoot, BuildError> {
         if self.context.is_none() {
             let ignore_file = self.opts.context.join(".dockerignore");
@@ -878,23 +1125,47 @@ impl Builder<'_, '_> {
         vars: &[(String, Option<String>)],
     ) -> Result<bool, BuildError> {
         let what = if c.add { "ADD" } else { "COPY" };
-        if c.add {
-            if let Some(s) = c.sources.iter().find(|s| s.contains("://")) {
-                return Err(BuildError::Invalid(format!(
-                    "ADD {s}: fetching URLs is not supported by berth yet"
-                )));
-            }
-        }
-        if c.parents || c.link || !c.heredocs.is_empty() {
+        if c.from.is_some() && c.sources.iter().any(|s| s.contains("://")) {
             return Err(BuildError::Invalid(format!(
-                "{what} with --parents, --link or a here-document is not supported by berth yet"
+                "{what} --from cannot fetch URLs"
             )));
         }
         let line = ins.line;
+        // Sources: paths (context or --from), here-documents, and (ADD) URLs.
         let mut srcs = Vec::new();
+        let mut heredocs = c.heredocs.iter();
+        let mut extras: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut urls = Vec::new();
         for s in &c.sources {
-            srcs.push(self.expand(s, vars, line)?);
+            if s.starts_with("<<") {
+                if let Some(h) = heredocs.next() {
+                    let content = if h.expand {
+                        self.expand_heredoc(&h.content, vars, line)?
+                    } else {
+                        h.content.clone()
+                    };
+                    extras.push((h.name.clone(), content.into_bytes()));
+                    continue;
+                }
+            }
+            let e = self.expand(s, vars, line)?;
+            if c.add && (e.starts_with("http://") || e.starts_with("https://")) {
+                urls.push(e);
+            } else if e.contains("://") || e.starts_with("git@") {
+                return Err(BuildError::Invalid(format!(
+                    "{what} {e}: only http(s) URLs can be fetched{}",
+                    if c.add { "" } else { " (and only by ADD)" }
+                )));
+            } else {
+                srcs.push(e);
+            }
         }
+        if c.checksum.is_some() && (urls.len() != 1 || !srcs.is_empty() || !extras.is_empty()) {
+            return Err(BuildError::Invalid(
+                "ADD --checksum needs exactly one URL source".into(),
+            ));
+        }
+        let n_sources = srcs.len() + extras.len() + urls.len();
         let dest_raw = self.expand(&c.dest, vars, line)?;
         let chown = match &c.chown {
             Some(s) => Some(self.expand(s, vars, line)?),
@@ -919,7 +1190,7 @@ impl Builder<'_, '_> {
             format!("{}/{}", workdir.trim_end_matches('/'), dest_raw)
         };
         let dest = fsutil::clean(&dest);
-        if srcs.len() > 1 && !dest_dir_form {
+        if n_sources > 1 && !dest_dir_form {
             return Err(BuildError::Invalid(format!(
                 "When using {what} with more than one source file, the destination must be a directory and end with a /"
             )));
@@ -966,16 +1237,69 @@ impl Builder<'_, '_> {
                     )?
                 }
             };
-            let sel = sources::select(&root, &srcs, &c.excludes)?;
+            let mut sel = sources::select(&root, &srcs, &c.excludes, c.parents)?;
+            // Here-documents and fetched URLs, as files in the step's
+            // staging directory.
+            let staging = self.step_dir()?;
+            let _staging = Cleanup(staging.clone());
+            let mut extra_hash = Vec::new();
+            for (name, data) in &extras {
+                let f = staging.join(format!("heredoc-{}", extra_hash.len()));
+                std::fs::write(&f, data).map_err(|e| BuildError::io("write a here-document", e))?;
+                set_mode(&f, 0o644)?;
+                extra_hash.push(format!(
+                    "heredoc:{name}:{}",
+                    sha(&[&String::from_utf8_lossy(data)])
+                ));
+                sel.add_file(f, name.clone(), false)?;
+            }
+            for u in &urls {
+                let name = if dest_dir_form {
+                    url_file_name(u)
+                } else {
+                    dest.rsplit('/').next().unwrap_or("").to_string()
+                };
+                let f = staging.join(format!("url-{}", extra_hash.len()));
+                let digest = fetch(u, &f, c.checksum.as_deref())?;
+                extra_hash.push(format!("url:{u}:{digest}"));
+                sel.add_file(f, name, false)?;
+            }
+            if n_sources != 1 {
+                sel.single_file = None;
+            }
+            // ADD unpacks local tar archives into the destination.
+            if c.add && c.unpack != Some(false) && from_state.is_none() {
+                for e in sel.entries.iter_mut() {
+                    if e.md.is_file()
+                        && e.name.rsplit('/').count() >= 1
+                        && srcs.iter().any(|s| {
+                            fsutil::clean(s) == e.rel
+                                || sources::glob_match(&fsutil::clean(s), &e.rel)
+                        })
+                        && sources::is_archive(&e.full)
+                    {
+                        e.archive = true;
+                    }
+                }
+                if sel.entries.iter().any(|e| e.archive) {
+                    sel.single_file = None;
+                }
+            }
             let meta = Meta {
                 owner: None,
                 chmod,
                 keep_owners: root.keep_owners,
             };
             let content = if from_state.is_some() {
-                sha(&[&source_key, &srcs.join("\n")])
+                sha(&[
+                    &source_key,
+                    &srcs.join("\n"),
+                    &c.parents.to_string(),
+                    &extra_hash.join("\n"),
+                ])
             } else {
-                sources::content_hash(&root, &sel, &meta, &mut self.hashes)?
+                let h = sources::content_hash(&root, &sel, &meta, &mut self.hashes)?;
+                sha(&[&h, &extra_hash.join("\n")])
             };
             let step_key = sha(&[
                 key,
@@ -986,6 +1310,7 @@ impl Builder<'_, '_> {
                 chown.as_deref().unwrap_or(""),
                 &format!("{chmod:?}"),
                 &c.excludes.join("\n"),
+                &format!("link={} parents={}", c.link, c.parents),
             ]);
             *key = step_key.clone();
             if !self.opts.no_cache {
@@ -1003,9 +1328,14 @@ impl Builder<'_, '_> {
                 chown.as_deref(),
                 &dest,
                 dest_dir_form,
+                c.link,
             );
             let res = res.and_then(|()| {
-                let created_by = format!("{what} {} /{dest} # berth", srcs.join(" "));
+                let mut shown: Vec<String> = srcs.clone();
+                shown.extend(extras.iter().map(|(n, _)| format!("<<{n}")));
+                shown.extend(urls.iter().cloned());
+                let link = if c.link { "--link " } else { "" };
+                let created_by = format!("{what} {link}{} /{dest} # berth", shown.join(" "));
                 self.commit_layer(&dir, state, &step_key, created_by)
             });
             let _ = berth_image::layer::remove_dir_all(&dir);
@@ -1028,8 +1358,14 @@ impl Builder<'_, '_> {
         chown: Option<&str>,
         dest: &str,
         dest_dir_form: bool,
+        link: bool,
     ) -> Result<(), BuildError> {
-        let lowers = self.lowers(state)?;
+        // --link: a layer of its own, made over nothing.
+        let lowers = if link {
+            Vec::new()
+        } else {
+            self.lowers(state)?
+        };
         let layout = berth_engine::rootfs::Layout {
             dir: dir.to_path_buf(),
         };
@@ -1081,10 +1417,26 @@ impl Builder<'_, '_> {
                 (applied, written)
             });
             match applied {
-                (Err(e), _) => Err(BuildError::Invalid(format!("copying to /{dest}: {e}"))),
-                (Ok(_), Err(e)) => Err(BuildError::io("reading the sources", e)),
-                (Ok(_), Ok(())) => Ok(()),
+                (Err(e), _) => return Err(BuildError::Invalid(format!("copying to /{dest}: {e}"))),
+                (Ok(_), Err(e)) => return Err(BuildError::io("reading the sources", e)),
+                (Ok(_), Ok(())) => {}
             }
+            for e in sel.entries.iter().filter(|e| e.archive) {
+                let f = std::fs::File::open(&e.full)
+                    .map_err(|err| BuildError::io(format!("open {}", e.rel), err))?;
+                let input = berth_image::layer::decompress(std::io::BufReader::new(f))
+                    .map_err(|err| BuildError::io(format!("unpack {}", e.rel), err))?;
+                berth_image::layer::apply_with(
+                    input,
+                    &target,
+                    None,
+                    berth_image::layer::ApplyOptions::ARCHIVE,
+                )
+                .map_err(|err| {
+                    BuildError::Invalid(format!("unpacking {} into /{dest}: {err}", e.rel))
+                })?;
+            }
+            Ok(())
         })();
         let un = berth_engine::rootfs::unmount(&layout);
         res?;
@@ -1130,6 +1482,125 @@ impl Builder<'_, '_> {
             id,
             tags: self.opts.tags.clone(),
         })
+    }
+}
+
+/// A directory removed when dropped.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = berth_image::layer::remove_dir_all(&self.0);
+    }
+}
+
+fn set_mode(p: &Path, mode: u32) -> Result<(), BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| BuildError::io(format!("chmod {}", p.display()), e))
+}
+
+/// The file name ADD gives a URL's download: its path's last part.
+fn url_file_name(u: &str) -> String {
+    let path = u.split(['?', '#']).next().unwrap_or(u);
+    let after_host = path.splitn(4, '/').nth(3).unwrap_or("");
+    match after_host.rsplit('/').next() {
+        Some(n) if !n.is_empty() => n.to_string(),
+        _ => "__unnamed__".to_string(),
+    }
+}
+
+/// Downloads `url` into `dest` (mode 0600, as ADD gives it, with the
+/// server's Last-Modified time), checking `checksum` (`sha256:HEX`) when
+/// given; returns the content's sha256.
+fn fetch(url: &str, dest: &Path, checksum: Option<&str>) -> Result<String, BuildError> {
+    let want = match checksum {
+        Some(c) => Some(
+            c.strip_prefix("sha256:")
+                .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .ok_or_else(|| {
+                    BuildError::Invalid(format!("--checksum={c}: use sha256:<64 hex digits>"))
+                })?
+                .to_ascii_lowercase(),
+        ),
+        None => None,
+    };
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(600)))
+        .build()
+        .new_agent();
+    let resp = agent
+        .get(url)
+        .call()
+        .map_err(|e| BuildError::Invalid(format!("ADD {url}: {e}")))?;
+    let modified = resp
+        .headers()
+        .get("last-modified")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+        .map(|t| t.timestamp());
+    let mut body = resp.into_body();
+    let mut reader = body.as_reader();
+    let mut f =
+        std::fs::File::create_new(dest).map_err(|e| BuildError::io("create a download", e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = std::io::Read::read(&mut reader, &mut buf)
+            .map_err(|e| BuildError::Invalid(format!("ADD {url}: reading the body: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        f.write_all(&buf[..n])
+            .map_err(|e| BuildError::io("write a download", e))?;
+    }
+    let got = hex::encode(h.finalize());
+    if let Some(w) = want {
+        if w != got {
+            return Err(BuildError::Invalid(format!(
+                "ADD {url}: digest mismatch: --checksum wants sha256:{w}, the download is sha256:{got}"
+            )));
+        }
+    }
+    drop(f);
+    set_mode(dest, 0o600)?;
+    if let Some(t) = modified {
+        let ts = rustix::fs::Timespec {
+            tv_sec: t,
+            tv_nsec: 0,
+        };
+        let _ = rustix::fs::utimensat(
+            rustix::fs::CWD,
+            dest,
+            &rustix::fs::Timestamps {
+                last_access: ts,
+                last_modification: ts,
+            },
+            rustix::fs::AtFlags::empty(),
+        );
+    }
+    Ok(got)
+}
+
+/// What RUN's mounts hold while the step runs; undone when dropped.
+#[derive(Default)]
+struct Prepared {
+    mounts: Vec<String>,
+    env: Vec<String>,
+    locks: Vec<std::fs::File>,
+    unmount: Vec<PathBuf>,
+    remove: Vec<PathBuf>,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        for m in self.unmount.iter().rev() {
+            let _ = rustix::mount::unmount(m, rustix::mount::UnmountFlags::DETACH);
+        }
+        for d in &self.remove {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod builder;
 pub mod cache;
 mod fsutil;
+pub mod mounts;
 pub mod sources;
 pub mod state;
 

@@ -53,6 +53,8 @@ pub struct Entry {
     /// Its name under the landing directory.
     pub name: String,
     pub md: fs::Metadata,
+    /// ADD: a local archive, unpacked into the destination instead.
+    pub archive: bool,
 }
 
 /// What a set of source patterns selected.
@@ -215,11 +217,82 @@ fn class(p: &[char], c: char) -> Option<(bool, usize)> {
 /// Selects what `patterns` name. `dest_is_dir`: the destination is a
 /// directory (ends in `/`, or several sources); then each file lands under
 /// its own name and each directory's contents merge into it.
+impl Selection {
+    /// Adds a file made elsewhere (a here-document, a download), named
+    /// `name` under the landing directory.
+    pub fn add_file(
+        &mut self,
+        full: PathBuf,
+        name: String,
+        archive: bool,
+    ) -> Result<(), BuildError> {
+        let md = fs::symlink_metadata(&full)
+            .map_err(|e| BuildError::io(format!("stat {}", full.display()), e))?;
+        self.single_file = Some(name.clone());
+        self.entries.push(Entry {
+            rel: name.clone(),
+            full,
+            name,
+            md,
+            archive,
+        });
+        Ok(())
+    }
+}
+
+/// Whether a file is a tar archive, plain or compressed (gzip, zstd).
+pub fn is_archive(p: &Path) -> bool {
+    let Ok(f) = fs::File::open(p) else {
+        return false;
+    };
+    let Ok(mut r) = berth_image::layer::decompress(io::BufReader::new(f)) else {
+        return false;
+    };
+    let mut head = [0u8; 512];
+    let mut got = 0;
+    while got < head.len() {
+        match r.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(_) => return false,
+        }
+    }
+    if got < 512 {
+        return false;
+    }
+    if &head[257..262] == b"ustar" {
+        return true;
+    }
+    // A v7 tar: the header's checksum field matches its bytes.
+    let field = String::from_utf8_lossy(&head[148..156]);
+    let Ok(want) = u32::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+    else {
+        return false;
+    };
+    let sum: u32 = head
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    sum == want && head[0] != 0
+}
+
+/// Selects what `patterns` name. With `parents`, each source keeps its
+/// path (below a `/./` in the pattern, or all of it) under the
+/// destination, its parent directories included.
 pub fn select(
     root: &SourceRoot,
     patterns: &[String],
     excludes: &[String],
+    parents: bool,
 ) -> Result<Selection, BuildError> {
+    let mut seen_parents = std::collections::HashSet::new();
     let mut entries = Vec::new();
     let mut fds = Vec::new();
     let mut single_file = None;
@@ -270,22 +343,76 @@ pub fn select(
             let full = fsutil::fd_path(&fd);
             let md = fs::metadata(&full).map_err(|e| BuildError::io(format!("stat {raw}"), e))?;
             total += 1;
-            if md.is_dir() {
-                walk(root, exclude.as_ref(), &full, &rel, "", &mut entries)?;
+            // --parents keeps the path below a `/./` (or all of it).
+            let kept = if parents {
+                let prefix = raw
+                    .find("/./")
+                    .map(|i| fsutil::clean(&raw[..i]))
+                    .unwrap_or_default();
+                let kept = if prefix.is_empty() {
+                    rel.clone()
+                } else {
+                    rel.strip_prefix(&prefix)
+                        .map(|r| r.trim_start_matches('/').to_string())
+                        .unwrap_or_else(|| rel.clone())
+                };
+                // The directories between the prefix and the source.
+                let base_len = rel.len() - kept.len();
+                let comps: Vec<&str> = kept.split('/').collect();
+                let mut cur = String::new();
+                for c in &comps[..comps.len().saturating_sub(1)] {
+                    cur = join(&cur, c);
+                    let full_rel = join(rel[..base_len].trim_end_matches('/'), &cur);
+                    if !seen_parents.insert(full_rel.clone()) {
+                        continue;
+                    }
+                    let pfd = fsutil::open_in_root(&root.fd, &full_rel)
+                        .map_err(|e| BuildError::io(format!("open {full_rel}"), e.into()))?;
+                    let pfull = fsutil::fd_path(&pfd);
+                    let pmd = fs::metadata(&pfull)
+                        .map_err(|e| BuildError::io(format!("stat {full_rel}"), e))?;
+                    entries.push(Entry {
+                        full: pfull,
+                        rel: full_rel,
+                        name: cur.clone(),
+                        md: pmd,
+                        archive: false,
+                    });
+                    fds.push(pfd);
+                }
+                Some(kept)
             } else {
-                let base = rel.rsplit('/').next().unwrap_or(&rel).to_string();
+                None
+            };
+            if md.is_dir() {
+                let name = kept.clone().unwrap_or_default();
+                if !name.is_empty() {
+                    entries.push(Entry {
+                        full: full.clone(),
+                        rel: rel.clone(),
+                        name: name.clone(),
+                        md: md.clone(),
+                        archive: false,
+                    });
+                }
+                walk(root, exclude.as_ref(), &full, &rel, &name, &mut entries)?;
+            } else {
+                let base = kept
+                    .clone()
+                    .unwrap_or_else(|| rel.rsplit('/').next().unwrap_or(&rel).to_string());
                 single_file = Some(base.clone());
                 entries.push(Entry {
                     full: full.clone(),
                     rel: rel.clone(),
                     name: base,
                     md,
+                    archive: false,
                 });
             }
             fds.push(fd);
         }
     }
-    if total != 1 || entries.len() != 1 {
+    if total != 1 || entries.len() != 1 || parents {
         single_file = None;
     }
     Ok(Selection {
@@ -339,6 +466,7 @@ fn walk(
                 rel: child_rel.clone(),
                 name: child_name.clone(),
                 md,
+                archive: false,
             });
         }
         if is_dir {
@@ -536,7 +664,7 @@ pub fn write_tar(
     let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
     let mut links: HashMap<(u64, u64), String> = HashMap::new();
-    for e in &sel.entries {
+    for e in sel.entries.iter().filter(|e| !e.archive) {
         let name = match single_name {
             Some(n) => n.to_string(),
             None => e.name.clone(),

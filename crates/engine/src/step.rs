@@ -54,11 +54,93 @@ pub fn run(
     let hostname = "buildkitsandbox";
     crate::rootfs::prepare(&layout, hostname, step.network == "host")?;
     crate::rootfs::mount(&layout, step.lowers, true)?;
+    // Mount points the runtime will make that the image lacks: removed
+    // from the layer afterwards, as BuildKit removes its mount stubs.
+    let stubs = missing_targets(&layout.merged(), step);
     let result = run_mounted(paths, step, &layout, &id, hostname, output);
     let unmounted = crate::rootfs::unmount(&layout);
     let code = result?;
     unmounted?;
+    remove_stubs(&layout.upper(), &stubs);
     Ok(code)
+}
+
+fn mount_targets(step: &Step<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in &step.mounts {
+        for kv in m.split(',') {
+            if let Some(("destination" | "dst" | "target", v)) = kv.split_once('=') {
+                out.push(v.to_string());
+            }
+        }
+    }
+    for t in &step.tmpfs {
+        out.push(t.split_once(':').map_or(t.as_str(), |(d, _)| d).to_string());
+    }
+    out
+}
+
+/// The mount targets, and their ancestors, missing from the image:
+/// relative paths, deepest first.
+fn missing_targets(merged: &Path, step: &Step<'_>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in mount_targets(step) {
+        let comps: Vec<&str> = t
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        for n in 1..=comps.len() {
+            let rel = comps[..n].join("/");
+            if crate::users::open_dir_in_root(merged, &rel).is_none()
+                && std::fs::symlink_metadata(merged.join(&rel)).is_err()
+                && !out.contains(&rel)
+            {
+                out.push(rel);
+            }
+        }
+    }
+    out.sort_by_key(|r| std::cmp::Reverse(r.matches('/').count()));
+    out
+}
+
+/// Removes what is left of mount stubs in the upper dir: empty
+/// directories and empty files only, never through a symlink.
+fn remove_stubs(upper: &Path, stubs: &[String]) {
+    use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
+    let Ok(root) = rustix::fs::open(
+        upper,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    for rel in stubs {
+        let (parent, name) = match rel.rsplit_once('/') {
+            Some((p, n)) => (p, n),
+            None => (".", rel.as_str()),
+        };
+        let Ok(dir) = berth_image::layer::openat2_retry(
+            &root,
+            parent,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS,
+        ) else {
+            continue;
+        };
+        let Ok(st) = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) else {
+            continue;
+        };
+        match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+            rustix::fs::FileType::Directory => {
+                let _ = rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR);
+            }
+            rustix::fs::FileType::RegularFile if st.st_size == 0 => {
+                let _ = rustix::fs::unlinkat(&dir, name, AtFlags::empty());
+            }
+            _ => {}
+        }
+    }
 }
 
 fn run_mounted(
