@@ -36,7 +36,7 @@ import json,sys
 d='tests/fixtures/busybox-1.35'
 m=json.load(open(d+'/index.json'))['manifests'][0]['digest'].split(':')[1]
 print(d+'/blobs/sha256/'+json.load(open(d+'/blobs/sha256/'+m))['layers'][0]['digest'].split(':')[1])")
-tar -xf "$layer" -C "$work/a" bin/busybox
+tar -xf "$layer" -C "$work/a" ./bin/busybox
 mv "$work/a/bin/busybox" "$work/a/busybox" && rmdir "$work/a/bin"
 cat > "$work/a/Dockerfile" <<'EOF'
 FROM scratch

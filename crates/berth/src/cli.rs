@@ -887,10 +887,13 @@ pub struct BuildArgs {
     /// The platform to build for (only linux/amd64)
     #[arg(long)]
     pub platform: Option<String>,
+    /// Also write the image: type=oci|docker,dest=FILE (- for stdout)
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
     /// A secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR
     #[arg(long = "secret")]
     pub secrets: Vec<String>,
-    /// The build context: a directory
+    /// The build context: a directory, or - for a tar archive (or a Dockerfile) on stdin
     pub context: PathBuf,
 }
 

@@ -6,6 +6,7 @@ mod images;
 mod output;
 mod volumes;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -196,18 +197,42 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
     if let Some(p) = a.platform.as_deref().filter(|p| *p != "linux/amd64") {
         anyhow::bail!("--platform {p}: berth builds for linux/amd64 only");
     }
-    if !a.context.is_dir() {
+    // `-`: a tar archive (or a lone Dockerfile) on stdin.
+    let stdin_ctx = if a.context.as_os_str() == "-" {
+        Some(berth_build::context::from_reader(
+            &ctx.root,
+            std::io::stdin().lock(),
+        )?)
+    } else {
+        None
+    };
+    let context = match &stdin_ctx {
+        Some(t) => t.path(),
+        None => a.context.clone(),
+    };
+    if !context.is_dir() {
         anyhow::bail!(
             "unable to prepare context: path {:?} not found or not a directory",
             a.context
         );
     }
-    let file = a
-        .file
-        .clone()
-        .unwrap_or_else(|| a.context.join("Dockerfile"));
-    let dockerfile = std::fs::read_to_string(&file)
-        .with_context(|| format!("cannot read the Dockerfile {}", file.display()))?;
+    let dockerfile = match stdin_ctx.as_ref().and_then(|t| t.dockerfile.clone()) {
+        Some(text) => text,
+        None => {
+            let file = match &a.file {
+                // A -f with a stdin archive names a file inside it.
+                Some(f) if stdin_ctx.is_some() => context.join(f),
+                Some(f) => f.clone(),
+                None => context.join("Dockerfile"),
+            };
+            std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read the Dockerfile {}", file.display()))?
+        }
+    };
+    let output = match &a.output {
+        Some(o) => Some(parse_output(o)?),
+        None => None,
+    };
     let mut tags = Vec::new();
     for t in &a.tags {
         tags.push(
@@ -251,7 +276,7 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
             .map_err(|e| e.to_string())
     };
     let opts = berth_build::BuildOptions {
-        context: a.context.clone(),
+        context: context.clone(),
         dockerfile,
         tags,
         build_args,
@@ -262,31 +287,83 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
         source_date_epoch,
         quiet: a.quiet,
         pull: Some(&pull),
+        always_pull: a.pull,
         secrets: a
             .secrets
             .iter()
             .map(|s| berth_build::mounts::parse_secret_flag(s).map_err(anyhow::Error::msg))
             .collect::<Result<Vec<_>>>()?,
     };
-    let mut out = std::io::stdout();
+    // With the image going to stdout, everything else goes to stderr.
+    let to_stdout = output.as_ref().is_some_and(|(_, d)| d.as_os_str() == "-");
+    let mut out: Box<dyn std::io::Write> = if to_stdout {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    use std::io::Write as _;
     let built = berth_build::build(
         &berth_engine::Paths::new(&ctx.root, &ctx.runroot),
         &opts,
         &mut out,
     )?;
+    if let Some((format, dest)) = &output {
+        let store = ctx.store()?;
+        let image = store.resolve(&built.id.to_string())?;
+        let named = built.tags.first().cloned();
+        let images = vec![(image, named)];
+        if dest.as_os_str() == "-" {
+            let mut w = berth_image::save::save_to_writer(
+                &store,
+                &images,
+                *format,
+                std::io::BufWriter::new(std::io::stdout().lock()),
+            )?;
+            std::io::Write::flush(&mut w)?;
+        } else {
+            berth_image::save::save_to_path(&store, &images, *format, dest)?;
+        }
+    }
     if let Some(f) = &a.iidfile {
         std::fs::write(f, built.id.to_string())
             .with_context(|| format!("write the image ID to {}", f.display()))?;
     }
     if a.quiet {
-        println!("{}", built.id);
+        writeln!(out, "{}", built.id)?;
     } else {
-        println!("Successfully built {}", &built.id.hex()[..12]);
+        writeln!(out, "Successfully built {}", &built.id.hex()[..12])?;
         for t in &built.tags {
-            println!("Successfully tagged {}", t.familiar());
+            writeln!(out, "Successfully tagged {}", t.familiar())?;
         }
     }
     Ok(0)
+}
+
+/// `--output type=oci|docker,dest=FILE` (docker's `-o`).
+fn parse_output(o: &str) -> Result<(berth_image::save::Format, PathBuf)> {
+    let mut typ = None;
+    let mut dest = None;
+    for field in o.split(',') {
+        match field.split_once('=') {
+            Some(("type", v)) => typ = Some(v.to_string()),
+            Some(("dest", v)) => dest = Some(PathBuf::from(v)),
+            _ if !field.contains('=') && dest.is_none() && typ.is_none() => {
+                // `-o DIR` alone means type=local in docker; berth writes images only.
+                anyhow::bail!("--output {o}: use type=oci,dest=FILE or type=docker,dest=FILE")
+            }
+            _ => anyhow::bail!("--output {o}: unknown field {field:?} (use type= and dest=)"),
+        }
+    }
+    let format = match typ.as_deref() {
+        Some("oci") => berth_image::save::Format::OciArchive,
+        Some("docker") => berth_image::save::Format::DockerArchive,
+        Some(t) => anyhow::bail!("--output type={t}: berth writes type=oci or type=docker"),
+        None => anyhow::bail!("--output {o}: type= is required (oci or docker)"),
+    };
+    let dest = dest.ok_or_else(|| {
+        anyhow::anyhow!("--output {o}: dest= is required (a file, or - for stdout)")
+    })?;
+    Ok((format, dest))
 }
 
 fn push(ctx: &images::Ctx, a: &cli::PushPullArgs) -> Result<u8> {

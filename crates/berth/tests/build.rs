@@ -541,3 +541,119 @@ impl Drop for Server {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn context_on_stdin_output_archives_and_targets() {
+    let b = berth();
+    // A tar context on stdin, with -f naming a file inside it.
+    let tar = tar_of(&[
+        Member::File("build.df", b"FROM busybox:1.35 AS one\nCOPY hi /hi\nFROM one AS two\nRUN cat /hi > /copied\nFROM busybox:1.35\nRUN echo never built\n"),
+        Member::File("hi", b"hi from stdin\n"),
+    ]);
+    let tarfile = b.path("ctx.tar");
+    fs::write(&tarfile, &tar).unwrap();
+    let r = b
+        .run_with_stdin(
+            &[
+                "build", "-f", "build.df", "--target", "two", "-t", "s:1", "-",
+            ],
+            fs::File::open(&tarfile).unwrap(),
+        )
+        .ok();
+    assert!(
+        !r.stdout.contains("never built"),
+        "the unneeded stage ran: {r}"
+    );
+    assert_eq!(
+        b.ok(&["run", "--rm", "s:1", "cat", "/copied"]),
+        "hi from stdin\n"
+    );
+    // A Dockerfile alone on stdin, and the image written as an archive.
+    let df = b.path("lone.df");
+    fs::write(&df, "FROM busybox:1.35\nRUN echo lone > /lone\n").unwrap();
+    let out = b.path("out.tar");
+    let r = b
+        .run_with_stdin(
+            &[
+                "build",
+                "-t",
+                "s:2",
+                "--output",
+                &format!("type=oci,dest={}", out.display()),
+                "-",
+            ],
+            fs::File::open(&df).unwrap(),
+        )
+        .ok();
+    assert!(r.stdout.contains("Successfully tagged s:2"), "{r}");
+    let fresh = Berth::new();
+    fresh.ok(&["load", "-i", out.to_str().unwrap()]);
+    let id = fresh.ok(&["images", "-q"]);
+    assert_eq!(
+        fresh.ok(&["run", "--rm", id.trim(), "cat", "/lone"]),
+        "lone\n"
+    );
+    // Bad --output and a missing target are refused before any work.
+    let dir = context(&b, "ctx", "FROM busybox:1.35\n", &[]);
+    let r = b.run(&[
+        "build",
+        "--output",
+        "type=local,dest=x",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(r.stderr.contains("type=local"), "{r}");
+    let r = b.run(&["build", "--target", "nope", dir.to_str().unwrap()]);
+    assert!(
+        r.stderr
+            .contains("target stage \"nope\" could not be found"),
+        "{r}"
+    );
+}
+
+#[test]
+fn a_base_image_missing_from_the_store_is_pulled() {
+    let b = berth();
+    let dir = tempfile::tempdir().unwrap();
+    let mut reg = Server(
+        std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["registry", "serve", "--addr", "127.0.0.1:0", "--storage"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(reg.0.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("berth registry listening on ")
+        .unwrap()
+        .to_string();
+    let name = format!("{addr}/base/busybox:1.35");
+    b.ok(&["tag", "busybox:1.35", &name]);
+    b.ok(&["push", &name]);
+    // A fresh store has no base image: the build pulls it.
+    let fresh = Berth::new();
+    let ctx = context(
+        &fresh,
+        "ctx",
+        &format!("FROM {name}\nRUN echo pulled-and-ran\n"),
+        &[],
+    );
+    let r = fresh
+        .run(&["build", "-t", "p:1", ctx.to_str().unwrap()])
+        .ok();
+    assert!(r.stdout.contains("pulled-and-ran"), "{r}");
+    assert!(fresh.ok(&["images"]).contains("base/busybox"));
+    // --pull pulls again even though it is there now.
+    let r = fresh
+        .run(&["build", "--pull", "-t", "p:2", ctx.to_str().unwrap()])
+        .ok();
+    assert!(r.stderr.contains(": Pulling from base/busybox"), "{r}");
+    drop(reg);
+}

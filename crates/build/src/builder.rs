@@ -43,6 +43,8 @@ pub struct BuildOptions<'a> {
     pub pull: Option<Puller<'a>>,
     /// `--secret`: ids and contents, for `RUN --mount=type=secret`.
     pub secrets: Vec<(String, Vec<u8>)>,
+    /// `--pull`: base images are pulled even when the store has them.
+    pub always_pull: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +106,8 @@ struct Builder<'a, 'o> {
     step: usize,
     steps: usize,
     context: Option<SourceRoot>,
+    /// Images `--pull` has pulled in this build.
+    pulled: Vec<String>,
 }
 
 /// Builds the image `opts` describe; progress goes to `out`.
@@ -133,6 +137,7 @@ pub fn build(
         step: 0,
         steps: 0,
         context: None,
+        pulled: Vec::new(),
         df,
     };
     b.run()
@@ -286,6 +291,15 @@ impl Builder<'_, '_> {
 
     /// An image from the store (pulled when missing and a puller is given).
     fn image_state(&mut self, name: &str, line: usize) -> Result<(State, String), BuildError> {
+        if let (true, Some(pull)) = (self.opts.always_pull, self.opts.pull) {
+            if !self.pulled.iter().any(|p| p == name) {
+                pull(name).map_err(|e| BuildError::Dockerfile {
+                    line,
+                    message: format!("pulling {name}: {e}"),
+                })?;
+                self.pulled.push(name.to_string());
+            }
+        }
         let img = match self.store.resolve(name) {
             Ok(i) => i,
             Err(berth_image::store::StoreError::NoSuchImage(_)) => match self.opts.pull {

@@ -7,6 +7,7 @@
 
 pub mod builder;
 pub mod cache;
+pub mod context;
 mod fsutil;
 pub mod mounts;
 pub mod sources;
