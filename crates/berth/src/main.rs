@@ -275,6 +275,7 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
             .map(|_| ())
             .map_err(|e| e.to_string())
     };
+    let to_stdout = output.as_ref().is_some_and(|(_, d)| d.as_os_str() == "-");
     let opts = berth_build::BuildOptions {
         context: context.clone(),
         dockerfile,
@@ -288,6 +289,14 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
         quiet: a.quiet,
         pull: Some(&pull),
         always_pull: a.pull,
+        terminal: {
+            use std::io::IsTerminal as _;
+            if to_stdout {
+                std::io::stderr().is_terminal()
+            } else {
+                std::io::stdout().is_terminal()
+            }
+        },
         secrets: a
             .secrets
             .iter()
@@ -295,8 +304,7 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
             .collect::<Result<Vec<_>>>()?,
     };
     // With the image going to stdout, everything else goes to stderr.
-    let to_stdout = output.as_ref().is_some_and(|(_, d)| d.as_os_str() == "-");
-    let mut out: Box<dyn std::io::Write> = if to_stdout {
+    let mut out: Box<dyn std::io::Write + Send> = if to_stdout {
         Box::new(std::io::stderr())
     } else {
         Box::new(std::io::stdout())

@@ -657,3 +657,35 @@ fn a_base_image_missing_from_the_store_is_pulled() {
     assert!(r.stderr.contains(": Pulling from base/busybox"), "{r}");
     drop(reg);
 }
+
+#[test]
+fn independent_stages_run_at_the_same_time() {
+    let b = berth();
+    // Each stage waits for the other's mark in a shared cache mount: built
+    // one after the other, the first would give up after 20 s and fail.
+    let wait = |me: &str, other: &str| {
+        format!("RUN --mount=type=cache,target=/sync,id=sync sh -c 'touch /sync/{me}; for i in $(seq 200); do [ -e /sync/{other} ] && exit 0; sleep 0.1; done; echo {me} never saw {other}; exit 1'")
+    };
+    let df = format!(
+        "FROM busybox:1.35 AS a\n{}\nRUN echo a > /a\nFROM busybox:1.35 AS b\n{}\nRUN echo b > /b\nFROM busybox:1.35 AS unused\nRUN echo unused-stage-ran\nFROM busybox:1.35\nCOPY --from=a /a /a\nCOPY --from=b /b /b\nCMD [\"cat\", \"/a\", \"/b\"]\n",
+        wait("a", "b"),
+        wait("b", "a")
+    );
+    let dir = context(&b, "ctx", &df, &[]);
+    let r = build(&b, &dir, "par:1").ok();
+    assert!(!r.stdout.contains("unused-stage-ran"), "{r}");
+    assert_eq!(b.ok(&["run", "--rm", "par:1"]), "a\nb\n");
+    // A failing stage fails the build, whatever its sibling does.
+    let dir = context(
+        &b,
+        "ctx2",
+        "FROM busybox:1.35 AS a\nRUN exit 3\nFROM busybox:1.35 AS b\nRUN true\nFROM busybox:1.35\nCOPY --from=a /bin/sh /a\nCOPY --from=b /bin/sh /b\n",
+        &[],
+    );
+    let r = build(&b, &dir, "par:2");
+    assert!(
+        r.stderr.contains("Dockerfile:2") && r.stderr.contains("code 3"),
+        "{r}"
+    );
+    assert_eq!(b.ok(&["images", "-q", "par:2"]), "");
+}

@@ -1075,3 +1075,160 @@ fn dockerd_runs_containers_with_berth_runc() {
         out.stderr
     );
 }
+
+/// A Dockerfile whose layers need every kind of entry: files and
+/// directories deleted by a later RUN (whiteouts, an opaque directory),
+/// hard links, symlinks (one dangling), set-id bits, owners, USER and
+/// WORKDIR.
+const LAYERS_DOCKERFILE: &str = r#"FROM busybox:1.35
+RUN mkdir -p /d/sub /opq /keep && echo a > /d/sub/f && echo b > /file && ln /file /hard && ln -s /file /soft && ln -s /nowhere /dangling && cp /bin/busybox /suid && chmod 4755 /suid && chmod 2750 /d && echo old > /opq/old && touch /keep/k
+RUN rm -rf /d/sub /file /opq && mkdir /opq && echo new > /opq/new && rm /bin/ls && mkdir -p /home/u && chown 1000:1000 /home/u
+USER 1000:1000
+WORKDIR /home/u
+RUN echo hi > mine && ln mine mine2 && ln -s mine mylink && id -u > whoami
+USER 0
+RUN chmod 700 /home/u/mine && rm /keep/k
+"#;
+
+/// What a container of that image shows: every path with its type, mode,
+/// owner and link count, link targets and small files' contents.
+const LAYERS_VIEW: &str = r#"pwd; cd / && busybox find . -xdev \( -path ./proc -o -path ./sys -o -path ./dev -o -path ./etc/hosts -o -path ./etc/hostname -o -path ./etc/resolv.conf -o -path ./.dockerenv \) -prune -o -print | busybox sort | while read -r p; do busybox stat -c '%n %F %a %u:%g %h' "$p"; [ -L "$p" ] && echo "  -> $(busybox readlink "$p")"; case "$p" in ./hard|./opq/*|./home/u/*) [ -f "$p" ] && [ ! -L "$p" ] && echo "  = $(busybox cat "$p")";; esac; done; id"#;
+
+impl Dockerd {
+    /// `docker build` with the classic builder.
+    fn build_classic(&self, dir: &Path, tag: &str) -> Output {
+        let sock = self.dir.path().join("docker.sock");
+        run(Command::new(&self.client)
+            .env("DOCKER_BUILDKIT", "0")
+            .env("DOCKER_CONFIG", self.dir.path().join("client"))
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .args(["build", "-q", "-t", tag])
+            .arg(dir))
+    }
+}
+
+#[test]
+fn berth_builds_layers_as_dockers_classic_builder_does() {
+    let b = Berth::new();
+    b.ok([
+        OsStr::new("load"),
+        "-i".as_ref(),
+        fixtures().join("busybox-1.35").as_os_str(),
+    ]);
+    b.ok([
+        "tag",
+        "sha256:34bf58e478a3177ce60c5882e166493671b970307c68cf12ad89a04d67df3f23",
+        "busybox:1.35",
+    ]);
+    let ctx = b.path("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("Dockerfile"), LAYERS_DOCKERFILE).unwrap();
+    b.ok([
+        OsStr::new("build"),
+        "-q".as_ref(),
+        "-t".as_ref(),
+        "layers:berth".as_ref(),
+        ctx.as_os_str(),
+    ]);
+    let view = [
+        "run",
+        "--rm",
+        "-u",
+        "0",
+        "--entrypoint",
+        "sh",
+        "layers:berth",
+        "-c",
+        LAYERS_VIEW,
+    ];
+    let berth_view = b.ok(view).stdout();
+    assert!(berth_view.starts_with("/home/u\n"), "WORKDIR: {berth_view}");
+    // What the view must show, whoever built the image.
+    for want in [
+        // /file went in a later layer; the lower layer's inode keeps its
+        // two links (as in docker's overlay2).
+        "./hard regular file 644 0:0 2\n  = b\n",
+        "./soft symbolic link 777 0:0 1\n  -> /file\n",
+        "./dangling symbolic link 777 0:0 1\n  -> /nowhere\n",
+        "./suid regular file 4755 0:0 1\n",
+        "./d directory 2750 0:0",
+        "./opq/new regular file 644 0:0 1\n  = new\n",
+        "./home/u directory 755 1000:1000",
+        // The chmod copied `mine` up, away from its hard link.
+        "./home/u/mine regular file 700 1000:1000 1\n  = hi\n",
+        "./home/u/mine2 regular file 644 1000:1000 2\n  = hi\n",
+        "./home/u/mylink symbolic link 777 1000:1000 1\n  -> mine\n",
+        "./home/u/whoami regular file 644 1000:1000 1\n  = 1000\n",
+        "./keep directory",
+        "uid=0 gid=0 groups=0",
+    ] {
+        assert!(
+            berth_view.contains(want),
+            "{want:?} missing from berth's image:\n{berth_view}"
+        );
+    }
+    for gone in ["./d/sub", "./file ", "./opq/old", "./bin/ls ", "./keep/k"] {
+        assert!(
+            !berth_view.contains(gone),
+            "{gone:?} should be deleted:\n{berth_view}"
+        );
+    }
+
+    // Docker's classic builder, from the same Dockerfile and base image.
+    let d = Dockerd::start();
+    let base = b.path("busybox.tar");
+    b.ok([
+        OsStr::new("save"),
+        "-o".as_ref(),
+        base.as_os_str(),
+        "busybox:1.35".as_ref(),
+    ]);
+    d.ok([OsStr::new("load"), "-i".as_ref(), base.as_os_str()]);
+    let built = d.build_classic(&ctx, "layers:docker");
+    assert!(
+        built.status.success(),
+        "docker build failed:\n{}",
+        built.stderr
+    );
+    let docker_view = d
+        .ok(view.map(|a| {
+            if a == "layers:berth" {
+                "layers:docker"
+            } else {
+                a
+            }
+        }))
+        .stdout();
+    assert_same_lines(
+        &docker_view,
+        &berth_view,
+        "the image built by docker (left) and by berth (right)",
+    );
+
+    // And berth's image, loaded into docker, shows the same.
+    let saved = b.path("layers.tar");
+    b.ok([
+        OsStr::new("save"),
+        "-o".as_ref(),
+        saved.as_os_str(),
+        "layers:berth".as_ref(),
+    ]);
+    d.ok([OsStr::new("load"), "-i".as_ref(), saved.as_os_str()]);
+    let loaded_view = d.ok(view).stdout();
+    assert_same_lines(
+        &loaded_view,
+        &berth_view,
+        "berth's image run by docker (left) and by berth (right)",
+    );
+    let dc = d.inspect("layers:docker");
+    let bc = b.inspect("layers:berth");
+    for k in ["User", "WorkingDir", "Env", "Cmd", "Entrypoint"] {
+        assert_eq!(dc["Config"][k], bc["Config"][k], "Config.{k}");
+    }
+    assert_eq!(
+        dc["RootFS"]["Layers"].as_array().map(Vec::len),
+        bc["RootFS"]["Layers"].as_array().map(Vec::len),
+        "one layer per RUN, as docker"
+    );
+}

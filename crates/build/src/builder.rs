@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use berth_dockerfile::instructions::{self, CommandLine, Copy, Dockerfile, Instruction, Kind};
@@ -22,8 +24,11 @@ use crate::sources::{self, HashCache, Meta, SourceRoot};
 use crate::state::{Layer, State};
 use crate::{fsutil, BuildError};
 
+/// A built stage: its state and cache key.
+type StageResult = Result<(State, String), BuildError>;
+
 /// A function that pulls an image missing from the store.
-pub type Puller<'a> = &'a dyn Fn(&str) -> Result<(), String>;
+pub type Puller<'a> = &'a (dyn Fn(&str) -> Result<(), String> + Sync);
 
 pub struct BuildOptions<'a> {
     pub context: PathBuf,
@@ -45,6 +50,8 @@ pub struct BuildOptions<'a> {
     pub secrets: Vec<(String, Vec<u8>)>,
     /// `--pull`: base images are pulled even when the store has them.
     pub always_pull: bool,
+    /// Progress goes to a terminal (step lines in bold, statuses colored).
+    pub terminal: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -92,7 +99,7 @@ fn sha(parts: &[&str]) -> String {
     hex::encode(h.finalize())
 }
 
-struct Builder<'a, 'o> {
+struct Builder<'a, 'o, 'w> {
     paths: Paths,
     store: Store,
     cache: Cache,
@@ -102,9 +109,10 @@ struct Builder<'a, 'o> {
     lexer: Lexer,
     global_args: Vec<(String, Option<String>)>,
     results: HashMap<usize, (State, String)>,
-    out: &'a mut dyn Write,
-    step: usize,
-    steps: usize,
+    /// Progress, shared by the stages that run at once.
+    out: &'a Mutex<&'a mut (dyn Write + Send + 'w)>,
+    step: &'a AtomicUsize,
+    steps: &'a AtomicUsize,
     context: Option<SourceRoot>,
     /// Images `--pull` has pulled in this build.
     pulled: Vec<String>,
@@ -114,8 +122,11 @@ struct Builder<'a, 'o> {
 pub fn build(
     paths: &Paths,
     opts: &BuildOptions<'_>,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<Built, BuildError> {
+    let out = Mutex::new(&mut *out);
+    let step = AtomicUsize::new(0);
+    let steps = AtomicUsize::new(0);
     let df = instructions::parse(&opts.dockerfile).map_err(|e| BuildError::Dockerfile {
         line: e.line,
         message: e.message,
@@ -133,9 +144,9 @@ pub fn build(
         lexer,
         global_args: Vec::new(),
         results: HashMap::new(),
-        out,
-        step: 0,
-        steps: 0,
+        out: &out,
+        step: &step,
+        steps: &steps,
         context: None,
         pulled: Vec::new(),
         df,
@@ -143,12 +154,51 @@ pub fn build(
     b.run()
 }
 
-impl Builder<'_, '_> {
+impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
     fn say(&mut self, s: &str) {
         if !self.opts.quiet {
-            let _ = writeln!(self.out, "{s}");
-            let _ = self.out.flush();
+            let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(out, "{s}");
+            let _ = out.flush();
         }
+    }
+
+    /// Step lines stand out on a terminal; plain text otherwise.
+    fn bold(&self, s: &str) -> String {
+        if self.opts.terminal {
+            format!("\x1b[1m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    fn dim(&self, s: &str) -> String {
+        if self.opts.terminal {
+            format!("\x1b[36m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    /// A builder for a stage that runs beside others: its own store and
+    /// cache connections, the same options, progress and results so far.
+    fn fork(&self) -> Result<Builder<'a, 'o, 'w>, BuildError> {
+        Ok(Builder {
+            paths: self.paths.clone(),
+            store: Store::open(&self.paths.root)?,
+            cache: Cache::open(&self.paths.root)?,
+            hashes: HashCache::open(&self.paths.root),
+            opts: self.opts,
+            df: self.df.clone(),
+            lexer: self.lexer.clone(),
+            global_args: self.global_args.clone(),
+            results: self.results.clone(),
+            out: self.out,
+            step: self.step,
+            steps: self.steps,
+            context: None,
+            pulled: self.pulled.clone(),
+        })
     }
 
     fn build_arg(&self, name: &str) -> Option<String> {
@@ -219,14 +269,51 @@ impl Builder<'_, '_> {
             })?,
             None => self.df.stages.len() - 1,
         };
-        let order = self.needed(target)?;
-        self.steps = order
-            .iter()
-            .map(|i| self.df.stages[*i].instructions.len() + 1)
-            .sum();
-        for i in order {
-            let res = self.stage(i)?;
-            self.results.insert(i, res);
+        let (order, deps) = self.needed(target)?;
+        self.steps.store(
+            order
+                .iter()
+                .map(|i| self.df.stages[*i].instructions.len() + 1)
+                .sum(),
+            Ordering::Relaxed,
+        );
+        // Waves: every stage whose dependencies are built runs now, the
+        // independent ones at the same time.
+        let mut left = order;
+        while !left.is_empty() {
+            let (wave, rest): (Vec<usize>, Vec<usize>) = left
+                .iter()
+                .partition(|i| deps[*i].iter().all(|d| self.results.contains_key(d)));
+            left = rest;
+            if wave.len() == 1 {
+                let res = self.stage(wave[0])?;
+                self.results.insert(wave[0], res);
+                continue;
+            }
+            let mut forks = Vec::new();
+            for &i in &wave {
+                forks.push((i, self.fork()?));
+            }
+            let done: Vec<(usize, StageResult)> = std::thread::scope(|sc| {
+                let handles: Vec<_> = forks
+                    .into_iter()
+                    .map(|(i, mut b)| (i, sc.spawn(move || b.stage(i))))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|(i, h)| {
+                        (
+                            i,
+                            h.join().unwrap_or_else(|_| {
+                                Err(BuildError::Invalid("a build stage panicked".into()))
+                            }),
+                        )
+                    })
+                    .collect()
+            });
+            for (i, r) in done {
+                self.results.insert(i, r?);
+            }
         }
         let (state, _) = self.results.remove(&target).expect("built");
         self.finish(state)
@@ -257,36 +344,56 @@ impl Builder<'_, '_> {
         self.expand(&s.base, &self.global_args, s.line)
     }
 
-    /// The stages `target` needs, dependencies first.
-    fn needed(&self, target: usize) -> Result<Vec<usize>, BuildError> {
+    /// The stages `target` needs, dependencies first, and what each one
+    /// needs (FROM, COPY --from, RUN --mount from=).
+    #[allow(clippy::type_complexity)]
+    fn needed(
+        &self,
+        target: usize,
+    ) -> Result<(Vec<usize>, HashMap<usize, Vec<usize>>), BuildError> {
         let mut need = vec![false; self.df.stages.len()];
+        let mut deps: HashMap<usize, Vec<usize>> = HashMap::new();
         let mut todo = vec![target];
         while let Some(i) = todo.pop() {
             if need[i] {
                 continue;
             }
             need[i] = true;
+            let mut mine = Vec::new();
             let base = self.base_name(i)?;
             if let Some(j) = self.stage_ref(&base, i, self.df.stages[i].line)? {
-                todo.push(j);
+                mine.push(j);
             }
             for ins in &self.df.stages[i].instructions {
-                if let Kind::Copy(c) = &ins.kind {
-                    if let Some(f) = &c.from {
-                        let f = self.expand(f, &self.global_args, ins.line)?;
-                        if let Some(j) = self.stage_ref(&f, i, ins.line)? {
-                            todo.push(j);
-                        }
+                let froms: Vec<String> = match &ins.kind {
+                    Kind::Copy(c) => c.from.iter().cloned().collect(),
+                    Kind::Run(r) => r
+                        .mounts
+                        .iter()
+                        .flat_map(|m| {
+                            m.split(',')
+                                .filter_map(|f| f.strip_prefix("from="))
+                                .map(str::to_string)
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                for f in froms {
+                    let f = self.expand(&f, &self.global_args, ins.line)?;
+                    if let Some(j) = self.stage_ref(&f, i, ins.line)? {
+                        mine.push(j);
                     }
                 }
             }
+            todo.extend(mine.iter().copied());
+            deps.insert(i, mine);
         }
-        Ok((0..need.len()).filter(|i| need[*i]).collect())
+        Ok(((0..need.len()).filter(|i| need[*i]).collect(), deps))
     }
 
     fn counter(&mut self) -> String {
-        self.step += 1;
-        format!("[{}/{}]", self.step, self.steps)
+        let n = self.step.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("[{n}/{}]", self.steps.load(Ordering::Relaxed))
     }
 
     /// An image from the store (pulled when missing and a puller is given).
@@ -402,7 +509,7 @@ impl Builder<'_, '_> {
         let label = stage.name.clone().unwrap_or_else(|| format!("stage-{i}"));
         let from_name = self.base_name(i)?;
         let c = self.counter();
-        self.say(&format!("{c} [{label}] FROM {from_name}"));
+        self.say(&self.bold(&format!("{c} [{label}] FROM {from_name}")));
         let (mut state, mut key) = self.base(i)?;
         // Docker's default PATH when the base sets none.
         if !state.env().iter().any(|(k, _)| k == "PATH") {
@@ -436,7 +543,7 @@ impl Builder<'_, '_> {
                 for mut ins in df.stages.into_iter().flat_map(|s| s.instructions) {
                     ins.line = stage.line;
                     instrs.push(ins);
-                    self.steps += 1;
+                    self.steps.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -444,17 +551,17 @@ impl Builder<'_, '_> {
         for ins in &instrs {
             let started = Instant::now();
             let c = self.counter();
-            self.say(&format!("{c} [{label}] {}", ins.original));
+            self.say(&self.bold(&format!("{c} [{label}] {}", ins.original)));
             let cached = self
                 .instruction(i, ins, &mut state, &mut key, &mut args)
                 .map_err(|e| e.at(ins.line))?;
             if cached {
-                self.say(" ---> CACHED");
+                self.say(&self.dim(" ---> CACHED"));
             } else if matches!(ins.kind, Kind::Run(_) | Kind::Copy(_)) {
-                self.say(&format!(
+                self.say(&self.dim(&format!(
                     " ---> done in {:.2}s",
                     started.elapsed().as_secs_f64()
-                ));
+                )));
             }
         }
         Ok((state, key))
@@ -725,6 +832,7 @@ impl Builder<'_, '_> {
             Some(l) => Some(l.chain_id()?),
             None => None,
         };
+        let committing = Instant::now();
         let record = berth_image::built::layer_from_dir(
             &mut self.store,
             &dir.join("upper"),
@@ -732,6 +840,7 @@ impl Builder<'_, '_> {
             self.opts.source_date_epoch,
             &format!("{}{key}", crate::cache::HOLDER_PREFIX),
         )?;
+        tracing::debug!(ms = committing.elapsed().as_millis() as u64, diff_id = %record.diff_id, "layer committed");
         state.layers.push(Layer::from_record(&record));
         self.history(state, created_by, false);
         self.cache.put(&mut self.store, key, state)?;
@@ -815,10 +924,11 @@ impl Builder<'_, '_> {
         env.extend(prepared.env.iter().cloned());
         let mut tail: Vec<u8> = Vec::new();
         let quiet = self.opts.quiet;
-        let out = &mut self.out;
+        let out = self.out;
         let code = {
             let mut sink = |b: &[u8]| {
                 if !quiet {
+                    let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
                     let _ = out.write_all(b);
                     let _ = out.flush();
                 }
@@ -1304,6 +1414,7 @@ impl Builder<'_, '_> {
                 chmod,
                 keep_owners: root.keep_owners,
             };
+            let hashing = Instant::now();
             let content = if from_state.is_some() {
                 sha(&[
                     &source_key,
@@ -1327,6 +1438,11 @@ impl Builder<'_, '_> {
                 &format!("link={} parents={}", c.link, c.parents),
             ]);
             *key = step_key.clone();
+            tracing::debug!(
+                entries = sel.entries.len(),
+                ms = hashing.elapsed().as_millis() as u64,
+                "COPY sources selected and hashed"
+            );
             if !self.opts.no_cache {
                 if let Some(s) = self.cache.get(&self.store, &step_key)? {
                     *state = s;
@@ -1334,6 +1450,7 @@ impl Builder<'_, '_> {
                 }
             }
             let dir = self.step_dir()?;
+            let copying = Instant::now();
             let res = self.copy_into(
                 &dir,
                 state,
@@ -1344,6 +1461,7 @@ impl Builder<'_, '_> {
                 dest_dir_form,
                 c.link,
             );
+            tracing::debug!(ms = copying.elapsed().as_millis() as u64, "COPY landed");
             let res = res.and_then(|()| {
                 let mut shown: Vec<String> = srcs.clone();
                 shown.extend(extras.iter().map(|(n, _)| format!("<<{n}")));

@@ -62,6 +62,10 @@ impl BuildError {
                 line,
                 message: format!("{what}: {source}"),
             },
+            BuildError::Engine(e) => BuildError::Dockerfile {
+                line,
+                message: e.to_string(),
+            },
             other => other,
         }
     }

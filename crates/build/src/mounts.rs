@@ -207,8 +207,8 @@ pub fn ensure_cache_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> Result<(),
     let parent = dir.parent().unwrap_or(dir);
     std::fs::create_dir_all(parent)
         .map_err(|e| BuildError::io(format!("create {}", parent.display()), e))?;
-    let tmp = parent.join(format!(".new-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
+    // A name of its own: stages building at once may make it together.
+    let tmp = parent.join(format!(".new-{}", &berth_engine::new_id()[..16]));
     std::fs::create_dir(&tmp)
         .map_err(|e| BuildError::io(format!("create {}", tmp.display()), e))?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))

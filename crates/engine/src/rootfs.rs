@@ -57,7 +57,8 @@ fn make_init_layer(dir: &Path) -> Result<(), EngineError> {
     };
     // Made aside and renamed into place: concurrent starts may race to
     // make it, and the first rename wins.
-    let tmp = dir.with_file_name(format!("init-layer.{}", std::process::id()));
+    // Unique per caller: threads of one process (a build's stages) race too.
+    let tmp = dir.with_file_name(format!("init-layer.{}", &crate::new_id()[..16]));
     let _ = fs::remove_dir_all(&tmp);
     for d in ["", "dev", "dev/pts", "dev/shm", "proc", "sys", "etc"] {
         let p = tmp.join(d);

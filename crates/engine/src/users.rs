@@ -125,7 +125,9 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<User, EngineError> {
             })?,
         };
     }
-    let mut additional_gids = Vec::new();
+    // Docker gives the process its primary group as a supplementary one
+    // too (`id` shows groups=GID), then the groups that list the user.
+    let mut additional_gids = vec![gid];
     if let (Some(name), None) = (&name, group_part) {
         for f in &groups {
             let members = f.get(3).copied().unwrap_or("");
@@ -166,19 +168,19 @@ mod tests {
         .unwrap();
         let r = |s| resolve(d.path(), s).unwrap();
         assert_eq!(r("").uid, 0);
-        assert_eq!(r("").additional_gids, vec![10]);
+        assert_eq!(r("").additional_gids, vec![0, 10]);
         let app = r("app");
         assert_eq!(
             (app.uid, app.gid, app.home.as_str()),
             (1000, 1000, "/home/app")
         );
-        assert_eq!(app.additional_gids, vec![10, 29]);
+        assert_eq!(app.additional_gids, vec![1000, 10, 29]);
         assert_eq!(r("1000").uid, 1000);
         let x = r("4242");
         assert_eq!((x.uid, x.gid), (4242, 0));
         let x = r("app:wheel");
         assert_eq!((x.uid, x.gid), (1000, 10));
-        assert!(x.additional_gids.is_empty());
+        assert_eq!(x.additional_gids, vec![10]);
         assert_eq!(r("5:7").gid, 7);
         let e = resolve(d.path(), "nobody").unwrap_err().to_string();
         assert!(e.contains("unable to find user nobody"), "{e}");
