@@ -689,3 +689,61 @@ fn independent_stages_run_at_the_same_time() {
     );
     assert_eq!(b.ok(&["images", "-q", "par:2"]), "");
 }
+
+#[test]
+fn context_symlinks_never_reach_the_host() {
+    let b = berth();
+    let secret = b.path("host-secret.txt");
+    fs::write(&secret, "host-only\n").unwrap();
+    let dir = context(
+        &b,
+        "ctx",
+        "FROM busybox:1.35\n",
+        &[("real.txt", "inside\n")],
+    );
+    std::os::unix::fs::symlink(&secret, dir.join("to-host-file")).unwrap();
+    std::os::unix::fs::symlink(b.path(""), dir.join("to-host-dir")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../..", dir.join("up")).unwrap();
+    std::os::unix::fs::symlink("real.txt", dir.join("to-real")).unwrap();
+    for (i, src) in [
+        "to-host-file",
+        "to-host-dir/host-secret.txt",
+        "up/host-secret.txt",
+        "../host-secret.txt",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let df = format!("FROM busybox:1.35\nCOPY {src} /x\n");
+        fs::write(dir.join("Dockerfile"), &df).unwrap();
+        let r = build(&b, &dir, &format!("esc:{i}"));
+        assert_ne!(r.code, Some(0), "{src}: {r}");
+        assert!(r.stderr.contains("not found"), "{src}: {r}");
+        let df =
+            format!("FROM busybox:1.35\nRUN --mount=type=bind,source={src},target=/m cat /m\n");
+        fs::write(dir.join("Dockerfile"), &df).unwrap();
+        let r = build(&b, &dir, &format!("esc:{i}"));
+        assert!(
+            !r.stdout.contains("host-only"),
+            "{src} through a bind mount: {r}"
+        );
+    }
+    // A link inside the context is followed inside it; a link copied as
+    // part of a directory stays a link.
+    fs::write(dir.join("Dockerfile"), "FROM busybox:1.35\nCOPY to-real /a\nCOPY . /ctx/\nRUN cat /a && readlink /ctx/to-host-file\n").unwrap();
+    let r = build(&b, &dir, "esc:ok").ok();
+    assert!(r.stdout.contains("inside\n"), "{r}");
+    assert!(r.stdout.contains(secret.to_str().unwrap()), "{r}");
+    assert!(!r.stdout.contains("host-only"), "{r}");
+    // COPY --exclude.
+    fs::write(
+        dir.join("Dockerfile"),
+        "FROM busybox:1.35\nCOPY --exclude=*.txt . /e/\nRUN ls -a /e | tr '\\n' ' '\n",
+    )
+    .unwrap();
+    let r = build(&b, &dir, "esc:ex").ok();
+    assert!(
+        !r.stdout.contains("real.txt") && r.stdout.contains("to-real"),
+        "{r}"
+    );
+}

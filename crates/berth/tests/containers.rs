@@ -547,7 +547,8 @@ fn exec_runs_inside_the_running_container() {
     let out = b.ok(&[
         "exec", "-u", "1234:55", "-w", "/dev", "target", "sh", "-c", "id; pwd",
     ]);
-    assert_eq!(out, "uid=1234 gid=55\n/dev\n");
+    // Docker lists the primary group among the groups too.
+    assert_eq!(out, "uid=1234 gid=55 groups=55\n/dev\n");
     // The same capabilities as the container (Docker's default set).
     let out = b.ok(&["exec", "target", "grep", "CapEff", "/proc/self/status"]);
     assert!(out.contains("00000000a80425fb"), "{out}");

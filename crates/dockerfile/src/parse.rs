@@ -96,7 +96,12 @@ impl Node {
         if let Some(sub) = &self.sub {
             s.push_str(&format!(" ({})", sub.dump()));
         }
-        for a in &self.args {
+        // ENV and LABEL: keys and values (the separator is not shown).
+        let pairs = matches!(self.cmd.as_str(), "env" | "label");
+        for (i, a) in self.args.iter().enumerate() {
+            if pairs && i % 3 == 2 {
+                continue;
+            }
             s.push(' ');
             s.push_str(&go_quote(a));
         }
