@@ -315,6 +315,9 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
         &opts,
         &mut out,
     )?;
+    for w in &built.warnings {
+        eprintln!("{w}");
+    }
     if let Some((format, dest)) = &output {
         let store = ctx.store()?;
         let image = store.resolve(&built.id.to_string())?;

@@ -747,3 +747,64 @@ fn context_symlinks_never_reach_the_host() {
         "{r}"
     );
 }
+
+#[test]
+fn run_heredocs_platform_args_and_dockerignore_exceptions() {
+    let b = berth();
+    let dir = context(
+        &b,
+        "ctx",
+        "FROM busybox:1.35\n\
+         ARG TARGETPLATFORM\n\
+         ARG TARGETARCH\n\
+         RUN echo platform=$TARGETPLATFORM arch=$TARGETARCH\n\
+         RUN <<EOF\n\
+         echo first line\n\
+         echo second line\n\
+         EOF\n\
+         RUN <<EOF\n\
+         #!/bin/sh -e\n\
+         echo from a script run by its own interpreter: $0\n\
+         EOF\n\
+         RUN cat <<EOF > /written && cat /written\n\
+         written by a heredoc on stdin\n\
+         EOF\n\
+         COPY . /ctx/\n\
+         RUN find /ctx -type f | sort\n",
+        &[
+            ("logs/a.log", "no"),
+            ("logs/keep.log", "yes"),
+            ("src/main.c", "yes"),
+            ("src/gen/out.o", "no"),
+            (".dockerignore", "logs\n!logs/keep.log\n**/*.o\n"),
+        ],
+    );
+    let r = b
+        .run(&[
+            "build",
+            "--build-arg",
+            "UNUSED=1",
+            "-t",
+            "h:1",
+            dir.to_str().unwrap(),
+        ])
+        .ok();
+    for want in [
+        "platform=linux/amd64 arch=amd64",
+        "first line\nsecond line",
+        "from a script run by its own interpreter",
+        "written by a heredoc on stdin",
+        "/ctx/logs/keep.log\n",
+        "/ctx/src/main.c\n",
+    ] {
+        assert!(r.stdout.contains(want), "{want:?} missing: {r}");
+    }
+    for gone in ["/ctx/logs/a.log", "out.o"] {
+        assert!(!r.stdout.contains(gone), "{gone:?} should be ignored: {r}");
+    }
+    assert!(
+        r.stderr
+            .contains("[Warning] One or more build-args [UNUSED] were not consumed"),
+        "{r}"
+    );
+}

@@ -58,6 +58,8 @@ pub struct BuildOptions<'a> {
 pub struct Built {
     pub id: Digest,
     pub tags: Vec<Reference>,
+    /// What the user should hear about (docker's build warnings).
+    pub warnings: Vec<String>,
 }
 
 /// Build args that need no ARG to reach RUN's environment.
@@ -316,7 +318,36 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
             }
         }
         let (state, _) = self.results.remove(&target).expect("built");
-        self.finish(state)
+        let mut built = self.finish(state)?;
+        // Build args no ARG of the built stages declares, as docker warns.
+        let mut declared: Vec<&str> = PROXY_ARGS.to_vec();
+        for ins in self.df.global_args.iter().chain(
+            self.results
+                .keys()
+                .chain(std::iter::once(&target))
+                .flat_map(|i| self.df.stages[*i].instructions.iter()),
+        ) {
+            if let Kind::Arg(list) = &ins.kind {
+                declared.extend(list.iter().map(|(n, _)| n.as_str()));
+            }
+        }
+        let mut unused: Vec<&str> = self
+            .opts
+            .build_args
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| !declared.contains(k))
+            .collect();
+        unused.sort();
+        unused.dedup();
+        if !unused.is_empty() {
+            built.warnings.push(format!(
+                "[Warning] One or more build-args [{}] were not consumed",
+                unused.join(" ")
+            ));
+        }
+        built.warnings.extend(self.df.warnings.iter().cloned());
+        Ok(built)
     }
 
     /// What a stage's FROM or COPY --from names: a stage before it (by
@@ -904,6 +935,11 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
             &network,
             &serde_json::to_string(&state.config).expect("serializes"),
             &mount_desc.join("\n"),
+            &r.heredocs
+                .iter()
+                .map(|h| format!("{}\0{}", h.name, h.content))
+                .collect::<Vec<_>>()
+                .join("\0"),
         ]);
         *key = step_key.clone();
         if !self.opts.no_cache {
@@ -922,6 +958,21 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
             }
         };
         env.extend(prepared.env.iter().cloned());
+        let mut prepared = prepared;
+        // A `#!` here-document run as a program of its own.
+        if let [h] = r.heredocs.as_slice() {
+            if argv.len() == 1 && argv[0] == heredoc_script_path(&h.name) {
+                let f = dir.join("heredoc-script");
+                std::fs::write(&f, &h.content)
+                    .map_err(|e| BuildError::io("write a here-document", e))?;
+                set_mode(&f, 0o755)?;
+                prepared.mounts.push(format!(
+                    "type=bind,src={},dst={},readonly",
+                    f.display(),
+                    argv[0]
+                ));
+            }
+        }
         let mut tail: Vec<u8> = Vec::new();
         let quiet = self.opts.quiet;
         let out = self.out;
@@ -1613,6 +1664,7 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
         Ok(Built {
             id,
             tags: self.opts.tags.clone(),
+            warnings: Vec::new(),
         })
     }
 }
@@ -1788,12 +1840,9 @@ fn run_args(
     if bare {
         let h = &heredocs[0];
         if h.content.starts_with("#!") {
-            // A script with its own interpreter: written by the shell to a
-            // file and run.
-            script = format!(
-                "f=$(mktemp) && cat > \"$f\" <<'BERTH_HEREDOC_EOF'\n{}BERTH_HEREDOC_EOF\nchmod +x \"$f\" && \"$f\"; s=$?; rm -f \"$f\"; exit $s",
-                h.content
-            );
+            // A script with its own interpreter: the step mounts it at
+            // /dev/pipes/NAME (outside the layer) and runs it, as BuildKit.
+            return vec![heredoc_script_path(&h.name)];
         } else {
             script = h.content.clone();
         }
@@ -1807,6 +1856,21 @@ fn run_args(
     let mut v = state.shell();
     v.push(script);
     v
+}
+
+/// Where a RUN's `#!` here-document is mounted to be run.
+fn heredoc_script_path(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("/dev/pipes/{safe}")
 }
 
 /// CMD and ENTRYPOINT: shell form runs through the stage's SHELL.
