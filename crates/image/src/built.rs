@@ -41,6 +41,13 @@ pub fn layer_from_dir(
     let tmp = store.temp_dir()?;
     let tar_path = tmp.path().join("layer.tar");
     let file = File::create_new(&tar_path).map_err(io_err(&tar_path))?;
+    // The kernel starts writing every few megabytes, so the fsync at the
+    // end has little left to wait for.
+    let file = crate::load::Writeback {
+        file,
+        written: 0,
+        started: 0,
+    };
     let mut w = HashingWriter::new(
         io::BufWriter::with_capacity(256 << 10, file),
         Algorithm::Sha256,
@@ -50,7 +57,8 @@ pub fn layer_from_dir(
     let (buf, diff_id, tar_size) = w.finish();
     let file = buf
         .into_inner()
-        .map_err(|e| io_err(&tar_path)(e.into_error()))?;
+        .map_err(|e| io_err(&tar_path)(e.into_error()))?
+        .file;
     file.sync_all().map_err(io_err(&tar_path))?;
     drop(file);
     let chain = chain_id(parent, &diff_id);

@@ -1123,10 +1123,10 @@ impl<R: Read, W: Write> Read for Tee<R, W> {
 
 /// A file being written that the kernel starts writing to disk every few
 /// megabytes, so that the fsync which ends it has little left to wait for.
-struct Writeback {
-    file: File,
-    written: u64,
-    started: u64,
+pub(crate) struct Writeback {
+    pub(crate) file: File,
+    pub(crate) written: u64,
+    pub(crate) started: u64,
 }
 
 impl Write for Writeback {
