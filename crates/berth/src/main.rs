@@ -310,11 +310,32 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
         Box::new(std::io::stdout())
     };
     use std::io::Write as _;
+    // Errors name the Dockerfile as given (docker: "other.Dockerfile:3: ...").
+    let name = a
+        .file
+        .as_ref()
+        .and_then(|f| f.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "Dockerfile".to_string());
     let built = berth_build::build(
         &berth_engine::Paths::new(&ctx.root, &ctx.runroot),
         &opts,
         &mut out,
-    )?;
+    )
+    .map_err(|e| match e {
+        berth_build::BuildError::Dockerfile { line, message } => {
+            anyhow::anyhow!("{name}:{line}: {message}")
+        }
+        berth_build::BuildError::RunFailed {
+            line,
+            instruction,
+            code,
+            tail,
+        } => anyhow::anyhow!(
+            "{name}:{line}: {instruction}: the command exited with code {code}{tail}"
+        ),
+        other => other.into(),
+    })?;
     for w in &built.warnings {
         eprintln!("{w}");
     }

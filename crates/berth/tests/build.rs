@@ -808,3 +808,22 @@ fn run_heredocs_platform_args_and_dockerignore_exceptions() {
         "{r}"
     );
 }
+
+#[test]
+fn errors_name_the_dockerfile_given_with_f() {
+    let b = berth();
+    let dir = context(&b, "ctx", "FROM busybox:1.35\n", &[]);
+    fs::write(
+        dir.join("other.Dockerfile"),
+        "FROM busybox:1.35\n\nBOGUS x\n",
+    )
+    .unwrap();
+    let r = b.run(&[
+        "build",
+        "-f",
+        dir.join("other.Dockerfile").to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ]);
+    assert_ne!(r.code, Some(0), "{r}");
+    r.one_error_line(&["other.Dockerfile:3: unknown instruction: BOGUS"]);
+}
