@@ -887,6 +887,9 @@ pub struct BuildArgs {
     /// The platform to build for (only linux/amd64)
     #[arg(long)]
     pub platform: Option<String>,
+    /// Extra privileges for the build: security.insecure (lets RUN --security=insecure run privileged)
+    #[arg(long = "allow")]
+    pub allow: Vec<String>,
     /// Also write the image: type=oci|docker,dest=FILE (- for stdout)
     #[arg(short = 'o', long)]
     pub output: Option<String>,

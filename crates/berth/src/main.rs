@@ -219,14 +219,26 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
     let dockerfile = match stdin_ctx.as_ref().and_then(|t| t.dockerfile.clone()) {
         Some(text) => text,
         None => {
-            let file = match &a.file {
-                // A -f with a stdin archive names a file inside it.
-                Some(f) if stdin_ctx.is_some() => context.join(f),
-                Some(f) => f.clone(),
-                None => context.join("Dockerfile"),
-            };
-            std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read the Dockerfile {}", file.display()))?
+            match (&a.file, stdin_ctx.is_some()) {
+                // From a stdin archive, inside it (its links cannot reach
+                // the host).
+                (f, true) => {
+                    let rel = f
+                        .as_ref()
+                        .map(|f| f.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "Dockerfile".into());
+                    berth_build::context::read_in_context(&context, &rel)?.ok_or_else(|| {
+                        anyhow::anyhow!("the context on stdin has no {rel}: name it with -f")
+                    })?
+                }
+                (Some(f), false) => std::fs::read_to_string(f)
+                    .with_context(|| format!("cannot read the Dockerfile {}", f.display()))?,
+                (None, false) => {
+                    let f = context.join("Dockerfile");
+                    std::fs::read_to_string(&f)
+                        .with_context(|| format!("cannot read the Dockerfile {}", f.display()))?
+                }
+            }
         }
     };
     let output = match &a.output {
@@ -289,6 +301,14 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
         quiet: a.quiet,
         pull: Some(&pull),
         always_pull: a.pull,
+        allow_insecure: {
+            for e in &a.allow {
+                if e != "security.insecure" && e != "network.host" {
+                    anyhow::bail!("--allow {e}: berth knows security.insecure and network.host");
+                }
+            }
+            a.allow.iter().any(|e| e == "security.insecure")
+        },
         terminal: {
             use std::io::IsTerminal as _;
             if to_stdout {

@@ -827,3 +827,54 @@ fn errors_name_the_dockerfile_given_with_f() {
     assert_ne!(r.code, Some(0), "{r}");
     r.one_error_line(&["other.Dockerfile:3: unknown instruction: BOGUS"]);
 }
+
+#[test]
+fn a_killed_build_leaves_nothing_behind_after_the_next_one() {
+    use std::io::BufRead as _;
+    let b = berth();
+    let dir = context(
+        &b,
+        "ctx",
+        "FROM busybox:1.35 AS a\nRUN --mount=type=cache,target=/c --mount=type=tmpfs,target=/t echo started && sleep 60\n",
+        &[],
+    );
+    let mut child = b
+        .command(&["build", dir.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    // The step's own output (the step line names the word too).
+    while out.read_line(&mut line).unwrap() > 0 && line != "started\n" {
+        line.clear();
+    }
+    assert_eq!(line, "started\n", "the step never started");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let root = b.root.to_string_lossy().into_owned();
+    let mounted = || {
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&root))
+            .count()
+    };
+    assert!(
+        mounted() > 0,
+        "the killed build should have left its mounts"
+    );
+    // The base image is held while a build uses it.
+    let r = b.run(&["rmi", "busybox:1.35"]);
+    assert_ne!(r.code, Some(0), "a base image in use was removed: {r}");
+    // The next build sweeps what the dead one left.
+    let ok = context(&b, "ok", "FROM busybox:1.35\nRUN true\n", &[]);
+    build(&b, &ok, "next:1").ok();
+    assert_eq!(mounted(), 0, "mounts left under the store");
+    let left: Vec<_> = fs::read_dir(b.root.join("builds")).unwrap().collect();
+    assert!(left.is_empty(), "step directories left: {left:?}");
+    // And its lease is gone: the image can be removed now.
+    b.ok(&["rmi", "-f", "next:1"]);
+    b.ok(&["rmi", "busybox:1.35"]);
+}

@@ -52,6 +52,9 @@ pub struct BuildOptions<'a> {
     pub always_pull: bool,
     /// Progress goes to a terminal (step lines in bold, statuses colored).
     pub terminal: bool,
+    /// `--allow security.insecure`: `RUN --security=insecure` may run
+    /// privileged.
+    pub allow_insecure: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +140,11 @@ pub fn build(
     let cache = Cache::open(&paths.root)?;
     let hashes = HashCache::open(&paths.root);
     let lexer = Lexer::new(df.escape);
+    let mut store = store;
+    sweep(paths, &mut store);
+    let _lease = LeaseGuard {
+        root: paths.root.clone(),
+    };
     let mut b = Builder {
         paths: paths.clone(),
         store,
@@ -372,7 +380,14 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
 
     fn base_name(&self, i: usize) -> Result<String, BuildError> {
         let s = &self.df.stages[i];
-        self.expand(&s.base, &self.global_args, s.line)
+        // FROM sees the automatic platform args without an ARG, then the
+        // global ones.
+        let mut vars: Vec<(String, Option<String>)> = platform_args()
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect();
+        vars.extend(self.global_args.iter().cloned());
+        self.expand(&s.base, &vars, s.line)
     }
 
     /// The stages `target` needs, dependencies first, and what each one
@@ -459,6 +474,8 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
             },
             Err(e) => return Err(e.into()),
         };
+        // Held for the build: no rmi or gc takes its layers meanwhile.
+        self.store.add_lease(&lease_holder(), &img.id)?;
         let blob = self.store.read_blob(&img.id, 4 << 20)?;
         let doc: Value = serde_json::from_slice(&blob)
             .map_err(|e| BuildError::Invalid(format!("image config of {name}: {e}")))?;
@@ -507,10 +524,17 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
             });
         }
         if let Some(j) = self.stage_ref(&name, i, line)? {
-            let (s, k) = self.results.get(&j).cloned().expect("built before");
-            let mut s = s;
+            let (mut s, k) =
+                self.results
+                    .get(&j)
+                    .cloned()
+                    .ok_or_else(|| BuildError::Dockerfile {
+                        line,
+                        message: format!("stage {name:?} is not built before this one"),
+                    })?;
             s.cmd_set = false;
-            return Ok((s, k));
+            // Not the stage's own key: its state changes here (cmd_set).
+            return Ok((s, sha(&["stage", &k])));
         }
         if name.eq_ignore_ascii_case("scratch") {
             return Ok((State::scratch(), sha(&["scratch"])));
@@ -841,11 +865,12 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
     }
 
     fn step_dir(&self) -> Result<PathBuf, BuildError> {
-        let dir = self
-            .paths
-            .root
-            .join("builds")
-            .join(&berth_engine::new_id()[..24]);
+        let builds = crate::private_dir(&self.paths.root.join("builds"))?;
+        let dir = builds.join(format!(
+            "{}-{}",
+            std::process::id(),
+            &berth_engine::new_id()[..16]
+        ));
         std::fs::create_dir_all(&dir)
             .map_err(|e| BuildError::io(format!("create {}", dir.display()), e))?;
         Ok(dir)
@@ -892,13 +917,28 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
             let expanded = self.expand(m, &vars, ins.line)?;
             mounts.push(crate::mounts::parse(&expanded)?);
         }
-        let network = match r.network.as_deref() {
-            None | Some("default") => self.opts.network.clone(),
-            Some("none") => "none".to_string(),
-            Some("host") => "host".to_string(),
-            Some(other) => {
+        // `berth build --network none` is a ceiling a Dockerfile cannot lift.
+        let network = match (r.network.as_deref(), self.opts.network.as_str()) {
+            (_, "none") | (Some("none"), _) => "none".to_string(),
+            (None | Some("default"), n) => n.to_string(),
+            (Some("host"), _) => "host".to_string(),
+            (Some(other), _) => {
                 return Err(BuildError::Invalid(format!(
                     "RUN --network={other}: use none, host or default"
+                )))
+            }
+        };
+        let insecure = match r.security.as_deref() {
+            None | Some("sandbox") => false,
+            Some("insecure") if self.opts.allow_insecure => true,
+            Some("insecure") => {
+                return Err(BuildError::Invalid(
+                    "RUN --security=insecure runs the step privileged: allow it with berth build --allow security.insecure".into(),
+                ))
+            }
+            Some(other) => {
+                return Err(BuildError::Invalid(format!(
+                    "RUN --security={other}: use sandbox or insecure"
                 )))
             }
         };
@@ -933,6 +973,7 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
             &serde_json::to_string(&argv).expect("serializes"),
             &arg_desc.join("\n"),
             &network,
+            &format!("insecure={insecure}"),
             &serde_json::to_string(&state.config).expect("serializes"),
             &mount_desc.join("\n"),
             &r.heredocs
@@ -968,7 +1009,7 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
                 set_mode(&f, 0o755)?;
                 prepared.mounts.push(format!(
                     "type=bind,src={},dst={},readonly",
-                    f.display(),
+                    mount_path(&f)?,
                     argv[0]
                 ));
             }
@@ -1000,7 +1041,7 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
                     network: &network,
                     mounts: prepared.mounts.clone(),
                     tmpfs: Vec::new(),
-                    privileged: r.security.as_deref() == Some("insecure"),
+                    privileged: insecure,
                 },
                 &mut sink,
             )
@@ -1125,8 +1166,8 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
                     }
                     p.mounts.push(format!(
                         "type=bind,src={},dst={}{ro}",
-                        cdir.display(),
-                        m.target
+                        mount_path(&cdir)?,
+                        mount_path(Path::new(&m.target))?
                     ));
                 }
                 MountKind::Tmpfs { size } => {
@@ -1134,7 +1175,10 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
                         .as_deref()
                         .map(|s| format!(",tmpfs-size={s}"))
                         .unwrap_or_default();
-                    p.mounts.push(format!("type=tmpfs,dst={}{size}", m.target));
+                    p.mounts.push(format!(
+                        "type=tmpfs,dst={}{size}",
+                        mount_path(Path::new(&m.target))?
+                    ));
                 }
                 MountKind::Secret {
                     id,
@@ -1177,8 +1221,8 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
                             .map_err(|e| BuildError::io("chown a secret", e))?;
                         p.mounts.push(format!(
                             "type=bind,src={},dst={},readonly",
-                            f.display(),
-                            m.target
+                            mount_path(&f)?,
+                            mount_path(Path::new(&m.target))?
                         ));
                         p.remove.push(sdir);
                     }
@@ -1199,48 +1243,121 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
                         }
                         None => self.opts.context.clone(),
                     };
-                    let root = fsutil::open_root(&src_root)?;
-                    let fd = fsutil::open_in_root(&root, &m.source).map_err(|e| {
+                    let b = dir.join(format!("bind-{n}"));
+                    std::fs::create_dir_all(&b)
+                        .map_err(|e| BuildError::io("create a mount point", e))?;
+                    // A context with a .dockerignore shows only what it
+                    // sends: a filtered copy when anything below is ignored.
+                    let filtered = match (&m.from, self.context_root()?.ignore.clone()) {
+                        (None, Some(ig)) => {
+                            let root = SourceRoot::new(&src_root, Some(ig), false)?;
+                            let src = if m.source.is_empty() {
+                                ".".to_string()
+                            } else {
+                                m.source.clone()
+                            };
+                            let all = sources::select(
+                                &SourceRoot::new(&src_root, None, false)?,
+                                std::slice::from_ref(&src),
+                                &[],
+                                false,
+                            )?;
+                            let sel = sources::select(&root, &[src], &[], false)?;
+                            if sel.entries.len() != all.entries.len() && sel.single_file.is_none() {
+                                let f = b.join("filtered");
+                                std::fs::create_dir_all(&f)
+                                    .map_err(|e| BuildError::io("create a filtered copy", e))?;
+                                let meta = Meta {
+                                    keep_owners: true,
+                                    ..Meta::default()
+                                };
+                                let mut tar = Vec::new();
+                                sources::write_tar(&sel, &meta, None, &mut tar).map_err(|e| {
+                                    BuildError::io("copy the bind mount's source", e)
+                                })?;
+                                berth_image::layer::apply_with(
+                                    &tar[..],
+                                    &f,
+                                    None,
+                                    berth_image::layer::ApplyOptions::ARCHIVE,
+                                )
+                                .map_err(|e| {
+                                    BuildError::Invalid(format!(
+                                        "copy the bind mount's source: {e}"
+                                    ))
+                                })?;
+                                Some(f)
+                            } else {
+                                None
+                            }
+                        }
+                        _ => None,
+                    };
+                    let (root, source) = match &filtered {
+                        Some(f) => (fsutil::open_root(f)?, ".".to_string()),
+                        None => (fsutil::open_root(&src_root)?, m.source.clone()),
+                    };
+                    let fd = fsutil::open_in_root(&root, &source).map_err(|e| {
                         BuildError::Invalid(format!(
                             "--mount source {:?}: {}",
                             m.source,
                             std::io::Error::from(e)
                         ))
                     })?;
-                    let real = std::fs::read_link(fsutil::fd_path(&fd))
-                        .map_err(|e| BuildError::io("resolve a bind mount's source", e))?;
-                    let src = if *rw {
-                        // Writes land in a scratch upper dir and are dropped.
-                        let b = dir.join(format!("bind-{n}"));
-                        for d in ["u", "w", "m"] {
-                            std::fs::create_dir_all(b.join(d))
-                                .map_err(|e| BuildError::io("create a mount point", e))?;
-                        }
-                        let data = format!(
-                            "lowerdir={},upperdir={},workdir={}",
-                            real.display(),
-                            b.join("u").display(),
-                            b.join("w").display()
-                        );
-                        let data = std::ffi::CString::new(data)
-                            .map_err(|_| BuildError::Invalid("a path contains NUL".into()))?;
-                        rustix::mount::mount(
-                            "overlay",
-                            b.join("m"),
-                            "overlay",
-                            rustix::mount::MountFlags::empty(),
-                            Some(data.as_c_str()),
-                        )
-                        .map_err(|e| BuildError::io("mount a read-write bind", e.into()))?;
-                        p.unmount.push(b.join("m"));
-                        b.join("m")
+                    // The source (resolved inside its root) is bound onto a
+                    // path of ours: no host path is ever spelled out to the
+                    // runtime, whatever the context's names hold.
+                    let is_dir =
+                        std::fs::metadata(fsutil::fd_path(&fd)).is_ok_and(|md| md.is_dir());
+                    let point = b.join("src");
+                    if is_dir {
+                        std::fs::create_dir_all(&point)
                     } else {
-                        real
+                        std::fs::write(&point, b"")
+                    }
+                    .map_err(|e| BuildError::io("create a mount point", e))?;
+                    rustix::mount::mount_bind(fsutil::fd_path(&fd), &point)
+                        .map_err(|e| BuildError::io("bind the mount's source", e.into()))?;
+                    p.unmount.push(point.clone());
+                    let src = match (*rw, is_dir) {
+                        (false, _) => point,
+                        (true, true) => {
+                            // Writes land in a scratch upper dir and are dropped.
+                            for d in ["u", "w", "m"] {
+                                std::fs::create_dir_all(b.join(d))
+                                    .map_err(|e| BuildError::io("create a mount point", e))?;
+                            }
+                            let data = format!(
+                                "lowerdir={},upperdir={},workdir={}",
+                                overlay_escape(&point),
+                                overlay_escape(&b.join("u")),
+                                overlay_escape(&b.join("w"))
+                            );
+                            let data = std::ffi::CString::new(data)
+                                .map_err(|_| BuildError::Invalid("a path contains NUL".into()))?;
+                            rustix::mount::mount(
+                                "overlay",
+                                b.join("m"),
+                                "overlay",
+                                rustix::mount::MountFlags::empty(),
+                                Some(data.as_c_str()),
+                            )
+                            .map_err(|e| BuildError::io("mount a read-write bind", e.into()))?;
+                            p.unmount.push(b.join("m"));
+                            b.join("m")
+                        }
+                        (true, false) => {
+                            // A file: a scratch copy takes the writes.
+                            let c = b.join("copy");
+                            std::fs::copy(&point, &c)
+                                .map_err(|e| BuildError::io("copy a read-write bind", e))?;
+                            c
+                        }
                     };
                     p.mounts.push(format!(
                         "type=bind,src={},dst={}{ro}",
-                        src.display(),
-                        m.target
+                        mount_path(&src)?,
+                        mount_path(Path::new(&m.target))?
                     ));
                 }
             }
@@ -1274,16 +1391,17 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
 
     fn context_root(&mut self) -> Result<&SourceRoot, BuildError> {
         if self.context.is_none() {
-            let ignore_file = self.opts.context.join(".dockerignore");
-            let ignore = match std::fs::read_to_string(&ignore_file) {
-                Ok(text) => {
+            let ignore = match crate::context::read_in_context(&self.opts.context, ".dockerignore")
+            {
+                Ok(Some(text)) => {
                     let patterns = berth_dockerfile::ignore::read_dockerignore(&text);
                     Some(
                         berth_dockerfile::ignore::Matcher::new(&patterns)
                             .map_err(|e| BuildError::Invalid(format!(".dockerignore: {e}")))?,
                     )
                 }
-                Err(_) => None,
+                Ok(None) => None,
+                Err(e) => return Err(e),
             };
             self.context = Some(SourceRoot::new(&self.opts.context, ignore, false)?);
         }
@@ -1378,7 +1496,11 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
             Some(f) => {
                 let f = self.expand(f, &self.global_args.clone(), line)?;
                 match self.stage_ref(&f, stage, line)? {
-                    Some(j) => Some(self.results.get(&j).cloned().expect("built before")),
+                    Some(j) => Some(self.results.get(&j).cloned().ok_or_else(|| {
+                        BuildError::Invalid(format!(
+                            "--from={f}: that stage is not built before this step"
+                        ))
+                    })?),
                     None => Some(self.image_state(&f, line)?),
                 }
             }
@@ -1429,11 +1551,9 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
                 sel.add_file(f, name.clone(), false)?;
             }
             for u in &urls {
-                let name = if dest_dir_form {
-                    url_file_name(u)
-                } else {
-                    dest.rsplit('/').next().unwrap_or("").to_string()
-                };
+                // Named after the URL: a destination that is not an
+                // existing directory renames it (the single-file rule).
+                let name = url_file_name(u);
                 let f = staging.join(format!("url-{}", extra_hash.len()));
                 let digest = fetch(u, &f, c.checksum.as_deref())?;
                 extra_hash.push(format!("url:{u}:{digest}"));
@@ -1444,15 +1564,10 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
             }
             // ADD unpacks local tar archives into the destination.
             if c.add && c.unpack != Some(false) && from_state.is_none() {
+                // Only the sources named themselves, never archives found
+                // inside a copied directory.
                 for e in sel.entries.iter_mut() {
-                    if e.md.is_file()
-                        && e.name.rsplit('/').count() >= 1
-                        && srcs.iter().any(|s| {
-                            fsutil::clean(s) == e.rel
-                                || sources::glob_match(&fsutil::clean(s), &e.rel)
-                        })
-                        && sources::is_archive(&e.full)
-                    {
+                    if e.top && e.md.is_file() && sources::is_archive(&e.full) {
                         e.archive = true;
                     }
                 }
@@ -1486,7 +1601,10 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
                 chown.as_deref().unwrap_or(""),
                 &format!("{chmod:?}"),
                 &c.excludes.join("\n"),
-                &format!("link={} parents={}", c.link, c.parents),
+                &format!(
+                    "link={} parents={} unpack={:?}",
+                    c.link, c.parents, c.unpack
+                ),
             ]);
             *key = step_key.clone();
             tracing::debug!(
@@ -1573,8 +1691,10 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
                 }
                 _ => (dest.to_string(), None),
             };
-            let fd = fsutil::mkdir_all_in_root(&root, &landing, owner)?;
-            if let (Some(m), None) = (meta.chmod, &single_name) {
+            let (fd, made) = fsutil::mkdir_all_in_root(&root, &landing, owner)?;
+            // --chmod applies to what this COPY makes, never to an existing
+            // directory it lands in.
+            if let (Some(m), None, true) = (meta.chmod, &single_name, made) {
                 let d = fsutil::reopen_dir(&fd)?;
                 let _ = rustix::fs::fchmod(&d, rustix::fs::Mode::from_raw_mode(m));
             }
@@ -1667,6 +1787,98 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
             warnings: Vec::new(),
         })
     }
+}
+
+/// The lease a build holds on the images it uses.
+fn lease_holder() -> String {
+    format!("build:{}", std::process::id())
+}
+
+/// Drops the build's leases when it ends, however it ends.
+struct LeaseGuard {
+    root: PathBuf,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        if let Ok(mut store) = Store::open(&self.root) {
+            let _ = store.remove_lease(&lease_holder());
+        }
+    }
+}
+
+fn pid_alive(pid: i32) -> bool {
+    pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// What builds that died left: their step directories (mounts undone
+/// first, and a directory with a mount that will not go is left alone),
+/// their runtime state, their secrets and their leases.
+fn sweep(paths: &Paths, store: &mut Store) {
+    let builds = paths.root.join("builds");
+    let Ok(entries) = std::fs::read_dir(&builds) else {
+        return;
+    };
+    let rt = paths.runtime();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid: i32 = name
+            .split('-')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        if pid_alive(pid) {
+            continue;
+        }
+        let _ = berth_runtime::container::delete(&rt, &name, true);
+        let dir = e.path();
+        let prefix = format!("{}/", dir.display());
+        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+            .filter(|m| m.starts_with(&prefix))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        let mut stuck = false;
+        for m in &mounts {
+            if rustix::mount::unmount(m.as_str(), rustix::mount::UnmountFlags::DETACH).is_err() {
+                stuck = true;
+            }
+        }
+        if !stuck {
+            let _ = berth_image::layer::remove_dir_all(&dir);
+        }
+        let _ = std::fs::remove_dir_all(paths.runroot.join("build-secrets").join(&name));
+    }
+    if let Ok(holders) = berth_image::built::lease_holders_with_prefix(store, "build:") {
+        for h in holders {
+            let pid: i32 = h.trim_start_matches("build:").parse().unwrap_or(0);
+            if !pid_alive(pid) {
+                let _ = store.remove_lease(&h);
+            }
+        }
+    }
+}
+
+/// A path as it may go into a `--mount` value (comma-separated
+/// key=value fields): one holding a comma is refused, never split.
+fn mount_path(p: &Path) -> Result<String, BuildError> {
+    let s = p.to_string_lossy();
+    if s.contains(',') || s.contains('\n') {
+        return Err(BuildError::Invalid(format!(
+            "the mount path {s:?} contains a comma or a newline: use a store root and mount targets without them"
+        )));
+    }
+    Ok(s.into_owned())
+}
+
+/// Overlay option values escape `\`, `,` and `:` with a backslash.
+fn overlay_escape(p: &Path) -> String {
+    p.to_string_lossy()
+        .replace('\\', "\\\\")
+        .replace(',', "\\,")
+        .replace(':', "\\:")
 }
 
 /// A directory removed when dropped.
@@ -1794,18 +2006,23 @@ fn mount_ro(target: &Path, lowers: &[PathBuf]) -> Result<(), BuildError> {
         // One layer needs no overlay: a read-only bind.
         rustix::mount::mount_bind(&lowers[0], target)
             .map_err(|e| BuildError::io("bind the source layer", e.into()))?;
-        let _ = rustix::mount::mount_remount(
+        // Read-only, or not at all: a writable view of a store snapshot
+        // must never be left where cleanup could remove through it.
+        if let Err(e) = rustix::mount::mount_remount(
             target,
             rustix::mount::MountFlags::BIND | rustix::mount::MountFlags::RDONLY,
             "",
-        );
+        ) {
+            let _ = rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH);
+            return Err(BuildError::io("make the source layer read-only", e.into()));
+        }
         return Ok(());
     } else {
         format!(
             "lowerdir={}",
             lowers
                 .iter()
-                .map(|p| p.to_string_lossy().replace(',', "\\,").replace(':', "\\:"))
+                .map(|p| overlay_escape(p))
                 .collect::<Vec<_>>()
                 .join(":")
         )

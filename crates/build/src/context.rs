@@ -73,3 +73,32 @@ impl TempContext {
         self.dir.join("ctx")
     }
 }
+
+/// A file of the context, read with its symlinks resolved inside the
+/// context (a `Dockerfile` linking to a host file reads nothing of it);
+/// `None` when it does not exist.
+pub fn read_in_context(dir: &Path, rel: &str) -> Result<Option<String>, BuildError> {
+    let root = crate::fsutil::open_root(dir)?;
+    let fd = match berth_image::layer::openat2_retry(
+        &root,
+        rel,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+        rustix::fs::ResolveFlags::IN_ROOT | rustix::fs::ResolveFlags::NO_MAGICLINKS,
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => {
+            return Err(BuildError::io(
+                format!("open {rel} in the context"),
+                e.into(),
+            ))
+        }
+    };
+    let mut text = String::new();
+    std::fs::File::from(fd)
+        .take(crate::MAX_TEXT)
+        .read_to_string(&mut text)
+        .map_err(|e| BuildError::io(format!("read {rel} in the context"), e))?;
+    Ok(Some(text))
+}

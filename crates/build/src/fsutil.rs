@@ -50,12 +50,14 @@ pub fn fd_path(fd: &OwnedFd) -> PathBuf {
 }
 
 /// Makes directory `rel` and its missing parents inside the root (links
-/// followed inside it), new ones owned by `owner`; returns it opened.
+/// followed inside it), new ones owned by `owner`; returns it opened, and
+/// whether this call made it.
 pub fn mkdir_all_in_root(
     root: &OwnedFd,
     rel: &str,
     owner: (u32, u32),
-) -> Result<OwnedFd, BuildError> {
+) -> Result<(OwnedFd, bool), BuildError> {
+    let mut made = false;
     let mut cur = String::new();
     let mut fd = open_in_root(root, ".")
         .map_err(|e| BuildError::io("open the root".to_string(), e.into()))?;
@@ -76,6 +78,7 @@ pub fn mkdir_all_in_root(
                     )));
                 }
                 fd = next;
+                made = false;
             }
             Err(rustix::io::Errno::NOENT) => {
                 let parent = reopen_dir(&fd)?;
@@ -93,11 +96,12 @@ pub fn mkdir_all_in_root(
                 )
                 .map_err(|e| BuildError::io(format!("chown /{cur}"), e.into()))?;
                 fd = next;
+                made = true;
             }
             Err(e) => return Err(BuildError::io(format!("open /{cur}"), e.into())),
         }
     }
-    Ok(fd)
+    Ok((fd, made))
 }
 
 /// An O_PATH fd of a directory, opened for real (to create in or list).

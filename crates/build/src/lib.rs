@@ -15,6 +15,20 @@ pub mod state;
 
 pub use builder::{build, BuildOptions, Built};
 
+/// The largest Dockerfile or .dockerignore read.
+pub const MAX_TEXT: u64 = 16 << 20;
+
+/// A directory only root may enter (made if missing): build steps hold
+/// files from images and secrets.
+pub(crate) fn private_dir(dir: &std::path::Path) -> Result<std::path::PathBuf, BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| BuildError::io(format!("create {}", dir.display()), e))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| BuildError::io(format!("chmod {}", dir.display()), e))?;
+    Ok(dir.to_path_buf())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// An error in the Dockerfile, at a line.

@@ -207,6 +207,10 @@ pub fn ensure_cache_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> Result<(),
     let parent = dir.parent().unwrap_or(dir);
     std::fs::create_dir_all(parent)
         .map_err(|e| BuildError::io(format!("create {}", parent.display()), e))?;
+    // What cache mounts keep (set-id files included) is root's alone.
+    if let Some(top) = parent.parent() {
+        crate::private_dir(top)?;
+    }
     // A name of its own: stages building at once may make it together.
     let tmp = parent.join(format!(".new-{}", &berth_engine::new_id()[..16]));
     std::fs::create_dir(&tmp)

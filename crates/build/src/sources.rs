@@ -20,6 +20,8 @@ use crate::BuildError;
 /// Where sources are read from.
 pub struct SourceRoot {
     pub dir: PathBuf,
+    /// `dir` with its symlinks resolved.
+    canon: PathBuf,
     fd: OwnedFd,
     /// `.dockerignore` (context only).
     pub ignore: Option<Matcher>,
@@ -34,12 +36,23 @@ impl SourceRoot {
         ignore: Option<Matcher>,
         keep_owners: bool,
     ) -> Result<SourceRoot, BuildError> {
+        let fd = fsutil::open_root(dir)?;
+        let canon = std::fs::read_link(fsutil::fd_path(&fd)).unwrap_or_else(|_| dir.to_path_buf());
         Ok(SourceRoot {
             dir: dir.to_path_buf(),
-            fd: fsutil::open_root(dir)?,
+            canon,
+            fd,
             ignore,
             keep_owners,
         })
+    }
+
+    /// Where an opened source really is, relative to the root (symlinks
+    /// resolved): what `.dockerignore` is matched against.
+    fn resolved_rel(&self, fd: &OwnedFd) -> Option<String> {
+        let real = std::fs::read_link(fsutil::fd_path(fd)).ok()?;
+        let rel = real.strip_prefix(&self.canon).ok()?;
+        Some(rel.to_string_lossy().into_owned())
     }
 }
 
@@ -55,6 +68,8 @@ pub struct Entry {
     pub md: fs::Metadata,
     /// ADD: a local archive, unpacked into the destination instead.
     pub archive: bool,
+    /// Named by a source pattern itself (not found inside a directory).
+    pub top: bool,
 }
 
 /// What a set of source patterns selected.
@@ -235,6 +250,8 @@ impl Selection {
             name,
             md,
             archive,
+            // Downloads and here-documents are never unpacked.
+            top: false,
         });
         Ok(())
     }
@@ -340,6 +357,30 @@ pub fn select(
                     BuildError::io(format!("open {raw}"), e.into())
                 }
             })?;
+            // A link is matched where it leads: an ignored directory
+            // cannot be reached through a link to it.
+            let rel = match root.resolved_rel(&fd) {
+                Some(r) => {
+                    if let Some(ig) = &root.ignore {
+                        if !r.is_empty() && ig.matches(&r) {
+                            if has_meta(raw) {
+                                continue;
+                            }
+                            return Err(BuildError::Invalid(format!(
+                                "{raw}: not found: it is excluded by .dockerignore"
+                            )));
+                        }
+                    }
+                    r
+                }
+                None => rel,
+            };
+            if let (Some(ex), true) = (exclude.as_ref(), has_meta(raw)) {
+                let base = rel.rsplit('/').next().unwrap_or(&rel);
+                if ex.matches(&rel) || ex.matches(base) {
+                    continue;
+                }
+            }
             let full = fsutil::fd_path(&fd);
             let md = fs::metadata(&full).map_err(|e| BuildError::io(format!("stat {raw}"), e))?;
             total += 1;
@@ -377,6 +418,7 @@ pub fn select(
                         name: cur.clone(),
                         md: pmd,
                         archive: false,
+                        top: false,
                     });
                     fds.push(pfd);
                 }
@@ -393,6 +435,7 @@ pub fn select(
                         name: name.clone(),
                         md: md.clone(),
                         archive: false,
+                        top: false,
                     });
                 }
                 walk(root, exclude.as_ref(), &full, &rel, &name, &mut entries)?;
@@ -407,6 +450,7 @@ pub fn select(
                     name: base,
                     md,
                     archive: false,
+                    top: true,
                 });
             }
             fds.push(fd);
@@ -467,6 +511,7 @@ fn walk(
                 name: child_name.clone(),
                 md,
                 archive: false,
+                top: false,
             });
         }
         if is_dir {
@@ -505,6 +550,8 @@ impl Meta {
 pub struct HashCache {
     db: Option<rusqlite::Connection>,
     memo: HashMap<PathBuf, String>,
+    /// Digests computed, to be recorded.
+    pending: Vec<(String, [i64; 5], String)>,
 }
 
 impl HashCache {
@@ -524,6 +571,7 @@ impl HashCache {
         HashCache {
             db,
             memo: HashMap::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -578,36 +626,35 @@ impl HashCache {
             h.update(&buf[..n]);
         }
         let digest = hex::encode(h.finalize());
-        if let (Some(k), Some(db)) = (&key, &self.db) {
-            let _ = db.execute(
-                "INSERT INTO build_file_hashes(path, dev, ino, size, mtime, ctime, digest)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT(path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino,
-                   size = excluded.size, mtime = excluded.mtime, ctime = excluded.ctime,
-                   digest = excluded.digest",
-                rusqlite::params![
-                    k.to_string_lossy(),
-                    stat[0],
-                    stat[1],
-                    stat[2],
-                    stat[3],
-                    stat[4],
-                    digest
-                ],
-            );
+        if let Some(k) = &key {
+            self.pending
+                .push((k.to_string_lossy().into_owned(), stat, digest.clone()));
             self.memo.insert(k.clone(), digest.clone());
         }
         Ok(digest)
     }
 
-    /// Runs `f` in one transaction (many inserts at once).
+    /// Runs `f`, then records the digests it computed in one short
+    /// transaction (the database is never locked while files are read).
     pub fn batch<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
-        if let Some(db) = &self.db {
-            let _ = db.execute_batch("BEGIN");
-        }
         let out = f(self);
-        if let Some(db) = &self.db {
-            let _ = db.execute_batch("COMMIT");
+        let pending = std::mem::take(&mut self.pending);
+        if let (Some(db), false) = (&mut self.db, pending.is_empty()) {
+            if let Ok(tx) = db.transaction() {
+                for (path, stat, digest) in &pending {
+                    let _ = tx.execute(
+                        "INSERT INTO build_file_hashes(path, dev, ino, size, mtime, ctime, digest)
+                         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                         ON CONFLICT(path) DO UPDATE SET dev = excluded.dev, ino = excluded.ino,
+                           size = excluded.size, mtime = excluded.mtime, ctime = excluded.ctime,
+                           digest = excluded.digest",
+                        rusqlite::params![
+                            path, stat[0], stat[1], stat[2], stat[3], stat[4], digest
+                        ],
+                    );
+                }
+                let _ = tx.commit();
+            }
         }
         out
     }

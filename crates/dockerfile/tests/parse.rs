@@ -142,7 +142,11 @@ fn stages_args_and_errors_with_lines() {
         ("\n\n", 2, "file with no instructions"),
         // BuildKit's testfiles-negative: env_no_value, shykes-nested-json.
         ("FROM busybox\nENV PATH\n", 2, "ENV must have two arguments"),
-        ("FROM busybox\nCMD [ \"echo\", [ \"nested json\" ] ]\n", 2, "strings only"),
+        (
+            "FROM busybox\nCMD [ \"echo\", [ \"nested json\" ] ]\n",
+            2,
+            "strings only",
+        ),
     ] {
         let e = instructions::parse(text).unwrap_err();
         assert_eq!(e.line, line, "{text:?}: {e}");

@@ -185,6 +185,17 @@ pub fn mount(layout: &Layout, lowers: &[PathBuf], volatile: bool) -> Result<(), 
             )
         })
     };
+    // The upper dir must hold whole files and real directories (it becomes
+    // a layer, by commit or by a build step): no metacopy-only inodes, no
+    // redirects, whatever the module's defaults are. Kernels that do not
+    // know an option refuse it; then the mount goes on without.
+    let full = format!("{data},redirect_dir=off,metacopy=off");
+    if volatile && mount(&format!("{full},volatile")).is_ok() {
+        return Ok(());
+    }
+    if mount(&full).is_ok() {
+        return Ok(());
+    }
     if volatile && mount(&format!("{data},volatile")).is_ok() {
         return Ok(());
     }

@@ -179,9 +179,20 @@ fn run_mounted(
             store_root: &paths.root,
         },
     )?;
+    // 0600: it holds the step's environment, secrets from env= included.
     let cfg = layout.dir.join("config.json");
-    std::fs::write(&cfg, serde_json::to_vec(&spec).expect("serializes"))
-        .map_err(|e| EngineError::io(format!("write {}", cfg.display()), e))?;
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&cfg)
+            .and_then(|mut f| f.write_all(&serde_json::to_vec(&spec).expect("serializes")))
+            .map_err(|e| EngineError::io(format!("write {}", cfg.display()), e))?;
+    }
     let (out_r, out_w) = crate::io::pipe()?;
     let null = crate::io::dev_null()?;
     let rt = paths.runtime();

@@ -61,6 +61,13 @@ pub fn layer_from_dir(
         .file;
     file.sync_all().map_err(io_err(&tar_path))?;
     drop(file);
+    // The directory becomes the snapshot as it is: its files must be on
+    // disk before the database says the layer exists (a build step's
+    // overlay was volatile, so nothing synced them yet).
+    {
+        let d = File::open(dir).map_err(io_err(dir))?;
+        rustix::fs::syncfs(&d).map_err(|e| io_err(dir)(e.into()))?;
+    }
     let chain = chain_id(parent, &diff_id);
     store.commit_blob_file(&tar_path, &diff_id)?;
     store::sync_dir(&store.root().join("blobs").join("sha256"))?;
@@ -168,4 +175,17 @@ pub fn add_image(
     stage.add_image(id.clone(), config.len() as u64, created, layers, None, tags)?;
     stage.commit()?;
     Ok(id)
+}
+
+/// Lease holders whose name starts with `prefix` (`build:PID` leases, for
+/// sweeping those of builds that died).
+pub fn lease_holders_with_prefix(store: &Store, prefix: &str) -> Result<Vec<String>, StoreError> {
+    let pattern = format!("{}%", prefix.replace('%', "\\%").replace('_', "\\_"));
+    let mut stmt = store
+        .db()
+        .prepare("SELECT DISTINCT holder FROM leases WHERE holder LIKE ?1 ESCAPE '\\'")?;
+    let rows = stmt
+        .query_map([pattern], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }
