@@ -24,9 +24,13 @@ impl Drop for TempContext {
 /// Reads the context from `input` into a new directory under
 /// `ROOT/builds`.
 pub fn from_reader(root: &Path, mut input: impl Read) -> Result<TempContext, BuildError> {
-    let base = root
-        .join("builds")
-        .join(format!("context-{}", &berth_engine::new_id()[..16]));
+    // PID first: a later build's sweep knows whose it is.
+    let builds = crate::private_dir(&root.join("builds"))?;
+    let base = builds.join(format!(
+        "{}-context-{}",
+        std::process::id(),
+        &berth_engine::new_id()[..16]
+    ));
     let dir = base.join("ctx");
     std::fs::create_dir_all(&dir)
         .map_err(|e| BuildError::io(format!("create {}", dir.display()), e))?;
