@@ -9,6 +9,7 @@
 # a rebuild after one changed file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 ./scripts/dist.sh >/dev/null
 berth=$PWD/target/dist-bin/berth
 work=$(mktemp -d /var/tmp/berth-bench-build.XXXXXX)
@@ -68,20 +69,7 @@ $BA tag "$($BA images -q | head -1)" busybox:1.35 >/dev/null 2>&1 || true
 
 D=""
 if command -v dockerd >/dev/null && command -v docker >/dev/null; then
-  mkdir -p "$work/docker"
-  printf '{"deprecated-key-path": "%s/docker/key.json"}\n' "$work" > "$work/docker/daemon.json"
-  ns="berth-bench-$$"
-  dockerd --config-file "$work/docker/daemon.json" --data-root "$work/docker/data" \
-    --exec-root "$work/docker/exec" --pidfile "$work/docker/pid" \
-    -H "unix://$work/docker/docker.sock" --bridge=none --iptables=false --ip-masq=false \
-    --containerd-namespace="$ns" --containerd-plugins-namespace="$ns-plugins" \
-    >"$work/docker/dockerd.log" 2>&1 &
-  dockerd_pid=$!
-  D="docker -H unix://$work/docker/docker.sock"
-  for _ in $(seq 150); do
-    $D version >/dev/null 2>&1 && break
-    sleep 0.2
-  done
+  start_private_dockerd
   $D load -i "$work/busybox.tar" >/dev/null 2>&1 || D=""
 fi
 

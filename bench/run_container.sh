@@ -9,6 +9,7 @@
 # (berth sets none either).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 # The shipped build (scripts/dist.sh: static, LTO) is what is measured.
 ./scripts/dist.sh >/dev/null
 berth=$PWD/target/dist-bin/berth
@@ -40,20 +41,7 @@ if command -v podman >/dev/null; then
   cmds+=("podman (runc)=exec env CONTAINERS_CONF=$work/containers.conf $P run --rm --network none --runtime runc busybox:1.35 true")
 fi
 if command -v dockerd >/dev/null && command -v docker >/dev/null; then
-  mkdir -p "$work/docker"
-  printf '{"deprecated-key-path": "%s/docker/key.json"}\n' "$work" > "$work/docker/daemon.json"
-  ns="berth-bench-$$"
-  dockerd --config-file "$work/docker/daemon.json" --data-root "$work/docker/data" \
-    --exec-root "$work/docker/exec" --pidfile "$work/docker/pid" \
-    -H "unix://$work/docker/docker.sock" --bridge=none --iptables=false --ip-masq=false \
-    --containerd-namespace="$ns" --containerd-plugins-namespace="$ns-plugins" \
-    >"$work/docker/dockerd.log" 2>&1 &
-  dockerd_pid=$!
-  D="docker -H unix://$work/docker/docker.sock"
-  for _ in $(seq 150); do
-    $D version >/dev/null 2>&1 && break
-    sleep 0.2
-  done
+  start_private_dockerd
   if $D load -i "$work/busybox.tar" >/dev/null 2>&1; then
     cmds+=("docker=exec $D run --rm --network none busybox:1.35 true")
   else

@@ -343,17 +343,9 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
         &mut out,
     )
     .map_err(|e| match e {
-        berth_build::BuildError::Dockerfile { line, message } => {
-            anyhow::anyhow!("{name}:{line}: {message}")
+        berth_build::BuildError::Dockerfile { .. } | berth_build::BuildError::RunFailed { .. } => {
+            anyhow::anyhow!(e.describe(&name))
         }
-        berth_build::BuildError::RunFailed {
-            line,
-            instruction,
-            code,
-            tail,
-        } => anyhow::anyhow!(
-            "{name}:{line}: {instruction}: the command exited with code {code}{tail}"
-        ),
         other => other.into(),
     })?;
     for w in &built.warnings {

@@ -12,14 +12,7 @@ use serde_json::Value;
 use util::*;
 
 fn berth() -> Berth {
-    let b = Berth::new();
-    b.ok(&["load", "-i", fixture("busybox-1.35").to_str().unwrap()]);
-    b.ok(&[
-        "tag",
-        "sha256:34bf58e478a3177ce60c5882e166493671b970307c68cf12ad89a04d67df3f23",
-        "busybox:1.35",
-    ]);
-    b
+    Berth::with_busybox()
 }
 
 /// A context directory with a Dockerfile and files.

@@ -21,7 +21,6 @@ const SAMPLE_OCI_ID: &str =
 const SAMPLE_OCI_MANIFEST: &str =
     "sha256:7d9ce390f6b09ba57bfa316318b942368d4b845510ba9a015c3b20f22bc71fb9";
 /// The image in the `busybox-1.35` OCI layout.
-const BUSYBOX_ID: &str = "sha256:34bf58e478a3177ce60c5882e166493671b970307c68cf12ad89a04d67df3f23";
 /// The diff_ids of the sample image (both forms).
 const SAMPLE_DIFF_IDS: [&str; 3] = [
     "sha256:3278117cdb68c45a352e2eb89995699957dd7b0b23ffe78dda87277c1157efa4",

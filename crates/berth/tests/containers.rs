@@ -13,13 +13,7 @@ use util::*;
 
 /// A store with busybox:1.35 (and, if asked, sample/app:1.0) loaded.
 fn berth(sample: bool) -> Berth {
-    let b = Berth::new();
-    b.ok(&["load", "-i", fixture("busybox-1.35").to_str().unwrap()]);
-    b.ok(&[
-        "tag",
-        "sha256:34bf58e478a3177ce60c5882e166493671b970307c68cf12ad89a04d67df3f23",
-        "busybox:1.35",
-    ]);
+    let b = Berth::with_busybox();
     if sample {
         b.ok(&[
             "load",

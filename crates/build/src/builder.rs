@@ -1329,9 +1329,9 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
                             }
                             let data = format!(
                                 "lowerdir={},upperdir={},workdir={}",
-                                overlay_escape(&point),
-                                overlay_escape(&b.join("u")),
-                                overlay_escape(&b.join("w"))
+                                berth_engine::rootfs::escape(&point.to_string_lossy()),
+                                berth_engine::rootfs::escape(&b.join("u").to_string_lossy()),
+                                berth_engine::rootfs::escape(&b.join("w").to_string_lossy())
                             );
                             let data = std::ffi::CString::new(data)
                                 .map_err(|_| BuildError::Invalid("a path contains NUL".into()))?;
@@ -1873,14 +1873,6 @@ fn mount_path(p: &Path) -> Result<String, BuildError> {
     Ok(s.into_owned())
 }
 
-/// Overlay option values escape `\`, `,` and `:` with a backslash.
-fn overlay_escape(p: &Path) -> String {
-    p.to_string_lossy()
-        .replace('\\', "\\\\")
-        .replace(',', "\\,")
-        .replace(':', "\\:")
-}
-
 /// A directory removed when dropped.
 struct Cleanup(PathBuf);
 
@@ -2022,7 +2014,7 @@ fn mount_ro(target: &Path, lowers: &[PathBuf]) -> Result<(), BuildError> {
             "lowerdir={}",
             lowers
                 .iter()
-                .map(|p| overlay_escape(p))
+                .map(|p| berth_engine::rootfs::escape(&p.to_string_lossy()))
                 .collect::<Vec<_>>()
                 .join(":")
         )

@@ -68,6 +68,18 @@ impl BuildError {
         }
     }
 
+    /// The message with the Dockerfile named as the user gave it (docker:
+    /// `other.Dockerfile:3: ...`).
+    pub fn describe(&self, file: &str) -> String {
+        let s = self.to_string();
+        match self {
+            BuildError::Dockerfile { .. } | BuildError::RunFailed { .. } => {
+                s.replacen("Dockerfile:", &format!("{file}:"), 1)
+            }
+            _ => s,
+        }
+    }
+
     /// An error without a line gets the instruction's.
     pub(crate) fn at(self, line: usize) -> BuildError {
         match self {

@@ -91,6 +91,7 @@ fn glob(root: &SourceRoot, pattern: &str) -> Result<Vec<String>, BuildError> {
     let mut found = vec![String::new()];
     for comp in pattern.split('/').filter(|c| !c.is_empty()) {
         let mut next = Vec::new();
+        let matcher = has_meta(comp).then(|| component_matcher(comp)).flatten();
         for base in &found {
             if !has_meta(comp) {
                 next.push(join(base, comp));
@@ -106,7 +107,7 @@ fn glob(root: &SourceRoot, pattern: &str) -> Result<Vec<String>, BuildError> {
             let mut names: Vec<String> = rd
                 .filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| glob_match(comp, n))
+                .filter(|n| matcher.as_ref().is_some_and(|m| m.matches_exact(n)))
                 .collect();
             names.sort();
             next.extend(names.into_iter().map(|n| join(base, &n)));
@@ -127,106 +128,15 @@ fn join(base: &str, name: &str) -> String {
     }
 }
 
-/// Go's `filepath.Match` for one path component (`*`, `?`, `[...]`, `\`),
-/// iterative, so no input can make it slow.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    let (mut pi, mut ni) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() {
-            match p[pi] {
-                '*' => {
-                    star = Some((pi, ni));
-                    pi += 1;
-                    continue;
-                }
-                '?' => {
-                    pi += 1;
-                    ni += 1;
-                    continue;
-                }
-                '[' => {
-                    if let Some((ok, len)) = class(&p[pi..], n[ni]) {
-                        if ok {
-                            pi += len;
-                            ni += 1;
-                            continue;
-                        }
-                    } else {
-                        return false;
-                    }
-                }
-                '\\' if pi + 1 < p.len() && p[pi + 1] == n[ni] => {
-                    pi += 2;
-                    ni += 1;
-                    continue;
-                }
-                '\\' if pi + 1 < p.len() => {}
-                c if c == n[ni] => {
-                    pi += 1;
-                    ni += 1;
-                    continue;
-                }
-                _ => {}
-            }
-        }
-        match star {
-            Some((sp, sn)) => {
-                pi = sp + 1;
-                ni = sn + 1;
-                star = Some((sp, sn + 1));
-            }
-            None => return false,
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
-/// A `[...]` class at the start of `p`: whether `c` is in it and its
-/// length; None if malformed.
-fn class(p: &[char], c: char) -> Option<(bool, usize)> {
-    let mut i = 1;
-    let negate = matches!(p.get(i), Some('^') | Some('!'));
-    if negate {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    loop {
-        let ch = *p.get(i)?;
-        if ch == ']' && !first {
-            i += 1;
-            break;
-        }
-        first = false;
-        let lo = if ch == '\\' {
-            i += 1;
-            *p.get(i)?
-        } else {
-            ch
-        };
-        i += 1;
-        let mut hi = lo;
-        if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|x| *x != ']') {
-            i += 1;
-            hi = if p[i] == '\\' {
-                i += 1;
-                *p.get(i)?
-            } else {
-                p[i]
-            };
-            i += 1;
-        }
-        if lo <= c && c <= hi {
-            matched = true;
-        }
-    }
-    Some((matched != negate, i))
+/// Go's `filepath.Match` for one path component: the `.dockerignore`
+/// matcher, given the component as its only pattern (a leading `!` is
+/// escaped, so it stays a character). A malformed pattern matches nothing.
+fn component_matcher(pattern: &str) -> Option<Matcher> {
+    let p = match pattern.strip_prefix('!') {
+        Some(rest) => format!("\\!{rest}"),
+        None => pattern.to_string(),
+    };
+    Matcher::new(&[p]).ok()
 }
 
 /// Selects what `patterns` name. `dest_is_dir`: the destination is a

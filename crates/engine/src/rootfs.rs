@@ -203,8 +203,8 @@ pub fn mount(layout: &Layout, lowers: &[PathBuf], volatile: bool) -> Result<(), 
     mount(&data)
 }
 
-/// Overlay option values escape `,` and `:` with a backslash.
-fn escape(p: &str) -> String {
+/// Overlay option values escape `\`, `,` and `:` with a backslash.
+pub fn escape(p: &str) -> String {
     p.replace('\\', "\\\\")
         .replace(',', "\\,")
         .replace(':', "\\:")

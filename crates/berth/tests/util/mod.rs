@@ -100,6 +100,10 @@ impl std::fmt::Display for Run {
     }
 }
 
+/// The image id of the busybox fixture.
+pub const BUSYBOX_ID: &str =
+    "sha256:34bf58e478a3177ce60c5882e166493671b970307c68cf12ad89a04d67df3f23";
+
 /// A private store root (removed when dropped) and a way to run berth on it.
 pub struct Berth {
     pub root: PathBuf,
@@ -125,6 +129,14 @@ impl Berth {
             work,
             _dir: dir,
         }
+    }
+
+    /// A new store with the busybox fixture loaded as `busybox:1.35`.
+    pub fn with_busybox() -> Berth {
+        let b = Berth::new();
+        b.ok(&["load", "-i", fixture("busybox-1.35").to_str().unwrap()]);
+        b.ok(&["tag", BUSYBOX_ID, "busybox:1.35"]);
+        b
     }
 
     /// A path under the scratch directory.
