@@ -14,6 +14,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use rustix::fs::{
     self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, XattrFlags,
@@ -178,20 +179,115 @@ pub fn apply_with(
 /// except for a plain tar when its caller hashes `input` with
 /// `algorithm` already: that digest is the diff_id, and the bytes are not
 /// hashed twice (None).
+///
+/// Decompression, the diff_id's hash and the extraction each run on a
+/// thread of their own, sharing the decompressed chunks, so that a large
+/// compressed layer unpacks at the speed of its slowest stage rather than
+/// of all three added up.
 pub fn apply_raw(
-    input: impl Read,
+    input: impl Read + Send,
     dest: &Path,
     algorithm: Algorithm,
     caller_hashes: bool,
     opts: ApplyOptions,
 ) -> Result<(u64, Option<(Digest, u64)>), LayerError> {
-    let (mut stream, compression) = decompress_detect(input).map_err(LayerError::Stream)?;
+    let mut buf = BufReader::with_capacity(256 * 1024, input);
+    let compression = Compression::detect(buf.fill_buf().map_err(LayerError::Stream)?);
     if compression == Compression::None && caller_hashes {
-        return Ok((extract(&mut stream, dest, opts)?, None));
+        return Ok((extract(&mut buf, dest, opts)?, None));
     }
-    let mut hashing = HashingReader::new(stream, algorithm);
-    let content_size = extract(&mut hashing, dest, opts)?;
-    Ok((content_size, Some(hashing.finish())))
+    let (to_extract, chunks) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(8);
+    let (to_hash, hash_rx) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(8);
+    std::thread::scope(|scope| {
+        let stream = scope.spawn(move || -> io::Result<()> {
+            let mut stream: Box<dyn Read> = match compression {
+                Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buf)),
+                Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buf)?),
+                Compression::None => Box::new(buf),
+            };
+            loop {
+                let mut chunk = vec![0u8; CHUNK];
+                let n = read_full(&mut stream, &mut chunk)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                chunk.truncate(n);
+                let chunk = Arc::new(chunk);
+                // The hasher takes everything; an extractor that gave up
+                // ends the stream (its error is the one reported).
+                if to_hash.send(chunk.clone()).is_err() || to_extract.send(chunk).is_err() {
+                    return Ok(());
+                }
+            }
+        });
+        let hasher = scope.spawn(move || {
+            let mut hasher = algorithm.hasher();
+            let mut size = 0u64;
+            for chunk in hash_rx {
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+            }
+            (hasher.finish(), size)
+        });
+        let extracted = extract(&mut ChannelReader::new(chunks), dest, opts);
+        let streamed = stream.join().expect("the decompressor does not panic");
+        let hashed = hasher.join().expect("the hasher does not panic");
+        // A broken stream explains whatever the extraction then made of it.
+        streamed.map_err(LayerError::Stream)?;
+        Ok((extracted?, Some(hashed)))
+    })
+}
+
+/// The size of the chunks `apply_raw`'s threads pass on.
+const CHUNK: usize = 1 << 20;
+
+/// Reads until `buf` is full or the stream ends; returns the count.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Reads the chunks a channel carries, until its sender is gone.
+pub(crate) struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Arc<Vec<u8>>>,
+    chunk: Arc<Vec<u8>>,
+    pos: usize,
+}
+
+impl ChannelReader {
+    pub(crate) fn new(rx: std::sync::mpsc::Receiver<Arc<Vec<u8>>>) -> Self {
+        ChannelReader {
+            rx,
+            chunk: Arc::new(Vec::new()),
+            pos: 0,
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(c) => {
+                    self.chunk = c;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// The result of an extraction, once its diff_id is known: an error if it
@@ -329,6 +425,8 @@ struct Extractor {
     dir_times: Vec<(PathBuf, Timestamps)>,
     content_size: u64,
     opts: ApplyOptions,
+    /// The buffer file contents pass through, allocated at the first file.
+    buf: Vec<u8>,
 }
 
 fn entry_err(entry: &str, what: impl Into<String>) -> impl FnOnce(Errno) -> LayerError + '_ {
@@ -348,6 +446,7 @@ impl Extractor {
             dir_times: Vec::new(),
             content_size: 0,
             opts,
+            buf: Vec::new(),
         }
     }
 
@@ -500,20 +599,25 @@ impl Extractor {
         match kind {
             tar::EntryType::Directory => {
                 let dir = self.parent(&parent, &name)?;
-                match rfs::statat(dir, &file_name, AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
-                    Ok(_) => {
-                        remove_existing(dir, &file_name, &name)?;
-                        self.cached = None;
-                        let dir = self.parent(&parent, &name)?;
-                        rfs::mkdirat(dir, &file_name, Mode::from_raw_mode(0o700))
-                            .map_err(entry_err(&name, "cannot create directory"))?;
+                // Most directories are new: what is there is looked at only
+                // when the mkdir finds it.
+                match rfs::mkdirat(dir, &file_name, Mode::from_raw_mode(0o700)) {
+                    Ok(()) => {}
+                    Err(Errno::EXIST) => {
+                        match rfs::statat(dir, &file_name, AtFlags::SYMLINK_NOFOLLOW) {
+                            Ok(st)
+                                if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+                            Ok(_) => {
+                                remove_existing(dir, &file_name, &name)?;
+                                self.cached = None;
+                                let dir = self.parent(&parent, &name)?;
+                                rfs::mkdirat(dir, &file_name, Mode::from_raw_mode(0o700))
+                                    .map_err(entry_err(&name, "cannot create directory"))?;
+                            }
+                            Err(e) => return Err(entry_err(&name, "cannot stat")(e)),
+                        }
                     }
-                    Err(Errno::NOENT) => {
-                        rfs::mkdirat(dir, &file_name, Mode::from_raw_mode(0o700))
-                            .map_err(entry_err(&name, "cannot create directory"))?;
-                    }
-                    Err(e) => return Err(entry_err(&name, "cannot stat")(e)),
+                    Err(e) => return Err(entry_err(&name, "cannot create directory")(e)),
                 }
                 let dir = self.parent(&parent, &name)?;
                 let fd = rfs::openat(
@@ -537,23 +641,35 @@ impl Extractor {
                 let expected = e.header().size().map_err(LayerError::Stream)?;
                 self.refuse_dir_replace(&parent, &file_name, &name)?;
                 let dir = self.parent(&parent, &name)?;
-                remove_existing(dir, &file_name, &name)?;
-                let fd = rfs::openat(
-                    dir,
-                    &file_name,
-                    OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::WRONLY
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
+                let create = |dir: &OwnedFd| {
+                    rfs::openat(
+                        dir,
+                        &file_name,
+                        OFlags::CREATE
+                            | OFlags::EXCL
+                            | OFlags::WRONLY
+                            | OFlags::NOFOLLOW
+                            | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )
+                };
+                // Most names are new: what is there is removed only when
+                // the create finds it.
+                let fd = match create(dir) {
+                    Err(Errno::EXIST) => {
+                        remove_existing(dir, &file_name, &name)?;
+                        create(dir)
+                    }
+                    r => r,
+                }
                 .map_err(entry_err(&name, "cannot create file"))?;
                 let mut file = File::from(fd);
-                let got = io::copy(&mut e, &mut file).map_err(|source| LayerError::Entry {
-                    entry: name.clone(),
-                    what: "cannot write file content".into(),
-                    source,
+                let got = copy_content(&mut e, &mut file, &mut self.buf).map_err(|source| {
+                    LayerError::Entry {
+                        entry: name.clone(),
+                        what: "cannot write file content".into(),
+                        source,
+                    }
                 })?;
                 if got != expected {
                     return Err(LayerError::TruncatedEntry {
@@ -589,9 +705,14 @@ impl Extractor {
                 }
                 self.refuse_dir_replace(&parent, &file_name, &name)?;
                 let dir = self.parent(&parent, &name)?;
-                remove_existing(dir, &file_name, &name)?;
-                rfs::symlinkat(&target, dir, &file_name)
-                    .map_err(entry_err(&name, "cannot create symlink"))?;
+                match rfs::symlinkat(&target, dir, &file_name) {
+                    Err(Errno::EXIST) => {
+                        remove_existing(dir, &file_name, &name)?;
+                        rfs::symlinkat(&target, dir, &file_name)
+                    }
+                    r => r,
+                }
+                .map_err(entry_err(&name, "cannot create symlink"))?;
                 let (uid, gid) = owner(&e)?;
                 rfs::chownat(
                     dir,
@@ -742,6 +863,24 @@ impl Extractor {
             rfs::futimens(&fd, times).map_err(entry_err(&name, "cannot set times"))?;
         }
         Ok(())
+    }
+}
+
+/// Copies a file's content in large writes (io::copy's 8 KiB would make
+/// a write call per 8 KiB); returns the count.
+fn copy_content(from: &mut impl Read, to: &mut File, buf: &mut Vec<u8>) -> io::Result<u64> {
+    use std::io::Write as _;
+    if buf.is_empty() {
+        buf.resize(CHUNK, 0);
+    }
+    let mut total = 0u64;
+    loop {
+        let n = read_full(from, buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        to.write_all(&buf[..n])?;
+        total += n as u64;
     }
 }
 

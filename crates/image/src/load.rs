@@ -811,11 +811,7 @@ impl<'s> Stage<'s> {
                 Ok((digest, size, head))
             });
             let extracted = layer::apply_raw(
-                ChannelReader {
-                    rx,
-                    chunk: std::sync::Arc::new(Vec::new()),
-                    pos: 0,
-                },
+                layer::ChannelReader::new(rx),
                 &snap_dir,
                 diff_id.map_or(algorithm, Digest::algorithm),
                 diff_id.is_none_or(|d| d.algorithm() == algorithm),
@@ -1151,31 +1147,6 @@ impl Write for Writeback {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
-    }
-}
-
-/// Reads the chunks a channel carries, until its sender is gone.
-struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<std::sync::Arc<Vec<u8>>>,
-    chunk: std::sync::Arc<Vec<u8>>,
-    pos: usize,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.chunk.len() {
-            match self.rx.recv() {
-                Ok(c) => {
-                    self.chunk = c;
-                    self.pos = 0;
-                }
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len() - self.pos);
-        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
     }
 }
 
