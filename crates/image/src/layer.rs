@@ -196,8 +196,9 @@ pub fn apply_raw(
     if compression == Compression::None && caller_hashes {
         return Ok((extract(&mut buf, dest, opts)?, None));
     }
-    let (to_extract, chunks) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(8);
-    let (to_hash, hash_rx) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(8);
+    let (to_extract, chunks) = std::sync::mpsc::sync_channel::<Arc<Chunk>>(8);
+    let (to_hash, hash_rx) = std::sync::mpsc::sync_channel::<Arc<Chunk>>(8);
+    let pool = ChunkPool::new(CHUNK, 24);
     std::thread::scope(|scope| {
         let stream = scope.spawn(move || -> io::Result<()> {
             let mut stream: Box<dyn Read> = match compression {
@@ -206,12 +207,12 @@ pub fn apply_raw(
                 Compression::None => Box::new(buf),
             };
             loop {
-                let mut chunk = vec![0u8; CHUNK];
-                let n = read_full(&mut stream, &mut chunk)?;
+                let mut chunk = pool.get();
+                let n = read_full(&mut stream, &mut chunk.data)?;
                 if n == 0 {
                     return Ok(());
                 }
-                chunk.truncate(n);
+                chunk.len = n;
                 let chunk = Arc::new(chunk);
                 // The hasher takes everything; an extractor that gave up
                 // ends the stream (its error is the one reported).
@@ -255,18 +256,70 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
+/// A buffer that the threads of a pull or an unpack pass along, shared
+/// (in an Arc) and given back to its pool when the last holder drops it,
+/// so that the same few megabytes are reused instead of fresh memory being
+/// faulted in and zeroed for every chunk.
+pub(crate) struct Chunk {
+    /// The whole buffer, of the pool's size.
+    pub(crate) data: Vec<u8>,
+    /// How much of it holds data.
+    pub(crate) len: usize,
+    pool: std::sync::mpsc::SyncSender<Vec<u8>>,
+}
+
+impl std::ops::Deref for Chunk {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.data[..self.len]
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        // A full pool (or one whose owner is gone) lets the buffer go.
+        let _ = self.pool.try_send(std::mem::take(&mut self.data));
+    }
+}
+
+/// Buffers of one size, handed out as `Chunk`s and taken back.
+pub(crate) struct ChunkPool {
+    size: usize,
+    // Buffers come back through `back` and wait in `free`.
+    back: std::sync::mpsc::SyncSender<Vec<u8>>,
+    free: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+impl ChunkPool {
+    /// A pool keeping up to `keep` buffers of `size` bytes.
+    pub(crate) fn new(size: usize, keep: usize) -> Self {
+        let (back, free) = std::sync::mpsc::sync_channel(keep);
+        ChunkPool { size, back, free }
+    }
+
+    /// A buffer of the pool's size: a returned one, or a new one.
+    pub(crate) fn get(&self) -> Chunk {
+        let data = self.free.try_recv().unwrap_or_else(|_| vec![0; self.size]);
+        Chunk {
+            data,
+            len: 0,
+            pool: self.back.clone(),
+        }
+    }
+}
+
 /// Reads the chunks a channel carries, until its sender is gone.
 pub(crate) struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<Arc<Vec<u8>>>,
-    chunk: Arc<Vec<u8>>,
+    rx: std::sync::mpsc::Receiver<Arc<Chunk>>,
+    chunk: Option<Arc<Chunk>>,
     pos: usize,
 }
 
 impl ChannelReader {
-    pub(crate) fn new(rx: std::sync::mpsc::Receiver<Arc<Vec<u8>>>) -> Self {
+    pub(crate) fn new(rx: std::sync::mpsc::Receiver<Arc<Chunk>>) -> Self {
         ChannelReader {
             rx,
-            chunk: Arc::new(Vec::new()),
+            chunk: None,
             pos: 0,
         }
     }
@@ -274,19 +327,25 @@ impl ChannelReader {
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.chunk.len() {
+        loop {
+            if let Some(chunk) = &self.chunk {
+                if self.pos < chunk.len() {
+                    let n = buf.len().min(chunk.len() - self.pos);
+                    buf[..n].copy_from_slice(&chunk[self.pos..self.pos + n]);
+                    self.pos += n;
+                    return Ok(n);
+                }
+            }
+            // Done with this chunk: let it go back before waiting.
+            self.chunk = None;
             match self.rx.recv() {
                 Ok(c) => {
-                    self.chunk = c;
+                    self.chunk = Some(c);
                     self.pos = 0;
                 }
                 Err(_) => return Ok(0),
             }
         }
-        let n = buf.len().min(self.chunk.len() - self.pos);
-        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
     }
 }
 

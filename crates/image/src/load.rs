@@ -756,8 +756,9 @@ impl<'s> Stage<'s> {
         // Three threads: one reads the blob and hashes it; one writes the
         // store's copy; one unpacks it (and hashes what it unpacks, unless
         // that is the same bytes). The chunks are shared, not copied.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<Vec<u8>>>(16);
-        let (to_copy, copy_rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<Vec<u8>>>(16);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<layer::Chunk>>(16);
+        let (to_copy, copy_rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<layer::Chunk>>(16);
+        let pool = layer::ChunkPool::new(256 << 10, 40);
         let (produced, extracted, copied) = std::thread::scope(|scope| {
             let writer = scope.spawn(move || -> io::Result<_> {
                 let Some(mut copy) = copy else {
@@ -781,9 +782,9 @@ impl<'s> Stage<'s> {
                 let mut tx = Some(tx);
                 let mut to_copy = copying.then_some(to_copy);
                 loop {
-                    let mut buf = vec![0u8; 256 << 10];
+                    let mut chunk = pool.get();
                     let n = loop {
-                        match hashing.read(&mut buf) {
+                        match hashing.read(&mut chunk.data) {
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                             r => break r?,
                         }
@@ -791,8 +792,8 @@ impl<'s> Stage<'s> {
                     if n == 0 {
                         break;
                     }
-                    buf.truncate(n);
-                    let chunk = std::sync::Arc::new(buf);
+                    chunk.len = n;
+                    let chunk = std::sync::Arc::new(chunk);
                     // A writer that failed says why when joined.
                     if to_copy
                         .as_ref()
