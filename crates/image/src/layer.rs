@@ -1463,6 +1463,80 @@ mod tests {
         assert_eq!(fs::read(dir.path().join("f")).unwrap(), vec![7u8; 5000]);
     }
 
+    /// The threaded unpack (decompressor, hasher and extractor apart):
+    /// layers spanning many chunks land whole with the right diff_id, and
+    /// broken or hostile streams end in an error, never a hang.
+    #[test]
+    fn threaded_unpack_checks_and_ends_on_bad_streams() {
+        let big: Vec<u8> = (0..3 * CHUNK + 123).map(|i| (i * 7 % 251) as u8).collect();
+        let mut t = TarBuf::new();
+        t.entry("d/", T::Directory, 0o755, "", b"");
+        for i in 0..50 {
+            t.entry(&format!("d/f{i}"), T::Regular, 0o644, "", &big[..i * 1000]);
+        }
+        t.entry("d/big", T::Regular, 0o600, "", &big);
+        let tar = t.finish();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, &tar).unwrap();
+        let gz = gz.finish().unwrap();
+        let raw = |input: &[u8]| {
+            let dir = tempfile::tempdir().unwrap();
+            let r = apply_raw(
+                input,
+                dir.path(),
+                Algorithm::Sha256,
+                false,
+                ApplyOptions::LAYER,
+            );
+            (dir, r)
+        };
+        for input in [&tar[..], &gz[..]] {
+            let (dir, r) = raw(input);
+            let (size, diff) = r.unwrap();
+            assert_eq!(diff, Some((Digest::sha256_of(&tar), tar.len() as u64)));
+            assert_eq!(
+                size,
+                big.len() as u64 + (0..50).map(|i| i * 1000).sum::<usize>() as u64
+            );
+            assert_eq!(fs::read(dir.path().join("d/big")).unwrap(), big);
+            assert_eq!(fs::read(dir.path().join("d/f49")).unwrap(), &big[..49_000]);
+        }
+        // A plain tar its caller hashes is not hashed again.
+        let dir = tempfile::tempdir().unwrap();
+        let r = apply_raw(
+            &tar[..],
+            dir.path(),
+            Algorithm::Sha256,
+            true,
+            ApplyOptions::LAYER,
+        );
+        assert!(matches!(r, Ok((_, None))));
+
+        // Corrupt or truncated gzip: an error from the stream.
+        let mut bad = gz.clone();
+        let mid = bad.len() / 2;
+        for b in &mut bad[mid..mid + 64] {
+            *b ^= 0x5a;
+        }
+        assert!(raw(&bad).1.is_err(), "corrupt gzip");
+        assert!(raw(&gz[..gz.len() - 100]).1.is_err(), "truncated gzip");
+
+        // An entry refused early, with megabytes still to come: the
+        // extractor's error, and every thread ends.
+        let mut t = TarBuf::new();
+        t.entry("../escape", T::Regular, 0o644, "", b"x");
+        t.entry("after", T::Regular, 0o644, "", &big);
+        t.entry("after2", T::Regular, 0o644, "", &big);
+        let hostile = t.finish();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, &hostile).unwrap();
+        let gz = gz.finish().unwrap();
+        for input in [&hostile[..], &gz[..]] {
+            let err = raw(input).1.unwrap_err();
+            assert!(matches!(err, LayerError::Breakout { .. }), "{err}");
+        }
+    }
+
     #[test]
     fn later_entries_replace_earlier_ones() {
         let tar = TarBuf::new()
