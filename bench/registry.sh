@@ -56,7 +56,7 @@ for _ in $(seq 100); do python3 -c "import socket; socket.create_connection(('12
 $B tag bench/big:1 "$rb/bench/big:1"
 runs=${RUNS:-10}
 python3 bench/harness.py "push of a 52 MB single-layer image" "$runs" \
-  "rm -rf $work/reg/* $work/dist/*" -- \
+  "rm -rf $work/reg/* $work/dist/*; sync" -- \
   "berth push (berth registry)=exec $B push -q $rb/bench/big:1" \
   "skopeo copy (distribution)=exec skopeo --insecure-policy copy -q --dest-tls-verify=false oci:$work/oci docker://$rd/bench/big:1"
 echo "Goal: berth <= 0.35x skopeo + distribution."
@@ -68,7 +68,7 @@ skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$work/oci" "docker
 # scan the recently deleted ones, seconds of system time for whoever
 # creates files next).
 python3 bench/harness.py "pull of a 52 MB single-layer image" "$runs" \
-  "mkdir -p $work/skopeo-pulled" -- \
+  "sync; mkdir -p $work/skopeo-pulled" -- \
   "berth pull (berth registry)=exec $berth --root $work/pulled/{n} --runroot $work/run2 pull -q $rb/bench/big:1" \
   "skopeo copy to containers-storage (distribution)=exec skopeo --insecure-policy copy -q --src-tls-verify=false docker://$rd/bench/big:1 containers-storage:[overlay@$work/cs/big{n}+$work/csrun/big{n}]bench/big:1" \
   "skopeo copy to an OCI directory (distribution)=exec skopeo --insecure-policy copy -q --src-tls-verify=false docker://$rd/bench/big:1 oci:$work/skopeo-pulled/big{n}"
@@ -111,14 +111,14 @@ if [ -d "$deb" ]; then
   debid=$($B load -i "$deb" | sed -n 's/^Loaded image ID: //p')
   $B tag "$debid" "$rb/bench/debian:1"
   python3 bench/harness.py "push of the debian image" "$runs" \
-    "rm -rf $work/reg/* $work/dist/*" -- \
+    "rm -rf $work/reg/* $work/dist/*; sync" -- \
     "berth push (berth registry)=exec $B push -q $rb/bench/debian:1" \
     "skopeo copy (distribution)=exec skopeo --insecure-policy copy -q --dest-tls-verify=false oci:$deb docker://$rd/bench/debian:1"
   echo "Goal: berth <= 0.35x skopeo + distribution."
   $B push -q "$rb/bench/debian:1" >/dev/null
   skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$deb" "docker://$rd/bench/debian:1"
   python3 bench/harness.py "pull of the debian image" "$runs" \
-    "mkdir -p $work/skopeo-pulled" -- \
+    "sync; mkdir -p $work/skopeo-pulled" -- \
     "berth pull (berth registry)=exec $berth --root $work/deb-pulled/{n} --runroot $work/run2 pull -q $rb/bench/debian:1" \
     "skopeo copy to containers-storage (distribution)=exec skopeo --insecure-policy copy -q --src-tls-verify=false docker://$rd/bench/debian:1 containers-storage:[overlay@$work/cs/deb{n}+$work/csrun/deb{n}]bench/debian:1" \
     "skopeo copy to an OCI directory (distribution)=exec skopeo --insecure-policy copy -q --src-tls-verify=false docker://$rd/bench/debian:1 oci:$work/skopeo-pulled/deb{n}"
