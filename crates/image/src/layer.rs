@@ -97,18 +97,17 @@ impl Compression {
 
 /// Wraps `input` in the decompressor its magic bytes call for.
 pub fn decompress<'a, R: Read + 'a>(input: R) -> io::Result<Box<dyn Read + 'a>> {
-    decompress_detect(input).map(|(r, _)| r)
+    let mut buf = BufReader::with_capacity(256 * 1024, input);
+    let c = Compression::detect(buf.fill_buf()?);
+    decoder(buf, c)
 }
 
-/// `decompress`, saying which compression it found.
-fn decompress_detect<'a, R: Read + 'a>(input: R) -> io::Result<(Box<dyn Read + 'a>, Compression)> {
-    let mut buf = BufReader::with_capacity(256 * 1024, input);
-    let head = buf.fill_buf()?;
-    let c = Compression::detect(head);
+/// The decompressor for `c` over `buf` (whose magic bytes said `c`).
+fn decoder<'a, R: BufRead + 'a>(buf: R, c: Compression) -> io::Result<Box<dyn Read + 'a>> {
     Ok(match c {
-        Compression::Gzip => (Box::new(flate2::bufread::MultiGzDecoder::new(buf)), c),
-        Compression::Zstd => (Box::new(zstd::stream::read::Decoder::with_buffer(buf)?), c),
-        Compression::None => (Box::new(buf), c),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buf)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buf)?),
+        Compression::None => Box::new(buf),
     })
 }
 
@@ -201,11 +200,7 @@ pub fn apply_raw(
     let pool = ChunkPool::new(CHUNK, 24);
     std::thread::scope(|scope| {
         let stream = scope.spawn(move || -> io::Result<()> {
-            let mut stream: Box<dyn Read> = match compression {
-                Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buf)),
-                Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buf)?),
-                Compression::None => Box::new(buf),
-            };
+            let mut stream = decoder(buf, compression)?;
             loop {
                 let mut chunk = pool.get();
                 let n = read_full(&mut stream, &mut chunk.data)?;

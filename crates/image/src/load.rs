@@ -753,9 +753,11 @@ impl<'s> Stage<'s> {
             path: snap_dir.clone(),
             source: e,
         })?;
-        // Three threads: one reads the blob and hashes it; one writes the
-        // store's copy; one unpacks it (and hashes what it unpacks, unless
-        // that is the same bytes). The chunks are shared, not copied.
+        // Three threads here: one reads the blob and hashes it; one writes
+        // the store's copy; one unpacks it (apply_raw, which decompresses,
+        // hashes the diff_id unless that is the blob's own digest, and
+        // extracts on threads of its own). The chunks are shared, not
+        // copied, and go back to their pool when done with.
         let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<layer::Chunk>>(16);
         let (to_copy, copy_rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<layer::Chunk>>(16);
         let pool = layer::ChunkPool::new(256 << 10, 40);
