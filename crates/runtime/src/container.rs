@@ -675,6 +675,15 @@ fn init(
             }
         }
     }
+    // Nothing of the caller's (its store, its cgroup directory fd for
+    // clone3, ...) stays open past this point: only stdio, the preserved
+    // fds, the sync socket and the console socket (CVE-2024-21626 class).
+    {
+        let mut keep = vec![0, 1, 2, sock.as_raw_fd()];
+        keep.extend(3..3 + opts.preserve_fds as i32);
+        keep.extend(opts.console_fd);
+        crate::confine::close_all_except(&keep);
+    }
     // Until it execs, init is a copy of the host's runtime binary: make it
     // non-dumpable so no other process can open its /proc/PID/exe or memory
     // (CVE-2019-5736 class), and remember the binary's identity so that init
@@ -815,12 +824,12 @@ fn init(
         }
         t!(rootfs::pivot(rootfs, opts.no_pivot), "entering the rootfs");
         t!(rootfs::sysctls(spec), "sysctl");
-        // Like runc, a missing cwd is created (before a read-only root).
+        // Like runc, a missing cwd is created (before a read-only root),
+        // inside the root whatever its links say.
         let cwd = spec.process().as_ref().expect("checked").cwd();
-        t!(
-            fs::create_dir_all(cwd),
-            format!("creating cwd {}", cwd.display())
-        );
+        if let Err(msg) = crate::confine::make_cwd(cwd) {
+            return Err((sock, msg));
+        }
         t!(rootfs::finish(spec), "finishing the rootfs");
     } else {
         t!(
@@ -873,10 +882,11 @@ fn init(
     }
     // In its cgroups before it takes the process's credentials and filter.
     cgroups_ready();
-    let (exe, args, env, nnp) = match become_process(process, filter, opts.preserve_fds, host_exe) {
-        Ok(v) => v,
-        Err(msg) => return Err((sock, msg)),
-    };
+    let (exe, args, env, nnp, stub) =
+        match become_process(process, filter, opts.preserve_fds, host_exe) {
+            Ok(v) => v,
+            Err(msg) => return Err((sock, msg)),
+        };
 
     // Ready: the parent records the container and exits; we wait for start.
     if sock.write_all(b"R").is_err() {
@@ -919,9 +929,9 @@ fn init(
     }
 
     if opts.reaper {
-        reaper(&exe, &args, &env);
+        reaper(&stub, &exe, &args, &env);
     }
-    let e = execve(&exe, &args, &env);
+    let e = crate::confine::exec_through(&stub, None, &exe, &args, &env);
     eprintln!("berth-runc: exec {:?}: {e}", exe);
     let code = match e.raw_os_error() {
         Some(libc::ENOENT) => 127,
@@ -934,7 +944,7 @@ fn init(
 /// `--init`: pid 1 forks the process, then forwards every signal it gets
 /// to it and reaps every child (orphans included) until the process has
 /// exited; exits with its code, or 128+N if signal N killed it.
-fn reaper(exe: &CString, args: &[CString], env: &[CString]) -> ! {
+fn reaper(stub: &std::os::fd::OwnedFd, exe: &CString, args: &[CString], env: &[CString]) -> ! {
     // SAFETY: sigset manipulation on a local set; sigprocmask on this
     // single-threaded process.
     let all = unsafe {
@@ -963,7 +973,7 @@ fn reaper(exe: &CString, args: &[CString], env: &[CString]) -> ! {
             libc::sigemptyset(&mut none);
             libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         }
-        let e = execve(exe, args, env);
+        let e = crate::confine::exec_through(stub, None, exe, args, env);
         eprintln!("berth-init: exec {:?}: {e}", exe);
         let code = if e.raw_os_error() == Some(libc::ENOENT) {
             127
@@ -1034,14 +1044,24 @@ fn reaper(exe: &CString, args: &[CString], env: &[CString]) -> ! {
 /// credentials, cwd, close-on-exec for every fd but stdio and the preserved
 /// ones, the executable resolved in the container (never the host's runtime
 /// binary), seccomp (unless no_new_privs defers it) and capabilities.
-/// Returns what execve needs and whether no_new_privs is set.
+/// Returns what execve needs, whether no_new_privs is set, and the exec
+/// stub to exec through (`confine::exec_through`).
 #[allow(clippy::type_complexity)]
 fn become_process(
     process: &oci_spec::runtime::Process,
     filter: Option<&crate::seccomp::Filter>,
     preserve_fds: u32,
     host_exe: Option<(u64, u64)>,
-) -> Result<(CString, Vec<CString>, Vec<CString>, bool), String> {
+) -> Result<
+    (
+        CString,
+        Vec<CString>,
+        Vec<CString>,
+        bool,
+        std::os::fd::OwnedFd,
+    ),
+    String,
+> {
     macro_rules! t {
         ($e:expr, $what:expr) => {
             match $e {
@@ -1051,6 +1071,8 @@ fn become_process(
         };
     }
     let nnp = process.no_new_privileges().unwrap_or(false);
+    // Before any filter: a profile may not allow memfd_create.
+    let stub = t!(crate::confine::stub_fd(), "the exec stub");
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
     // before anything is dropped (as runc does).
     if let (Some(f), false) = (filter, nnp) {
@@ -1097,11 +1119,7 @@ fn become_process(
         crate::caps::keep_caps(false),
         "keeping capabilities across setuid"
     );
-    let cwd = process.cwd();
-    t!(
-        rustix::process::chdir(cwd).map_err(io::Error::from),
-        format!("chdir to cwd ({:?}) set in config.json failed", cwd)
-    );
+    crate::confine::enter_cwd(process.cwd())?;
 
     // Every fd but stdio, the preserved ones, the sync socket and the fifo
     // is closed on exec (CVE-2024-21626 class).
@@ -1170,7 +1188,7 @@ fn become_process(
         t!(crate::caps::set_no_new_privs(), "no_new_privs");
     }
 
-    Ok((exe, args, env, nnp))
+    Ok((exe, args, env, nnp, stub))
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
@@ -1604,31 +1622,31 @@ pub fn spawn(opts: &ExecOptions) -> Result<i32, ContainerError> {
     // succeeded.
     let mut msg = Vec::new();
     let _ = parent_sock.read_to_end(&mut msg);
-    if msg.first() == Some(&b'E') {
+    let exe = opts
+        .process
+        .args()
+        .iter()
+        .flatten()
+        .next()
+        .cloned()
+        .unwrap_or_default();
+    let failed = match msg.first() {
+        Some(b'E') => Some(String::from_utf8_lossy(&msg[1..]).into_owned()),
+        // The exec stub's own execve failed.
+        Some(b'X') => crate::confine::stub_report(&msg, &exe),
+        _ => None,
+    };
+    if let Some(m) = failed {
         let mut status = 0;
         // SAFETY: reap our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        return Err(ContainerError::Exec(
-            String::from_utf8_lossy(&msg[1..]).into_owned(),
-        ));
+        return Err(ContainerError::Exec(m));
     }
     if let Some(p) = &opts.pid_file {
         write_atomic(p, pid.to_string().as_bytes())
             .map_err(sys(format!("cannot write pid file {}", p.display())))?;
     }
     Ok(pid)
-}
-
-/// execve; returns only on failure, with the error.
-fn execve(exe: &CString, args: &[CString], env: &[CString]) -> io::Error {
-    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
-    envp.push(std::ptr::null());
-    // SAFETY: exe, argv and envp are NUL-terminated arrays of valid C
-    // strings that outlive the call.
-    unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-    io::Error::last_os_error()
 }
 
 /// Waits for a child; its exit code, or 128+N for a signal.
@@ -1740,6 +1758,15 @@ fn exec_child(
             );
         }
     }
+    // Only stdio, the preserved fds, the sync socket and the console
+    // socket stay open from here: nothing of the caller's (CVE-2024-21626
+    // class).
+    {
+        let mut keep = vec![0, 1, 2, sock.as_raw_fd()];
+        keep.extend(3..3 + opts.preserve_fds as i32);
+        keep.extend(console.as_ref().map(|c| c.as_raw_fd()));
+        crate::confine::close_all_except(&keep);
+    }
     if let Some(c) = console {
         let size = process
             .console_size()
@@ -1749,16 +1776,17 @@ fn exec_child(
             return format!("setting up the terminal: {e}");
         }
     }
-    let (exe, args, env, nnp) = match become_process(process, filter, opts.preserve_fds, host_exe) {
-        Ok(v) => v,
-        Err(msg) => return msg,
-    };
+    let (exe, args, env, nnp, stub) =
+        match become_process(process, filter, opts.preserve_fds, host_exe) {
+            Ok(v) => v,
+            Err(msg) => return msg,
+        };
     if let (Some(f), true) = (filter, nnp) {
         if let Err(e) = f.load() {
             return format!("loading the seccomp filter: {}", chain(&e));
         }
     }
-    let e = execve(&exe, &args, &env);
+    let e = crate::confine::exec_through(&stub, Some(sock.as_raw_fd()), &exe, &args, &env);
     if e.raw_os_error() == Some(libc::ENOENT) {
         format!("exec {exe:?}: no such file or directory")
     } else {

@@ -7,6 +7,8 @@
 pub mod caps;
 /// Control groups: v1 (and hybrid) and v2 behind one trait.
 pub mod cgroups;
+/// What keeps a process from the host: fds it may hold, its cwd.
+pub mod confine;
 /// The container's terminal and the console socket.
 pub mod console;
 /// The lifecycle: create, start, kill, delete, run.

@@ -1141,3 +1141,205 @@ fn a_failing_cgroup_setup_aborts_creation_cleanly() {
         assert!(!Path::new(&d).exists(), "{d} left behind");
     }
 }
+
+/// Runs `b` as container `id`, optionally on the pure cgroup v2 setup of
+/// `pure_cgroup_v2_host`, with the host's "/" open (inheritable) at fds 5,
+/// 9 and 40 of berth-runc, as a careless caller would leave them; returns
+/// (success, stdout, stderr).
+fn run_with_host_fds(b: &Bundle, id: &str, v2: bool) -> (bool, String, String) {
+    let host_dir = fs::File::open("/").unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&host_dir);
+    let mut c = b.cmd(&["run", id]);
+    // SAFETY: only async-signal-safe syscalls between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            for fd in [5, 9, 40] {
+                inheritable_at(raw, fd)?;
+            }
+            if v2 {
+                let none = std::ptr::null();
+                let check = |r: i32| {
+                    if r < 0 {
+                        Err(std::io::Error::last_os_error())
+                    } else {
+                        Ok(())
+                    }
+                };
+                check(libc::unshare(libc::CLONE_NEWNS))?;
+                check(libc::mount(
+                    none,
+                    c"/".as_ptr(),
+                    none,
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ))?;
+                check(libc::umount2(c"/sys/fs/cgroup".as_ptr(), libc::MNT_DETACH))?;
+                check(libc::mount(
+                    c"cgroup2".as_ptr(),
+                    c"/sys/fs/cgroup".as_ptr(),
+                    c"cgroup2".as_ptr(),
+                    0,
+                    std::ptr::null(),
+                ))?;
+            }
+            Ok(())
+        });
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// CVE-2024-21626: a cwd of /proc/self/fd/N, for every N from 3 to 64,
+/// never gives the process a working directory on the host (through the
+/// cgroup2 directory fd clone3 uses, or any fd the caller left open): the
+/// container is refused before its process runs, on this host's hybrid
+/// cgroups and on a pure cgroup v2 host.
+fn cwd_through_a_leaked_fd_is_refused(v2: bool) {
+    for n in 3..=64 {
+        let id = format!("cwdfd-{}-{n}-{v2}", std::process::id());
+        let b = Bundle::new(|c| {
+            c["process"]["cwd"] = json!(format!("/proc/self/fd/{n}"));
+            c["linux"]["cgroupsPath"] = json!(format!("/berth-test/{id}"));
+            c["process"]["args"] = json!(["sh", "-c", "echo RAN; ls; cat etc/hostname"]);
+        });
+        let (ok, out, err) = run_with_host_fds(&b, &id, v2);
+        assert!(
+            !ok && !out.contains("RAN"),
+            "cwd /proc/self/fd/{n}: the process ran: {out} {err}"
+        );
+        assert!(err.contains("/proc/self/fd"), "fd {n}: {err}");
+        assert!(b.leftovers().is_empty(), "fd {n}: state left");
+    }
+}
+
+#[test]
+fn cwd_through_a_leaked_fd_is_refused_on_hybrid_cgroups() {
+    cwd_through_a_leaked_fd_is_refused(false);
+}
+
+#[test]
+fn cwd_through_a_leaked_fd_is_refused_on_pure_cgroup_v2() {
+    cwd_through_a_leaked_fd_is_refused(true);
+}
+
+/// The same through a link in the image: /w -> /proc/self/fd/N is
+/// followed inside the root, where a magic link is refused, and the check
+/// after chdir holds. `exec -w` goes the same way.
+#[test]
+fn cwd_through_a_link_to_proc_fd_is_refused_and_exec_too() {
+    let id = format!("cwdlink-{}", std::process::id());
+    let b = Bundle::new(|c| {
+        c["process"]["cwd"] = json!("/w");
+        c["process"]["args"] = json!(["sh", "-c", "echo RAN"]);
+    });
+    std::os::unix::fs::symlink("/proc/self/fd/9", b.bundle().join("rootfs/w")).unwrap();
+    let (ok, out, err) = run_with_host_fds(&b, &id, false);
+    assert!(!ok && !out.contains("RAN"), "{out} {err}");
+    assert!(err.contains("\"/w\""), "{err}");
+    // exec: a long-running container, then exec with the cwd set.
+    let b = Bundle::new(|c| c["process"]["args"] = json!(["sleep", "30"]));
+    let id = format!("cwdexec-{}", std::process::id());
+    let out = b.runc(&["run", "-d", &id]);
+    assert!(out.status.success(), "{out:?}");
+    let host_dir = fs::File::open("/").unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&host_dir);
+    for n in 3..=64 {
+        let mut c = b.cmd(&[
+            "exec",
+            "--cwd",
+            &format!("/proc/self/fd/{n}"),
+            &id,
+            "sh",
+            "-c",
+            "echo RAN; ls",
+        ]);
+        // SAFETY: dup2 between fork and exec on an fd we own.
+        unsafe { c.pre_exec(move || inheritable_at(raw, 9)) };
+        let out = c.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !out.status.success() && !stdout.contains("RAN"),
+            "exec --cwd /proc/self/fd/{n}: {stdout}"
+        );
+    }
+    let out = b.runc(&["delete", "-f", &id]);
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// The exec stub of the CVE-2019-5736 defence, on a copy of berth-runc:
+/// whatever route the container takes to /proc/self/exe while its program
+/// is loaded (a `#!` interpreter, an ELF's PT_INTERP, argv), it reaches
+/// the sealed stub, which refuses, and the host binary is never run inside
+/// nor changed.
+#[test]
+fn host_runtime_binary_is_unreachable_by_every_exec_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("berth-runc");
+    fs::copy(RUNC, &copy).unwrap();
+    let before = fs::read(&copy).unwrap();
+    let run_copy = |b: &Bundle, id: &str, args: Value| -> (i32, String, String) {
+        let mut config: Value = serde_json::from_slice(&fs::read(b.config()).unwrap()).unwrap();
+        config["process"]["args"] = args;
+        fs::write(b.config(), serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        let out = Command::new(&copy)
+            .arg("--root")
+            .arg(b.state_root())
+            .args(["run", id])
+            .current_dir(b.bundle())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let b = Bundle::new(|_| {});
+    let rootfs = b.bundle().join("rootfs");
+    // A script whose interpreter is /proc/self/exe.
+    fs::write(rootfs.join("evil.sh"), "#!/proc/self/exe --help\n").unwrap();
+    fs::set_permissions(
+        rootfs.join("evil.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let (code, out, err) = run_copy(&b, "shebang", json!(["/evil.sh"]));
+    assert_eq!(code, 126, "{out} {err}");
+    assert!(
+        !out.contains("berth-runc") && !out.contains("Usage"),
+        "the host binary ran: {out}"
+    );
+    assert!(err.contains("refusing"), "{err}");
+    // An ELF whose program interpreter (PT_INTERP) is /proc/self/exe.
+    let src = dir.path().join("interp.c");
+    fs::write(&src, "int main(void) { return 0; }\n").unwrap();
+    let elf = rootfs.join("interp");
+    let cc = Command::new("cc")
+        .arg("-o")
+        .arg(&elf)
+        .arg(&src)
+        .arg("-Wl,--dynamic-linker=/proc/self/exe")
+        .status()
+        .expect("cc (gcc) is needed to build the PT_INTERP attack");
+    assert!(cc.success());
+    let (code, out, err) = run_copy(&b, "ptinterp", json!(["/interp", "--help"]));
+    assert_eq!(code, 126, "{out} {err}");
+    assert!(
+        !out.contains("berth-runc") && !out.contains("Usage"),
+        "the host binary ran: {out}"
+    );
+    // Directly, as the program: refused before exec.
+    let (code, out, err) = run_copy(&b, "argv", json!(["/proc/self/exe", "--help"]));
+    assert_ne!(code, 0, "{out} {err}");
+    assert!(!out.contains("Usage"), "the host binary ran: {out}");
+    assert_eq!(
+        fs::read(&copy).unwrap(),
+        before,
+        "the host binary was changed"
+    );
+}

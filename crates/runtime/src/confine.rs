@@ -1,0 +1,318 @@
+//! What keeps a process that is about to become the container's from
+//! reaching the host: the fds it may hold, and its working directory
+//! (CVE-2024-21626 class: an fd of the host's left open while the process
+//! changes into `/proc/self/fd/N` gives it a cwd outside the container).
+//!
+//! Every fd the runtime opens is close-on-exec from the start; that alone
+//! does not help here, since the cwd is entered before the exec. So the
+//! process closes every fd it does not need before anything in the
+//! container is resolved, the cwd is opened inside the root with
+//! `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` (no magic link of
+//! /proc can be followed), `/proc/*/fd/*` paths are refused by name, and
+//! the cwd is checked to be under the root once entered.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+
+use crate::rootfs::openat2_retry;
+
+/// Closes every fd of this process but those in `keep` (stdio is not kept
+/// unless listed). Called in a forked, single-threaded child.
+pub fn close_all_except(keep: &[RawFd]) {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter(|fd| **fd >= 0)
+        .map(|fd| *fd as u32)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from = 0u32;
+    let mut ranges = Vec::with_capacity(keep.len() + 1);
+    for k in keep.iter().copied() {
+        if k > from {
+            ranges.push((from, k - 1));
+        }
+        from = k + 1;
+    }
+    ranges.push((from, u32::MAX));
+    for (lo, hi) in ranges {
+        // SAFETY: close_range on this process's own fd table; nothing of
+        // this process uses the closed fds afterwards (the caller lists
+        // every fd it still needs in `keep`).
+        let r = unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0u32) };
+        if r != 0 {
+            // No close_range (before Linux 5.9, or filtered): one by one.
+            let open: Vec<u32> = std::fs::read_dir("/proc/self/fd")
+                .map(|d| {
+                    d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for fd in open.into_iter().filter(|fd| (lo..=hi).contains(fd)) {
+                // SAFETY: as above, one fd at a time (the read_dir fd is
+                // closed already and may be among them: EBADF is harmless).
+                unsafe { libc::close(fd as i32) };
+            }
+        }
+    }
+}
+
+/// Lexically normalised `cwd` (`.` and `..` resolved, as the kernel would
+/// for a path without links).
+fn normalise(cwd: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in cwd.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Refuses a cwd that names a process's fd table, cwd, root or exe in
+/// /proc: each is a magic link to wherever the fd or process points, the
+/// host included.
+pub fn check_cwd(cwd: &Path) -> Result<(), String> {
+    if !cwd.is_absolute() {
+        return Err(format!("cwd {cwd:?} is not an absolute path"));
+    }
+    let n = normalise(cwd);
+    let parts: Vec<&str> = n.iter().skip(1).filter_map(|c| c.to_str()).collect();
+    if parts.first() == Some(&"proc") && parts.len() >= 3 {
+        let who = parts[1];
+        let is_proc =
+            who == "self" || who == "thread-self" || who.bytes().all(|b| b.is_ascii_digit());
+        let what = if parts.len() >= 4 && parts[2] == "task" {
+            parts[4.min(parts.len() - 1)]
+        } else {
+            parts[2]
+        };
+        if is_proc && matches!(what, "fd" | "cwd" | "root" | "exe" | "map_files" | "fdinfo") {
+            return Err(format!(
+                "cwd {cwd:?} is a path through a process's fds in /proc: refusing a working \
+                 directory that can lead outside the container (set a directory of the image)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn in_root<'a>(what: &str, cwd: &'a Path) -> impl FnOnce(rustix::io::Errno) -> String + 'a {
+    let what = what.to_string();
+    move |e| {
+        let e = io::Error::from(e);
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            format!("{what} {cwd:?}: it leads through a link that may leave the container ({e})")
+        } else {
+            format!("{what} {cwd:?}: {e}")
+        }
+    }
+}
+
+const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
+
+/// Creates the missing directories of `cwd` under this process's root
+/// (as runc does, before a read-only root is set), each resolved inside
+/// the root: a link in the image cannot make it create anything outside.
+pub fn make_cwd(cwd: &Path) -> Result<(), String> {
+    check_cwd(cwd)?;
+    let root = rustix::fs::open(
+        "/",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(in_root("opening the root for cwd", cwd))?;
+    let n = normalise(cwd);
+    let mut prefix = PathBuf::from("/");
+    for c in n.iter().skip(1) {
+        let parent = openat2_retry(
+            &root,
+            &prefix,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            RESOLVE,
+        )
+        .map_err(in_root("creating cwd", cwd))?;
+        match rustix::fs::mkdirat(&parent, c, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(in_root("creating cwd", cwd)(e)),
+        }
+        prefix.push(c);
+    }
+    Ok(())
+}
+
+/// Makes `cwd`, resolved inside this process's root, the working
+/// directory, and checks that it is under the root.
+pub fn enter_cwd(cwd: &Path) -> Result<(), String> {
+    check_cwd(cwd)?;
+    let root = rustix::fs::open(
+        "/",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(in_root("opening the root for cwd", cwd))?;
+    let dir = openat2_retry(
+        &root,
+        cwd,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        RESOLVE,
+    )
+    .map_err(in_root(
+        "chdir to cwd set in config.json failed: cannot open",
+        cwd,
+    ))?;
+    rustix::process::fchdir(&dir)
+        .map_err(in_root("chdir to cwd set in config.json failed", cwd))?;
+    // The kernel prefixes "(unreachable)" (glibc: ENOENT) when the cwd is
+    // not under the process's root.
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: buf is writable for its whole length.
+    let p = unsafe { libc::getcwd(buf.as_mut_ptr().cast(), buf.len()) };
+    if p.is_null() || buf[0] != b'/' {
+        return Err(format!(
+            "cwd {cwd:?} is outside of the container's root: possible container breakout, refused"
+        ));
+    }
+    Ok(())
+}
+
+/// The exec stub (`stub/exec-stub.c`, built by build.rs).
+static STUB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/exec-stub"));
+
+/// A sealed memfd holding the exec stub, close-on-exec. Made before any
+/// seccomp filter is loaded (a profile may not allow memfd_create).
+pub fn stub_fd() -> io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{MemfdFlags, SealFlags};
+    // MFD_EXEC (Linux 6.3): executable even where vm.memfd_noexec makes
+    // memfds non-executable by default.
+    const MFD_EXEC: u32 = 0x10;
+    let base = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+    let fd =
+        match rustix::fs::memfd_create("berth-exec", base | MemfdFlags::from_bits_retain(MFD_EXEC))
+        {
+            Err(rustix::io::Errno::INVAL) => rustix::fs::memfd_create("berth-exec", base),
+            r => r,
+        }
+        .map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("creating the exec stub: {e}"),
+            )
+        })?;
+    let mut rest = STUB;
+    while !rest.is_empty() {
+        let n = rustix::io::write(&fd, rest)?;
+        rest = &rest[n..];
+    }
+    rustix::fs::fcntl_add_seals(
+        &fd,
+        SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
+    )?;
+    Ok(fd)
+}
+
+/// Execs `exe` (argv `args`, environment `env`) through the stub in
+/// `stub`: while the kernel loads `exe`, and whatever it names as its
+/// interpreter, /proc/self/exe is the sealed stub, never the host's
+/// runtime binary. A failure of the stub's own execve is reported to
+/// `report` ('X' and errno) when given, else described on stderr; the
+/// stub then exits 127 (not found) or 126. Returns only if the stub could
+/// not be exec'd.
+pub fn exec_through(
+    stub: &std::os::fd::OwnedFd,
+    report: Option<RawFd>,
+    exe: &std::ffi::CStr,
+    args: &[std::ffi::CString],
+    env: &[std::ffi::CString],
+) -> io::Error {
+    use std::os::fd::AsRawFd;
+    let report_arg = std::ffi::CString::new(match report {
+        Some(fd) => fd.to_string(),
+        None => "-".into(),
+    })
+    .expect("no NUL in a number");
+    let mut argv: Vec<*const libc::c_char> =
+        vec![c"berth-exec".as_ptr(), report_arg.as_ptr(), exe.as_ptr()];
+    argv.extend(args.iter().map(|a| a.as_ptr()));
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    if let Some(fd) = report {
+        // SAFETY: fcntl on an fd number; the stub makes it close-on-exec
+        // again before its own execve.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    }
+    // SAFETY: argv and envp are NULL-terminated arrays of pointers to
+    // NUL-terminated strings that outlive the call; "" with AT_EMPTY_PATH
+    // execs the memfd itself.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            stub.as_raw_fd(),
+            c"".as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    let mut e = io::Error::last_os_error();
+    if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
+        // A seccomp profile without execveat: the same memfd by its path.
+        let path =
+            std::ffi::CString::new(format!("/proc/self/fd/{}", stub.as_raw_fd())).expect("no NUL");
+        // SAFETY: as above.
+        unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        e = io::Error::last_os_error();
+    }
+    if let Some(fd) = report {
+        // SAFETY: as above.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    e
+}
+
+/// What the stub reported to the report fd, as the error message an exec
+/// failure gets (`exe` as given), if `msg` is such a report.
+pub fn stub_report(msg: &[u8], exe: &str) -> Option<String> {
+    let b: [u8; 4] = msg.strip_prefix(b"X")?.get(..4)?.try_into().ok()?;
+    let errno = i32::from_le_bytes(b);
+    Some(if errno == libc::ENOENT {
+        format!("exec {exe:?}: no such file or directory")
+    } else {
+        format!("exec {exe:?}: {}", io::Error::from_raw_os_error(errno))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_fd_paths_are_refused_in_every_spelling() {
+        for bad in [
+            "/proc/self/fd/3",
+            "/proc/self/fd/64/..",
+            "/proc/thread-self/fd/7",
+            "/proc/1/fd/4",
+            "/proc//self/./fd/5",
+            "/tmp/../proc/self/fd/9",
+            "/proc/self/cwd",
+            "/proc/self/root/etc",
+            "/proc/self/task/1/fd/3",
+        ] {
+            assert!(check_cwd(Path::new(bad)).is_err(), "{bad} accepted");
+        }
+        for good in ["/", "/proc", "/proc/sys", "/work/proc/self/fd/3", "/tmp"] {
+            assert!(check_cwd(Path::new(good)).is_ok(), "{good} refused");
+        }
+    }
+}
