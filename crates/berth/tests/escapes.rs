@@ -100,3 +100,214 @@ fn exec_workdir_through_a_leaked_fd_is_refused() {
     assert_eq!(b.ok(&["exec", "-w", "/etc", "target", "pwd"]), "/etc\n");
     b.ok(&["rm", "-f", "target"]);
 }
+
+/// A tar member with the header fields an attacker chooses.
+fn raw_member(
+    b: &mut tar::Builder<Vec<u8>>,
+    name: &str,
+    kind: tar::EntryType,
+    mode: u32,
+    uid: u64,
+    data: &[u8],
+    dev: Option<(u32, u32)>,
+) {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_uid(uid);
+    h.set_gid(uid);
+    h.set_size(data.len() as u64);
+    h.set_mtime(1_700_000_000);
+    if let Some((major, minor)) = dev {
+        h.set_device_major(major).unwrap();
+        h.set_device_minor(minor).unwrap();
+    }
+    h.set_path(name).unwrap();
+    h.set_cksum();
+    b.append(&h, data).unwrap();
+}
+
+/// Runs `program args` as the host user nobody; (success, stdout+stderr).
+fn as_nobody(program: &str, args: &[&str]) -> (bool, String) {
+    use std::os::unix::process::CommandExt;
+    let out = std::process::Command::new(program)
+        .args(args)
+        .uid(65534)
+        .gid(65534)
+        .current_dir("/")
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        // The exec itself refused (permission denied on the path).
+        Err(e) => return (false, e.to_string()),
+    };
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// An unprivileged host user can neither run an image's set-uid-root
+/// programs (from its unpacked layers or a running container's root), nor
+/// open its device nodes, nor read the store: the store is root's only
+/// (0700), and an existing store with looser modes is tightened at open.
+#[test]
+fn unprivileged_host_users_cannot_reach_the_store() {
+    let b = Berth::with_busybox();
+    // A layer with a set-uid-root copy of busybox and a world-writable
+    // /dev/kmsg (char 1:11).
+    let mut exe = None;
+    for e in fs::read_dir(b.root.join("snapshots")).unwrap() {
+        let p = e.unwrap().path().join("bin/busybox");
+        if p.exists() {
+            exe = Some(fs::read(p).unwrap());
+        }
+    }
+    let exe = exe.expect("busybox in a snapshot");
+    let mut t = tar::Builder::new(Vec::new());
+    raw_member(
+        &mut t,
+        "suid",
+        tar::EntryType::Regular,
+        0o4755,
+        0,
+        &exe,
+        None,
+    );
+    raw_member(
+        &mut t,
+        "kmsg",
+        tar::EntryType::Char,
+        0o666,
+        0,
+        b"",
+        Some((1, 11)),
+    );
+    let layer = t.into_inner().unwrap();
+    let archive = b.path("evil.tar");
+    fs::write(&archive, docker_archive(&[layer], &["evil:1"])).unwrap();
+    b.load(&archive);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "victim",
+        "busybox:1.35",
+        "sleep",
+        "60",
+    ]);
+    // Loosen the store as an older berth left it.
+    use std::os::unix::fs::PermissionsExt;
+    for d in ["", "snapshots", "containers", "blobs"] {
+        fs::set_permissions(b.root.join(d), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    b.ok(&["images", "-q"]);
+    for d in ["", "snapshots", "containers", "blobs"] {
+        let mode = fs::metadata(b.root.join(d)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{d:?} not tightened at open: {mode:o}");
+    }
+    let mut tried = 0;
+    for e in fs::read_dir(b.root.join("snapshots")).unwrap() {
+        let dir = e.unwrap().path();
+        if dir.join("suid").exists() {
+            let (ok, out) = as_nobody(dir.join("suid").to_str().unwrap(), &["id", "-u"]);
+            assert!(!ok, "nobody ran the image's set-uid program: {out}");
+            let (ok, out) = as_nobody(
+                "/bin/sh",
+                &["-c", &format!("echo x > {}", dir.join("kmsg").display())],
+            );
+            assert!(!ok, "nobody wrote the image's device node: {out}");
+            tried += 1;
+        }
+    }
+    assert_eq!(tried, 1);
+    let id = b
+        .ok(&["inspect", "--format", "{{.Id}}", "victim"])
+        .trim()
+        .to_string();
+    let merged = b.root.join("containers").join(&id).join("merged");
+    assert!(merged.join("bin/busybox").exists());
+    let (ok, out) = as_nobody("/bin/ls", &[merged.to_str().unwrap()]);
+    assert!(!ok, "nobody listed a running container's root: {out}");
+    let (ok, out) = as_nobody("/bin/ls", &[b.root.join("blobs/sha256").to_str().unwrap()]);
+    assert!(!ok, "nobody listed the blobs: {out}");
+    let runroot = b.root.with_file_name("run");
+    let mode = fs::metadata(&runroot).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & 0o077, 0, "runroot {mode:o}");
+    b.ok(&["rm", "-f", "victim"]);
+}
+
+/// Blobs are stored owned by root with mode 0644 whatever the archive
+/// member said (uid 1000, mode 04777 here), and `save` re-checks every
+/// blob's digest: one changed on disk is refused, not shipped.
+#[test]
+fn stored_blobs_are_roots_and_save_rechecks_them() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let b = Berth::new();
+    let layer = tar_of(&[Member::File("hello", b"hi\n")]);
+    let files = docker_archive_files(
+        &serde_json::to_vec(&image_config(&[Layer::plain(layer.clone())])).unwrap(),
+        &[layer],
+        &["owned:1"],
+    );
+    let mut t = tar::Builder::new(Vec::new());
+    for (name, data) in &files {
+        raw_member(
+            &mut t,
+            name,
+            tar::EntryType::Regular,
+            0o4777,
+            1000,
+            data,
+            None,
+        );
+    }
+    let archive = b.path("owned.tar");
+    fs::write(&archive, t.into_inner().unwrap()).unwrap();
+    b.load(&archive);
+    let mut n = 0;
+    for e in fs::read_dir(b.root.join("blobs/sha256")).unwrap() {
+        let m = e.unwrap().metadata().unwrap();
+        assert_eq!(
+            (m.uid(), m.gid()),
+            (0, 0),
+            "a blob kept the archive's owner"
+        );
+        assert_eq!(
+            m.permissions().mode() & 0o7777,
+            0o644,
+            "a blob kept the archive's mode"
+        );
+        n += 1;
+    }
+    assert!(n >= 3, "{n} blobs");
+    // Change a layer blob in place, as a user who could write it would.
+    let out = b.path("ok.tar");
+    b.ok(&["save", "-o", out.to_str().unwrap(), "owned:1"]);
+    for format in ["docker-archive", "oci-archive"] {
+        for e in fs::read_dir(b.root.join("blobs/sha256")).unwrap() {
+            let p = e.unwrap().path();
+            let mut data = fs::read(&p).unwrap();
+            if let Some(i) = data.windows(3).position(|w| w == b"hi\n") {
+                data[i] = b'H';
+                fs::write(&p, &data).unwrap();
+            }
+        }
+        let bad = b.path(&format!("bad-{format}.tar"));
+        let r = b.run(&[
+            "save",
+            "--format",
+            format,
+            "-o",
+            bad.to_str().unwrap(),
+            "owned:1",
+        ]);
+        assert!(!r.success(), "{format}: a changed blob was saved: {r}");
+        assert!(r.stderr.contains("changed on disk"), "{format}: {r}");
+        assert!(!bad.exists(), "{format}: a partial archive was left");
+    }
+}

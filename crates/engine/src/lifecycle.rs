@@ -29,6 +29,15 @@ impl Engine {
     pub fn open(paths: &Paths) -> Result<Engine, EngineError> {
         let store = Store::open(&paths.root)?;
         let db = Db::open(&paths.root)?;
+        // The runroot holds attach sockets and runtime state: root's only.
+        if let Err(e) = std::fs::create_dir_all(&paths.runroot)
+            .and_then(|()| berth_image::store::private_dirs(&paths.runroot, &["runtime", "attach"]))
+        {
+            return Err(EngineError::io(
+                format!("runroot {}", paths.runroot.display()),
+                e,
+            ));
+        }
         Ok(Engine {
             paths: paths.clone(),
             store,

@@ -219,6 +219,43 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// A reader that checks, when its source ends, that what it read has the
+/// digest `expected`: a store blob changed on disk since it was written
+/// is an error at its end, not content passed on as if it were the image.
+pub struct VerifyingReader<R> {
+    inner: HashingReader<R>,
+    expected: Digest,
+}
+
+impl<R: Read> VerifyingReader<R> {
+    pub fn new(inner: R, expected: &Digest) -> Self {
+        VerifyingReader {
+            inner: HashingReader::new(inner, expected.algorithm()),
+            expected: expected.clone(),
+        }
+    }
+}
+
+impl<R: Read> Read for VerifyingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            let (actual, _) = self.inner.digest();
+            if actual != self.expected {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the store's copy of {} has changed on disk (its content is now {actual}): \
+                         remove the image and pull or load it again",
+                        self.expected
+                    ),
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
 /// A writer that hashes and counts everything written through it.
 pub struct HashingWriter<W> {
     inner: W,

@@ -866,6 +866,7 @@ impl<'s> Stage<'s> {
                     path: path.clone(),
                     source: e,
                 };
+                crate::store::seal_blob(&path).map_err(io_err)?;
                 std::fs::rename(&path, &blob_path).map_err(io_err)?;
                 File::open(&blob_path).map_err(io_err)?
             }

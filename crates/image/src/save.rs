@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::digest::Digest;
+use crate::digest::{Digest, VerifyingReader};
 use crate::layer;
 use crate::reference::Reference;
 use crate::store::{ImageRecord, Store, StoreError, MANIFEST_LIMIT};
@@ -78,7 +78,8 @@ impl<W: Write> Sink for TarSink<W> {
     }
 }
 
-/// Yields exactly `remaining` bytes, erroring if the source has more.
+/// Yields exactly `remaining` bytes, erroring if the source has more. The
+/// source is read to its end (so a verifying reader checks its digest).
 struct ExactReader<'a> {
     inner: &'a mut dyn Read,
     remaining: u64,
@@ -87,6 +88,13 @@ struct ExactReader<'a> {
 impl Read for ExactReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.remaining == 0 {
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? != 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "content longer than recorded",
+                ));
+            }
             return Ok(0);
         }
         let max = buf.len().min(self.remaining as usize);
@@ -179,13 +187,13 @@ fn blob_to(
     if !written.insert(d.clone()) {
         return Ok(());
     }
-    let mut f = store.open_blob(d)?;
+    let f = store.open_blob(d)?;
     let size = f.metadata().map_err(|source| StoreError::Io {
         path: store.blob_path(d),
         source,
     })?;
     let name = format!("blobs/{}/{}", d.algorithm().as_str(), d.hex());
-    sink.file(&name, size.len(), &mut f)
+    sink.file(&name, size.len(), &mut VerifyingReader::new(f, d))
         .map_err(|source| StoreError::Io {
             path: name.into(),
             source,
@@ -268,9 +276,9 @@ fn docker(store: &Store, images: &[Named], sink: &mut dyn Sink) -> Result<(), St
     for (image, named) in images {
         let config_name = format!("{}.json", image.id.hex());
         if written.insert(config_name.clone()) {
-            let mut f = store.open_blob(&image.id)?;
+            let f = store.open_blob(&image.id)?;
             let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-            sink.file(&config_name, len, &mut f)
+            sink.file(&config_name, len, &mut VerifyingReader::new(f, &image.id))
                 .map_err(|source| StoreError::Io {
                     path: config_name.clone().into(),
                     source,
@@ -284,10 +292,13 @@ fn docker(store: &Store, images: &[Named], sink: &mut dyn Sink) -> Result<(), St
             let name = format!("{}/layer.tar", l.diff_id.hex());
             if written.insert(name.clone()) {
                 let blob = store.open_blob(&l.blob_digest)?;
-                let mut plain = layer::decompress(blob).map_err(|source| StoreError::Io {
-                    path: store.blob_path(&l.blob_digest),
-                    source,
-                })?;
+                let plain = layer::decompress(VerifyingReader::new(blob, &l.blob_digest)).map_err(
+                    |source| StoreError::Io {
+                        path: store.blob_path(&l.blob_digest),
+                        source,
+                    },
+                )?;
+                let mut plain = VerifyingReader::new(plain, &l.diff_id);
                 sink.file(&name, snap.diff_size, &mut plain)
                     .map_err(|source| StoreError::Io {
                         path: name.clone().into(),

@@ -196,6 +196,43 @@ pub fn chain_id(parent: Option<&Digest>, diff_id: &Digest) -> Digest {
     }
 }
 
+/// Makes `root` and those of `subs` that exist private to the store's
+/// user (0700), as Docker keeps /var/lib/docker: what the store holds
+/// (set-id programs and device nodes of images, containers' roots and
+/// volumes) must not be reachable by other users of the host. An existing
+/// store with looser modes is tightened.
+pub fn private_dirs(root: &Path, subs: &[&str]) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in std::iter::once(root.to_path_buf()).chain(subs.iter().map(|s| root.join(s))) {
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() && m.permissions().mode() & 0o077 != 0 => {
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A blob file as the store keeps it: owned by the store's user, mode
+/// 0644, whatever owner and mode (set-id bits, world write) it came with.
+pub(crate) fn seal_blob(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let uid = rustix::process::geteuid();
+    let gid = rustix::process::getegid();
+    rfs::chownat(
+        rfs::CWD,
+        path,
+        Some(uid),
+        Some(gid),
+        rfs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(io::Error::from)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644))
+}
+
 /// How long a store operation waits for another process's database lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -217,6 +254,18 @@ impl Store {
         for sub in ["blobs/sha256", "blobs/sha512", "snapshots", "tmp"] {
             fs::create_dir_all(root.join(sub)).map_err(root_err)?;
         }
+        private_dirs(
+            root,
+            &[
+                "blobs",
+                "snapshots",
+                "tmp",
+                "containers",
+                "volumes",
+                "builds",
+            ],
+        )
+        .map_err(root_err)?;
         let db = Connection::open(root.join("berth.db"))?;
         db.busy_timeout(BUSY_TIMEOUT)?;
         // Two processes creating the database at once both hold a read lock
@@ -344,7 +393,9 @@ impl Store {
         Ok((digest, size))
     }
 
-    /// Puts a verified, fsynced file in place as blob `digest`.
+    /// Puts a verified, fsynced file in place as blob `digest`, owned by
+    /// the store's user with mode 0644 whatever it had (an archive's
+    /// member keeps the owner and mode its header gave until then).
     pub(crate) fn commit_blob_file(
         &self,
         path: &Path,
@@ -354,6 +405,7 @@ impl Store {
         if dest.exists() {
             return Ok(false);
         }
+        seal_blob(path).map_err(io_err(path))?;
         fs::rename(path, &dest).map_err(io_err(&dest))?;
         Ok(true)
     }

@@ -137,6 +137,8 @@ impl FsStorage {
         for d in ["blobs", "uploads", "repos"] {
             fs::create_dir_all(dir.join(d))?;
         }
+        // Private repositories' content is not for the host's other users.
+        berth_image::store::private_dirs(dir, &["blobs", "uploads", "repos"])?;
         Ok(FsStorage {
             dir: dir.to_path_buf(),
         })
@@ -757,6 +759,24 @@ impl Storage for FsStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Private repositories' blobs are not for the host's other users: the
+    /// storage is 0700, and an existing one with looser modes is tightened.
+    #[test]
+    fn storage_is_private_to_its_user() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("reg");
+        fs::create_dir_all(root.join("blobs")).unwrap();
+        for d in ["", "blobs"] {
+            fs::set_permissions(root.join(d), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        FsStorage::open(&root).unwrap();
+        for d in ["", "blobs", "uploads", "repos"] {
+            let mode = fs::metadata(root.join(d)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode & 0o077, 0, "{d:?}: {mode:o}");
+        }
+    }
 
     #[test]
     fn names_and_tags() {
