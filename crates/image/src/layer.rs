@@ -629,6 +629,13 @@ impl Extractor {
                 // aufs metadata such as .wh..wh.plnk: not part of the image.
                 return Ok(());
             }
+            if hidden == b"." || hidden == b".." {
+                // It would remove the directory itself, or its parent.
+                return Err(LayerError::Breakout {
+                    entry: name.to_string(),
+                    reason: "a whiteout of \".\" or \"..\" names no file of the layer",
+                });
+            }
             let hidden = OsStr::from_bytes(hidden).to_os_string();
             let target = parent.join(&hidden);
             self.invalidate(&target);
@@ -1042,13 +1049,21 @@ fn remove_existing(dir: &OwnedFd, name: &OsStr, entry: &str) -> Result<(), Layer
 }
 
 /// Recursively removes directory `name` under `dir` without following
-/// symlinks.
+/// symlinks, and never leaving `dir`: `name` is one component, resolved
+/// beneath `dir` (`.`, `..` and links are refused with EXDEV/ELOOP/EINVAL).
 pub(crate) fn remove_tree_at(dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<()> {
-    let sub = rfs::openat(
+    let n = name.as_bytes();
+    if n.is_empty() || n == b"." || n == b".." || n.contains(&b'/') {
+        return Err(Errno::INVAL);
+    }
+    let sub = openat2_retry(
         dir,
         name,
         OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
+        rfs::ResolveFlags::BENEATH
+            | rfs::ResolveFlags::NO_SYMLINKS
+            | rfs::ResolveFlags::NO_MAGICLINKS,
     )?;
     let mut children = Vec::new();
     for ent in rfs::Dir::read_from(&sub)? {
@@ -1319,6 +1334,66 @@ mod tests {
             (nanos.mtime(), nanos.mtime_nsec()),
             (1_600_000_003, 500_000_000)
         );
+    }
+
+    /// `.wh..` and `.wh...` would remove the entry's own directory or its
+    /// parent (a docker-archive's staging directory has the store's
+    /// `tmp/` as its parent, where other loads are staging): refused, with
+    /// nothing outside the layer touched.
+    #[test]
+    fn whiteouts_of_dot_and_dotdot_are_refused() {
+        for name in [".wh..", ".wh...", "a/.wh..", "a/.wh...", "a/b/.wh..."] {
+            let outer = tempfile::tempdir().unwrap();
+            fs::create_dir_all(outer.path().join("victim")).unwrap();
+            fs::write(outer.path().join("victim/file"), b"x").unwrap();
+            let root = outer.path().join("layer");
+            fs::create_dir(&root).unwrap();
+            let tar = TarBuf::new()
+                .entry("a/", T::Directory, 0o755, "", b"")
+                .entry("a/b/", T::Directory, 0o755, "", b"")
+                .entry("a/keep", T::Regular, 0o644, "", b"k")
+                .entry(name, T::Regular, 0o644, "", b"")
+                .finish();
+            let r = apply(&tar[..], &root, None);
+            match r {
+                Err(LayerError::Breakout { entry, .. }) => {
+                    assert!(entry.contains(".wh."), "{entry}")
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+            assert!(
+                outer.path().join("victim/file").exists(),
+                "{name} removed outside the layer"
+            );
+            assert!(
+                root.join("a/keep").exists(),
+                "{name} removed the layer's own files"
+            );
+        }
+    }
+
+    /// The tree removal cannot be pointed out of its directory.
+    #[test]
+    fn tree_removal_stays_beneath_its_directory() {
+        let outer = tempfile::tempdir().unwrap();
+        fs::create_dir_all(outer.path().join("in/sub")).unwrap();
+        fs::write(outer.path().join("sibling"), b"x").unwrap();
+        std::os::unix::fs::symlink("..", outer.path().join("in/up")).unwrap();
+        let dir = rfs::open(
+            outer.path().join("in"),
+            OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        for bad in ["..", ".", "", "sub/..", "up"] {
+            assert!(
+                remove_tree_at(&dir, OsStr::new(bad)).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(outer.path().join("sibling").exists());
+        remove_tree_at(&dir, OsStr::new("sub")).unwrap();
+        assert!(!outer.path().join("in/sub").exists());
     }
 
     #[test]
