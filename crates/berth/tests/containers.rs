@@ -1502,3 +1502,41 @@ fn rm_containers_answer_stop_wait_and_attach() {
     assert_eq!(b.inspect_container("slowstop")["State"]["ExitCode"], 0);
     b.ok(&["rm", "slowstop"]);
 }
+
+/// Loopback is up in a container's own network namespace, as Docker has
+/// it in every mode (`--network none` included): 127.0.0.1 answers.
+#[test]
+fn network_none_has_loopback_up() {
+    let b = berth(false);
+    for net in [None, Some("none")] {
+        let mut args = vec!["run", "--rm"];
+        if let Some(n) = net {
+            args.extend(["--network", n]);
+        }
+        args.extend([
+            "busybox:1.35",
+            "sh",
+            "-c",
+            "cat /sys/class/net/lo/flags; ping -c 1 -W 2 127.0.0.1 >/dev/null && echo PING-OK",
+        ]);
+        let out = b.ok(&args);
+        let flags =
+            u32::from_str_radix(out.lines().next().unwrap().trim_start_matches("0x"), 16).unwrap();
+        assert_eq!(flags & 1, 1, "{net:?}: lo is down: {out}");
+        assert!(out.contains("PING-OK"), "{net:?}: {out}");
+    }
+}
+
+/// `--network bridge` (and docker's `default`) is refused with exit 125
+/// until berth has bridge networking, rather than silently meaning none.
+#[test]
+fn network_bridge_is_refused_until_it_exists() {
+    let b = berth(false);
+    for net in ["bridge", "default"] {
+        let r = b.run(&["run", "--rm", "--network", net, "busybox:1.35", "true"]);
+        assert_eq!(r.code, Some(125), "{r}");
+        r.one_error_line(&["not available yet"]);
+    }
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    assert!(containers_dir(&b).is_empty());
+}

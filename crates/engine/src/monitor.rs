@@ -96,6 +96,7 @@ fn launch_mounted(
         stdio: Some(wiring.stdio()),
         console_fd: wiring.console_fd(),
         reaper: rec.config.init,
+        loopback: true,
     };
     let pid = berth_runtime::container::create(&opts).map_err(exec_error)?;
     let running = match wiring.started(pid) {

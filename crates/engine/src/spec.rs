@@ -415,7 +415,14 @@ pub fn derive(opts: &ContainerConfig, i: &Inputs<'_>) -> Result<Value, EngineErr
     ];
     match opts.network.as_str() {
         "host" => {}
-        "" | "none" | "default" | "bridge" => namespaces.push(json!({"type": "network"})),
+        "" | "none" => namespaces.push(json!({"type": "network"})),
+        "default" | "bridge" => {
+            return Err(EngineError::Invalid(format!(
+                "network {:?} is not available yet: berth has no bridge networking; use --network none \
+                 (a private namespace with loopback, the default) or --network host",
+                opts.network
+            )))
+        }
         other => {
             return Err(EngineError::Invalid(format!(
                 "network {other:?} not found: berth has none, host (bridge networks come later)"

@@ -208,6 +208,7 @@ fn run_mounted(
         stdio: Some([null.as_raw_fd(), out_w.as_raw_fd(), out_w.as_raw_fd()]),
         console_fd: None,
         reaper: false,
+        loopback: true,
     };
     let pid = berth_runtime::container::create(&create).map_err(crate::monitor::exec_error)?;
     drop(out_w);

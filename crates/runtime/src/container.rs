@@ -81,6 +81,9 @@ pub struct CreateOptions {
     /// orphan and exits with the process's status. Nothing is added to the
     /// container's filesystem.
     pub reaper: bool,
+    /// Brings the loopback interface of a new network namespace up (as
+    /// Docker's and Podman's network setup do; runc leaves it down).
+    pub loopback: bool,
 }
 
 fn ns_flag(t: LinuxNamespaceType) -> libc::c_int {
@@ -774,6 +777,12 @@ fn init(
                 "setdomainname"
             );
         }
+    }
+    if opts.loopback && new_ns(LinuxNamespaceType::Network) {
+        t!(
+            crate::confine::loopback_up(),
+            "bringing up the loopback interface"
+        );
     }
     // The console socket is a host path: connect before the rootfs hides it.
     let terminal = spec

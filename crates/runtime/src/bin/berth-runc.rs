@@ -73,6 +73,7 @@ impl CreateArgs {
             stdio: None,
             console_fd: None,
             reaper: false,
+            loopback: false,
         })
     }
 }
