@@ -1817,3 +1817,231 @@ fn a_multi_platform_image_pulls_by_its_index_digest() {
         "amd64\n"
     );
 }
+
+/// What the OCI distribution conformance suite checks and berth missed: a
+/// malformed or out-of-order Content-Range is 416 (on a PATCH and on the
+/// closing PUT), a suffix range is served, and a manifest whose layers are
+/// non-distributable (`urls`, nondistributable media types) is accepted
+/// without those blobs.
+#[test]
+fn conformance_content_ranges_suffix_ranges_and_non_distributable_layers() {
+    let s = Server::start();
+    let data: Vec<u8> = (0..2000u32).map(|i| (i % 251) as u8).collect();
+    let d = digest_of(&data);
+    let open = |s: &Server| {
+        let (status, h, _) = s.request("POST", "/v2/conf/app/blobs/uploads/", &[], b"");
+        assert_eq!(status, 202);
+        header(&h, "location").unwrap().to_string()
+    };
+    for bad in ["0--1", "5-2", "x-3", "-4", "1-4"] {
+        let loc = open(&s);
+        let (status, _, body) = s.request("PATCH", &loc, &[("Content-Range", bad)], &data[..4]);
+        assert_eq!(
+            status,
+            416,
+            "Content-Range {bad}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    // In order, then a final chunk out of order with the PUT: 416.
+    let loc = open(&s);
+    let (status, h, _) = s.request("PATCH", &loc, &[("Content-Range", "0-999")], &data[..1000]);
+    assert_eq!(status, 202);
+    let loc = header(&h, "location").unwrap().to_string();
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let (status, _, _) = s.request(
+        "PUT",
+        &format!("{loc}{sep}digest={d}"),
+        &[("Content-Range", "1001-1999")],
+        &data[1001..],
+    );
+    assert_eq!(status, 416);
+    let (status, _, body) = s.request(
+        "PUT",
+        &format!("{loc}{sep}digest={d}"),
+        &[("Content-Range", "1000-1999")],
+        &data[1000..],
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    // A suffix range: the last 500 bytes.
+    let (status, h, body) = s.request(
+        "GET",
+        &format!("/v2/conf/app/blobs/{d}"),
+        &[("Range", "bytes=-500")],
+        b"",
+    );
+    assert_eq!(status, 206);
+    assert_eq!(body, &data[1500..]);
+    assert_eq!(header(&h, "content-range"), Some("bytes 1500-1999/2000"));
+    // Non-distributable layers need not be in the registry.
+    let config = br#"{"architecture":"amd64","os":"windows"}"#;
+    let c = s.push_blob("conf/app", config);
+    let absent = digest_of(b"a foreign layer");
+    for layer in [
+        serde_json::json!({"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", "digest": absent, "size": 15}),
+        serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": absent, "size": 15, "urls": ["https://example.invalid/layer"]}),
+    ] {
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": data.len()}, layer]
+        })
+        .to_string();
+        let (status, _, body) = s.request(
+            "PUT",
+            "/v2/conf/app/manifests/foreign",
+            &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+            manifest.as_bytes(),
+        );
+        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    }
+    // A missing ordinary layer is still refused.
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": absent, "size": 15}]
+    })
+    .to_string();
+    let (status, _, body) = s.request(
+        "PUT",
+        "/v2/conf/app/manifests/missing",
+        &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+        manifest.as_bytes(),
+    );
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (400, "MANIFEST_BLOB_UNKNOWN")
+    );
+}
+
+/// An upload session belongs to its repository and its user: through
+/// another repository's URL (where the attacker may push), or as another
+/// user, it is unknown, and what its owner wrote is untouched.
+#[test]
+fn upload_sessions_are_bound_to_their_repository_and_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = String::new();
+    for (user, pw) in [("alice", "a-pass"), ("bob", "b-pass")] {
+        let p = dir.path().join("pw");
+        std::fs::write(&p, format!("{pw}\n")).unwrap();
+        let out = Command::new(BERTH)
+            .args(["registry", "htpasswd", user])
+            .stdin(std::fs::File::open(&p).unwrap())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        lines.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(&htpasswd, lines).unwrap();
+    let s = Server::start_with(&["--htpasswd", htpasswd.to_str().unwrap()]);
+    use base64::Engine as _;
+    let basic = |u: &str, p: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        )
+    };
+    let alice = basic("alice", "a-pass");
+    let bob = basic("bob", "b-pass");
+    let (status, h, _) = s.request(
+        "POST",
+        "/v2/team/secret/blobs/uploads/",
+        &[("Authorization", &alice)],
+        b"",
+    );
+    assert_eq!(status, 202);
+    let loc = header(&h, "location").unwrap().to_string();
+    let (status, _, _) = s.request(
+        "PATCH",
+        &loc,
+        &[("Authorization", &alice), ("Content-Range", "0-3")],
+        b"good",
+    );
+    assert_eq!(status, 202);
+    let id = loc
+        .split("/blobs/uploads/")
+        .nth(1)
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let other = format!("/v2/bob/app/blobs/uploads/{id}");
+    for (who, path) in [
+        (&alice, other.as_str()),
+        (&bob, other.as_str()),
+        (&bob, loc.as_str()),
+    ] {
+        for method in ["PATCH", "GET", "DELETE"] {
+            let (status, _, body) = s.request(
+                method,
+                path,
+                &[("Authorization", who), ("Content-Range", "4-7")],
+                b"evil",
+            );
+            assert_eq!(
+                (status, error_code(&body).as_str()),
+                (404, "BLOB_UPLOAD_UNKNOWN"),
+                "{method} {path}"
+            );
+        }
+    }
+    // Alice's upload is intact and closes as hers.
+    let d = digest_of(b"good");
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let (status, _, body) = s.request(
+        "PUT",
+        &format!("{loc}{sep}digest={d}"),
+        &[("Authorization", &alice)],
+        b"",
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    // A finished upload leaves nothing in uploads/, not even a directory.
+    let left: Vec<_> = std::fs::read_dir(s.storage.join("uploads"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// An unknown user name costs the registry a bcrypt check as a known one
+/// with a wrong password does, so user names cannot be told by timing.
+#[test]
+fn unknown_users_cost_a_password_check_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("pw");
+    std::fs::write(&p, "pw\n").unwrap();
+    let out = Command::new(BERTH)
+        .args(["registry", "htpasswd", "alice"])
+        .stdin(std::fs::File::open(&p).unwrap())
+        .output()
+        .unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(&htpasswd, &out.stdout).unwrap();
+    let s = Server::start_with(&["--htpasswd", htpasswd.to_str().unwrap()]);
+    use base64::Engine as _;
+    let time = |user: &str| {
+        let auth = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:wrong"))
+        );
+        let mut times: Vec<std::time::Duration> = (0..3)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                let (status, _, _) = s.request("GET", "/v2/", &[("Authorization", &auth)], b"");
+                assert_eq!(status, 401);
+                t.elapsed()
+            })
+            .collect();
+        times.sort();
+        times[1]
+    };
+    let known = time("alice");
+    let unknown = time("nosuchuser");
+    assert!(
+        unknown * 3 >= known,
+        "an unknown user is answered in {unknown:?}, a known one in {known:?}: names can be enumerated"
+    );
+}

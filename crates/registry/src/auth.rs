@@ -66,6 +66,9 @@ pub struct Auth {
     /// Credentials already checked (bcrypt is slow on purpose): the
     /// base64 of a header that verified, and its user.
     verified: Mutex<HashMap<String, String>>,
+    /// What an unknown user's password is checked against (see
+    /// `check_password`).
+    decoy: std::sync::OnceLock<String>,
 }
 
 /// The token endpoint's refusal: the credentials are wrong, or there is
@@ -182,11 +185,42 @@ impl Auth {
         Some(user.to_string())
     }
 
+    /// Whether `password` is `user`'s. An unknown user costs a bcrypt
+    /// check too (against a hash of the same cost), so the answer's timing
+    /// does not tell which user names exist.
     fn check_password(&self, user: &str, password: &str) -> Option<()> {
-        let hash = self.users.get(user)?;
+        let Some(hash) = self.users.get(user) else {
+            let _ = bcrypt::verify(password, self.decoy());
+            return None;
+        };
         bcrypt::verify(password, hash)
             .unwrap_or(false)
             .then_some(())
+    }
+
+    /// A bcrypt hash of nothing anyone knows, at the cost the users'
+    /// hashes have (made once).
+    fn decoy(&self) -> &str {
+        self.decoy.get_or_init(|| {
+            let cost = self
+                .users
+                .values()
+                .find_map(|h| h.split('$').nth(2)?.parse::<u32>().ok())
+                .unwrap_or(bcrypt::DEFAULT_COST);
+            let mut secret = [0u8; 18];
+            let _ = rustix::rand::getrandom(&mut secret, rustix::rand::GetRandomFlags::empty());
+            bcrypt::hash(secret, cost).unwrap_or_default()
+        })
+    }
+
+    /// Who the request is: the basic-auth user whose password checks, or
+    /// a bearer token's subject; None when anonymous or not valid.
+    pub fn identity(&self, authorization: Option<&str>) -> Option<String> {
+        if let Some(tokens) = &self.tokens {
+            let tok = authorization?.strip_prefix("Bearer")?.trim();
+            return tokens.verify(tok).ok().map(|c| c.sub);
+        }
+        self.user(authorization)
     }
 
     /// What `user` (None: anonymous) may do to `repo`.

@@ -515,11 +515,19 @@ fn tags(reg: &Registry, name: &str, q: &HashMap<String, String>) -> Response {
         .into_response()
 }
 
-/// `bytes=START-END` (END optional, inclusive).
+/// `bytes=START-END` (END optional, inclusive), or `bytes=-N` (the last N
+/// bytes, RFC 9110's suffix range).
 fn parse_range(h: &HeaderMap, size: u64) -> Option<Result<(u64, u64), ()>> {
     let v = h.get(header::RANGE)?.to_str().ok()?;
     let spec = v.strip_prefix("bytes=")?;
     let (a, b) = spec.split_once('-')?;
+    if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        if n == 0 || size == 0 {
+            return Some(Err(()));
+        }
+        return Some(Ok((size - n.min(size), size - 1)));
+    }
     let start: u64 = a.parse().ok()?;
     let end: u64 = if b.is_empty() {
         size.saturating_sub(1)
@@ -862,6 +870,48 @@ fn lock_upload(
     }
 }
 
+/// An upload chunk's `Content-Range: START-END` (inclusive; "bytes "
+/// prefixed or not), checked to start where the upload ends: anything
+/// else (`0--1`, `5-2`, a gap, an overlap) is 416 with where it stands.
+fn check_chunk_range(headers: &HeaderMap, name: &str, id: &str, size: u64) -> Result<(), Response> {
+    let Some(v) = headers.get(header::CONTENT_RANGE) else {
+        return Ok(());
+    };
+    let parsed = v.to_str().ok().and_then(|range| {
+        let r = range.trim().trim_start_matches("bytes ").trim();
+        let (a, b) = r.split_once('-')?;
+        let (a, b) = (a.parse::<u64>().ok()?, b.parse::<u64>().ok()?);
+        (b >= a).then_some((a, b))
+    });
+    let in_order = parsed.is_some_and(|(start, end)| {
+        start == size
+            && headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|l| l.to_str().ok()?.parse::<u64>().ok())
+                .is_none_or(|len| len == end - start + 1)
+    });
+    if in_order {
+        return Ok(());
+    }
+    Err((
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        [
+            (header::LOCATION, upload_location(name, id)),
+            (header::RANGE, format!("0-{}", size.saturating_sub(1))),
+        ],
+    )
+        .into_response())
+}
+
+/// Who may use upload sessions made by this request: the repository and
+/// the signed-in user (empty when anonymous).
+fn upload_owner(reg: &Registry, name: &str, headers: &HeaderMap) -> String {
+    let user = blocking_if_basic(authorization(headers), || {
+        reg.auth.identity(authorization(headers))
+    });
+    format!("{name}\n{}", user.unwrap_or_default())
+}
+
 fn upload_unknown(id: &str) -> Response {
     error(
         StatusCode::NOT_FOUND,
@@ -879,6 +929,15 @@ async fn uploads(
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
+    // An upload belongs to the repository and the user that opened it:
+    // through another repository's URL, or as someone else, it is unknown
+    // (a push right elsewhere must not reach it).
+    if !id.is_empty()
+        && reg.storage.upload_owner(id).as_deref()
+            != Some(upload_owner(reg, name, headers).as_str())
+    {
+        return upload_unknown(id);
+    }
     match (method.clone(), id.is_empty()) {
         (Method::POST, true) => {
             // Cross-repository mount: the blob is linked, nothing moves.
@@ -905,7 +964,7 @@ async fn uploads(
                     }
                 }
             }
-            let new_id = match reg.storage.new_upload() {
+            let new_id = match reg.storage.new_upload(&upload_owner(reg, name, headers)) {
                 Ok(u) => u,
                 Err(e) => return internal(e),
             };
@@ -932,25 +991,8 @@ async fn uploads(
             let Some(size) = reg.storage.upload_size(id) else {
                 return upload_unknown(id);
             };
-            if let Some(range) = headers
-                .get(header::CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-            {
-                let start = range
-                    .trim_start_matches("bytes ")
-                    .split('-')
-                    .next()
-                    .and_then(|s| s.parse::<u64>().ok());
-                if start != Some(size) {
-                    return (
-                        StatusCode::RANGE_NOT_SATISFIABLE,
-                        [
-                            (header::LOCATION, upload_location(name, id)),
-                            (header::RANGE, format!("0-{}", size.saturating_sub(1))),
-                        ],
-                    )
-                        .into_response();
-                }
+            if let Err(r) = check_chunk_range(headers, name, id, size) {
+                return r;
             }
             match append(reg, id, body, None).await {
                 Ok((size, _)) => upload_progress(StatusCode::ACCEPTED, name, id, size),
@@ -971,6 +1013,13 @@ async fn uploads(
                     "closing an upload needs ?digest=",
                 );
             };
+            // A final chunk must start where the upload ends, as a PATCH.
+            let Some(size) = reg.storage.upload_size(id) else {
+                return upload_unknown(id);
+            };
+            if let Err(r) = check_chunk_range(headers, name, id, size) {
+                return r;
+            }
             let alg = digest.parse::<Digest>().ok().map(|d| d.algorithm());
             match append(reg, id, body, alg).await {
                 Ok((_, streamed)) => finish_upload(reg, name, id, digest, streamed).await,
@@ -1085,12 +1134,29 @@ fn check_references(reg: &Registry, name: &str, doc: &serde_json::Value) -> Resu
         .unwrap_or_default();
     for desc in std::iter::once(config).chain(layers.iter()) {
         let d = digest_of(desc)?;
+        if non_distributable(desc) {
+            // Pulled from its `urls`, never pushed: not expected here.
+            continue;
+        }
         // Touched: fresh for a collection that starts now.
         if reg.storage.blob_size(name, &d).is_none() || !reg.storage.touch_blob(&d) {
             return Err(missing("blob", &d.to_string()));
         }
     }
     Ok(())
+}
+
+/// A layer a registry is not expected to hold (the OCI image spec's
+/// non-distributable layers, Docker's foreign layers): a media type saying
+/// so, or `urls` to fetch it from.
+fn non_distributable(desc: &serde_json::Value) -> bool {
+    let media = desc.get("mediaType").and_then(|m| m.as_str()).unwrap_or("");
+    media.starts_with("application/vnd.oci.image.layer.nondistributable.")
+        || media.starts_with("application/vnd.docker.image.rootfs.foreign.")
+        || desc
+            .get("urls")
+            .and_then(|u| u.as_array())
+            .is_some_and(|u| !u.is_empty())
 }
 
 /// The referrers API: an image index of the manifests whose subject is
@@ -1511,8 +1577,11 @@ mod tests {
         fn touch_blob(&self, d: &Digest) -> bool {
             self.0.touch_blob(d)
         }
-        fn new_upload(&self) -> std::io::Result<String> {
-            self.0.new_upload()
+        fn new_upload(&self, owner: &str) -> std::io::Result<String> {
+            self.0.new_upload(owner)
+        }
+        fn upload_owner(&self, id: &str) -> Option<String> {
+            self.0.upload_owner(id)
         }
         fn upload_size(&self, id: &str) -> Option<u64> {
             self.0.upload_size(id)

@@ -374,8 +374,11 @@ pub trait Storage: Send + Sync {
     /// grace period); false if the store does not have it.
     fn touch_blob(&self, d: &Digest) -> bool;
 
-    /// A new, empty upload; returns its id.
-    fn new_upload(&self) -> io::Result<String>;
+    /// A new, empty upload belonging to `owner` (repository and user);
+    /// returns its id.
+    fn new_upload(&self, owner: &str) -> io::Result<String>;
+    /// Who upload `id` belongs to; None if there is no such upload.
+    fn upload_owner(&self, id: &str) -> Option<String>;
     /// The bytes an upload holds so far; None if there is no such upload.
     fn upload_size(&self, id: &str) -> Option<u64>;
     /// Exclusive use of an upload for one request, from its first byte
@@ -457,8 +460,15 @@ impl Storage for FsStorage {
         fs::File::open(self.blob_path(d)).map(BlobSource::File)
     }
 
-    fn new_upload(&self) -> io::Result<String> {
-        self.create_upload().map(|(id, _)| id)
+    fn new_upload(&self, owner: &str) -> io::Result<String> {
+        let (id, data) = self.create_upload()?;
+        write_atomic(&data.with_file_name("owner"), owner.as_bytes())?;
+        Ok(id)
+    }
+
+    fn upload_owner(&self, id: &str) -> Option<String> {
+        let data = self.upload(id)?;
+        fs::read_to_string(data.with_file_name("owner")).ok()
     }
 
     fn upload_size(&self, id: &str) -> Option<u64> {
@@ -542,7 +552,9 @@ impl Storage for FsStorage {
     }
 
     fn remove_upload(&self, id: &str) {
-        if self.upload(id).is_some() {
+        // The whole directory, whether or not its data is still there (a
+        // commit has moved it): no empty directory waits for the TTL.
+        if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
             let _ = fs::remove_dir_all(self.dir.join("uploads").join(id));
         }
     }
