@@ -813,7 +813,7 @@ fn inspect_value(eng: &Engine, r: &Record) -> Value {
             "Running": matches!(r.state, State::Running | State::Paused),
             "Paused": r.state == State::Paused,
             "Restarting": r.state == State::Restarting,
-            "OOMKilled": false,
+            "OOMKilled": r.oom_killed,
             "Dead": r.state == State::Dead,
             "Pid": r.pid,
             "ExitCode": r.exit_code,

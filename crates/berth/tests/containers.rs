@@ -1540,3 +1540,35 @@ fn network_bridge_is_refused_until_it_exists() {
     assert_eq!(b.ok(&["ps", "-aq"]), "");
     assert!(containers_dir(&b).is_empty());
 }
+
+/// A container the kernel's OOM killer ends shows `OOMKilled: true` (read
+/// from its memory cgroup at exit); one that exits on its own does not.
+#[test]
+fn oom_killed_is_read_from_the_cgroup() {
+    let b = berth(false);
+    // A shell variable doubled until the 16 MiB limit is hit.
+    let r = b.run(&[
+        "run",
+        "--name",
+        "hog",
+        "-m",
+        "16m",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "x=xxxxxxxxxxxxxxxx; while true; do x=$x$x; done",
+    ]);
+    assert_eq!(r.code, Some(137), "{r}");
+    assert_eq!(
+        b.ok(&["inspect", "--format", "{{.State.OOMKilled}}", "hog"])
+            .trim(),
+        "true"
+    );
+    b.ok(&["run", "--name", "calm", "-m", "16m", "busybox:1.35", "true"]);
+    assert_eq!(
+        b.ok(&["inspect", "--format", "{{.State.OOMKilled}}", "calm"])
+            .trim(),
+        "false"
+    );
+    b.ok(&["rm", "hog", "calm"]);
+}

@@ -99,6 +99,8 @@ pub struct Record {
     pub monitor_start: u64,
     /// `stop` was asked for: no restart policy applies to this exit.
     pub stop_requested: bool,
+    /// The kernel's OOM killer killed a process of the last run.
+    pub oom_killed: bool,
 }
 
 /// A connection to the container table.
@@ -129,12 +131,13 @@ fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
         health: row.get(14)?,
         monitor_start: row.get::<_, i64>(15)? as u64,
         stop_requested: row.get(16)?,
+        oom_killed: row.get(17)?,
     })
 }
 
 const COLUMNS: &str = "id, name, image_id, image, created, config, state, pid, monitor_pid, \
                        exit_code, error, started_at, finished_at, restart_count, health, \
-                       monitor_start, stop_requested";
+                       monitor_start, stop_requested, oom_killed";
 
 impl Db {
     /// Opens the table in `root/berth.db` (the image store creates the file).
@@ -143,6 +146,20 @@ impl Db {
         conn.busy_timeout(Duration::from_secs(30))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        // Stores made before OOMKilled was recorded get the column (a
+        // concurrent opener may have added it first).
+        let has_oom = conn
+            .prepare("SELECT 1 FROM pragma_table_info('containers') WHERE name = 'oom_killed'")?
+            .exists([])?;
+        if !has_oom {
+            match conn.execute_batch(
+                "ALTER TABLE containers ADD COLUMN oom_killed INTEGER NOT NULL DEFAULT 0",
+            ) {
+                Ok(()) => {}
+                Err(e) if e.to_string().contains("duplicate column") => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         conn.execute_batch(crate::volumes::SCHEMA)?;
         Ok(Db { conn })
     }
@@ -150,11 +167,11 @@ impl Db {
     pub fn insert(&self, r: &Record) -> Result<(), EngineError> {
         let config = serde_json::to_string(&r.config).expect("config serializes");
         let res = self.conn.execute(
-            &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+            &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
             params![
                 r.id, r.name, r.image_id, r.image, r.created, config, r.state.as_str(), r.pid,
                 r.monitor_pid, r.exit_code, r.error, r.started_at, r.finished_at, r.restart_count,
-                r.health, r.monitor_start as i64, r.stop_requested
+                r.health, r.monitor_start as i64, r.stop_requested, r.oom_killed
             ],
         );
         match res {
@@ -180,7 +197,7 @@ impl Db {
         self.conn.execute(
             "UPDATE containers SET config = ?2, state = ?3, pid = ?4, monitor_pid = ?5, \
              exit_code = ?6, error = ?7, started_at = ?8, finished_at = ?9, restart_count = ?10, \
-             monitor_start = ?11 WHERE id = ?1",
+             monitor_start = ?11, oom_killed = ?12 WHERE id = ?1",
             params![
                 r.id,
                 config,
@@ -192,7 +209,8 @@ impl Db {
                 r.started_at,
                 r.finished_at,
                 r.restart_count,
-                r.monitor_start as i64
+                r.monitor_start as i64,
+                r.oom_killed
             ],
         )?;
         Ok(())

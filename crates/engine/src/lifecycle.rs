@@ -151,6 +151,7 @@ impl Engine {
             health: String::new(),
             monitor_start: 0,
             stop_requested: false,
+            oom_killed: false,
         };
         if let Err(e) = self.db.insert(&rec) {
             let _ = self.remove_anonymous_volumes(&rec.config.volume_mounts);

@@ -111,6 +111,7 @@ fn launch_mounted(
         return Err(e.into());
     }
     rec.state = State::Running;
+    rec.oom_killed = false;
     rec.pid = pid;
     rec.monitor_pid = std::process::id() as i32;
     rec.monitor_start = berth_runtime::state::proc_stat(rec.monitor_pid)
@@ -158,6 +159,8 @@ pub(crate) fn command_error(
 /// Records an exit and tidies up; removes the container with `--rm`.
 /// Returns whether the container still exists.
 fn finish(eng: &mut Engine, rec: &mut Record, code: i32) -> Result<bool, EngineError> {
+    // Read before delete removes the cgroup that counts it.
+    let oom_killed = berth_runtime::container::oom_killed(&eng.paths.runtime(), &rec.id);
     let _ = berth_runtime::container::delete(&eng.paths.runtime(), &rec.id, true);
     let _ = crate::rootfs::unmount(&eng.layout(&rec.id));
     if rec.config.auto_remove {
@@ -181,6 +184,7 @@ fn finish(eng: &mut Engine, rec: &mut Record, code: i32) -> Result<bool, EngineE
     }
     rec.state = State::Exited;
     rec.exit_code = code;
+    rec.oom_killed = oom_killed;
     rec.pid = 0;
     rec.monitor_pid = 0;
     rec.monitor_start = 0;

@@ -1295,6 +1295,15 @@ fn cgroup_of(saved: &Saved) -> Result<Box<dyn crate::cgroups::CgroupManager>, Co
 }
 
 /// Pids of every process in the container (its cgroup).
+/// Whether the kernel's OOM killer has killed a process of the container
+/// (read from its memory cgroup, so before `delete` removes it).
+pub fn oom_killed(root: &Path, id: &str) -> bool {
+    Saved::load(root, id)
+        .ok()
+        .and_then(|s| cgroup_of(&s).ok())
+        .is_some_and(|cg| cg.oom_kills() > 0)
+}
+
 pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>, ContainerError> {
     let saved = Saved::load(root, id)?;
     Ok(cgroup_of(&saved)?.pids()?)

@@ -224,6 +224,12 @@ pub trait CgroupManager: std::fmt::Debug {
     /// The memory limit in effect, for tests and `berth stats` (None if
     /// unlimited).
     fn memory_limit(&self) -> Result<Option<i64>, CgroupError>;
+    /// How many processes the kernel's OOM killer has killed in the
+    /// cgroup (v1 `memory.oom_control`, v2 `memory.events`: `oom_kill`);
+    /// 0 when the memory controller or the counter is not there.
+    fn oom_kills(&self) -> u64 {
+        0
+    }
     /// The container's directory in each hierarchy it joins, named as the
     /// hierarchy appears under `/sys/fs/cgroup` (`memory`, `cpu,cpuacct`,
     /// `systemd`, ...; `unified` for cgroup2), known before `apply` runs:
@@ -827,4 +833,16 @@ mod tests {
             assert!(!d.exists(), "{} left behind", d.display());
         }
     }
+}
+
+/// The `oom_kill N` line of a memory controller's file (v1
+/// `memory.oom_control`, v2 `memory.events`).
+pub(crate) fn oom_kill_count(file: &std::path::Path) -> u64 {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }

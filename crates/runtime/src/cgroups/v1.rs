@@ -356,6 +356,14 @@ impl CgroupManager for V1Manager {
         first.map_or(Ok(()), Err)
     }
 
+    fn oom_kills(&self) -> u64 {
+        match self.target("memory", "reading the OOM kill count") {
+            Ok(Target::V1(d)) => super::oom_kill_count(&d.join("memory.oom_control")),
+            Ok(Target::V2(d)) => super::oom_kill_count(&d.join("memory.events")),
+            Err(_) => 0,
+        }
+    }
+
     fn memory_limit(&self) -> Result<Option<i64>, CgroupError> {
         match self.target("memory", "reading the memory limit")? {
             Target::V1(d) => {

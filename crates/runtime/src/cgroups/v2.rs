@@ -233,6 +233,10 @@ impl CgroupManager for V2Manager {
         fs::remove_tree(&self.dir())
     }
 
+    fn oom_kills(&self) -> u64 {
+        super::oom_kill_count(&self.dir().join("memory.events"))
+    }
+
     fn memory_limit(&self) -> Result<Option<i64>, CgroupError> {
         read_memory_max(&self.require("memory", "reading the memory limit")?)
     }
