@@ -202,11 +202,11 @@ fn unprivileged_host_users_cannot_reach_the_store() {
     ]);
     // Loosen the store as an older berth left it.
     use std::os::unix::fs::PermissionsExt;
-    for d in ["", "snapshots", "containers", "blobs"] {
+    for d in ["", "snapshots", "blobs", "tmp"] {
         fs::set_permissions(b.root.join(d), fs::Permissions::from_mode(0o755)).unwrap();
     }
     b.ok(&["images", "-q"]);
-    for d in ["", "snapshots", "containers", "blobs"] {
+    for d in ["", "snapshots", "blobs", "tmp"] {
         let mode = fs::metadata(b.root.join(d)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700, "{d:?} not tightened at open: {mode:o}");
     }

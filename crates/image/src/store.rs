@@ -254,18 +254,9 @@ impl Store {
         for sub in ["blobs/sha256", "blobs/sha512", "snapshots", "tmp"] {
             fs::create_dir_all(root.join(sub)).map_err(root_err)?;
         }
-        private_dirs(
-            root,
-            &[
-                "blobs",
-                "snapshots",
-                "tmp",
-                "containers",
-                "volumes",
-                "builds",
-            ],
-        )
-        .map_err(root_err)?;
+        // The root alone keeps out what is made under it later
+        // (containers, volumes, builds); these are made here.
+        private_dirs(root, &["blobs", "snapshots", "tmp"]).map_err(root_err)?;
         let db = Connection::open(root.join("berth.db"))?;
         db.busy_timeout(BUSY_TIMEOUT)?;
         // Two processes creating the database at once both hold a read lock
