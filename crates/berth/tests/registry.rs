@@ -1833,7 +1833,7 @@ fn conformance_content_ranges_suffix_ranges_and_non_distributable_layers() {
         assert_eq!(status, 202);
         header(&h, "location").unwrap().to_string()
     };
-    for bad in ["0--1", "5-2", "x-3", "-4", "1-4"] {
+    for bad in ["0--1", "5-2", "x-3", "-4", "1-4", "0-9"] {
         let loc = open(&s);
         let (status, _, body) = s.request("PATCH", &loc, &[("Content-Range", bad)], &data[..4]);
         assert_eq!(
@@ -1878,8 +1878,8 @@ fn conformance_content_ranges_suffix_ranges_and_non_distributable_layers() {
     let c = s.push_blob("conf/app", config);
     let absent = digest_of(b"a foreign layer");
     for layer in [
-        serde_json::json!({"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", "digest": absent, "size": 15}),
-        serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": absent, "size": 15, "urls": ["https://example.invalid/layer"]}),
+        serde_json::json!({"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", "digest": absent, "size": 15, "urls": ["https://example.invalid/layer"]}),
+        serde_json::json!({"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "digest": absent, "size": 15, "urls": ["https://example.invalid/layer"]}),
     ] {
         let manifest = serde_json::json!({
             "schemaVersion": 2,
@@ -1896,24 +1896,31 @@ fn conformance_content_ranges_suffix_ranges_and_non_distributable_layers() {
         );
         assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
     }
-    // A missing ordinary layer is still refused.
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": absent, "size": 15}]
-    })
-    .to_string();
-    let (status, _, body) = s.request(
-        "PUT",
-        "/v2/conf/app/manifests/missing",
-        &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
-        manifest.as_bytes(),
-    );
-    assert_eq!(
-        (status, error_code(&body).as_str()),
-        (400, "MANIFEST_BLOB_UNKNOWN")
-    );
+    // A missing ordinary layer is still refused, with urls or not, and so
+    // is a non-distributable one with nowhere to fetch it from.
+    for layer in [
+        serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": absent, "size": 15}),
+        serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": absent, "size": 15, "urls": ["https://example.invalid/layer"]}),
+        serde_json::json!({"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", "digest": absent, "size": 15}),
+    ] {
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": config.len()},
+            "layers": [layer]
+        })
+        .to_string();
+        let (status, _, body) = s.request(
+            "PUT",
+            "/v2/conf/app/manifests/missing",
+            &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+            manifest.as_bytes(),
+        );
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (400, "MANIFEST_BLOB_UNKNOWN")
+        );
+    }
 }
 
 /// An upload session belongs to its repository and its user: through

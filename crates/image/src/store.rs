@@ -219,18 +219,19 @@ pub fn private_dirs(root: &Path, subs: &[&str]) -> io::Result<()> {
 /// A blob file as the store keeps it: owned by the store's user, mode
 /// 0644, whatever owner and mode (set-id bits, world write) it came with.
 pub(crate) fn seal_blob(path: &Path) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let uid = rustix::process::geteuid();
-    let gid = rustix::process::getegid();
-    rfs::chownat(
-        rfs::CWD,
+    // Through one fd of the file itself: a link swapped in is not followed.
+    let fd = rfs::open(
         path,
-        Some(uid),
-        Some(gid),
-        rfs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(io::Error::from)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o644))
+        rfs::OFlags::RDONLY | rfs::OFlags::NOFOLLOW | rfs::OFlags::CLOEXEC,
+        rfs::Mode::empty(),
+    )?;
+    rfs::fchown(
+        &fd,
+        Some(rustix::process::geteuid()),
+        Some(rustix::process::getegid()),
+    )?;
+    rfs::fchmod(&fd, rfs::Mode::from_raw_mode(0o644))?;
+    Ok(())
 }
 
 /// How long a store operation waits for another process's database lock.

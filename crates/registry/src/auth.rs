@@ -205,11 +205,15 @@ impl Auth {
             let cost = self
                 .users
                 .values()
-                .find_map(|h| h.split('$').nth(2)?.parse::<u32>().ok())
+                .filter_map(|h| h.split('$').nth(2)?.parse::<u32>().ok())
+                .filter(|c| (4..=31).contains(c))
+                .max()
                 .unwrap_or(bcrypt::DEFAULT_COST);
             let mut secret = [0u8; 18];
             let _ = rustix::rand::getrandom(&mut secret, rustix::rand::GetRandomFlags::empty());
-            bcrypt::hash(secret, cost).unwrap_or_default()
+            bcrypt::hash(secret, cost)
+                .or_else(|_| bcrypt::hash(secret, bcrypt::DEFAULT_COST))
+                .expect("bcrypt hashes at its default cost")
         })
     }
 

@@ -873,9 +873,16 @@ fn lock_upload(
 /// An upload chunk's `Content-Range: START-END` (inclusive; "bytes "
 /// prefixed or not), checked to start where the upload ends: anything
 /// else (`0--1`, `5-2`, a gap, an overlap) is 416 with where it stands.
-fn check_chunk_range(headers: &HeaderMap, name: &str, id: &str, size: u64) -> Result<(), Response> {
+/// Returns the upload's size once the chunk is in (END + 1), to be checked
+/// after it (a chunked body has no Content-Length to check first).
+fn check_chunk_range(
+    headers: &HeaderMap,
+    name: &str,
+    id: &str,
+    size: u64,
+) -> Result<Option<u64>, Response> {
     let Some(v) = headers.get(header::CONTENT_RANGE) else {
-        return Ok(());
+        return Ok(None);
     };
     let parsed = v.to_str().ok().and_then(|range| {
         let r = range.trim().trim_start_matches("bytes ").trim();
@@ -891,7 +898,7 @@ fn check_chunk_range(headers: &HeaderMap, name: &str, id: &str, size: u64) -> Re
                 .is_none_or(|len| len == end - start + 1)
     });
     if in_order {
-        return Ok(());
+        return Ok(parsed.map(|(_, end)| end + 1));
     }
     Err((
         StatusCode::RANGE_NOT_SATISFIABLE,
@@ -901,6 +908,17 @@ fn check_chunk_range(headers: &HeaderMap, name: &str, id: &str, size: u64) -> Re
         ],
     )
         .into_response())
+}
+
+/// A chunk longer or shorter than its Content-Range said: the upload no
+/// longer holds what the client thinks, so it is dropped.
+fn chunk_mismatch(reg: &Registry, id: &str) -> Response {
+    reg.storage.remove_upload(id);
+    error(
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "BLOB_UPLOAD_INVALID",
+        "the chunk's length does not match its Content-Range: start the upload again",
+    )
 }
 
 /// Who may use upload sessions made by this request: the repository and
@@ -991,10 +1009,12 @@ async fn uploads(
             let Some(size) = reg.storage.upload_size(id) else {
                 return upload_unknown(id);
             };
-            if let Err(r) = check_chunk_range(headers, name, id, size) {
-                return r;
-            }
+            let expected = match check_chunk_range(headers, name, id, size) {
+                Ok(e) => e,
+                Err(r) => return r,
+            };
             match append(reg, id, body, None).await {
+                Ok((size, _)) if expected.is_some_and(|e| e != size) => chunk_mismatch(reg, id),
                 Ok((size, _)) => upload_progress(StatusCode::ACCEPTED, name, id, size),
                 Err(r) => r,
             }
@@ -1017,11 +1037,13 @@ async fn uploads(
             let Some(size) = reg.storage.upload_size(id) else {
                 return upload_unknown(id);
             };
-            if let Err(r) = check_chunk_range(headers, name, id, size) {
-                return r;
-            }
+            let expected = match check_chunk_range(headers, name, id, size) {
+                Ok(e) => e,
+                Err(r) => return r,
+            };
             let alg = digest.parse::<Digest>().ok().map(|d| d.algorithm());
             match append(reg, id, body, alg).await {
+                Ok((size, _)) if expected.is_some_and(|e| e != size) => chunk_mismatch(reg, id),
                 Ok((_, streamed)) => finish_upload(reg, name, id, digest, streamed).await,
                 Err(r) => r,
             }
@@ -1132,10 +1154,11 @@ fn check_references(reg: &Registry, name: &str, doc: &serde_json::Value) -> Resu
         .and_then(|l| l.as_array())
         .cloned()
         .unwrap_or_default();
-    for desc in std::iter::once(config).chain(layers.iter()) {
+    for (i, desc) in std::iter::once(config).chain(layers.iter()).enumerate() {
         let d = digest_of(desc)?;
-        if non_distributable(desc) {
-            // Pulled from its `urls`, never pushed: not expected here.
+        if i > 0 && non_distributable(desc) {
+            // A layer pulled from its `urls`, never pushed: not expected
+            // here.
             continue;
         }
         // Touched: fresh for a collection that starts now.
@@ -1146,14 +1169,14 @@ fn check_references(reg: &Registry, name: &str, doc: &serde_json::Value) -> Resu
     Ok(())
 }
 
-/// A layer a registry is not expected to hold (the OCI image spec's
-/// non-distributable layers, Docker's foreign layers): a media type saying
-/// so, or `urls` to fetch it from.
+/// A layer a registry is not expected to hold, as distribution decides
+/// it: a non-distributable (OCI) or foreign (Docker) media type with
+/// `urls` to fetch it from. Without urls it must be here like any other.
 fn non_distributable(desc: &serde_json::Value) -> bool {
     let media = desc.get("mediaType").and_then(|m| m.as_str()).unwrap_or("");
-    media.starts_with("application/vnd.oci.image.layer.nondistributable.")
-        || media.starts_with("application/vnd.docker.image.rootfs.foreign.")
-        || desc
+    (media.starts_with("application/vnd.oci.image.layer.nondistributable.")
+        || media.starts_with("application/vnd.docker.image.rootfs.foreign."))
+        && desc
             .get("urls")
             .and_then(|u| u.as_array())
             .is_some_and(|u| !u.is_empty())

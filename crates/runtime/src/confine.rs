@@ -45,12 +45,22 @@ pub fn close_all_except(keep: &[RawFd]) {
         let r = unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0u32) };
         if r != 0 {
             // No close_range (before Linux 5.9, or filtered): one by one.
-            let open: Vec<u32> = std::fs::read_dir("/proc/self/fd")
-                .map(|d| {
-                    d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                        .collect()
-                })
-                .unwrap_or_default();
+            let open: Vec<u32> = match std::fs::read_dir("/proc/self/fd") {
+                Ok(d) => d
+                    .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                    .collect(),
+                // No /proc either: every number up to the fd limit.
+                Err(_) => {
+                    let mut lim = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    // SAFETY: lim is a valid out-parameter.
+                    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+                    let top = (lim.rlim_cur.min(1 << 20) as u32).min(hi.saturating_add(1));
+                    (lo..top).collect()
+                }
+            };
             for fd in open.into_iter().filter(|fd| (lo..=hi).contains(fd)) {
                 // SAFETY: as above, one fd at a time (the read_dir fd is
                 // closed already and may be among them: EBADF is harmless).
@@ -224,18 +234,12 @@ pub fn stub_fd() -> io::Result<std::os::fd::OwnedFd> {
     // memfds non-executable by default.
     const MFD_EXEC: u32 = 0x10;
     let base = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
-    let fd =
-        match rustix::fs::memfd_create("berth-exec", base | MemfdFlags::from_bits_retain(MFD_EXEC))
-        {
-            Err(rustix::io::Errno::INVAL) => rustix::fs::memfd_create("berth-exec", base),
-            r => r,
-        }
-        .map_err(|e| {
-            io::Error::new(
-                io::Error::from(e).kind(),
-                format!("creating the exec stub: {e}"),
-            )
-        })?;
+    let exec_flags = base | MemfdFlags::from_bits_retain(MFD_EXEC);
+    let fd = match rustix::fs::memfd_create("berth-exec", exec_flags) {
+        Err(rustix::io::Errno::INVAL) => rustix::fs::memfd_create("berth-exec", base),
+        r => r,
+    }
+    .map_err(stub_error)?;
     let mut rest = STUB;
     while !rest.is_empty() {
         let n = rustix::io::write(&fd, rest)?;
@@ -246,6 +250,24 @@ pub fn stub_fd() -> io::Result<std::os::fd::OwnedFd> {
         SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
     )?;
     Ok(fd)
+}
+
+/// Why the exec stub's memfd could not be made.
+fn stub_error(e: rustix::io::Errno) -> io::Error {
+    let why = if e == rustix::io::Errno::ACCESS {
+        let v = std::fs::read_to_string("/proc/sys/vm/memfd_noexec").unwrap_or_default();
+        format!(
+            "{e}: this host forbids executable memfds (vm.memfd_noexec = {}); \
+             set it to 0 or 1",
+            v.trim()
+        )
+    } else {
+        e.to_string()
+    };
+    io::Error::new(
+        io::Error::from(e).kind(),
+        format!("creating the exec stub: {why}"),
+    )
 }
 
 /// Execs `exe` (argv `args`, environment `env`) through the stub in
