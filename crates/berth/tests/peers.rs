@@ -840,6 +840,37 @@ fn dockerd_loads_runs_and_saves_for_berth() {
         wh.rdev()
     );
 
+    // `docker save` of two images sharing layers writes the later copies
+    // of a shared layer as links to the first; berth loads both images.
+    let multi = b2.path("docker-save-multi.tar");
+    d.ok([
+        OsStr::new("save"),
+        "-o".as_ref(),
+        multi.as_os_str(),
+        "sample/app:1.0".as_ref(),
+        "sample/app:mod".as_ref(),
+    ]);
+    let listing = run(Command::new("tar").arg("-tvf").arg(&multi));
+    let links = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .filter(|l| l.starts_with('l') && l.contains("layer.tar -> ../"))
+        .count();
+    assert!(
+        links > 0,
+        "docker save wrote no shared layer as a link:\n{}",
+        String::from_utf8_lossy(&listing.stdout)
+    );
+    let b3 = Berth::new();
+    b3.ok([OsStr::new("load"), "-i".as_ref(), multi.as_os_str()]);
+    for name in ["sample/app:1.0", "sample/app:mod"] {
+        assert_eq!(d.inspect(name)["Id"], b3.inspect(name)["Id"], "{name}");
+    }
+    assert_eq!(
+        b3.ok(["run", "--rm", "sample/app:mod", "cat", "/app/new"])
+            .stdout(),
+        "hi\n"
+    );
+
     // The same files, modes and owners under Docker and under `berth run`:
     // an image docker committed with deleted files, a deleted directory
     // and a replaced (opaque) one, and one berth committed the same way.

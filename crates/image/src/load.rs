@@ -215,6 +215,35 @@ impl Source {
         }
     }
 
+    /// The path, relative to the archive's root, of the file `rel` leads
+    /// to (its links followed, inside the root only); `rel` itself when it
+    /// leads nowhere (the error comes when it is opened).
+    fn canonical(&self, rel: &str) -> String {
+        use std::os::fd::AsRawFd;
+        let resolved = (|| {
+            let fd = crate::layer::openat2_retry(
+                &self.root,
+                rel,
+                OFlags::PATH | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            )
+            .ok()?;
+            let root =
+                std::fs::read_link(format!("/proc/self/fd/{}", self.root.as_raw_fd())).ok()?;
+            let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+            Some(
+                real.strip_prefix(&root)
+                    .ok()?
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        })();
+        resolved
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| rel.to_string())
+    }
+
     fn exists(&self, rel: &str) -> bool {
         self.file(rel).is_ok()
     }
@@ -286,7 +315,16 @@ fn docker_archive(source: &Source, stage: &mut Stage<'_>) -> Result<(), LoadErro
             what: "a docker-archive manifest",
             source,
         })?;
-    for entry in entries {
+    // `docker save` of images sharing a layer writes the later copies as
+    // links (`ID/layer.tar -> ../OTHER/layer.tar`): every name becomes the
+    // file it leads to inside the archive, found before any layer file is
+    // moved into the store, so each shared file is used once and found by
+    // every image.
+    let canonical: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| e.layers.iter().map(|l| source.canonical(l)).collect())
+        .collect();
+    for (entry, layer_files) in entries.into_iter().zip(canonical) {
         let config = source.small(&entry.config, store::CONFIG_LIMIT)?;
         let config_digest = Digest::sha256_of(&config);
         let mut tags = Vec::new();
@@ -296,11 +334,10 @@ fn docker_archive(source: &Source, stage: &mut Stage<'_>) -> Result<(), LoadErro
                 what: e.to_string(),
             })?);
         }
-        let layers = entry
-            .layers
-            .iter()
-            .map(|l| SourceLayer {
-                file: l.clone(),
+        let layers = layer_files
+            .into_iter()
+            .map(|file| SourceLayer {
+                file,
                 digest: None,
                 media_type: None,
             })
