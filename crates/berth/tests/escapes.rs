@@ -311,3 +311,106 @@ fn stored_blobs_are_roots_and_save_rechecks_them() {
         assert!(!bad.exists(), "{format}: a partial archive was left");
     }
 }
+
+/// Store integrity: what is left after a refused load.
+fn untouched(b: &Berth) {
+    assert!(
+        b.snapshot_dirs().is_empty(),
+        "snapshots left: {:?}",
+        b.snapshot_dirs()
+    );
+    let tmp: Vec<_> = fs::read_dir(b.root.join("tmp")).unwrap().collect();
+    assert!(tmp.is_empty(), "tmp/ left: {tmp:?}");
+    assert_eq!(b.ok(&["images", "-q"]), "");
+}
+
+/// More layers than a container's root can stack (Docker's 128) is
+/// refused before anything is unpacked: 1,000 copies of a 1 KiB layer no
+/// longer make 1,000 snapshots. 128 is still fine.
+#[test]
+fn images_with_more_layers_than_overlay_stacks_are_refused() {
+    let b = Berth::new();
+    let layer = tar_of(&[Member::File("f", &[7u8; 1024])]);
+    let many = vec![layer.clone(); 1000];
+    let archive = b.path("many.tar");
+    fs::write(&archive, docker_archive(&many, &["many:1"])).unwrap();
+    let r = b.run(&["load", "-i", archive.to_str().unwrap()]);
+    assert!(!r.success(), "{r}");
+    r.one_error_line(&["1000 layers", "128"]);
+    untouched(&b);
+    let ok = vec![layer; 128];
+    fs::write(&archive, docker_archive(&ok, &["ok:1"])).unwrap();
+    b.load(&archive);
+}
+
+/// A layer whose blob is longer or shorter than its descriptor's size is
+/// refused at that byte, and the store is as it was.
+#[test]
+fn blobs_must_match_their_descriptor_size() {
+    let b = Berth::new();
+    let tar = tar_of(&[Member::File("data", &[1u8; 100_000])]);
+    for delta in [-1i64, 1] {
+        let dir = b.path(&format!("layout{delta}"));
+        oci_layout(&dir, &[Layer::gzip(tar.clone())], Some("sized:1"));
+        let mut m = oci_manifest(&dir);
+        let size = m["layers"][0]["size"].as_i64().unwrap();
+        m["layers"][0]["size"] = serde_json::json!(size + delta);
+        set_oci_manifest(&dir, &m);
+        let r = b.run(&["load", "-i", dir.to_str().unwrap()]);
+        assert!(!r.success(), "size {delta:+}: {r}");
+        let want = if delta < 0 {
+            "longer than its descriptor"
+        } else {
+            "but its descriptor's size is"
+        };
+        assert!(r.stderr.contains(want), "size {delta:+}: {r}");
+        untouched(&b);
+    }
+}
+
+/// A gzip bomb (a few hundred KB unpacking to 200 MiB) stops when the
+/// store's file system falls under berth's free-space reserve, with an
+/// error saying so, and leaves the store as it was. The store is on a
+/// 128 MiB tmpfs of the test's own.
+#[test]
+fn a_gzip_bomb_stops_at_the_free_space_reserve() {
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let b = Berth::new();
+    let mnt = b.root.clone();
+    fs::create_dir_all(&mnt).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=128m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mounting a tmpfs for the store");
+    let _guard = Unmount(mnt.clone());
+    let tar = tar_of(&[Member::File("zeros", &vec![0u8; 200 << 20])]);
+    let dir = b.path("bomb");
+    oci_layout(&dir, &[Layer::gzip(tar)], Some("bomb:1"));
+    let out = b
+        .command(&["load", "-i", dir.to_str().unwrap()])
+        .env("BERTH_MIN_FREE", "16m")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the bomb loaded");
+    assert!(
+        err.contains("berth keeps free") && err.contains("BERTH_MIN_FREE"),
+        "{err}"
+    );
+    untouched(&b);
+    let free = rustix::fs::statvfs(&mnt).unwrap();
+    assert!(
+        free.f_bavail * free.f_frsize > 100 << 20,
+        "space not given back"
+    );
+}

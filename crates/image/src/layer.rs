@@ -481,6 +481,8 @@ struct Extractor {
     opts: ApplyOptions,
     /// The buffer file contents pass through, allocated at the first file.
     buf: Vec<u8>,
+    /// File bytes written since the free space was last looked at.
+    unchecked: u64,
 }
 
 fn entry_err(entry: &str, what: impl Into<String>) -> impl FnOnce(Errno) -> LayerError + '_ {
@@ -501,6 +503,7 @@ impl Extractor {
             content_size: 0,
             opts,
             buf: Vec::new(),
+            unchecked: 0,
         }
     }
 
@@ -725,13 +728,12 @@ impl Extractor {
                 }
                 .map_err(entry_err(&name, "cannot create file"))?;
                 let mut file = File::from(fd);
-                let got = copy_content(&mut e, &mut file, &mut self.buf).map_err(|source| {
-                    LayerError::Entry {
+                let got = copy_content(&mut e, &mut file, &mut self.buf, &mut self.unchecked)
+                    .map_err(|source| LayerError::Entry {
                         entry: name.clone(),
                         what: "cannot write file content".into(),
                         source,
-                    }
-                })?;
+                    })?;
                 if got != expected {
                     return Err(LayerError::TruncatedEntry {
                         entry: name,
@@ -928,8 +930,15 @@ impl Extractor {
 }
 
 /// Copies a file's content in large writes (io::copy's 8 KiB would make
-/// a write call per 8 KiB); returns the count.
-fn copy_content(from: &mut impl Read, to: &mut File, buf: &mut Vec<u8>) -> io::Result<u64> {
+/// a write call per 8 KiB); returns the count. Every [`SPACE_CHECK`] bytes
+/// (counted in `unchecked`, across files) the file system's free space is
+/// checked against the reserve.
+fn copy_content(
+    from: &mut impl Read,
+    to: &mut File,
+    buf: &mut Vec<u8>,
+    unchecked: &mut u64,
+) -> io::Result<u64> {
     use std::io::Write as _;
     if buf.is_empty() {
         buf.resize(CHUNK, 0);
@@ -942,7 +951,67 @@ fn copy_content(from: &mut impl Read, to: &mut File, buf: &mut Vec<u8>) -> io::R
         }
         to.write_all(&buf[..n])?;
         total += n as u64;
+        *unchecked += n as u64;
+        if *unchecked >= SPACE_CHECK {
+            *unchecked = 0;
+            check_free_space(to)?;
+        }
     }
+}
+
+/// How many bytes an extraction writes between two looks at the free
+/// space.
+const SPACE_CHECK: u64 = 8 << 20;
+
+/// The free space an extraction leaves on the store's file system:
+/// `BERTH_MIN_FREE` (bytes, or with a k/m/g suffix), else 1 GiB or 2% of
+/// the file system, whichever is smaller. Docker has none and fills the
+/// disk; a layer (a gzip bomb: 4 MiB that unpack to gigabytes) stops here
+/// with an error instead, and its partial snapshot is removed.
+fn reserve(fs_size: u64) -> u64 {
+    static SET: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let set = *SET.get_or_init(|| {
+        std::env::var("BERTH_MIN_FREE")
+            .ok()
+            .and_then(|v| parse_size(&v))
+    });
+    set.unwrap_or_else(|| (1u64 << 30).min(fs_size / 50))
+}
+
+/// `123`, `64k`, `16m`, `2g` (binary units).
+pub fn parse_size(v: &str) -> Option<u64> {
+    let v = v.trim().to_ascii_lowercase();
+    let (num, mult) = match v.strip_suffix(['k', 'm', 'g']) {
+        Some(n) => (
+            n,
+            match v.as_bytes()[v.len() - 1] {
+                b'k' => 1u64 << 10,
+                b'm' => 1 << 20,
+                _ => 1 << 30,
+            },
+        ),
+        None => (v.as_str(), 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+fn check_free_space(on: &File) -> io::Result<()> {
+    let st = rfs::fstatvfs(on)?;
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    let size = st.f_blocks.saturating_mul(st.f_frsize);
+    let keep = reserve(size);
+    if free < keep {
+        return Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!(
+                "the store's file system is down to {} MiB free, under the {} MiB berth keeps free: \
+                 free some space (berth image prune, system prune) or set BERTH_MIN_FREE",
+                free >> 20,
+                keep >> 20
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Owner and extended attributes through an fd.
@@ -1370,6 +1439,16 @@ mod tests {
                 "{name} removed the layer's own files"
             );
         }
+    }
+
+    #[test]
+    fn reserve_sizes_parse_with_units() {
+        assert_eq!(parse_size("123"), Some(123));
+        assert_eq!(parse_size("64k"), Some(64 << 10));
+        assert_eq!(parse_size("16M"), Some(16 << 20));
+        assert_eq!(parse_size("2g"), Some(2 << 30));
+        assert_eq!(parse_size("1gb"), None);
+        assert_eq!(parse_size("lots"), None);
     }
 
     /// The tree removal cannot be pointed out of its directory.

@@ -92,6 +92,74 @@ pub struct Loaded {
     pub tags: Vec<Reference>,
 }
 
+/// The most layers an image may have: what overlayfs stacks in one mount
+/// of a container's root, as Docker's limit (128). An image with more
+/// could never run; it is refused before anything is unpacked.
+pub const MAX_LAYERS: usize = 128;
+
+fn check_layer_count(file: &str, n: usize) -> Result<(), LoadError> {
+    if n > MAX_LAYERS {
+        return Err(LoadError::Invalid {
+            file: file.to_string(),
+            what: format!(
+                "the image has {n} layers, more than the {MAX_LAYERS} a container's root can stack: \
+                 rebuild it with fewer layers (or flatten it: export and import)"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Passes exactly `size` bytes on: a byte past it, or an end before it,
+/// is an error at that byte (a descriptor's size is part of what it
+/// promises, and bounds what a blob may cost).
+pub struct SizedReader<R> {
+    inner: R,
+    size: u64,
+    read: u64,
+}
+
+impl<R: Read> SizedReader<R> {
+    pub fn new(inner: R, size: u64) -> Self {
+        SizedReader {
+            inner,
+            size,
+            read: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for SizedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        // One byte more than is left is asked for, to see a longer blob.
+        let want = buf.len().min((self.size - self.read + 1) as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 && self.read < self.size {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the blob ends at byte {} but its descriptor's size is {}",
+                    self.read, self.size
+                ),
+            ));
+        }
+        if self.read + n as u64 > self.size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the blob is longer than its descriptor's size of {} bytes",
+                    self.size
+                ),
+            ));
+        }
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
 /// Where a load reads from.
 pub enum Input<'a> {
     /// A tar file (possibly compressed) or an OCI layout directory.
@@ -643,6 +711,7 @@ impl<'s> Stage<'s> {
                 what: "an image config",
                 source,
             })?;
+        check_layer_count(config_file, layers.len())?;
         let diff_ids = parsed
             .rootfs()
             .diff_ids()
@@ -718,6 +787,10 @@ impl<'s> Stage<'s> {
             }
         };
         let expected = l.digest.as_ref().map(|(d, _)| d);
+        let file: Box<dyn Read + Send> = match &l.digest {
+            Some((_, size)) => Box::new(SizedReader::new(file, *size)),
+            None => Box::new(file),
+        };
         let record = self.layer_from_reader(
             file,
             owned,
@@ -1227,6 +1300,7 @@ pub fn add_pulled<'a>(
             what: "an image config",
             source,
         })?;
+    check_layer_count("the pulled manifest", layers.len())?;
     let diff_ids = parsed
         .rootfs()
         .diff_ids()
@@ -1260,11 +1334,14 @@ pub fn add_pulled<'a>(
                 chain_id: chain.clone(),
             }
         } else {
-            let input = fetch(l).map_err(|e| LoadError::Layer {
-                index,
-                file: l.digest.to_string(),
-                source: LayerError::Stream(e),
-            })?;
+            let input = SizedReader::new(
+                fetch(l).map_err(|e| LoadError::Layer {
+                    index,
+                    file: l.digest.to_string(),
+                    source: LayerError::Stream(e),
+                })?,
+                l.size,
+            );
             stage
                 .layer_from_reader(
                     input,
