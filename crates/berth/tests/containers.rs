@@ -1572,3 +1572,89 @@ fn oom_killed_is_read_from_the_cgroup() {
     );
     b.ok(&["rm", "hog", "calm"]);
 }
+
+/// Runs `berth ARGS` and waits at most `limit`; None if it had to be
+/// killed (it hung).
+fn run_within(b: &Berth, args: &[&str], limit: Duration) -> Option<std::process::ExitStatus> {
+    let mut child = b
+        .command(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `berth commit` killed with SIGKILL at random moments (while it has
+/// the container frozen, often) never leaves the container frozen: the
+/// next command thaws a freeze whose maker is gone, so exec works, and
+/// stop returns. 24 trials with delays spread over the commit.
+#[test]
+fn a_killed_commit_never_leaves_the_container_frozen() {
+    let b = berth(false);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "frozen",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/big bs=1M count=150 2>/dev/null; echo ready > /ready; sleep 600",
+    ]);
+    for _ in 0..100 {
+        if b.run(&["exec", "frozen", "cat", "/ready"]).stdout == "ready\n" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut frozen_seen = 0;
+    for trial in 0..24u64 {
+        let mut commit = b
+            .command(&["commit", "frozen", &format!("snap:{trial}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Spread over the commit (which takes a few hundred ms here).
+        std::thread::sleep(Duration::from_millis(20 + (trial * 37) % 400));
+        let _ = commit.kill();
+        let _ = commit.wait();
+        if fs::read_dir(b.root.with_file_name("run").join("freezes"))
+            .map(|d| d.count() > 0)
+            .unwrap_or(false)
+        {
+            frozen_seen += 1;
+        }
+        let st = run_within(&b, &["exec", "frozen", "true"], Duration::from_secs(10));
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "trial {trial}: exec after a killed commit: {st:?}"
+        );
+        let state = b.ok(&[
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{.State.Paused}}",
+            "frozen",
+        ]);
+        assert_eq!(state.trim(), "running false", "trial {trial}");
+    }
+    assert!(
+        frozen_seen > 0,
+        "no trial killed a commit while it had the container frozen"
+    );
+    let st = run_within(&b, &["stop", "-t", "1", "frozen"], Duration::from_secs(40));
+    assert!(st.is_some_and(|s| s.success()), "stop: {st:?}");
+    b.ok(&["rm", "frozen"]);
+}

@@ -124,9 +124,15 @@ pub fn commit(
     let tar_path = tmp.path().join("layer.tar");
     let rt = eng.paths.runtime();
     let freeze = opts.pause && rec.state == State::Running;
-    if freeze {
+    // Recorded before the freeze: if this process dies while the container
+    // is frozen, the next command that looks at it thaws it.
+    let _freeze = if freeze {
+        let mark = eng.mark_freeze(&rec.id)?;
         berth_runtime::container::set_paused(&rt, &rec.id, true)?;
-    }
+        Some(mark)
+    } else {
+        None
+    };
     let written = (|| -> std::io::Result<()> {
         let f = std::fs::File::create_new(&tar_path)?;
         let mut w = std::io::BufWriter::new(f);
@@ -142,6 +148,7 @@ pub fn commit(
     if freeze {
         let _ = berth_runtime::container::set_paused(&rt, &rec.id, false);
     }
+    drop(_freeze);
     written.map_err(|e| EngineError::io(format!("read the changes in {}", upper.display()), e))?;
     let created_by = std::iter::once(rec.config.path.as_str())
         .chain(rec.config.args.iter().map(String::as_str))

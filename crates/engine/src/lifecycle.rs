@@ -25,6 +25,21 @@ pub(crate) fn alive(pid: i32, start: u64) -> bool {
             .is_some_and(|(state, t)| t == start && state != 'Z' && state != 'X')
 }
 
+/// How long `stop` waits for a container to go once SIGKILL is sent.
+const KILL_GRACE: Duration = Duration::from_secs(30);
+
+/// A freeze in progress (see `Engine::mark_freeze`); the mark goes when
+/// dropped.
+pub(crate) struct FreezeMark {
+    path: std::path::PathBuf,
+}
+
+impl Drop for FreezeMark {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 impl Engine {
     pub fn open(paths: &Paths) -> Result<Engine, EngineError> {
         let store = Store::open(&paths.root)?;
@@ -201,6 +216,7 @@ impl Engine {
     /// removed, and it is marked exited, with 137 if berth killed it here
     /// and 255 if its real exit code was lost.
     pub fn reconcile(&mut self, mut rec: Record) -> Result<Record, EngineError> {
+        self.thaw_orphaned_freeze(&rec);
         if !matches!(
             rec.state,
             State::Running | State::Paused | State::Restarting
@@ -230,6 +246,50 @@ impl Engine {
         }
         self.db.update(&rec)?;
         Ok(rec)
+    }
+
+    fn freeze_mark(&self, id: &str) -> std::path::PathBuf {
+        self.paths.runroot.join("freezes").join(id)
+    }
+
+    /// Records that this process is about to freeze container `id` (for
+    /// commit's pause), until the returned mark is dropped.
+    pub(crate) fn mark_freeze(&self, id: &str) -> Result<FreezeMark, EngineError> {
+        let path = self.freeze_mark(id);
+        let me = std::process::id() as i32;
+        let start = berth_runtime::state::proc_stat(me)
+            .map(|(_, t)| t)
+            .unwrap_or(0);
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+            let tmp = path.with_extension(format!("tmp-{me}"));
+            std::fs::write(&tmp, format!("{me} {start}"))?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| EngineError::io(format!("write {}", path.display()), e))?;
+        Ok(FreezeMark { path })
+    }
+
+    /// A freeze whose maker is gone (a `commit` killed while the container
+    /// was frozen) is undone: otherwise the container stays frozen for
+    /// good while its record says running, and exec, kill and stop hang
+    /// or do nothing.
+    fn thaw_orphaned_freeze(&self, rec: &Record) {
+        let path = self.freeze_mark(&rec.id);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return;
+        };
+        let mut it = text
+            .split_whitespace()
+            .map(|v| v.parse::<u64>().unwrap_or(0));
+        let (pid, start) = (it.next().unwrap_or(0) as i32, it.next().unwrap_or(0));
+        if alive(pid, start) {
+            return;
+        }
+        if rec.state != State::Paused {
+            let _ = berth_runtime::container::force_thaw(&self.paths.runtime(), &rec.id);
+        }
+        let _ = std::fs::remove_file(&path);
     }
 
     /// The signal `stop` sends: `--stop-signal`, else the image's
@@ -424,11 +484,19 @@ impl Engine {
         if let Some(r) = self.wait_exit(&rec.id, limit).or_else(gone)? {
             return Ok(r);
         }
+        // A frozen process dies only once thawed.
+        let _ = berth_runtime::container::force_thaw(&rt, &rec.id);
         let _ = berth_runtime::container::kill(&rt, &rec.id, libc::SIGKILL);
-        Ok(self
-            .wait_exit(&rec.id, None)
-            .or_else(gone)?
-            .expect("waits without a deadline"))
+        match self.wait_exit(&rec.id, Some(KILL_GRACE)).or_else(gone)? {
+            Some(r) => Ok(r),
+            None => Err(EngineError::Conflict(format!(
+                "container {} did not exit within {} s of SIGKILL: its processes are stuck in the \
+                 kernel (uninterruptible sleep, a hung mount or device); see `berth top {}`",
+                rec.id,
+                KILL_GRACE.as_secs(),
+                &rec.id[..12]
+            ))),
+        }
     }
 
     /// Where the exit code of a `--rm` container is kept after it is gone

@@ -1340,6 +1340,19 @@ pub fn set_paused(root: &Path, id: &str, paused: bool) -> Result<(), ContainerEr
     Ok(())
 }
 
+/// Thaws the container's cgroup whatever its recorded state says (a
+/// freeze whose maker died before it thawed, or before it recorded the
+/// pause), and records it as not paused.
+pub fn force_thaw(root: &Path, id: &str) -> Result<(), ContainerError> {
+    let mut saved = Saved::load(root, id)?;
+    cgroup_of(&saved)?.thaw()?;
+    if saved.paused {
+        saved.paused = false;
+        saved.save(root)?;
+    }
+    Ok(())
+}
+
 /// A container that has a process, or a WrongState error saying `what`.
 fn live(root: &Path, id: &str, what: &'static str) -> Result<Saved, ContainerError> {
     let saved = Saved::load(root, id)?;
