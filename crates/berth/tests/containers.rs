@@ -1658,3 +1658,69 @@ fn a_killed_commit_never_leaves_the_container_frozen() {
     assert!(st.is_some_and(|s| s.success()), "stop: {st:?}");
     b.ok(&["rm", "frozen"]);
 }
+
+/// A `--rm` container whose foreground `berth run` is killed is removed
+/// (the next command finds its monitor gone), as docker removes it.
+#[test]
+fn rm_container_is_removed_when_its_foreground_cli_is_killed() {
+    let b = berth(false);
+    let mut cli = b
+        .command(&["run", "--rm", "--name", "fg", "busybox:1.35", "sleep", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if b.ok(&["ps", "-q"]).lines().count() == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = cli.kill();
+    let _ = cli.wait();
+    assert_eq!(
+        b.ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]),
+        ""
+    );
+    assert!(containers_dir(&b).is_empty(), "{:?}", containers_dir(&b));
+    assert!(mounts_under(&b).is_empty());
+}
+
+/// During a restart policy's backoff, ps says `Restarting (CODE) ...` as
+/// docker does (not `Exited`), and stop ends the backoff at once.
+#[test]
+fn restarting_containers_show_as_restarting_and_stop_at_once() {
+    let b = berth(false);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flap",
+        "--restart",
+        "always",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    let mut seen = false;
+    for _ in 0..100 {
+        let st = b.ok(&["ps", "-a", "--format", "{{.Status}}"]);
+        if st.starts_with("Restarting (3) ") {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(seen, "never shown as Restarting");
+    let t = std::time::Instant::now();
+    b.ok(&["stop", "flap"]);
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    let st = b.ok(&["ps", "-a", "--format", "{{.Status}}"]);
+    assert!(st.starts_with("Exited (3)"), "{st}");
+    b.ok(&["rm", "flap"]);
+}

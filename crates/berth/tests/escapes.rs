@@ -414,3 +414,20 @@ fn a_gzip_bomb_stops_at_the_free_space_reserve() {
         "space not given back"
     );
 }
+
+/// What a killed load leaves in tmp/ (a staging directory of a dead pid)
+/// is counted by `system df` and reported by `image prune` as it removes
+/// it, not "0B".
+#[test]
+fn staging_left_by_a_killed_load_is_counted_and_reclaimed() {
+    let b = Berth::with_busybox();
+    let left = b.root.join("tmp").join("999999999-1-0");
+    fs::create_dir_all(&left).unwrap();
+    fs::write(left.join("blob"), vec![0u8; 6 << 20]).unwrap();
+    let df = b.ok(&["system", "df", "--format", "{{.Type}} {{.Reclaimable}}"]);
+    let images = df.lines().find(|l| l.starts_with("Images")).unwrap();
+    assert!(images.contains("MB"), "tmp/ not counted: {df}");
+    let out = b.ok(&["image", "prune", "-f"]);
+    assert!(out.contains("Total reclaimed space: 6.29MB"), "{out}");
+    assert!(!left.exists());
+}

@@ -207,7 +207,16 @@ impl Engine {
     /// Every container, newest first, states made true.
     pub fn list(&mut self) -> Result<Vec<Record>, EngineError> {
         let recs = self.db.list()?;
-        recs.into_iter().map(|r| self.reconcile(r)).collect()
+        let mut out = Vec::with_capacity(recs.len());
+        for r in recs {
+            match self.reconcile(r) {
+                Ok(r) => out.push(r),
+                // A `--rm` container whose monitor died: removed now.
+                Err(EngineError::NoSuchContainer(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     /// A running container whose monitor is gone (killed with SIGKILL, or
@@ -243,6 +252,18 @@ impl Engine {
         } else {
             rec.exit_code = 255;
             rec.error = "the container's monitor process died; its exit code was lost".into();
+        }
+        if rec.config.auto_remove {
+            // `--rm` (its foreground `berth run` was killed, say): removed,
+            // as docker does, with its code kept for whoever waits.
+            let exit = self.exit_file(&rec.id);
+            if let Some(d) = exit.parent() {
+                let _ = std::fs::create_dir_all(d);
+            }
+            let _ = std::fs::write(&exit, rec.exit_code.to_string());
+            self.purge(&rec.id)?;
+            self.remove_anonymous_volumes(&rec.config.volume_mounts)?;
+            return Err(EngineError::NoSuchContainer(rec.name.clone()));
         }
         self.db.update(&rec)?;
         Ok(rec)

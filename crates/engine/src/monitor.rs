@@ -487,11 +487,10 @@ fn monitor_main(paths: &crate::Paths, id: &str, report: std::fs::File) -> i32 {
         if !should_restart(&rec, code) {
             return 0;
         }
-        std::thread::sleep(delay);
-        delay = (delay * 2).min(Duration::from_secs(60));
+        // Restarting for the whole backoff, as docker shows it
+        // ("Restarting (1) 2 seconds ago"), with this monitor as its owner.
         match eng.db.get(id) {
             Ok(Some(mut r)) if !r.stop_requested => {
-                r.restart_count += 1;
                 r.state = State::Restarting;
                 r.monitor_pid = std::process::id() as i32;
                 r.monitor_start = berth_runtime::state::proc_stat(r.monitor_pid)
@@ -500,6 +499,38 @@ fn monitor_main(paths: &crate::Paths, id: &str, report: std::fs::File) -> i32 {
                 if eng.db.update(&r).is_err() {
                     return 1;
                 }
+            }
+            _ => return 0,
+        }
+        // The backoff ends early when a stop is asked for.
+        let until = std::time::Instant::now() + delay;
+        let stopped = loop {
+            match eng.db.get(id) {
+                Ok(Some(r)) if !r.stop_requested => {}
+                Ok(Some(_)) => break true,
+                _ => return 0,
+            }
+            let now = std::time::Instant::now();
+            if now >= until {
+                break false;
+            }
+            std::thread::sleep((until - now).min(Duration::from_millis(100)));
+        };
+        delay = (delay * 2).min(Duration::from_secs(60));
+        match eng.db.get(id) {
+            Ok(Some(mut r)) if !stopped && !r.stop_requested => {
+                r.restart_count += 1;
+                if eng.db.update(&r).is_err() {
+                    return 1;
+                }
+            }
+            Ok(Some(mut r)) => {
+                // Stopped during the backoff: exited, as it was.
+                r.state = State::Exited;
+                r.monitor_pid = 0;
+                r.monitor_start = 0;
+                let _ = eng.db.update(&r);
+                return 0;
             }
             _ => return 0,
         }

@@ -174,6 +174,7 @@ fn collect_locked(store: &mut Store) -> Result<GcReport, StoreError> {
     for ent in fs::read_dir(&tmp).map_err(io(&tmp))? {
         let ent = ent.map_err(io(&tmp))?;
         let p = ent.path();
+        report.bytes += tree_size(&p);
         if ent.file_type().map(|t| t.is_dir()).unwrap_or(false) {
             layer::remove_dir_all(&p).map_err(io(&p))?;
         } else {
@@ -240,5 +241,39 @@ pub fn disk_usage(store: &Store) -> Result<DiskUsage, StoreError> {
             u.blobs_size += ent.metadata().map(|m| m.len()).unwrap_or(0);
         }
     }
+    // Staging a killed load or pull left (its pid, the name's first part,
+    // is gone): counted with the images, all of it reclaimable (gc
+    // removes it).
+    let tmp = store.root().join("tmp");
+    for ent in fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        let name = ent.file_name().to_string_lossy().into_owned();
+        let pid: i32 = name
+            .split('-')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        if pid > 0 && Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let n = tree_size(&ent.path());
+        u.images_size += n;
+        u.reclaimable += n;
+    }
     Ok(u)
+}
+
+/// Bytes of the regular files under `p` (not following links).
+fn tree_size(p: &Path) -> u64 {
+    let Ok(md) = fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !md.is_dir() {
+        return if md.is_file() { md.len() } else { 0 };
+    }
+    fs::read_dir(p)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| tree_size(&e.path()))
+        .sum()
 }
