@@ -528,6 +528,11 @@ pub fn prune(ctx: &Ctx, a: &PruneArgs, system: bool) -> Result<()> {
         }
     }
     let mut store = ctx.store()?;
+    // What killed builds left (their steps' processes, mounts, cgroups).
+    berth_build::sweep_leftovers(
+        &berth_engine::Paths::new(&ctx.root, &ctx.runroot),
+        &mut store,
+    );
     let (removed, report) = gc::prune_images(&mut store, a.all)?;
     if !removed.is_empty() {
         println!("Deleted Images:");

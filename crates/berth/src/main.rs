@@ -159,6 +159,10 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Build(a) => return build(&ctx, &a),
         Command::Builder(cli::BuilderCommand::Prune { .. }) => {
             let mut store = ctx.store()?;
+            berth_build::sweep_leftovers(
+                &berth_engine::Paths::new(&ctx.root, &ctx.runroot),
+                &mut store,
+            );
             let cache = berth_build::cache::Cache::open(store.root())?;
             let (steps, report) = cache.prune(&mut store)?;
             println!(

@@ -871,3 +871,86 @@ fn a_killed_build_leaves_nothing_behind_after_the_next_one() {
     b.ok(&["rmi", "-f", "next:1"]);
     b.ok(&["rmi", "busybox:1.35"]);
 }
+
+/// A build killed with SIGKILL at random moments: its RUN process dies
+/// with it (not at the next build), and `builder prune` (or any prune)
+/// leaves no step directory, mount or cgroup of it. 10 trials, delays
+/// spread from before the step starts to well into it.
+#[test]
+fn killed_builds_leave_no_processes_mounts_or_cgroups() {
+    let b = berth();
+    let dir = context(
+        &b,
+        "ctx",
+        "FROM busybox:1.35\nRUN echo started-$RANDOM && sleep 77\n",
+        &[],
+    );
+    let root = b.root.to_string_lossy().into_owned();
+    let sleepers = || {
+        fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                fs::read(e.path().join("cmdline"))
+                    .map(|c| c == b"sleep\x0077\x00")
+                    .unwrap_or(false)
+            })
+            .count()
+    };
+    let cgroups_of = |pid: u32| -> Vec<String> {
+        let mut left = Vec::new();
+        for h in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let berth = h.path().join("berth");
+            for c in fs::read_dir(&berth).into_iter().flatten().flatten() {
+                let n = c.file_name().to_string_lossy().into_owned();
+                if n.starts_with(&format!("{pid}-")) {
+                    left.push(c.path().display().to_string());
+                }
+            }
+        }
+        left
+    };
+    for trial in 0..10u64 {
+        let mut child = b
+            .command(&["build", "--no-cache", dir.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50 + trial * 60));
+        let pid = child.id();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let mut gone = false;
+        for _ in 0..100 {
+            if sleepers() == 0 {
+                gone = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            gone,
+            "trial {trial}: the RUN step outlived its killed build"
+        );
+        b.ok(&["builder", "prune"]);
+        let mounts = fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&root))
+            .count();
+        assert_eq!(mounts, 0, "trial {trial}: mounts left");
+        let left: Vec<_> = fs::read_dir(b.root.join("builds"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(
+            left.is_empty(),
+            "trial {trial}: step directories left: {left:?}"
+        );
+        assert_eq!(
+            cgroups_of(pid),
+            Vec::<String>::new(),
+            "trial {trial}: cgroups left"
+        );
+    }
+}

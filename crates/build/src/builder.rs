@@ -1814,6 +1814,14 @@ fn pid_alive(pid: i32) -> bool {
 /// What builds that died left: their step directories (mounts undone
 /// first, and a directory with a mount that will not go is left alone),
 /// their runtime state, their secrets and their leases.
+/// Removes what builds that died left (a killed `berth build`): each
+/// step's processes and cgroups, its mounts, its directory under
+/// `ROOT/builds/`, its runtime state and secrets, and the leases on base
+/// images. Run by every build and by the prune commands.
+pub fn sweep_leftovers(paths: &Paths, store: &mut Store) {
+    sweep(paths, store)
+}
+
 fn sweep(paths: &Paths, store: &mut Store) {
     let builds = paths.root.join("builds");
     let Ok(entries) = std::fs::read_dir(&builds) else {
@@ -1831,6 +1839,25 @@ fn sweep(paths: &Paths, store: &mut Store) {
             continue;
         }
         let _ = berth_runtime::container::delete(&rt, &name, true);
+        // Killed before the runtime recorded the step, its cgroups are
+        // known only by the step's name: any process in them is killed
+        // and they are removed.
+        if let Ok(cg) =
+            berth_runtime::cgroups::manager(Some(Path::new(&format!("/berth/{name}"))), &name)
+        {
+            for _ in 0..50 {
+                let pids = cg.pids().unwrap_or_default();
+                if pids.is_empty() {
+                    break;
+                }
+                for p in pids {
+                    // SAFETY: kill of a pid in the dead build's cgroup.
+                    unsafe { libc::kill(p, libc::SIGKILL) };
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let _ = cg.destroy();
+        }
         let dir = e.path();
         let prefix = format!("{}/", dir.display());
         let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")

@@ -13,7 +13,7 @@ pub mod mounts;
 pub mod sources;
 pub mod state;
 
-pub use builder::{build, BuildOptions, Built};
+pub use builder::{build, sweep_leftovers, BuildOptions, Built};
 
 /// The largest Dockerfile or .dockerignore read.
 pub const MAX_TEXT: u64 = 16 << 20;

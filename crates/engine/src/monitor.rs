@@ -97,6 +97,7 @@ fn launch_mounted(
         console_fd: wiring.console_fd(),
         reaper: rec.config.init,
         loopback: true,
+        die_with_parent: false,
     };
     let pid = berth_runtime::container::create(&opts).map_err(exec_error)?;
     let running = match wiring.started(pid) {

@@ -209,6 +209,7 @@ fn run_mounted(
         console_fd: None,
         reaper: false,
         loopback: true,
+        die_with_parent: true,
     };
     let pid = berth_runtime::container::create(&create).map_err(crate::monitor::exec_error)?;
     drop(out_w);

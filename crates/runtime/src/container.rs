@@ -84,6 +84,9 @@ pub struct CreateOptions {
     /// Brings the loopback interface of a new network namespace up (as
     /// Docker's and Podman's network setup do; runc leaves it down).
     pub loopback: bool,
+    /// Init is killed (SIGKILL) when the thread that created it dies: a
+    /// build's RUN step must not outlive a killed build.
+    pub die_with_parent: bool,
 }
 
 fn ns_flag(t: LinuxNamespaceType) -> libc::c_int {
@@ -663,6 +666,12 @@ fn init(
         self_join,
     } = *plan;
     reset_signals();
+    if opts.die_with_parent {
+        // A parent that died before this prctl is seen below: the read of
+        // its go-ahead on the sync socket fails, and init exits.
+        // SAFETY: prctl with constant arguments.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    }
     if let Some(j) = self_join {
         if let Err(e) = j.join_self() {
             return Err((sock, format!("joining the container's cgroups: {e}")));

@@ -74,6 +74,7 @@ impl CreateArgs {
             console_fd: None,
             reaper: false,
             loopback: false,
+            die_with_parent: false,
         })
     }
 }
