@@ -493,7 +493,8 @@ fn with_default_devices(spec: &Spec) -> Option<oci_spec::runtime::LinuxResources
         allow(T::C, Some(major), Some(minor));
     }
     allow(T::C, Some(136), None); // /dev/pts/*
-    for d in linux.devices().iter().flatten() {
+                                  // A fifo is no device to the devices cgroup (which knows a, b, c).
+    for d in linux.devices().iter().flatten().filter(|d| d.typ() != T::P) {
         allow(d.typ(), Some(d.major()), Some(d.minor()));
     }
     r.set_devices(Some(rules));

@@ -38,15 +38,64 @@ pub const MOUNT_TYPES: &[&str] = &[
 
 /// Reads and checks `BUNDLE/config.json`. The returned spec's root path is
 /// made absolute (relative to the bundle).
+/// The rlimit types Linux has (`process.rlimits[].type`).
+const RLIMITS: [&str; 16] = [
+    "RLIMIT_CPU",
+    "RLIMIT_FSIZE",
+    "RLIMIT_DATA",
+    "RLIMIT_STACK",
+    "RLIMIT_CORE",
+    "RLIMIT_RSS",
+    "RLIMIT_NPROC",
+    "RLIMIT_NOFILE",
+    "RLIMIT_MEMLOCK",
+    "RLIMIT_AS",
+    "RLIMIT_LOCKS",
+    "RLIMIT_SIGPENDING",
+    "RLIMIT_MSGQUEUE",
+    "RLIMIT_NICE",
+    "RLIMIT_RTPRIO",
+    "RLIMIT_RTTIME",
+];
+
+/// An error naming the rlimit types of `raw` that Linux does not have.
+fn unknown_rlimits(raw: &[u8]) -> Option<SpecError> {
+    let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
+    let unknown: Vec<String> = v
+        .pointer("/process/rlimits")?
+        .as_array()?
+        .iter()
+        .filter_map(|r| r.get("type")?.as_str())
+        .filter(|t| !RLIMITS.contains(t))
+        .map(|t| format!("{t:?}"))
+        .collect();
+    (!unknown.is_empty()).then(|| {
+        invalid(
+            "process.rlimits",
+            format!(
+                "unknown rlimit type {}: Linux has {}",
+                unknown.join(", "),
+                RLIMITS.join(", ")
+            ),
+        )
+    })
+}
+
 pub fn load(bundle: &Path) -> Result<Spec, SpecError> {
     let path = bundle.join("config.json");
     let raw = std::fs::read(&path).map_err(|source| SpecError::Read {
         path: path.clone(),
         source,
     })?;
-    let mut spec: Spec = serde_json::from_slice(&raw).map_err(|source| SpecError::Parse {
-        path: path.clone(),
-        source,
+    let mut spec: Spec = serde_json::from_slice(&raw).map_err(|source| {
+        // Name what the typed parse would only call a bad variant.
+        if let Some(e) = unknown_rlimits(&raw) {
+            return e;
+        }
+        SpecError::Parse {
+            path: path.clone(),
+            source,
+        }
     })?;
     let root = spec
         .root()

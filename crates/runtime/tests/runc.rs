@@ -1343,3 +1343,34 @@ fn host_runtime_binary_is_unreachable_by_every_exec_route() {
         "the host binary was changed"
     );
 }
+
+/// runtime-tools' `linux_devices`: a fifo (type `p`) in `linux.devices` is
+/// made in the container, also under a deny-all device cgroup (a fifo is
+/// no device to it).
+#[test]
+fn fifo_devices_are_made() {
+    let b = Bundle::new(|c| {
+        c["linux"]["devices"] =
+            json!([{"path": "/dev/myfifo", "type": "p", "major": 0, "minor": 0, "fileMode": 432}]);
+        c["linux"]["resources"]["devices"] = json!([{"allow": false, "access": "rwm"}]);
+        c["process"]["args"] = json!(["sh", "-c", "test -p /dev/myfifo && echo FIFO"]);
+    });
+    let (code, out, err) = b.sh("fifo");
+    assert_eq!((code, out.as_str()), (0, "FIFO\n"), "{err}");
+}
+
+/// An rlimit type Linux does not have is an error naming it, not a parse
+/// failure of the whole config.
+#[test]
+fn unknown_rlimit_types_are_named() {
+    let b = Bundle::new(|c| {
+        c["process"]["rlimits"] = json!([
+            {"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 1024},
+            {"type": "RLIMIT_TEA", "soft": 1, "hard": 1}
+        ]);
+    });
+    let (code, _, err) = b.sh("rlim");
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown rlimit type \"RLIMIT_TEA\""), "{err}");
+    assert!(b.leftovers().is_empty());
+}
