@@ -816,6 +816,12 @@ pub struct RegistryServeArgs {
     /// Remove uploads left untouched this long (ms|s|m|h) [default: 24h]
     #[arg(long)]
     pub upload_ttl: Option<String>,
+    /// Drop a request whose body sends nothing this long (ms|s|m|h) [default: 30s]
+    #[arg(long)]
+    pub body_timeout: Option<String>,
+    /// Connections one client address may hold at once
+    #[arg(long, default_value_t = 64)]
+    pub max_client_conns: usize,
     /// Users allowed to pull and push (htpasswd file, bcrypt); without it the registry is open
     #[arg(long)]
     pub htpasswd: Option<PathBuf>,

@@ -544,6 +544,13 @@ fn registry_serve(a: &cli::RegistryServeArgs) -> Result<u8> {
             tls,
             gc,
             notify,
+            body_idle: duration(
+                "body timeout",
+                a.body_timeout.as_deref(),
+                Duration::from_secs(30),
+            )
+            .map_err(anyhow::Error::msg)?,
+            max_client_conns: a.max_client_conns,
         },
     ))
     .map_err(|e| anyhow::anyhow!("registry on {addr}: {e}"))?;

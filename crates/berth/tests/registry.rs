@@ -25,6 +25,12 @@ impl Server {
     }
 
     fn start_with(extra: &[&str]) -> Server {
+        Server::start_wrapped(&[], extra)
+    }
+
+    /// Started through `wrapper` (a program and its arguments, `berth`
+    /// then following), such as `prlimit --nofile=256:256`.
+    fn start_wrapped(wrapper: &[&str], extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let storage = dir.path().join("storage");
         // Port 0: the server picks a free port and says which.
@@ -33,7 +39,15 @@ impl Server {
         } else {
             &["--addr", "127.0.0.1:0"]
         };
-        let mut child = Command::new(BERTH)
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BERTH);
+                c
+            }
+            None => Command::new(BERTH),
+        };
+        let mut child = cmd
             .args(["registry", "serve"])
             .args(addr)
             .arg("--storage")
@@ -2051,4 +2065,101 @@ fn unknown_users_cost_a_password_check_too() {
         unknown * 3 >= known,
         "an unknown user is answered in {unknown:?}, a known one in {known:?}: names can be enumerated"
     );
+}
+
+/// Slow clients cannot make the registry unreachable: with 256 fds, 300
+/// connections from one address that send a request head and stall are
+/// capped (16 per client here) and the fds kept for others, so a client
+/// at another address is answered at once; a body that sends nothing for
+/// the body timeout gets 408.
+#[test]
+fn slow_clients_cannot_take_every_connection() {
+    use std::net::{SocketAddr, TcpStream};
+    let s = Server::start_wrapped(
+        &["prlimit", "--nofile=256:256"],
+        &["--body-timeout", "3s", "--max-client-conns", "16"],
+    );
+    let server: SocketAddr = s.addr.parse().unwrap();
+    let from = |ip: &str| -> Option<TcpStream> {
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+        sock.bind(&SocketAddr::new(ip.parse().unwrap(), 0).into())
+            .ok()?;
+        sock.connect_timeout(&server.into(), std::time::Duration::from_secs(2))
+            .ok()?;
+        Some(sock.into())
+    };
+    let head = format!(
+        "POST /v2/drip/x/blobs/uploads/?digest={} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nx",
+        digest_of(&[b'x'; 1000])
+    );
+    let mut drippers = Vec::new();
+    for _ in 0..300 {
+        if let Some(mut c) = from("127.0.0.2") {
+            let _ = c.write_all(head.as_bytes());
+            drippers.push(c);
+        }
+    }
+    // Another client is answered while they hold what they got.
+    let t = std::time::Instant::now();
+    for _ in 0..5 {
+        let (status, _, _) = s.request("GET", "/v2/", &[], b"");
+        assert_eq!(status, 200);
+    }
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(3),
+        "answered in {:?}",
+        t.elapsed()
+    );
+    // A stalled body is answered 408 once the body timeout passes.
+    let mut slow = from("127.0.0.3").unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    slow.write_all(head.as_bytes()).unwrap();
+    let mut resp = Vec::new();
+    let _ = slow.read_to_end(&mut resp);
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
+    drop(drippers);
+}
+
+/// A registry whose starter closes its stdout at once (or after reading
+/// the first line, as a script reading the address does) keeps serving:
+/// it used to panic writing its start-up lines to the closed pipe, which
+/// made the TLS test flaky ("connection refused").
+#[test]
+fn registry_keeps_serving_when_its_stdout_is_closed() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BERTH)
+        .args([
+            "registry",
+            "serve",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--storage",
+        ])
+        .arg(dir.path().join("s"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut up = false;
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let exited = child.try_wait().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up && exited.is_none(), "the registry died: {exited:?}");
 }

@@ -698,7 +698,12 @@ async fn append(
     let mut sink = reg.storage.append_upload(id).map_err(internal)?;
     let mut hasher = alg.filter(|_| start == 0).map(|a| a.hasher());
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let Ok(next) = tokio::time::timeout(body_idle(), stream.next()).await else {
+            sink.abort();
+            return Err(body_timeout());
+        };
+        let Some(chunk) = next else { break };
         // A client that goes away mid-body leaves the upload where it
         // was: the part of this request already written is cut off.
         let chunk = match chunk {
@@ -1090,10 +1095,33 @@ fn resolve(reg: &Registry, name: &str, reference: &str) -> Result<Digest, Respon
 }
 
 /// Reads a body of at most `limit` bytes; 413 above it.
+/// How long a request body may send nothing before the request is
+/// dropped (`Settings::body_idle`; 30 s until `serve` sets it).
+static BODY_IDLE: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
+
+fn body_idle() -> std::time::Duration {
+    *BODY_IDLE.get_or_init(|| std::time::Duration::from_secs(30))
+}
+
+fn body_timeout() -> Response {
+    error(
+        StatusCode::REQUEST_TIMEOUT,
+        "BLOB_UPLOAD_INVALID",
+        format!(
+            "the request body sent nothing for {} s: send it at a steady pace",
+            body_idle().as_secs_f64()
+        ),
+    )
+}
+
 async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, Response> {
     let mut out = Vec::new();
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let Ok(next) = tokio::time::timeout(body_idle(), stream.next()).await else {
+            return Err(body_timeout());
+        };
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| {
             error(
                 StatusCode::BAD_REQUEST,
@@ -1426,6 +1454,60 @@ pub struct Settings {
     pub gc: Option<(std::time::Duration, std::time::Duration)>,
     /// Webhooks.
     pub notify: Option<crate::notify::Notifier>,
+    /// A request body that sends nothing this long is dropped.
+    pub body_idle: std::time::Duration,
+    /// Connections one client address may hold at once (more are closed
+    /// at accept).
+    pub max_client_conns: usize,
+}
+
+/// File descriptors kept free for new clients, the store and the
+/// runtime: connections beyond the fd limit less this are closed at
+/// accept, so a crowd of slow clients cannot take the last fds.
+const FD_HEADROOM: usize = 64;
+
+/// Counts one connection of a client address while it lives.
+struct ConnSlot {
+    per_client: Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>,
+    total: Arc<std::sync::atomic::AtomicUsize>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.total.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut m) = self.per_client.lock() {
+            if let Some(n) = m.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+/// A slot for a new connection from `ip`, or None when the client holds
+/// `cap` already or the process is near its fd limit.
+fn conn_slot(
+    per_client: &Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>,
+    total: &Arc<std::sync::atomic::AtomicUsize>,
+    ip: std::net::IpAddr,
+    cap: usize,
+    max_total: usize,
+) -> Option<ConnSlot> {
+    let mut m = per_client.lock().ok()?;
+    let n = m.entry(ip).or_insert(0);
+    if *n >= cap || total.load(std::sync::atomic::Ordering::SeqCst) >= max_total {
+        return None;
+    }
+    *n += 1;
+    total.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    Some(ConnSlot {
+        per_client: per_client.clone(),
+        total: total.clone(),
+        ip,
+    })
 }
 
 /// A rustls server config from PEM files: the certificate chain and its
@@ -1479,7 +1561,17 @@ pub async fn serve(settings: Settings) -> std::io::Result<()> {
         tls,
         gc,
         notify,
+        body_idle,
+        max_client_conns,
     } = settings;
+    let _ = BODY_IDLE.set(body_idle);
+    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1 << 20)
+        .min(1 << 20) as usize;
+    let max_total = nofile.saturating_sub(FD_HEADROOM).max(1);
+    let per_client = Arc::new(std::sync::Mutex::new(HashMap::new()));
+    let total = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     if let Some((every, grace)) = gc {
         let s = storage.clone();
         tokio::spawn(async move {
@@ -1518,15 +1610,22 @@ pub async fn serve(settings: Settings) -> std::io::Result<()> {
     let app = router(Arc::new(registry));
     // The address actually bound (port 0 picks a free one), for the
     // caller to read.
-    println!("berth registry listening on {}", listener.local_addr()?);
-    if tls.is_some() {
-        println!("serving HTTPS");
+    // One write, errors ignored: whoever started the registry may read the
+    // first line and close the pipe (a println! would then panic).
+    {
+        use std::io::Write as _;
+        let mut msg = format!("berth registry listening on {}\n", listener.local_addr()?);
+        if tls.is_some() {
+            msg.push_str("serving HTTPS\n");
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(msg.as_bytes()).and_then(|()| out.flush());
     }
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             _ = &mut shutdown => return Ok(()),
             r = listener.accept() => match r {
                 Ok(c) => c,
@@ -1537,10 +1636,18 @@ pub async fn serve(settings: Settings) -> std::io::Result<()> {
                 }
             },
         };
+        let Some(slot) = conn_slot(&per_client, &total, peer.ip(), max_client_conns, max_total)
+        else {
+            // Closed at once: this client holds its share, or the fds
+            // left are kept for others.
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper_util::service::TowerToHyperService::new(app);
             let mut http = hyper::server::conn::http1::Builder::new();
             // A client that does not finish its request head in time is
