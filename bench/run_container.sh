@@ -34,6 +34,14 @@ $B load -i tests/fixtures/busybox-1.35 >/dev/null
 $B tag sha256:34bf58e478a3177ce60c5882e166493671b970307c68cf12ad89a04d67df3f23 busybox:1.35
 $B save -o "$work/busybox.tar" busybox:1.35
 cmds=("berth=exec $B run --rm busybox:1.35 true")
+# BASELINE=DIR: an earlier build's berth (DIR/berth) in the same run, to
+# show a change costs nothing.
+if [ -n "${BASELINE:-}" ]; then
+  O="$BASELINE/berth --root $work/berth-old --runroot $work/berth-old-run"
+  $O load -i tests/fixtures/busybox-1.35 >/dev/null
+  $O tag sha256:34bf58e478a3177ce60c5882e166493671b970307c68cf12ad89a04d67df3f23 busybox:1.35
+  cmds+=("berth (baseline)=exec $O run --rm busybox:1.35 true")
+fi
 if command -v podman >/dev/null; then
   printf '[containers]\ndefault_ulimits = []\n' > "$work/containers.conf"
   P="podman --root $work/podman --runroot $work/podman-run --storage-driver overlay"

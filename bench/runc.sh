@@ -22,6 +22,11 @@ PY
 n=0
 cmds=("berth-runc=exec $runc_bin --root $work/s1 run --bundle $work/bundle b{n}"
       "runc=exec runc --root $work/s2 run --bundle $work/bundle r{n}")
+# BASELINE=DIR: an earlier build's berth-runc (DIR/berth-runc) in the
+# same run.
+if [ -n "${BASELINE:-}" ]; then
+  cmds+=("berth-runc (baseline)=exec $BASELINE/berth-runc --root $work/s4 run --bundle $work/bundle o{n}")
+fi
 if command -v crun >/dev/null; then
   # crun needs a shell around it here, which adds about 1 ms.
   cmds+=("crun (private mount ns, no cgroup2)=cd $work/bundle && unshare -m sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; crun --root $work/s3 run c\$RANDOM'")
