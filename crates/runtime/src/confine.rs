@@ -13,7 +13,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
@@ -70,20 +70,20 @@ pub fn close_all_except(keep: &[RawFd]) {
     }
 }
 
+/// In a process about to become a container's (init, or exec's child):
+/// closes every fd but stdio, the `preserve_fds` after them, and the
+/// runtime's own sockets (`sockets`).
+pub fn close_inherited(preserve_fds: u32, sockets: &[RawFd]) {
+    let mut keep = vec![0, 1, 2];
+    keep.extend(3..3 + preserve_fds as RawFd);
+    keep.extend_from_slice(sockets);
+    close_all_except(&keep);
+}
+
 /// Lexically normalised `cwd` (`.` and `..` resolved, as the kernel would
 /// for a path without links).
 fn normalise(cwd: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in cwd.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    out
+    Path::new("/").join(crate::rootfs::inside(cwd))
 }
 
 /// Refuses a cwd that names a process's fd table, cwd, root or exe in
@@ -128,47 +128,36 @@ fn in_root<'a>(what: &str, cwd: &'a Path) -> impl FnOnce(rustix::io::Errno) -> S
 
 const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
 
-/// Creates the missing directories of `cwd` under this process's root
-/// (as runc does, before a read-only root is set), each resolved inside
-/// the root: a link in the image cannot make it create anything outside.
-pub fn make_cwd(cwd: &Path) -> Result<(), String> {
-    check_cwd(cwd)?;
-    let root = rustix::fs::open(
+/// This process's root, for resolving the cwd inside it.
+fn open_root(cwd: &Path) -> Result<std::os::fd::OwnedFd, String> {
+    rustix::fs::open(
         "/",
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(in_root("opening the root for cwd", cwd))?;
-    let n = normalise(cwd);
-    let mut prefix = PathBuf::from("/");
-    for c in n.iter().skip(1) {
-        let parent = openat2_retry(
-            &root,
-            &prefix,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            RESOLVE,
-        )
-        .map_err(in_root("creating cwd", cwd))?;
-        match rustix::fs::mkdirat(&parent, c, Mode::from_raw_mode(0o755)) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => return Err(in_root("creating cwd", cwd)(e)),
-        }
-        prefix.push(c);
-    }
-    Ok(())
+    .map_err(in_root("opening the root for cwd", cwd))
+}
+
+/// Creates the missing directories of `cwd` under this process's root
+/// (as runc does, before a read-only root is set), through the rootfs's
+/// mount-target walk: links are followed inside the root, and nothing is
+/// created outside it.
+pub fn make_cwd(cwd: &Path) -> Result<(), String> {
+    check_cwd(cwd)?;
+    let root = open_root(cwd)?;
+    crate::rootfs::open_target(&root, cwd, true)
+        .map(drop)
+        .map_err(|e| match std::error::Error::source(&e) {
+            Some(s) => format!("creating cwd {cwd:?}: {e}: {s}"),
+            None => format!("creating cwd {cwd:?}: {e}"),
+        })
 }
 
 /// Makes `cwd`, resolved inside this process's root, the working
 /// directory, and checks that it is under the root.
 pub fn enter_cwd(cwd: &Path) -> Result<(), String> {
     check_cwd(cwd)?;
-    let root = rustix::fs::open(
-        "/",
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(in_root("opening the root for cwd", cwd))?;
+    let root = open_root(cwd)?;
     let dir = openat2_retry(
         &root,
         cwd,

@@ -492,8 +492,9 @@ fn with_default_devices(spec: &Spec) -> Option<oci_spec::runtime::LinuxResources
     ] {
         allow(T::C, Some(major), Some(minor));
     }
-    allow(T::C, Some(136), None); // /dev/pts/*
-                                  // A fifo is no device to the devices cgroup (which knows a, b, c).
+    // /dev/pts/*
+    allow(T::C, Some(136), None);
+    // A fifo is no device to the devices cgroup (which knows a, b, c).
     for d in linux.devices().iter().flatten().filter(|d| d.typ() != T::P) {
         allow(d.typ(), Some(d.major()), Some(d.minor()));
     }
@@ -691,12 +692,9 @@ fn init(
     // Nothing of the caller's (its store, its cgroup directory fd for
     // clone3, ...) stays open past this point: only stdio, the preserved
     // fds, the sync socket and the console socket (CVE-2024-21626 class).
-    {
-        let mut keep = vec![0, 1, 2, sock.as_raw_fd()];
-        keep.extend(3..3 + opts.preserve_fds as i32);
-        keep.extend(opts.console_fd);
-        crate::confine::close_all_except(&keep);
-    }
+    let mut sockets = vec![sock.as_raw_fd()];
+    sockets.extend(opts.console_fd);
+    crate::confine::close_inherited(opts.preserve_fds, &sockets);
     // Until it execs, init is a copy of the host's runtime binary: make it
     // non-dumpable so no other process can open its /proc/PID/exe or memory
     // (CVE-2019-5736 class), and remember the binary's identity so that init
@@ -1802,12 +1800,9 @@ fn exec_child(
     // Only stdio, the preserved fds, the sync socket and the console
     // socket stay open from here: nothing of the caller's (CVE-2024-21626
     // class).
-    {
-        let mut keep = vec![0, 1, 2, sock.as_raw_fd()];
-        keep.extend(3..3 + opts.preserve_fds as i32);
-        keep.extend(console.as_ref().map(|c| c.as_raw_fd()));
-        crate::confine::close_all_except(&keep);
-    }
+    let mut sockets = vec![sock.as_raw_fd()];
+    sockets.extend(console.as_ref().map(|c| c.as_raw_fd()));
+    crate::confine::close_inherited(opts.preserve_fds, &sockets);
     if let Some(c) = console {
         let size = process
             .console_size()

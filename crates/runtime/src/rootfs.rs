@@ -145,7 +145,7 @@ fn mount_raw(
 }
 
 /// Cleans a path inside the container: no `..` can climb above its root.
-fn inside(p: &Path) -> PathBuf {
+pub(crate) fn inside(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {
@@ -164,7 +164,7 @@ fn inside(p: &Path) -> PathBuf {
 /// rootfs were `/` (like runc's securejoin), so missing directories are
 /// created where the link points inside the rootfs; nothing is ever
 /// resolved or created outside it.
-fn open_target(root: &OwnedFd, dest: &Path, dir: bool) -> Result<OwnedFd, RootfsError> {
+pub(crate) fn open_target(root: &OwnedFd, dest: &Path, dir: bool) -> Result<OwnedFd, RootfsError> {
     use std::collections::VecDeque;
     use std::ffi::OsString;
     let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;

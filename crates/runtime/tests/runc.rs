@@ -1021,6 +1021,39 @@ fn cgroup_namespace_is_rooted_at_the_containers_cgroup() {
     }
 }
 
+/// Between fork and exec: a private mount namespace where /sys/fs/cgroup
+/// is the cgroup2 hierarchy alone, so berth-runc sees a v2-only host.
+fn pure_cgroup_v2_view() -> std::io::Result<()> {
+    let none = std::ptr::null();
+    let check = |r: i32| {
+        if r < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    // SAFETY: plain syscalls with NUL-terminated constant strings; only
+    // async-signal-safe calls, as pre_exec requires.
+    unsafe {
+        check(libc::unshare(libc::CLONE_NEWNS))?;
+        check(libc::mount(
+            none,
+            c"/".as_ptr(),
+            none,
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ))?;
+        check(libc::umount2(c"/sys/fs/cgroup".as_ptr(), libc::MNT_DETACH))?;
+        check(libc::mount(
+            c"cgroup2".as_ptr(),
+            c"/sys/fs/cgroup".as_ptr(),
+            c"cgroup2".as_ptr(),
+            0,
+            std::ptr::null(),
+        ))
+    }
+}
+
 /// The pure cgroup v2 paths, on this hybrid host: berth-runc runs in a
 /// private mount namespace where /sys/fs/cgroup is the cgroup2 hierarchy
 /// alone (the unified hierarchy, which holds hugetlb here), so it sees a
@@ -1063,32 +1096,7 @@ fn pure_cgroup_v2_host() {
     let mut cmd = b.cmd(&["run", &id]);
     // SAFETY: only async-signal-safe syscalls between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
-            let none = std::ptr::null();
-            let check = |r: i32| {
-                if r < 0 {
-                    Err(std::io::Error::last_os_error())
-                } else {
-                    Ok(())
-                }
-            };
-            check(libc::unshare(libc::CLONE_NEWNS))?;
-            check(libc::mount(
-                none,
-                c"/".as_ptr(),
-                none,
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ))?;
-            check(libc::umount2(c"/sys/fs/cgroup".as_ptr(), libc::MNT_DETACH))?;
-            check(libc::mount(
-                c"cgroup2".as_ptr(),
-                c"/sys/fs/cgroup".as_ptr(),
-                c"cgroup2".as_ptr(),
-                0,
-                std::ptr::null(),
-            ))
-        });
+        cmd.pre_exec(pure_cgroup_v2_view);
     }
     let out_path = b.dir.path().join("v2-out");
     let err_path = b.dir.path().join("v2-err");
@@ -1157,30 +1165,7 @@ fn run_with_host_fds(b: &Bundle, id: &str, v2: bool) -> (bool, String, String) {
                 inheritable_at(raw, fd)?;
             }
             if v2 {
-                let none = std::ptr::null();
-                let check = |r: i32| {
-                    if r < 0 {
-                        Err(std::io::Error::last_os_error())
-                    } else {
-                        Ok(())
-                    }
-                };
-                check(libc::unshare(libc::CLONE_NEWNS))?;
-                check(libc::mount(
-                    none,
-                    c"/".as_ptr(),
-                    none,
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                ))?;
-                check(libc::umount2(c"/sys/fs/cgroup".as_ptr(), libc::MNT_DETACH))?;
-                check(libc::mount(
-                    c"cgroup2".as_ptr(),
-                    c"/sys/fs/cgroup".as_ptr(),
-                    c"cgroup2".as_ptr(),
-                    0,
-                    std::ptr::null(),
-                ))?;
+                pure_cgroup_v2_view()?;
             }
             Ok(())
         });
