@@ -343,6 +343,59 @@ fn images_with_more_layers_than_overlay_stacks_are_refused() {
     b.load(&archive);
 }
 
+/// The busybox fixture's one layer, uncompressed.
+fn busybox_tar() -> Vec<u8> {
+    let layout = fixture("busybox-1.35");
+    let m = oci_manifest(&layout);
+    let digest = m["layers"][0]["digest"].as_str().unwrap();
+    let blob = fs::read(blob_path(&layout, digest)).unwrap();
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&blob[..]), &mut tar).unwrap();
+    tar
+}
+
+/// A diff repeated in an image, or under other parents in other images, is
+/// unpacked once and its chains share the directory; containers still see
+/// each layer stacked in order (B removes A's file, the A over it brings it
+/// back), and removing one image keeps what another shares.
+#[test]
+fn a_repeated_diff_is_unpacked_once() {
+    let b = Berth::new();
+    let base = busybox_tar();
+    let a = tar_of(&[Member::File("a", b"from A\n")]);
+    let bb = tar_of(&[Member::File(".wh.a", b""), Member::File("b", b"from B\n")]);
+    let image = |name: &str, tars: &[&Vec<u8>]| {
+        let dir = b.path(name);
+        let layers: Vec<Layer> = tars.iter().map(|t| Layer::gzip((*t).clone())).collect();
+        oci_layout(&dir, &layers, Some(&format!("{name}:1")));
+        b.load(&dir);
+    };
+    image("aba", &[&base, &a, &bb, &a]);
+    assert_eq!(b.snapshot_dirs().len(), 3, "{:?}", b.snapshot_dirs());
+    let cat = ["run", "--rm", "aba:1", "sh", "-c", "cat /a /b"];
+    assert_eq!(b.ok(&cat), "from A\nfrom B\n");
+    image("ba", &[&base, &bb, &a]);
+    let mut many = vec![&base];
+    many.extend(std::iter::repeat_n(&a, 127));
+    image("many", &many);
+    assert_eq!(b.snapshot_dirs().len(), 3, "{:?}", b.snapshot_dirs());
+    assert_eq!(b.ok(&["run", "--rm", "many:1", "cat", "/a"]), "from A\n");
+    // The lower dirs inspect shows are the ones a container stacks.
+    let lower = b.inspect("aba:1")["GraphDriver"]["Data"]["LowerDir"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(lower.split(':').count(), 3, "{lower}");
+    b.ok(&["rmi", "aba:1"]);
+    assert_eq!(b.snapshot_dirs().len(), 3, "{:?}", b.snapshot_dirs());
+    assert_eq!(
+        b.ok(&["run", "--rm", "ba:1", "sh", "-c", "cat /a /b"]),
+        "from A\nfrom B\n"
+    );
+    b.ok(&["rmi", "ba:1", "many:1"]);
+    assert!(b.snapshot_dirs().is_empty(), "{:?}", b.snapshot_dirs());
+}
+
 /// A layer whose blob is longer or shorter than its descriptor's size is
 /// refused at that byte, and the store is as it was.
 #[test]

@@ -1709,6 +1709,25 @@ fn a_push_mounts_layers_the_registry_has_in_another_repository() {
     assert_eq!(walk(&s.storage.join("uploads")), 0);
 }
 
+/// A pulled image that repeats a layer fetches and unpacks it once: the
+/// second copy's chain shares the directory of the first.
+#[test]
+fn a_pulled_image_repeating_a_layer_unpacks_it_once() {
+    let s = Server::start();
+    let a = Berth::with_busybox();
+    let df = a.path("Dockerfile");
+    std::fs::write(&df, "FROM busybox:1.35\nCOPY f /f\nRUN rm /f\nCOPY f /f\n").unwrap();
+    std::fs::write(a.path("f"), "one\n").unwrap();
+    let name = format!("{}/rep/img:1", s.addr);
+    a.ok(&["build", "-q", "-t", &name, a.work.to_str().unwrap()]);
+    a.ok(&["push", &name]);
+    let b = Berth::new();
+    b.ok(&["pull", &name]);
+    // busybox, "one", the removal: three diffs for four layers.
+    assert_eq!(b.snapshot_dirs().len(), 3, "{:?}", b.snapshot_dirs());
+    assert_eq!(b.ok(&["run", "--rm", &name, "cat", "/f"]), "one\n");
+}
+
 #[test]
 fn pushes_and_pulls_record_repo_digests() {
     let s = Server::start();

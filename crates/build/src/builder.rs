@@ -861,7 +861,7 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
             })?;
             out.push(snap.path);
         }
-        Ok(out)
+        Ok(berth_image::store::overlay_lowers(out))
     }
 
     fn step_dir(&self) -> Result<PathBuf, BuildError> {

@@ -79,14 +79,10 @@ impl Engine {
         let digest = image_id
             .parse()
             .map_err(|_| EngineError::Invalid(format!("bad image id {image_id}")))?;
-        let mut lowers: Vec<_> = self
-            .store
-            .image_snapshots(&digest)?
-            .into_iter()
-            .map(|s| self.store.snapshot_path(s.id))
-            .collect();
-        lowers.reverse();
-        Ok(lowers)
+        let snapshots = self.store.image_snapshots(&digest)?;
+        Ok(berth_image::store::overlay_lowers(
+            snapshots.into_iter().rev().map(|s| s.path),
+        ))
     }
 
     /// The image's config (its `config` object).

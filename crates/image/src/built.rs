@@ -28,7 +28,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 /// devices, opaque directories by xattr) over the layer chain `parent`:
 /// its uncompressed tar becomes the blob (so the blob digest is the
 /// diff_id) and `dir` itself becomes the snapshot (moved, or removed when
-/// the store has that chain already). `clamp` caps modification times in
+/// the store has that chain or that diff already). `clamp` caps modification times in
 /// the tar (`SOURCE_DATE_EPOCH`). The new layer is held by `holder`.
 pub fn layer_from_dir(
     store: &mut Store,
@@ -74,19 +74,23 @@ pub fn layer_from_dir(
     let snap_root = store.root().join("snapshots");
     {
         let tx = store.write_tx()?;
+        // The same diff made before (under another parent) keeps its one
+        // directory, which this chain shares.
+        let shared = store::diff_dir_in(&tx, &diff_id)?.map(|(dir, ..)| dir);
         let inserted = tx.execute(
-            "INSERT INTO snapshots(chain_id, parent, diff_id, diff_size, size, added)
-             VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(chain_id) DO NOTHING",
+            "INSERT INTO snapshots(chain_id, parent, diff_id, diff_size, size, added, dir)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(chain_id) DO NOTHING",
             params![
                 chain.to_string(),
                 parent.map(|p| p.to_string()),
                 diff_id.to_string(),
                 tar_size as i64,
                 content as i64,
-                now_unix()
+                now_unix(),
+                shared
             ],
         )?;
-        if inserted == 1 {
+        if inserted == 1 && shared.is_none() {
             let dest = snap_root.join(tx.last_insert_rowid().to_string());
             if dest.exists() {
                 crate::layer::remove_dir_all(&dest).map_err(io_err(&dest))?;

@@ -1,7 +1,7 @@
 //! Image removal and garbage collection of unreferenced blobs and
 //! snapshots.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::Path;
 
@@ -103,10 +103,12 @@ fn collect_locked(store: &mut Store) -> Result<GcReport, StoreError> {
         move |source| StoreError::Io { path, source }
     };
 
-    // Snapshots: rows no layer names, and directories with no row.
+    // Snapshots: rows no layer names, then directories no row uses (a
+    // directory may be shared by the rows of one diff under several
+    // chains).
     let dead: Vec<(i64, i64)> = {
         let mut stmt = store.db().prepare(
-            "SELECT id, size FROM snapshots WHERE chain_id NOT IN
+            "SELECT COALESCE(dir, id), size FROM snapshots WHERE chain_id NOT IN
                 (SELECT chain_id FROM image_layers UNION SELECT chain_id FROM layer_refs)",
         )?;
         let rows = stmt
@@ -116,24 +118,26 @@ fn collect_locked(store: &mut Store) -> Result<GcReport, StoreError> {
     };
     {
         let tx = store.write_tx()?;
-        for (id, _) in &dead {
-            tx.execute("DELETE FROM snapshots WHERE id = ?1", [id])?;
-        }
+        tx.execute(
+            "DELETE FROM snapshots WHERE chain_id NOT IN
+                (SELECT chain_id FROM image_layers UNION SELECT chain_id FROM layer_refs)",
+            [],
+        )?;
         tx.commit()?;
     }
-    for (id, size) in &dead {
-        let path = store.snapshot_path(*id);
-        layer::remove_dir_all(&path).map_err(io(&path))?;
-        report.snapshots += 1;
-        report.bytes += *size as u64;
-    }
     let live: HashSet<String> = {
-        let mut stmt = store.db().prepare("SELECT id FROM snapshots")?;
+        let mut stmt = store
+            .db()
+            .prepare("SELECT DISTINCT COALESCE(dir, id) FROM snapshots")?;
         let rows = stmt
             .query_map([], |r| Ok(r.get::<_, i64>(0)?.to_string()))?
             .collect::<Result<_, _>>()?;
         rows
     };
+    let sizes: HashMap<String, u64> = dead
+        .into_iter()
+        .map(|(dir, size)| (dir.to_string(), size as u64))
+        .collect();
     let snap_root = store.root().join("snapshots");
     for ent in fs::read_dir(&snap_root).map_err(io(&snap_root))? {
         let ent = ent.map_err(io(&snap_root))?;
@@ -141,6 +145,7 @@ fn collect_locked(store: &mut Store) -> Result<GcReport, StoreError> {
         if !live.contains(&name) {
             layer::remove_dir_all(&ent.path()).map_err(io(&ent.path()))?;
             report.snapshots += 1;
+            report.bytes += sizes.get(&name).copied().unwrap_or(0);
         }
     }
 
@@ -219,14 +224,19 @@ pub fn disk_usage(store: &Store) -> Result<DiskUsage, StoreError> {
         active_images: db.query_row("SELECT COUNT(DISTINCT image_id) FROM leases", [], |r| {
             r.get::<_, i64>(0)
         })? as usize,
-        images_size: db.query_row("SELECT COALESCE(SUM(size), 0) FROM snapshots", [], |r| {
-            r.get::<_, i64>(0)
-        })? as u64,
+        images_size: db.query_row(
+            "SELECT COALESCE(SUM(size), 0) FROM
+                (SELECT MAX(size) AS size FROM snapshots GROUP BY COALESCE(dir, id))",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as u64,
         ..DiskUsage::default()
     };
     u.reclaimable = db.query_row(
-        "SELECT COALESCE(SUM(size), 0) FROM snapshots WHERE chain_id NOT IN
-           (SELECT l.chain_id FROM image_layers l JOIN leases ON leases.image_id = l.image_id)",
+        "SELECT COALESCE(SUM(size), 0) FROM
+           (SELECT MAX(size) AS size FROM snapshots GROUP BY COALESCE(dir, id)
+            HAVING SUM(chain_id IN (SELECT l.chain_id FROM image_layers l
+                                    JOIN leases ON leases.image_id = l.image_id)) = 0)",
         [],
         |r| r.get::<_, i64>(0),
     )? as u64;

@@ -79,11 +79,11 @@ pub fn inspect(store: &Store, image: &ImageRecord) -> Result<Value, StoreError> 
             .to_string()
     };
     let snapshots = store.image_snapshots(&image.id)?;
-    let lower: Vec<String> = snapshots
-        .iter()
-        .rev()
-        .map(|s| s.path.display().to_string())
-        .collect();
+    let lower: Vec<String> =
+        crate::store::overlay_lowers(snapshots.iter().rev().map(|s| s.path.clone()))
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
     // Digests a registry knows the image by, from pulls and pushes
     // (docker shows [] for loaded images too).
     let repo_digests = store.repo_digests(&image.id)?;

@@ -627,7 +627,17 @@ struct StagedSnapshot {
     diff_id: Digest,
     diff_size: u64,
     size: u64,
-    dir: PathBuf,
+    dir: StagedDir,
+}
+
+/// Where a staged snapshot's files are.
+enum StagedDir {
+    /// Unpacked here, to become the snapshot's own directory.
+    Unpacked(PathBuf),
+    /// In the directory of the diff already unpacked (in the store, or
+    /// earlier in this stage): a diff is unpacked once however many chains
+    /// it appears in.
+    Shared,
 }
 
 struct StagedImage {
@@ -651,6 +661,8 @@ pub(crate) struct Stage<'s> {
     files_done: HashMap<String, Digest>,
     snapshots: Vec<StagedSnapshot>,
     images: Vec<StagedImage>,
+    /// (blob, diff_id) pairs this stage unpacked and checked.
+    verified: HashSet<(Digest, Digest)>,
 }
 
 impl<'s> Stage<'s> {
@@ -663,6 +675,7 @@ impl<'s> Stage<'s> {
             files_done: HashMap::new(),
             snapshots: Vec::new(),
             images: Vec::new(),
+            verified: HashSet::new(),
         }
     }
 
@@ -689,6 +702,64 @@ impl<'s> Stage<'s> {
     fn snapshot_known(&self, chain: &Digest) -> Result<bool, LoadError> {
         Ok(self.snapshots.iter().any(|s| &s.chain_id == chain)
             || self.store.snapshot(chain)?.is_some())
+    }
+
+    /// The tar and content sizes of diff `diff_id` when it is already
+    /// unpacked, in the store or in this stage.
+    fn diff_unpacked(&self, diff_id: &Digest) -> Result<Option<(u64, u64)>, LoadError> {
+        if let Some(s) = self
+            .snapshots
+            .iter()
+            .find(|s| &s.diff_id == diff_id && matches!(s.dir, StagedDir::Unpacked(_)))
+        {
+            return Ok(Some((s.diff_size, s.size)));
+        }
+        Ok(self.store.diff_dir(diff_id)?.map(|(_, d, s)| (d, s)))
+    }
+
+    /// Records a layer without reading its blob when the store or this
+    /// stage has it: the blob is present and either its chain is unpacked,
+    /// or its diff is unpacked under another chain and the blob is known to
+    /// be that diff (a pair some earlier unpack checked, never the config's
+    /// word alone), whose directory the new chain then shares.
+    pub(crate) fn reuse(
+        &mut self,
+        blob: &Digest,
+        media_type: String,
+        blob_size: u64,
+        diff_id: &Digest,
+        chain: &Digest,
+        parent: Option<&Digest>,
+    ) -> Result<Option<LayerRecord>, LoadError> {
+        if !self.has_blob(blob) {
+            return Ok(None);
+        }
+        if !self.snapshot_known(chain)? {
+            let paired = self.verified.contains(&(blob.clone(), diff_id.clone()))
+                || self.store.verified_pair(blob, diff_id)?;
+            let Some((diff_size, size)) = paired
+                .then(|| self.diff_unpacked(diff_id))
+                .transpose()?
+                .flatten()
+            else {
+                return Ok(None);
+            };
+            self.snapshots.push(StagedSnapshot {
+                chain_id: chain.clone(),
+                parent: parent.cloned(),
+                diff_id: diff_id.clone(),
+                diff_size,
+                size,
+                dir: StagedDir::Shared,
+            });
+        }
+        Ok(Some(LayerRecord {
+            blob_digest: blob.clone(),
+            media_type,
+            blob_size,
+            diff_id: diff_id.clone(),
+            chain_id: chain.clone(),
+        }))
     }
 
     /// Stages one image: its config, each layer (copied and unpacked in one
@@ -758,14 +829,9 @@ impl<'s> Stage<'s> {
         parent: Option<&Digest>,
     ) -> Result<LayerRecord, LoadError> {
         if let Some((d, size)) = &l.digest {
-            if self.has_blob(d) && self.snapshot_known(chain)? {
-                return Ok(LayerRecord {
-                    blob_digest: d.clone(),
-                    media_type: l.media_type.clone().unwrap_or_default(),
-                    blob_size: *size,
-                    diff_id: diff_id.clone(),
-                    chain_id: chain.clone(),
-                });
+            let media_type = l.media_type.clone().unwrap_or_default();
+            if let Some(r) = self.reuse(d, media_type, *size, diff_id, chain, parent)? {
+                return Ok(r);
             }
         }
         // A layer file an earlier image of this archive already used may
@@ -1006,15 +1072,23 @@ impl<'s> Stage<'s> {
         if !self.has_blob(&blob_digest) {
             self.blobs.insert(blob_digest.clone(), blob_path);
         }
+        self.verified
+            .insert((blob_digest.clone(), applied.diff_id.clone()));
         let chain = chain_id(parent, &applied.diff_id);
         if !self.snapshot_known(&chain)? {
+            // A diff already unpacked keeps its one directory; this copy
+            // goes with the staging directory.
+            let dir = match self.diff_unpacked(&applied.diff_id)? {
+                Some(_) => StagedDir::Shared,
+                None => StagedDir::Unpacked(snap_dir),
+            };
             self.snapshots.push(StagedSnapshot {
                 chain_id: chain.clone(),
                 parent: parent.cloned(),
                 diff_id: applied.diff_id.clone(),
                 diff_size: applied.diff_size,
                 size: applied.content_size,
-                dir: snap_dir,
+                dir,
             });
         }
         Ok(LayerRecord {
@@ -1097,19 +1171,34 @@ impl<'s> Stage<'s> {
             let tx = store.write_tx()?;
             let now = now_unix();
             for s in &snapshots {
+                // A shared diff's directory: unpacked earlier in this stage
+                // (inserted above) or already in the store.
+                let dir = match &s.dir {
+                    StagedDir::Unpacked(_) => None,
+                    StagedDir::Shared => {
+                        let found = store::diff_dir_in(&tx, &s.diff_id)?;
+                        Some(found.map(|(dir, ..)| dir).ok_or_else(|| {
+                            StoreError::NoSuchImage(format!(
+                                "layer {} was removed while this load used it: retry",
+                                s.diff_id
+                            ))
+                        })?)
+                    }
+                };
                 let inserted = tx.execute(
-                    "INSERT INTO snapshots(chain_id, parent, diff_id, diff_size, size, added)
-                     VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(chain_id) DO NOTHING",
+                    "INSERT INTO snapshots(chain_id, parent, diff_id, diff_size, size, added, dir)
+                     VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(chain_id) DO NOTHING",
                     params![
                         s.chain_id.to_string(),
                         s.parent.as_ref().map(|p| p.to_string()),
                         s.diff_id.to_string(),
                         s.diff_size as i64,
                         s.size as i64,
-                        now
+                        now,
+                        dir
                     ],
                 )?;
-                if inserted == 1 {
+                if let (1, StagedDir::Unpacked(src)) = (inserted, &s.dir) {
                     let id = tx.last_insert_rowid();
                     let dest = snap_root.join(id.to_string());
                     if dest.exists() {
@@ -1119,7 +1208,7 @@ impl<'s> Stage<'s> {
                             source: e,
                         })?;
                     }
-                    std::fs::rename(&s.dir, &dest).map_err(|e| StoreError::Io {
+                    std::fs::rename(src, &dest).map_err(|e| StoreError::Io {
                         path: dest.clone(),
                         source: e,
                     })?;
@@ -1325,14 +1414,16 @@ pub fn add_pulled<'a>(
     let mut parent: Option<Digest> = None;
     for (index, (l, diff_id)) in layers.iter().zip(diff_ids).enumerate() {
         let chain = chain_id(parent.as_ref(), &diff_id);
-        let record = if stage.has_blob(&l.digest) && stage.snapshot_known(&chain)? {
-            LayerRecord {
-                blob_digest: l.digest.clone(),
-                media_type: l.media_type.clone(),
-                blob_size: l.size,
-                diff_id: diff_id.clone(),
-                chain_id: chain.clone(),
-            }
+        let reused = stage.reuse(
+            &l.digest,
+            l.media_type.clone(),
+            l.size,
+            &diff_id,
+            &chain,
+            parent.as_ref(),
+        )?;
+        let record = if let Some(r) = reused {
+            r
         } else {
             let input = SizedReader::new(
                 fetch(l).map_err(|e| LoadError::Layer {

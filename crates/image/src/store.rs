@@ -6,7 +6,8 @@
 //! ```text
 //! berth.db            image metadata (SQLite, WAL)
 //! blobs/sha256/HEX    content, written to tmp/, verified, fsynced, renamed
-//! snapshots/ID/       one unpacked layer, an overlayfs lowerdir
+//! snapshots/ID/       one unpacked diff, an overlayfs lowerdir (shared by
+//!                     every chain with that diff)
 //! tmp/                staging for work in progress
 //! lock                flock: shared while writing, exclusive for gc
 //! ```
@@ -107,7 +108,10 @@ CREATE TABLE IF NOT EXISTS snapshots(
     diff_id TEXT NOT NULL,
     diff_size INTEGER NOT NULL,       -- length of the uncompressed tar
     size INTEGER NOT NULL,            -- bytes of file content
-    added INTEGER NOT NULL
+    added INTEGER NOT NULL,
+    -- The snapshot whose directory holds this one's files (a diff unpacked
+    -- once is shared by every chain it appears in); NULL: its own.
+    dir INTEGER
 );
 -- Users of images (containers, builds): an image with a lease is in use.
 CREATE TABLE IF NOT EXISTS repo_digests(
@@ -196,6 +200,37 @@ pub fn chain_id(parent: Option<&Digest>, diff_id: &Digest) -> Digest {
     }
 }
 
+pub(crate) fn diff_dir_in(
+    db: &Connection,
+    diff_id: &Digest,
+) -> Result<Option<(i64, u64, u64)>, StoreError> {
+    Ok(db
+        .query_row(
+            "SELECT COALESCE(dir, id), diff_size, size FROM snapshots WHERE diff_id = ?1 LIMIT 1",
+            [diff_id.to_string()],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            },
+        )
+        .optional()?)
+}
+
+/// Overlay lower directories, top first, from an image's snapshot
+/// directories top first: a directory that appears again below its first
+/// (topmost) place is left out, since overlayfs refuses a lower layer listed
+/// twice (ELOOP). The merged view is the same: every path a repeated diff
+/// sets, its topmost copy sets again over whatever lies between.
+pub fn overlay_lowers(dirs: impl IntoIterator<Item = PathBuf>) -> Vec<PathBuf> {
+    let mut seen = std::collections::HashSet::new();
+    dirs.into_iter()
+        .filter(|d| seen.insert(d.clone()))
+        .collect()
+}
+
 /// Makes `root` and those of `subs` that exist private to the store's
 /// user (0700), as Docker keeps /var/lib/docker: what the store holds
 /// (set-id programs and device nodes of images, containers' roots and
@@ -242,7 +277,15 @@ fn init_db(db: &Connection) -> rusqlite::Result<()> {
     db.pragma_update(None, "journal_mode", "WAL")?;
     db.pragma_update(None, "synchronous", "NORMAL")?;
     db.pragma_update(None, "foreign_keys", "ON")?;
-    db.execute_batch(SCHEMA)
+    db.execute_batch(SCHEMA)?;
+    // Stores made before snapshots could share a directory.
+    let has_dir = db
+        .prepare("SELECT 1 FROM pragma_table_info('snapshots') WHERE name = 'dir'")?
+        .exists([])?;
+    if !has_dir {
+        db.execute("ALTER TABLE snapshots ADD COLUMN dir INTEGER", [])?;
+    }
+    db.execute_batch("CREATE INDEX IF NOT EXISTS snapshots_diff ON snapshots(diff_id)")
 }
 
 impl Store {
@@ -603,32 +646,60 @@ impl Store {
     }
 
     pub fn snapshot(&self, chain: &Digest) -> Result<Option<SnapshotRecord>, StoreError> {
-        let row: Option<(i64, String, i64, i64)> = self
+        let row: Option<(i64, String, i64, i64, i64)> = self
             .db
             .query_row(
-                "SELECT id, diff_id, diff_size, size FROM snapshots WHERE chain_id = ?1",
+                "SELECT id, diff_id, diff_size, size, COALESCE(dir, id) FROM snapshots
+                 WHERE chain_id = ?1",
                 [chain.to_string()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
-        row.map(|(id, diff_id, diff_size, size)| {
+        row.map(|(id, diff_id, diff_size, size, dir)| {
             Ok(SnapshotRecord {
                 id,
                 chain_id: chain.clone(),
                 diff_id: diff_id.parse()?,
                 diff_size: diff_size as u64,
                 size: size as u64,
-                path: self.snapshot_path(id),
+                path: self.snapshot_path(dir),
             })
         })
         .transpose()
+    }
+
+    /// The directory (its snapshot id) that holds diff `diff_id` unpacked,
+    /// under whichever chain it was first unpacked.
+    /// With the diff's tar size and content size.
+    pub(crate) fn diff_dir(&self, diff_id: &Digest) -> Result<Option<(i64, u64, u64)>, StoreError> {
+        diff_dir_in(&self.db, diff_id)
+    }
+
+    /// Whether blob `blob` is known to unpack to diff `diff_id`: an image
+    /// or the build cache recorded the pair when it unpacked or made it.
+    pub(crate) fn verified_pair(
+        &self,
+        blob: &Digest,
+        diff_id: &Digest,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .db
+            .prepare_cached(
+                "SELECT 1 FROM image_layers WHERE blob_digest = ?1 AND diff_id = ?2
+                 UNION ALL
+                 SELECT 1 FROM layer_refs r JOIN snapshots s ON s.chain_id = r.chain_id
+                  WHERE r.blob_digest = ?1 AND s.diff_id = ?2
+                 LIMIT 1",
+            )?
+            .exists(params![blob.to_string(), diff_id.to_string()])?)
     }
 
     pub fn snapshot_path(&self, id: i64) -> PathBuf {
         self.root.join("snapshots").join(id.to_string())
     }
 
-    /// Snapshot directories of an image, bottom layer first.
+    /// Snapshot records of an image, bottom layer first. A diff repeated in
+    /// the image has one directory: see [`overlay_lowers`] before mounting.
     pub fn image_snapshots(&self, id: &Digest) -> Result<Vec<SnapshotRecord>, StoreError> {
         self.layers(id)?
             .iter()

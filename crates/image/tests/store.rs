@@ -94,3 +94,26 @@ fn gc_removes_crash_leftovers_and_keeps_images() {
         );
     }
 }
+
+/// A store made before snapshots could share directories (no `dir`
+/// column) opens, keeps its images, and shares from then on.
+#[test]
+fn stores_from_before_shared_snapshot_directories_open_and_keep_their_images() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = Store::open(dir.path()).unwrap();
+        load(&mut store, Input::Path(&fixture("busybox-1.35"))).unwrap();
+    }
+    {
+        let db = rusqlite::Connection::open(dir.path().join("berth.db")).unwrap();
+        db.execute_batch("DROP INDEX snapshots_diff; ALTER TABLE snapshots DROP COLUMN dir;")
+            .unwrap();
+    }
+    let mut store = Store::open(dir.path()).unwrap();
+    let images = store.images().unwrap();
+    assert_eq!(images.len(), 1);
+    let snaps = store.image_snapshots(&images[0].id).unwrap();
+    assert!(snaps[0].path.join("bin/busybox").exists());
+    assert_eq!(gc::collect(&mut store).unwrap().snapshots, 0);
+    assert!(snaps[0].path.join("bin/busybox").exists());
+}
