@@ -1078,14 +1078,13 @@ fn resolve(reg: &Registry, name: &str, reference: &str) -> Result<Digest, Respon
     if reference.contains(':') {
         return parse_digest(reference);
     }
-    if !valid_tag(reference) {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "MANIFEST_INVALID",
-            format!("invalid tag {reference:?}"),
-        ));
-    }
-    reg.storage.tag(name, reference).ok_or_else(|| {
+    // A name that cannot be a tag names no manifest: 404, as the
+    // distribution spec and its conformance suite want for a GET or HEAD
+    // (it never reaches the storage's paths).
+    let found = valid_tag(reference)
+        .then(|| reg.storage.tag(name, reference))
+        .flatten();
+    found.ok_or_else(|| {
         error(
             StatusCode::NOT_FOUND,
             "MANIFEST_UNKNOWN",
