@@ -154,8 +154,13 @@ pub fn make_cwd(cwd: &Path) -> Result<(), String> {
 }
 
 /// Makes `cwd`, resolved inside this process's root, the working
-/// directory, and checks that it is under the root.
-pub fn enter_cwd(cwd: &Path) -> Result<(), String> {
+/// directory, and checks that it is under the root. Runs while still
+/// privileged and before a seccomp filter is loaded (a profile may not
+/// allow openat2 or getcwd), as runc changes directory before it sets the
+/// user: a cwd only the container's user may enter (a volume owned by it
+/// on a root-squashing file system) is refused to root with EACCES, and
+/// then `Some` directory is returned for [`enter_cwd_as_user`].
+pub fn enter_cwd(cwd: &Path) -> Result<Option<std::os::fd::OwnedFd>, String> {
     check_cwd(cwd)?;
     let root = open_root(cwd)?;
     let dir = openat2_retry(
@@ -169,14 +174,38 @@ pub fn enter_cwd(cwd: &Path) -> Result<(), String> {
         "chdir to cwd set in config.json failed: cannot open",
         cwd,
     ))?;
-    rustix::process::fchdir(&dir)
-        .map_err(in_root("chdir to cwd set in config.json failed", cwd))?;
-    // The kernel prefixes "(unreachable)" (glibc: ENOENT) when the cwd is
-    // not under the process's root.
+    match rustix::process::fchdir(&dir) {
+        Ok(()) => {}
+        Err(e) if e == rustix::io::Errno::ACCESS || e == rustix::io::Errno::PERM => {
+            return Ok(Some(dir));
+        }
+        Err(e) => return Err(in_root("chdir to cwd set in config.json failed", cwd)(e)),
+    }
+    check_cwd_inside(cwd, true)?;
+    Ok(None)
+}
+
+/// The second try of [`enter_cwd`], as the container's user (after
+/// setuid, maybe under a seccomp filter).
+pub fn enter_cwd_as_user(dir: &std::os::fd::OwnedFd, cwd: &Path) -> Result<(), String> {
+    rustix::process::fchdir(dir).map_err(in_root("chdir to cwd set in config.json failed", cwd))?;
+    check_cwd_inside(cwd, false)
+}
+
+/// The kernel prefixes "(unreachable)" (glibc: ENOENT) when the cwd is
+/// not under the process's root. A getcwd a seccomp filter refuses (any
+/// other error) proves nothing either way: it counts only when `strict`
+/// (no filter yet); the directory was opened inside the root regardless.
+fn check_cwd_inside(cwd: &Path, strict: bool) -> Result<(), String> {
     let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
     // SAFETY: buf is writable for its whole length.
     let p = unsafe { libc::getcwd(buf.as_mut_ptr().cast(), buf.len()) };
-    if p.is_null() || buf[0] != b'/' {
+    let unreachable = if p.is_null() {
+        strict || io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT)
+    } else {
+        buf[0] != b'/'
+    };
+    if unreachable {
         return Err(format!(
             "cwd {cwd:?} is outside of the container's root: possible container breakout, refused"
         ));
@@ -259,26 +288,39 @@ fn stub_error(e: rustix::io::Errno) -> io::Error {
     )
 }
 
+/// An fd the exec stub holds open until its own execve (then closed).
+#[derive(Clone, Copy, Debug)]
+pub enum StubFd {
+    /// None.
+    None,
+    /// Told of a failed execve ('X' and errno).
+    Report(RawFd),
+    /// Only held: its other end sees it close when the program is
+    /// executed (or the process dies).
+    Hold(RawFd),
+}
+
 /// Execs `exe` (argv `args`, environment `env`) through the stub in
 /// `stub`: while the kernel loads `exe`, and whatever it names as its
 /// interpreter, /proc/self/exe is the sealed stub, never the host's
-/// runtime binary. A failure of the stub's own execve is reported to
-/// `report` ('X' and errno) when given, else described on stderr; the
-/// stub then exits 127 (not found) or 126. Returns only if the stub could
-/// not be exec'd.
+/// runtime binary. A failure of the stub's own execve is reported to a
+/// `StubFd::Report` fd when given, else described on stderr; the stub then
+/// exits 127 (not found) or 126. Returns only if the stub could not be
+/// exec'd.
 pub fn exec_through(
     stub: &std::os::fd::OwnedFd,
-    report: Option<RawFd>,
+    fd: StubFd,
     exe: &std::ffi::CStr,
     args: &[std::ffi::CString],
     env: &[std::ffi::CString],
 ) -> io::Error {
     use std::os::fd::AsRawFd;
-    let report_arg = std::ffi::CString::new(match report {
-        Some(fd) => fd.to_string(),
-        None => "-".into(),
-    })
-    .expect("no NUL in a number");
+    let (report_arg, report) = match fd {
+        StubFd::None => ("-".to_string(), None),
+        StubFd::Report(fd) => (fd.to_string(), Some(fd)),
+        StubFd::Hold(fd) => (format!("c{fd}"), Some(fd)),
+    };
+    let report_arg = std::ffi::CString::new(report_arg).expect("no NUL in a number");
     let mut argv: Vec<*const libc::c_char> =
         vec![c"berth-exec".as_ptr(), report_arg.as_ptr(), exe.as_ptr()];
     argv.extend(args.iter().map(|a| a.as_ptr()));

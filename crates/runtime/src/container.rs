@@ -10,7 +10,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -719,6 +719,31 @@ fn init(
             }
         };
     }
+    // The exec fifo's directory must be opened before a joined mount
+    // namespace or the rootfs hides it; the fifo is opened through it, by
+    // its name, with no /proc needed (a container may have no /proc, or no
+    // mount namespace of its own).
+    let (fifo_parent, fifo_name) = match (fifo.parent(), fifo.file_name()) {
+        (Some(p), Some(n)) => (p, n.to_owned()),
+        _ => return Err((sock, format!("bad exec fifo path {}", fifo.display()))),
+    };
+    let fifo_dir = t!(
+        rustix::fs::open(
+            fifo_parent,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty()
+        )
+        .map_err(io::Error::from),
+        "opening the exec fifo's directory"
+    );
+    // While the host's /proc is in view and in the host's user
+    // namespace (a container may mount none, or join others).
+    if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+        t!(
+            fs::write("/proc/self/oom_score_adj", adj.to_string()),
+            "oomScoreAdj"
+        );
+    }
     // A user namespace first: it owns the others.
     for (t, p) in join.iter().filter(|(t, _)| *t == LinuxNamespaceType::User) {
         t!(setns_path(p, ns_flag(*t)), "joining the user namespace");
@@ -804,16 +829,7 @@ fn init(
         )),
         false => None,
     };
-    // The exec fifo must be opened before the rootfs hides it.
-    let fifo_fd = t!(
-        rustix::fs::open(
-            fifo,
-            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty()
-        )
-        .map_err(io::Error::from),
-        "opening the exec fifo"
-    );
+
     if new_ns(LinuxNamespaceType::Mount) {
         t!(
             { rootfs::prepare(spec, rootfs, cgroup_dirs, &mut cgroups_ready) },
@@ -848,12 +864,16 @@ fn init(
             return Err((sock, msg));
         }
         t!(rootfs::finish(spec), "finishing the rootfs");
-    } else {
+    } else if !join.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount) {
+        // No mount namespace at all: the host's, with the container's root
+        // (runc would leave the host's root).
         t!(
             rustix::process::chroot(rootfs).map_err(io::Error::from),
             "chroot"
         );
     }
+    // A mount namespace joined by path is a filesystem shared with its
+    // owner (a pod's containers): its root, which setns made ours, as runc.
     let process = spec.process().as_ref().expect("checked by spec::load");
     if let Some(c) = console {
         let size = process
@@ -861,12 +881,6 @@ fn init(
             .as_ref()
             .map(|b| (b.height() as u16, b.width() as u16));
         t!(crate::console::setup(&c, size), "setting up the terminal");
-    }
-    if let Some(adj) = process.oom_score_adj() {
-        t!(
-            fs::write("/proc/self/oom_score_adj", adj.to_string()),
-            "oomScoreAdj"
-        );
     }
     for r in process.rlimits().iter().flatten() {
         let lim = libc::rlimit {
@@ -911,19 +925,23 @@ fn init(
         unsafe { libc::_exit(1) };
     }
     drop(sock);
-    let wfifo = format!("/proc/self/fd/{}", fifo_fd.as_raw_fd());
-    let cw = CString::new(wfifo).expect("no NUL");
-    // SAFETY: cw is a valid path; blocks until `start` opens the fifo.
-    let w = unsafe { libc::open(cw.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-    if w < 0 {
+    // Blocks until `start` opens the fifo. Only the fifo itself is opened:
+    // a name with no '/' and no link followed.
+    let w = rustix::fs::openat(
+        &fifo_dir,
+        fifo_name.as_os_str(),
+        rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOFOLLOW,
+        rustix::fs::Mode::empty(),
+    );
+    let Ok(w) = w else {
         // SAFETY: see create().
         unsafe { libc::_exit(1) };
-    }
-    // SAFETY: w was just opened by us.
-    let mut wf = unsafe { fs::File::from_raw_fd(w) };
+    };
+    let mut wf = fs::File::from(w);
     let _ = wf.write_all(b"0");
-    drop(wf);
-    drop(fifo_fd);
+    // Held by the stub until its exec of the program: its closing tells
+    // `start` the process is executed, for poststart hooks.
+    drop(fifo_dir);
     if let Some(hooks) = spec
         .hooks()
         .as_ref()
@@ -946,9 +964,15 @@ fn init(
     }
 
     if opts.reaper {
-        reaper(&stub, &exe, &args, &env);
+        reaper(&stub, &exe, &args, &env, wf);
     }
-    let e = crate::confine::exec_through(&stub, None, &exe, &args, &env);
+    let e = crate::confine::exec_through(
+        &stub,
+        crate::confine::StubFd::Hold(wf.as_raw_fd()),
+        &exe,
+        &args,
+        &env,
+    );
     eprintln!("berth-runc: exec {:?}: {e}", exe);
     let code = match e.raw_os_error() {
         Some(libc::ENOENT) => 127,
@@ -961,7 +985,13 @@ fn init(
 /// `--init`: pid 1 forks the process, then forwards every signal it gets
 /// to it and reaps every child (orphans included) until the process has
 /// exited; exits with its code, or 128+N if signal N killed it.
-fn reaper(stub: &std::os::fd::OwnedFd, exe: &CString, args: &[CString], env: &[CString]) -> ! {
+fn reaper(
+    stub: &std::os::fd::OwnedFd,
+    exe: &CString,
+    args: &[CString],
+    env: &[CString],
+    fifo: fs::File,
+) -> ! {
     // SAFETY: sigset manipulation on a local set; sigprocmask on this
     // single-threaded process.
     let all = unsafe {
@@ -990,7 +1020,13 @@ fn reaper(stub: &std::os::fd::OwnedFd, exe: &CString, args: &[CString], env: &[C
             libc::sigemptyset(&mut none);
             libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         }
-        let e = crate::confine::exec_through(stub, None, exe, args, env);
+        let e = crate::confine::exec_through(
+            stub,
+            crate::confine::StubFd::Hold(fifo.as_raw_fd()),
+            exe,
+            args,
+            env,
+        );
         eprintln!("berth-init: exec {:?}: {e}", exe);
         let code = if e.raw_os_error() == Some(libc::ENOENT) {
             127
@@ -1005,6 +1041,8 @@ fn reaper(stub: &std::os::fd::OwnedFd, exe: &CString, args: &[CString], env: &[C
         // SAFETY: see create().
         unsafe { libc::_exit(126) };
     }
+    // The child's exec closes its copy: that is the process executed.
+    drop(fifo);
     // The reaper never execs: close every fd the runtime's caller left
     // (marked close-on-exec for the process) so that none stays open for
     // the container's life. Stdio stays: the process shares it.
@@ -1088,8 +1126,10 @@ fn become_process(
         };
     }
     let nnp = process.no_new_privileges().unwrap_or(false);
-    // Before any filter: a profile may not allow memfd_create.
+    // Before any filter: a profile may not allow memfd_create, openat2 or
+    // getcwd.
     let stub = t!(crate::confine::stub_fd(), "the exec stub");
+    let cwd_as_user = crate::confine::enter_cwd(process.cwd())?;
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
     // before anything is dropped (as runc does).
     if let (Some(f), false) = (filter, nnp) {
@@ -1136,7 +1176,9 @@ fn become_process(
         crate::caps::keep_caps(false),
         "keeping capabilities across setuid"
     );
-    crate::confine::enter_cwd(process.cwd())?;
+    if let Some(dir) = cwd_as_user {
+        crate::confine::enter_cwd_as_user(&dir, process.cwd())?;
+    }
 
     // Every fd but stdio, the preserved ones, the sync socket and the fifo
     // is closed on exec (CVE-2024-21626 class).
@@ -1284,11 +1326,17 @@ pub fn start(root: &Path, id: &str) -> Result<(), ContainerError> {
     if let Some(hooks) =
         saved_spec(root, id).and_then(|s| s.hooks().as_ref().and_then(|h| h.poststart().clone()))
     {
+        // Poststart runs once the process is executed: init holds its end
+        // of the fifo until its exec closes it (or it dies), so the end of
+        // the fifo is that moment. Without poststart hooks start does not
+        // wait for it.
+        let mut rest = Vec::new();
+        let _ = f.read_to_end(&mut rest);
         // The state as of the start: the process may already have exited.
         let mut state = saved.oci_state(root);
         state["status"] = "running".into();
         state["pid"] = saved.pid.into();
-        if let Err(e) = crate::hooks::run("poststart", &hooks, &state) {
+        for e in crate::hooks::run_all("poststart", &hooks, &state) {
             tracing::warn!(error = %chain(&e), "poststart hook failed");
         }
     }
@@ -1449,7 +1497,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> 
     let dir = state::dir(root, id)?;
     fs::remove_dir_all(&dir).map_err(sys(format!("cannot remove {}", dir.display())))?;
     if let Some(hooks) = spec.and_then(|s| s.hooks().as_ref().and_then(|h| h.poststop().clone())) {
-        if let Err(e) = crate::hooks::run("poststop", &hooks, &state) {
+        for e in crate::hooks::run_all("poststop", &hooks, &state) {
             tracing::warn!(error = %chain(&e), "poststop hook failed");
         }
     }
@@ -1822,7 +1870,13 @@ fn exec_child(
             return format!("loading the seccomp filter: {}", chain(&e));
         }
     }
-    let e = crate::confine::exec_through(&stub, Some(sock.as_raw_fd()), &exe, &args, &env);
+    let e = crate::confine::exec_through(
+        &stub,
+        crate::confine::StubFd::Report(sock.as_raw_fd()),
+        &exe,
+        &args,
+        &env,
+    );
     if e.raw_os_error() == Some(libc::ENOENT) {
         format!("exec {exe:?}: no such file or directory")
     } else {

@@ -46,6 +46,17 @@ pub fn run(
     Ok(())
 }
 
+/// Runs every hook of `stage` even when some fail (poststart, poststop:
+/// "the runtime MUST log a warning, but the remaining hooks and lifecycle
+/// continue"); returns the failures.
+pub fn run_all(stage: &'static str, hooks: &[Hook], state: &serde_json::Value) -> Vec<HookError> {
+    let input = serde_json::to_vec(state).expect("state serializes");
+    hooks
+        .iter()
+        .filter_map(|h| run_one(stage, h, &input).err())
+        .collect()
+}
+
 fn run_one(stage: &'static str, h: &Hook, input: &[u8]) -> Result<(), HookError> {
     let path = h.path().display().to_string();
     let mut cmd = Command::new(h.path());

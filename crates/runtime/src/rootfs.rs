@@ -610,14 +610,22 @@ pub fn prepare(
     cgroups_ready: &mut dyn FnMut(),
 ) -> Result<(), RootfsError> {
     let linux = spec.linux().as_ref();
+    // An unbindable "/" would refuse the rootfs's bind mount: it is set
+    // after the pivot only (`finish`), with rslave until then.
     let propagation = linux
         .and_then(|l| l.rootfs_propagation().as_deref())
         .and_then(propagation_flag)
+        .filter(|p| p & libc::MS_UNBINDABLE == 0)
         .unwrap_or(libc::MS_SLAVE | libc::MS_REC);
     mount_raw(None, "/", None, propagation, None).map_err(|e| RootfsError::Sys {
         what: "cannot set the propagation of /".into(),
         source: e,
     })?;
+    // pivot_root refuses a new root whose parent mount is shared (EINVAL),
+    // and the rootfs's bind mount must not propagate anywhere: its parent
+    // mount becomes private (rootfsPropagation applies to "/" after the
+    // pivot, as runc does).
+    parent_mount_private(rootfs)?;
     let rootfs_s = rootfs.to_string_lossy();
     mount_raw(
         Some(&rootfs_s),
@@ -700,6 +708,71 @@ fn device(root: &OwnedFd, d: &LinuxDevice) -> Result<(), RootfsError> {
     )
 }
 
+/// The mount point `path` is on (from /proc/self/mountinfo) made private
+/// when it is shared.
+fn parent_mount_private(path: &Path) -> Result<(), RootfsError> {
+    let path = std::fs::canonicalize(path).map_err(|e| RootfsError::Sys {
+        what: format!("cannot resolve the rootfs {}", path.display()),
+        source: e,
+    })?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| RootfsError::Sys {
+        what: "cannot read /proc/self/mountinfo".into(),
+        source: e,
+    })?;
+    // Fields: id parent major:minor root mount-point options [optional...]
+    // - fstype source super-options. The last entry for a mount point is
+    // the one on top.
+    let mut best: Option<(PathBuf, bool)> = None;
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (Some(mp), Some(dash)) = (fields.get(4), fields.iter().position(|f| *f == "-")) else {
+            continue;
+        };
+        let mp = PathBuf::from(unescape_mountinfo(mp));
+        if !path.starts_with(&mp) {
+            continue;
+        }
+        let shared = fields[6.min(dash)..dash]
+            .iter()
+            .any(|f| f.starts_with("shared:"));
+        if best
+            .as_ref()
+            .is_none_or(|(b, _)| mp.as_os_str().len() >= b.as_os_str().len())
+        {
+            best = Some((mp, shared));
+        }
+    }
+    if let Some((mp, true)) = best {
+        mount_raw(None, &mp.to_string_lossy(), None, libc::MS_PRIVATE, None).map_err(|e| {
+            RootfsError::Sys {
+                what: format!("cannot make {} private", mp.display()),
+                source: e,
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// mountinfo's octal escapes (`\040` for a space) decoded.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// pivot_root into `rootfs` and detach the old root (or chroot when
 /// `no_pivot`).
 pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
@@ -728,9 +801,19 @@ pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
     Ok(())
 }
 
-/// After pivot_root: masked paths, read-only paths, a read-only root.
+/// After pivot_root: the root's propagation, masked paths, read-only
+/// paths, a read-only root.
 pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
     let linux = spec.linux().as_ref();
+    if let Some(p) = linux
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .and_then(propagation_flag)
+    {
+        mount_raw(None, "/", None, p, None).map_err(|e| RootfsError::Sys {
+            what: "cannot set rootfsPropagation on /".into(),
+            source: e,
+        })?;
+    }
     for p in linux
         .and_then(|l| l.readonly_paths().as_ref())
         .into_iter()

@@ -81,6 +81,33 @@ fn unknown_rlimits(raw: &[u8]) -> Option<SpecError> {
     })
 }
 
+/// SemVer 2.0: MAJOR.MINOR.PATCH (numbers without leading zeros), then an
+/// optional `-pre.release` and `+build` of dot-separated [0-9A-Za-z-]
+/// identifiers.
+fn is_semver(v: &str) -> bool {
+    let (v, build) = match v.split_once('+') {
+        Some((v, b)) => (v, Some(b)),
+        None => (v, None),
+    };
+    let (core, pre) = match v.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (v, None),
+    };
+    let ident =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let numeric = |s: &str| {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))
+    };
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts.iter().all(|p| numeric(p))
+        && pre.is_none_or(|p| {
+            p.split('.')
+                .all(|i| ident(i) && (!i.bytes().all(|b| b.is_ascii_digit()) || numeric(i)))
+        })
+        && build.is_none_or(|b| b.split('.').all(ident))
+}
+
 pub fn load(bundle: &Path) -> Result<Spec, SpecError> {
     let path = bundle.join("config.json");
     let raw = std::fs::read(&path).map_err(|source| SpecError::Read {
@@ -97,6 +124,15 @@ pub fn load(bundle: &Path) -> Result<Spec, SpecError> {
             source,
         }
     })?;
+    if !is_semver(spec.version()) {
+        return Err(invalid(
+            "ociVersion",
+            format!(
+                "{:?} is not a SemVer 2.0 version (such as \"1.0.2\"), as the runtime spec requires",
+                spec.version()
+            ),
+        ));
+    }
     let root = spec
         .root()
         .as_ref()
@@ -170,5 +206,28 @@ fn check_mount(i: usize, m: &Mount) -> Result<(), SpecError> {
                 MOUNT_TYPES.join(", ")
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_semver;
+
+    #[test]
+    fn oci_version_must_be_semver() {
+        for ok in [
+            "1.0.0",
+            "1.0.2-dev",
+            "1.2.0",
+            "1.0.0-rc.1+build.5",
+            "10.20.30",
+        ] {
+            assert!(is_semver(ok), "{ok}");
+        }
+        for bad in [
+            "invalid", "1.0", "1.0.0.0", "01.0.0", "1.0.0-", "1.0.0-01", "1.0.0+", "", "v1.0.0",
+        ] {
+            assert!(!is_semver(bad), "{bad}");
+        }
     }
 }

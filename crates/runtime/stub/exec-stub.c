@@ -11,9 +11,12 @@
  * the sealed memfd, never a host file.
  *
  * argv: "berth-exec", REPORT, PROGRAM, ARGV0, ARGV1, ...
- * REPORT is "-" (an exec failure is described on stderr) or the number of
- * an fd to report the failure to as 'X' and errno (4 bytes, little endian);
- * that fd is made close-on-exec first, so it closes when the exec works.
+ * REPORT is "-" (an exec failure is described on stderr), the number of
+ * an fd to report the failure to as 'X' and errno (4 bytes, little endian),
+ * or "c" and the number of an fd to hold until the exec (the failure is
+ * described on stderr). A numbered fd is made close-on-exec first, so it
+ * closes when the exec works: its other end learns the program is
+ * executed.
  * Run as anything else (an interpreter named by a script or an ELF inside
  * the container), it refuses.
  *
@@ -111,15 +114,21 @@ __attribute__((noreturn, used)) void stub_main(long *sp) {
     leave(126);
   }
   long fd = -1;
-  if (argv[1][0] != '-') {
+  int report = 0;
+  const char *p = argv[1];
+  if (*p == 'c')
+    p++;
+  else
+    report = 1;
+  if (*p >= '0' && *p <= '9') {
     fd = 0;
-    for (const char *p = argv[1]; *p >= '0' && *p <= '9'; p++)
+    for (; *p >= '0' && *p <= '9'; p++)
       fd = fd * 10 + (*p - '0');
     sys3(NR_FCNTL, fd, F_SETFD, FD_CLOEXEC);
   }
   long r = sys3(NR_EXECVE, (long)argv[2], (long)(argv + 3), (long)envp);
   int err = (int)-r;
-  if (fd >= 0) {
+  if (fd >= 0 && report) {
     char msg[5] = {'X', (char)(err & 0xff), (char)((err >> 8) & 0xff), 0, 0};
     sys3(NR_WRITE, fd, (long)msg, 5);
   } else {

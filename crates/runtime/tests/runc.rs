@@ -1359,3 +1359,157 @@ fn unknown_rlimit_types_are_named() {
     assert!(err.contains("unknown rlimit type \"RLIMIT_TEA\""), "{err}");
     assert!(b.leftovers().is_empty());
 }
+
+/// A seccomp profile that has neither openat2 nor getcwd (runtime-tools'
+/// default profile has no openat2): the cwd is entered before the filter,
+/// so the container still starts, in its cwd.
+#[test]
+fn a_seccomp_profile_without_openat2_or_getcwd_still_enters_the_cwd() {
+    let b = Bundle::new(|c| {
+        c["process"]["cwd"] = json!("/tmp");
+        c["process"]["args"] = json!(["sh", "-c", "echo ran; ls -d ../tmp"]);
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["openat2", "getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}],
+        });
+    });
+    let (code, out, err) = b.sh("no-openat2");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "ran\n../tmp\n");
+}
+
+/// rootfsPropagation shared, rshared and unbindable: pivot_root needs the rootfs's
+/// parent mount private (EINVAL otherwise), the rootfs's bind mount a
+/// bindable "/"; the propagation is then that of the container's "/", and
+/// nothing propagates back to the host.
+#[test]
+fn rootfs_propagation_shared_rshared_and_unbindable() {
+    for p in ["shared", "rshared", "slave", "private", "unbindable"] {
+        let b = Bundle::new(|c| {
+            c["linux"]["rootfsPropagation"] = json!(p);
+            c["process"]["args"] = json!(["sh", "-c", "awk '$5 == \"/\"' /proc/self/mountinfo"]);
+        });
+        let (code, out, err) = b.sh(&format!("prop-{p}"));
+        assert_eq!(code, 0, "{p}: {err}");
+        let shared = out.contains(" shared:");
+        assert_eq!(shared, p.ends_with("shared"), "{p}: {out}");
+        assert_eq!(out.contains(" unbindable"), p == "unbindable", "{p}: {out}");
+    }
+    // The host's mount of the bundles is as it was.
+    let host = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        host.lines().all(|l| !l.contains("/bundle/rootfs")),
+        "a rootfs mount reached the host: {host}"
+    );
+}
+
+/// Without a mount namespace of its own (none at all, or one joined by
+/// path) and with no /proc mounted in the container, init still reaches
+/// start: the exec fifo is opened by name through its directory, not
+/// through /proc/self/fd.
+#[test]
+fn containers_without_their_own_mount_namespace_or_proc_get_to_start() {
+    let keeper = Bundle::new(script("exec sleep 60"));
+    assert!(keeper.runc(&["run", "-d", "mnt-keeper"]).status.success());
+    let st: Value = serde_json::from_slice(&keeper.runc(&["state", "mnt-keeper"]).stdout).unwrap();
+    let pid = st["pid"].as_i64().unwrap();
+    let cases: Vec<(&str, Value, bool)> = vec![
+        ("no-namespaces", json!([]), false),
+        (
+            "joined-mount",
+            json!([{"type": "pid"}, {"type": "mount", "path": format!("/proc/{pid}/ns/mnt")}]),
+            false,
+        ),
+        ("no-proc", json!([{"type": "pid"}, {"type": "mount"}]), true),
+    ];
+    for (name, namespaces, drop_proc) in cases {
+        let b = Bundle::new(|c| {
+            c["linux"]["namespaces"] = namespaces;
+            c["process"]["args"] = json!(["/bin/echo", "started"]);
+            if drop_proc {
+                let mounts: Vec<Value> = c["mounts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|m| m["destination"] != "/proc")
+                    .cloned()
+                    .collect();
+                c["mounts"] = json!(mounts);
+                // Masked and read-only paths are under /proc.
+                c["linux"]["maskedPaths"] = json!([]);
+                c["linux"]["readonlyPaths"] = json!([]);
+            }
+        });
+        let out = b.runc(&["create", name]);
+        assert!(out.status.success(), "{name}: {out:?}");
+        let st: Value = serde_json::from_slice(&b.runc(&["state", name]).stdout).unwrap();
+        assert_eq!(st["status"], "created", "{name}: {st}");
+        assert!(st["pid"].as_i64().unwrap() > 0, "{name}: {st}");
+        let out = b.runc(&["start", name]);
+        assert!(out.status.success(), "{name}: {out:?}");
+        assert!(b.runc(&["delete", "--force", name]).status.success());
+    }
+    assert!(keeper
+        .runc(&["delete", "--force", "mnt-keeper"])
+        .status
+        .success());
+}
+
+/// A failing poststart or poststop hook is a warning, and the hooks after
+/// it still run (the runtime spec: "the remaining hooks and lifecycle
+/// continue"); poststart sees the process already executed (its
+/// /proc/PID/exe is the program, not the runtime or its stub).
+#[test]
+fn failing_poststart_and_poststop_hooks_do_not_stop_the_others() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let o = out_dir.path().to_str().unwrap().to_string();
+    let exe_of_pid = format!(
+        "pid=$(grep -o '\"pid\":[0-9]*' | cut -d: -f2); readlink /proc/$pid/exe > {o}/poststart"
+    );
+    let hooks = json!({
+        "poststart": [
+            {"path": "/bin/false"},
+            {"path": "/bin/sh", "args": ["sh", "-c", exe_of_pid]},
+        ],
+        "poststop": [
+            {"path": "/bin/false"},
+            {"path": "/bin/sh", "args": ["sh", "-c", format!("echo done > {o}/poststop")]},
+        ],
+    });
+    let b = Bundle::new(move |c| {
+        c["hooks"] = hooks;
+        c["process"]["args"] = json!(["sleep", "5"]);
+    });
+    assert!(b.runc(&["create", "hooks-fail"]).status.success());
+    let out = b.runc(&["start", "hooks-fail"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("poststart hook"),
+        "{out:?}"
+    );
+    let exe = fs::read_to_string(out_dir.path().join("poststart")).unwrap();
+    assert!(
+        exe.trim_end().ends_with("/bin/busybox"),
+        "poststart ran before the exec: {exe:?}"
+    );
+    let out = b.runc(&["delete", "--force", "hooks-fail"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        fs::read_to_string(out_dir.path().join("poststop")).unwrap(),
+        "done\n"
+    );
+}
+
+/// ociVersion must be a SemVer version (misc_props of runtime-tools).
+#[test]
+fn an_oci_version_that_is_not_semver_is_refused() {
+    let b = Bundle::new(|c| c["ociVersion"] = json!("invalid"));
+    let out = b.runc(&["create", "badversion"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ociVersion") && err.contains("SemVer"),
+        "{err}"
+    );
+    assert!(b.leftovers().is_empty(), "{:?}", b.leftovers());
+}
