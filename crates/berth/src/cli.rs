@@ -388,6 +388,9 @@ pub struct RunArgs {
     /// Assign a name to the container
     #[arg(long)]
     pub name: Option<String>,
+    /// Pull image before running ("always", "missing", "never")
+    #[arg(long, default_value = "missing")]
+    pub pull: berth_service::pull::PullPolicy,
     /// Container host name
     #[arg(short = 'h', long)]
     pub hostname: Option<String>,

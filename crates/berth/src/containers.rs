@@ -7,6 +7,7 @@ use std::io::Write;
 use anyhow::{bail, Context, Result};
 use berth_engine::config::ContainerConfig;
 use berth_engine::{Engine, EngineError, Paths, Record, State};
+use berth_service::containers::ContainerSummary;
 use serde_json::{json, Value};
 
 use crate::cli::{
@@ -36,6 +37,15 @@ fn coded(e: EngineError) -> anyhow::Error {
     let code = e.exit_code();
     CodeError {
         code,
+        error: e.into(),
+    }
+    .into()
+}
+
+/// A service error of `run`, `create` or `start`: docker's 125, 126, 127.
+fn run_coded(e: berth_service::Error) -> anyhow::Error {
+    CodeError {
+        code: e.kind().run_exit_code(),
         error: e.into(),
     }
     .into()
@@ -177,40 +187,13 @@ fn create_record(ctx: &Ctx, a: &RunArgs) -> Result<(Engine, Record)> {
         }),
     })?;
     let mut eng = engine(ctx)?;
-    pull_if_missing(&mut eng, &a.image)?;
+    let lines = berth_registry::progress::Lines(std::sync::Mutex::new(std::io::stderr()));
+    berth_service::containers::ensure_image(&mut eng, &a.image, a.pull, &lines)
+        .map_err(run_coded)?;
     let rec = eng
         .create(&a.image, a.name.as_deref(), config)
         .map_err(coded)?;
     Ok((eng, rec))
-}
-
-/// As docker: an image missing from the store is pulled first.
-fn pull_if_missing(eng: &mut Engine, image: &str) -> Result<()> {
-    if eng.store.resolve(image).is_ok() {
-        return Ok(());
-    }
-    let Ok(r) = berth_image::reference::Reference::parse(image) else {
-        return Ok(());
-    };
-    if let Err(e) = berth_registry::client::Client::for_reference(&r, "pull") {
-        return Err(CodeError {
-            code: 125,
-            error: anyhow::anyhow!(
-                "Unable to find image '{}' locally, and it cannot be pulled: {e}",
-                r.familiar()
-            ),
-        }
-        .into());
-    }
-    eprintln!("Unable to find image '{}' locally", r.familiar());
-    let lines = berth_registry::progress::Lines(std::sync::Mutex::new(std::io::stderr()));
-    berth_registry::client::pull(&mut eng.store, &r, &lines).map_err(|e| {
-        anyhow::Error::from(CodeError {
-            code: 125,
-            error: e.into(),
-        })
-    })?;
-    Ok(())
 }
 
 pub fn create(ctx: &Ctx, a: &RunArgs) -> Result<u8> {
@@ -493,134 +476,50 @@ pub fn wait(ctx: &Ctx, a: &WaitArgs) -> Result<u8> {
     Ok(if failed { 1 } else { 0 })
 }
 
-fn secs_since(rfc3339: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(rfc3339)
-        .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())
-        .unwrap_or(0)
-}
-
-/// docker ps's STATUS column.
-fn status_text(r: &Record) -> String {
-    match r.state {
-        State::Created => "Created".into(),
-        State::Running | State::Paused => {
-            let up = output::human_duration(secs_since(&r.started_at));
-            let mut s = format!("Up {up}");
-            if r.state == State::Paused {
-                s.push_str(" (Paused)");
-            }
-            match berth_engine::health::status_of(&r.health).as_str() {
-                "" => {}
-                "starting" => s.push_str(" (health: starting)"),
-                h => s.push_str(&format!(" ({h})")),
-            }
-            s
-        }
-        State::Restarting => format!(
-            "Restarting ({}) {} ago",
-            r.exit_code,
-            output::human_duration(secs_since(&r.finished_at))
-        ),
-        State::Exited => format!(
-            "Exited ({}) {} ago",
-            r.exit_code,
-            output::human_duration(secs_since(&r.finished_at))
-        ),
-        State::Dead => "Dead".into(),
-    }
-}
-
-fn command_text(r: &Record, trunc: bool) -> String {
-    let mut parts = vec![r.config.path.clone()];
-    parts.extend(r.config.args.iter().cloned());
-    let cmd = parts.join(" ");
+fn command_text(c: &ContainerSummary, trunc: bool) -> String {
+    let cmd = &c.command;
     let cmd = if trunc && cmd.chars().count() > 20 {
         format!("{}…", cmd.chars().take(19).collect::<String>())
     } else {
-        cmd
+        cmd.clone()
     };
     format!("\"{cmd}\"")
 }
 
-fn ps_value(r: &Record, trunc: bool) -> Value {
-    let labels: Vec<String> = r
-        .config
-        .labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+/// docker ps's view of a summary (its --format fields).
+fn ps_value(c: &ContainerSummary, trunc: bool) -> Value {
+    let labels: Vec<String> = c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let since = chrono::DateTime::parse_from_rfc3339(&c.created_at)
+        .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())
+        .unwrap_or(0);
     json!({
-        "ID": if trunc { r.id[..12].to_string() } else { r.id.clone() },
-        "Image": r.image,
-        "Command": command_text(r, trunc),
-        "CreatedAt": r.created,
-        "RunningFor": format!("{} ago", output::human_duration(secs_since(&r.created))),
-        "Status": status_text(r),
-        "State": r.state.as_str(),
+        "ID": if trunc { c.id[..12].to_string() } else { c.id.clone() },
+        "Image": c.image,
+        "Command": command_text(c, trunc),
+        "CreatedAt": c.created_at,
+        "RunningFor": format!("{} ago", output::human_duration(since)),
+        "Status": c.status,
+        "State": c.state,
         "Ports": "",
-        "Names": r.name,
+        "Names": c.names.iter().map(|n| n.trim_start_matches('/')).collect::<Vec<_>>().join(","),
         "Labels": labels.join(","),
         "Mounts": "",
-        "Networks": if r.config.network.is_empty() { "none" } else { r.config.network.as_str() },
-    })
-}
-
-fn matches_filter(r: &Record, f: &str) -> Result<bool> {
-    let (k, v) = f
-        .split_once('=')
-        .with_context(|| format!("bad format of filter {f:?} (expected name=value)"))?;
-    Ok(match k {
-        "id" => r.id.starts_with(v),
-        "name" => r.name.contains(v),
-        "status" => r.state.as_str() == v,
-        "exited" => r.state == State::Exited && r.exit_code.to_string() == v,
-        "label" => match v.split_once('=') {
-            Some((lk, lv)) => r.config.labels.get(lk).is_some_and(|x| x == lv),
-            None => r.config.labels.contains_key(v),
-        },
-        "ancestor" => r.image == v || r.image_id.contains(v),
-        "health" => {
-            let h = berth_engine::health::status_of(&r.health);
-            let running = matches!(r.state, State::Running | State::Paused);
-            match v {
-                "none" => h.is_empty(),
-                "starting" | "healthy" | "unhealthy" => running && h == v,
-                _ => bail!("invalid filter 'health={v}': use starting, healthy, unhealthy or none"),
-            }
-        }
-        "volume" => r
-            .config
-            .volume_mounts
-            .iter()
-            .any(|m| m.name == v || m.target == v),
-        _ => {
-            bail!("invalid filter {k:?}: berth supports id, name, status, exited, label, ancestor, health, volume")
-        }
+        "Networks": c.network_settings.networks.keys().cloned().collect::<Vec<_>>().join(","),
     })
 }
 
 pub fn ps(ctx: &Ctx, a: &PsArgs) -> Result<u8> {
     let mut eng = engine(ctx)?;
-    let mut recs = eng.list()?;
-    let all = a.all || a.last.is_some() || a.latest;
-    if !all {
-        recs.retain(|r| matches!(r.state, State::Running | State::Paused | State::Restarting));
-    }
-    for f in &a.filter {
-        let mut kept = Vec::new();
-        for r in recs {
-            if matches_filter(&r, f)? {
-                kept.push(r);
-            }
-        }
-        recs = kept;
-    }
-    if let Some(n) = a.last.filter(|n| *n >= 0) {
-        recs.truncate(n as usize);
-    }
-    if a.latest {
-        recs.truncate(1);
-    }
+    let opts = berth_service::containers::ListOptions {
+        all: a.all || a.last.is_some(),
+        limit: if a.latest {
+            Some(1)
+        } else {
+            a.last.filter(|n| *n >= 0).map(|n| n as usize)
+        },
+        filters: berth_service::Filters::parse(&a.filter)?,
+    };
+    let recs = berth_service::containers::list(&mut eng, &opts)?;
     let trunc = !a.no_trunc;
     let mut out = std::io::stdout().lock();
     if a.quiet {
@@ -674,58 +573,16 @@ pub fn ps(ctx: &Ctx, a: &PsArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// `--since`/`--until`: RFC 3339, Unix seconds, or a duration back from
-/// now (`10m`, `1h30m`, `45s`).
-fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&chrono::Utc));
-    }
-    if let Ok(n) = s.parse::<f64>() {
-        return chrono::DateTime::from_timestamp(n as i64, 0).context("timestamp out of range");
-    }
-    let mut total = 0i64;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: i64 = num.parse().with_context(|| format!("invalid time {s:?}"))?;
-        num.clear();
-        total += n * match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            _ => bail!("invalid time {s:?}: use RFC 3339, Unix seconds, or a duration like 10m"),
-        };
-    }
-    if !num.is_empty() {
-        bail!("invalid time {s:?}: a duration needs a unit (s, m, h)");
-    }
-    Ok(chrono::Utc::now() - chrono::Duration::seconds(total))
-}
-
 pub fn logs(ctx: &Ctx, a: &LogsArgs) -> Result<u8> {
+    use berth_service::containers::{parse_tail, parse_time, LogsOptions};
     let mut eng = engine(ctx)?;
-    let rec = eng.get(&a.container)?;
-    let path = eng.layout(&rec.id).log();
-    let since = a.since.as_deref().map(parse_time).transpose()?;
-    let until = a.until.as_deref().map(parse_time).transpose()?;
-    let tail: Option<usize> = match a.tail.as_str() {
-        "all" | "-1" => None,
-        n => Some(
-            n.parse()
-                .with_context(|| format!("invalid --tail {n:?}: a number or \"all\""))?,
-        ),
+    let opts = LogsOptions {
+        since: a.since.as_deref().map(parse_time).transpose()?,
+        until: a.until.as_deref().map(parse_time).transpose()?,
+        tail: parse_tail(&a.tail)?,
+        follow: a.follow,
     };
-    let keep = |e: &berth_engine::logs::Entry| {
-        let t = chrono::DateTime::parse_from_rfc3339(&e.time)
-            .map(|t| t.with_timezone(&chrono::Utc))
-            .ok();
-        since.is_none_or(|s| t.is_some_and(|t| t >= s))
-            && until.is_none_or(|u| t.is_some_and(|t| t < u))
-    };
-    let print = |e: &berth_engine::logs::Entry| {
+    let mut print = |e: &berth_engine::logs::Entry| {
         let line = if a.timestamps {
             format!("{} {}", e.time, e.log)
         } else {
@@ -739,144 +596,12 @@ pub fn logs(ctx: &Ctx, a: &LogsArgs) -> Result<u8> {
             let _ = o.flush();
         }
     };
-    if rec.config.log_driver == "none" {
-        bail!("configured logging driver does not support reading");
-    }
-    let (all, mut follower) = berth_engine::logs::read(&path);
-    let entries: Vec<_> = all.into_iter().filter(|e| keep(e)).collect();
-    let skip = tail.map(|n| entries.len().saturating_sub(n)).unwrap_or(0);
-    for e in &entries[skip..] {
-        print(e);
-    }
-    if a.follow {
-        loop {
-            let running = matches!(
-                eng.get(&rec.id).map(|r| r.state),
-                Ok(State::Running | State::Paused | State::Restarting)
-            );
-            for e in follower.poll().iter().filter(|e| keep(e)) {
-                print(e);
-            }
-            if !running {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    }
+    berth_service::containers::logs(&mut eng, &a.container, &opts, &mut print)?;
     Ok(0)
 }
 
-/// Docker's Mounts list of inspect: volumes and binds.
-fn mounts_value(eng: &Engine, c: &ContainerConfig) -> Value {
-    let mut out = Vec::new();
-    for m in &c.volume_mounts {
-        out.push(json!({
-            "Type": "volume",
-            "Name": m.name,
-            "Source": berth_engine::volumes::data_dir(&eng.paths.root, &m.name),
-            "Destination": m.target,
-            "Driver": "local",
-            "Mode": if m.readonly { "ro" } else { "z" },
-            "RW": !m.readonly,
-            "Propagation": "",
-        }));
-    }
-    for v in &c.volumes {
-        let parts: Vec<&str> = v.split(':').collect();
-        if parts.len() < 2 {
-            continue;
-        }
-        let opts = parts.get(2).copied().unwrap_or("");
-        out.push(json!({
-            "Type": "bind",
-            "Source": parts[0],
-            "Destination": parts[1],
-            "Mode": opts,
-            "RW": !opts.split(',').any(|o| o == "ro" || o == "readonly"),
-            "Propagation": "rprivate",
-        }));
-    }
-    Value::Array(out)
-}
-
 fn inspect_value(eng: &Engine, r: &Record) -> Value {
-    let layout = eng.layout(&r.id);
-    let c = &r.config;
-    json!({
-        "Mounts": mounts_value(eng, c),
-        "Id": r.id,
-        "Created": r.created,
-        "Path": c.path,
-        "Args": c.args,
-        "State": {
-            "Status": r.state.as_str(),
-            "Running": matches!(r.state, State::Running | State::Paused),
-            "Paused": r.state == State::Paused,
-            "Restarting": r.state == State::Restarting,
-            "OOMKilled": r.oom_killed,
-            "Dead": r.state == State::Dead,
-            "Pid": r.pid,
-            "ExitCode": r.exit_code,
-            "Error": r.error,
-            "StartedAt": if r.started_at.is_empty() { "0001-01-01T00:00:00Z" } else { &r.started_at },
-            "FinishedAt": if r.finished_at.is_empty() { "0001-01-01T00:00:00Z" } else { &r.finished_at },
-            "Health": serde_json::from_str::<Value>(&r.health).ok(),
-        },
-        "Image": r.image_id,
-        "ResolvConfPath": layout.dir.join("resolv.conf"),
-        "HostnamePath": layout.dir.join("hostname"),
-        "HostsPath": layout.dir.join("hosts"),
-        "LogPath": layout.log(),
-        "Name": format!("/{}", r.name),
-        "RestartCount": r.restart_count,
-        "Driver": "overlay2",
-        "Platform": "linux",
-        "HostConfig": {
-            "Binds": c.volumes,
-            "NetworkMode": if c.network.is_empty() { "default" } else { c.network.as_str() },
-            "RestartPolicy": {
-                "Name": c.restart.split(':').next().unwrap_or("no"),
-                "MaximumRetryCount": c.restart.split_once(':').and_then(|(_, n)| n.parse::<i64>().ok()).unwrap_or(0),
-            },
-            "AutoRemove": c.auto_remove,
-            "CapAdd": c.cap_add,
-            "CapDrop": c.cap_drop,
-            "Privileged": c.privileged,
-            "ReadonlyRootfs": c.read_only,
-            "SecurityOpt": c.security_opt,
-            "Memory": c.memory.unwrap_or(0),
-            "NanoCpus": c.cpus.map(|x| (x * 1e9) as i64).unwrap_or(0),
-            "PidsLimit": c.pids_limit,
-            "Tmpfs": c.tmpfs,
-            "LogConfig": {
-                "Type": if c.log_driver.is_empty() { "json-file" } else { c.log_driver.as_str() },
-                "Config": c.log_opts,
-            },
-            "Init": c.init,
-        },
-        "GraphDriver": {
-            "Name": "overlay2",
-            "Data": {
-                "UpperDir": layout.upper(),
-                "WorkDir": layout.work(),
-                "MergedDir": layout.merged(),
-            }
-        },
-        "Config": {
-            "Hostname": c.hostname.clone().unwrap_or_else(|| r.id[..12].to_string()),
-            "User": c.user.clone().unwrap_or_default(),
-            "Tty": c.tty,
-            "OpenStdin": c.interactive,
-            "Env": c.env,
-            "Cmd": c.cmd,
-            "Image": r.image,
-            "WorkingDir": c.workdir.clone().unwrap_or_default(),
-            "Entrypoint": c.entrypoint.as_ref().map(|e| vec![e.clone()]),
-            "Labels": c.labels,
-            "StopSignal": c.stop_signal,
-            "StopTimeout": c.stop_timeout,
-        },
-    })
+    serde_json::to_value(berth_service::containers::inspect(eng, r)).unwrap_or(Value::Null)
 }
 
 pub fn inspect(ctx: &Ctx, a: &ContainerInspectArgs) -> Result<u8> {
@@ -937,13 +662,7 @@ pub fn inspect_any(ctx: &Ctx, a: &crate::cli::InspectArgs) -> Result<u8> {
 
 pub fn prune(ctx: &Ctx, _a: &ContainerPruneArgs) -> Result<u8> {
     let mut eng = engine(ctx)?;
-    let mut removed = Vec::new();
-    for r in eng.list()? {
-        if matches!(r.state, State::Exited | State::Created | State::Dead) {
-            eng.remove(&r.id, false, false)?;
-            removed.push(r.id);
-        }
-    }
+    let removed = berth_service::containers::prune(&mut eng)?.containers_deleted;
     if !removed.is_empty() {
         println!("Deleted Containers:");
         for id in &removed {

@@ -1724,3 +1724,68 @@ fn restarting_containers_show_as_restarting_and_stop_at_once() {
     assert!(st.starts_with("Exited (3)"), "{st}");
     b.ok(&["rm", "flap"]);
 }
+
+/// `ps --filter`: values of one key are alternatives, different keys all
+/// apply (docker's rule); an unknown key names the ones berth knows.
+#[test]
+fn ps_filters_of_one_key_are_alternatives() {
+    let b = Berth::with_busybox();
+    b.ok(&[
+        "create",
+        "--name",
+        "made",
+        "-l",
+        "k=v",
+        "busybox:1.35",
+        "true",
+    ]);
+    b.ok(&["run", "--name", "ran", "-l", "k=v", "busybox:1.35", "true"]);
+    b.ok(&["create", "--name", "other", "busybox:1.35", "true"]);
+    let names = |filters: &[&str]| {
+        let mut args = vec!["ps", "-a", "--format", "{{.Names}}"];
+        for f in filters {
+            args.extend(["--filter", f]);
+        }
+        let mut v: Vec<String> = b.ok(&args).lines().map(String::from).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        names(&["status=created", "status=exited"]),
+        ["made", "other", "ran"]
+    );
+    assert_eq!(
+        names(&["status=created", "status=exited", "label=k=v"]),
+        ["made", "ran"]
+    );
+    assert_eq!(names(&["status=exited", "label=k"]), ["ran"]);
+    let r = b.run(&["ps", "--filter", "colour=red"]);
+    assert!(!r.success());
+    r.one_error_line(&["colour", "status", "label"]);
+}
+
+/// `run --pull never` with an image the store lacks: exit 125, the image
+/// named, nothing pulled or created; a bad policy is a usage error.
+#[test]
+fn run_pull_never_refuses_a_missing_image() {
+    let b = Berth::with_busybox();
+    let r = b.run(&["run", "--pull", "never", "127.0.0.1:1/none/such:1", "true"]);
+    assert_eq!(r.code, Some(125), "{r}");
+    r.one_error_line(&["No such image", "none/such"]);
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "busybox:1.35",
+            "echo",
+            "ok"
+        ]),
+        "ok\n"
+    );
+    let r = b.run(&["run", "--pull", "sometimes", "busybox:1.35", "true"]);
+    assert_eq!(r.code, Some(125), "{r}");
+    assert!(r.stderr.contains("sometimes"), "{r}");
+}

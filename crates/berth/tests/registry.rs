@@ -1685,6 +1685,30 @@ fn a_mixed_load_of_good_and_bad_clients() {
     assert_eq!(walk(&s.storage.join("uploads")), 0, "uploads left behind");
 }
 
+/// `run --pull always` pulls even an image the store has, and sees the
+/// registry's newer tag; the default (missing) does not pull it again.
+#[test]
+fn run_pull_always_takes_the_registrys_tag() {
+    let s = Server::start();
+    let a = Berth::with_busybox();
+    let name = format!("{}/pol/app:1", s.addr);
+    let df = a.path("Dockerfile");
+    std::fs::write(&df, "FROM busybox:1.35\nRUN echo one > /v\n").unwrap();
+    a.ok(&["build", "-q", "-t", &name, a.work.to_str().unwrap()]);
+    a.ok(&["push", &name]);
+    let b = Berth::new();
+    assert_eq!(b.ok(&["run", "--rm", &name, "cat", "/v"]), "one\n");
+    std::fs::write(&df, "FROM busybox:1.35\nRUN echo two > /v\n").unwrap();
+    a.ok(&["build", "-q", "-t", &name, a.work.to_str().unwrap()]);
+    a.ok(&["push", &name]);
+    let r = b.run(&["run", "--rm", &name, "cat", "/v"]);
+    assert_eq!(r.stdout, "one\n", "{r}");
+    assert!(!r.stderr.contains("Pulling"), "{r}");
+    let r = b.run(&["run", "--rm", "--pull", "always", &name, "cat", "/v"]);
+    assert_eq!(r.stdout, "two\n", "{r}");
+    assert!(!r.stderr.contains("Unable to find image"), "{r}");
+}
+
 #[test]
 fn a_push_mounts_layers_the_registry_has_in_another_repository() {
     let s = Server::start();

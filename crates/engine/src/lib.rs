@@ -42,6 +42,9 @@ pub enum EngineError {
     Invalid(String),
     #[error("No such container: {0}")]
     NoSuchContainer(String),
+    /// The image is not in the store (a front end decides whether to pull).
+    #[error("No such image: {0}")]
+    NoSuchImage(String),
     #[error("multiple containers match {0:?}: give more of the id")]
     Ambiguous(String),
     #[error("Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name.")]

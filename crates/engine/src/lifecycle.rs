@@ -104,12 +104,11 @@ impl Engine {
         let img = match self.store.resolve(image) {
             Ok(i) => i,
             Err(berth_image::store::StoreError::NoSuchImage(_)) => {
-                return Err(EngineError::Invalid(format!(
-                    "Unable to find image '{}' locally: no registry to pull from yet; load it with `berth load`",
+                return Err(EngineError::NoSuchImage(
                     berth_image::reference::Reference::parse(image)
                         .map(|r| r.familiar())
-                        .unwrap_or_else(|_| image.to_string())
-                )))
+                        .unwrap_or_else(|_| image.to_string()),
+                ))
             }
             Err(e) => return Err(e.into()),
         };

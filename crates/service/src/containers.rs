@@ -1,0 +1,636 @@
+//! Containers as the Engine API shows them: summaries (`GET
+//! /containers/json`, `ps`), inspect views, status texts, list filters,
+//! logs and prune; and the image a new container needs, by pull policy.
+
+use std::collections::BTreeMap;
+
+use berth_engine::config::ContainerConfig;
+use berth_engine::{Engine, Record, State};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::filters::Filters;
+use crate::pull::PullPolicy;
+use crate::units::human_duration;
+use crate::{Error, Result};
+
+/// One container of a list (the Engine API's `ContainerSummary`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerSummary {
+    pub id: String,
+    /// With docker's leading slash.
+    pub names: Vec<String>,
+    /// As the user named it.
+    pub image: String,
+    #[serde(rename = "ImageID")]
+    pub image_id: String,
+    /// The process and its arguments, as one string.
+    pub command: String,
+    /// Unix seconds.
+    pub created: i64,
+    pub state: String,
+    /// docker ps's STATUS: "Up 5 minutes (healthy)", "Exited (0) 2 hours ago".
+    pub status: String,
+    pub ports: Vec<Value>,
+    pub labels: BTreeMap<String, String>,
+    pub mounts: Vec<MountPoint>,
+    pub host_config: SummaryHostConfig,
+    pub network_settings: SummaryNetworks,
+    /// The creation time as recorded (RFC 3339 with nanoseconds), for
+    /// front ends that show it as such.
+    #[serde(skip)]
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SummaryHostConfig {
+    pub network_mode: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SummaryNetworks {
+    pub networks: BTreeMap<String, Value>,
+}
+
+/// A mount of a container (the Engine API's `MountPoint`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MountPoint {
+    #[serde(rename = "Type")]
+    pub typ: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub source: String,
+    pub destination: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    pub mode: String,
+    #[serde(rename = "RW")]
+    pub rw: bool,
+    pub propagation: String,
+}
+
+/// What to list (`ps`, `GET /containers/json`).
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// Stopped and created ones too.
+    pub all: bool,
+    /// The newest N (any state, as docker's `--last`).
+    pub limit: Option<usize>,
+    pub filters: Filters,
+}
+
+/// Keys `ps --filter` knows.
+const FILTERS: &[&str] = &[
+    "id", "name", "status", "exited", "label", "ancestor", "health", "volume",
+];
+
+fn secs_since(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())
+        .unwrap_or(0)
+}
+
+fn unix(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| t.timestamp())
+        .unwrap_or(0)
+}
+
+/// docker ps's STATUS text.
+pub fn status_text(r: &Record) -> String {
+    match r.state {
+        State::Created => "Created".into(),
+        State::Running | State::Paused => {
+            let up = human_duration(secs_since(&r.started_at));
+            let mut s = format!("Up {up}");
+            if r.state == State::Paused {
+                s.push_str(" (Paused)");
+            }
+            match berth_engine::health::status_of(&r.health).as_str() {
+                "" => {}
+                "starting" => s.push_str(" (health: starting)"),
+                h => s.push_str(&format!(" ({h})")),
+            }
+            s
+        }
+        State::Restarting => format!(
+            "Restarting ({}) {} ago",
+            r.exit_code,
+            human_duration(secs_since(&r.finished_at))
+        ),
+        State::Exited => format!(
+            "Exited ({}) {} ago",
+            r.exit_code,
+            human_duration(secs_since(&r.finished_at))
+        ),
+        State::Dead => "Dead".into(),
+    }
+}
+
+fn network_mode(c: &ContainerConfig) -> String {
+    if c.network.is_empty() {
+        "none".into()
+    } else {
+        c.network.clone()
+    }
+}
+
+/// The summary of one container.
+pub fn summary(eng: &Engine, r: &Record) -> ContainerSummary {
+    let mut parts = vec![r.config.path.clone()];
+    parts.extend(r.config.args.iter().cloned());
+    let net = network_mode(&r.config);
+    ContainerSummary {
+        id: r.id.clone(),
+        names: vec![format!("/{}", r.name)],
+        image: r.image.clone(),
+        image_id: r.image_id.clone(),
+        command: parts.join(" "),
+        created: unix(&r.created),
+        state: r.state.as_str().to_string(),
+        status: status_text(r),
+        ports: Vec::new(),
+        labels: r.config.labels.clone(),
+        mounts: mounts(eng, &r.config),
+        host_config: SummaryHostConfig {
+            network_mode: net.clone(),
+        },
+        network_settings: SummaryNetworks {
+            networks: BTreeMap::from([(net, Value::Object(Default::default()))]),
+        },
+        created_at: r.created.clone(),
+    }
+}
+
+fn matches(r: &Record, k: &str, v: &str) -> Result<bool> {
+    Ok(match k {
+        "id" => r.id.starts_with(v),
+        "name" => r.name.contains(v),
+        "status" => r.state.as_str() == v,
+        "exited" => r.state == State::Exited && r.exit_code.to_string() == v,
+        "label" => match v.split_once('=') {
+            Some((lk, lv)) => r.config.labels.get(lk).is_some_and(|x| x == lv),
+            None => r.config.labels.contains_key(v),
+        },
+        "ancestor" => r.image == v || r.image_id.contains(v),
+        "health" => {
+            let h = berth_engine::health::status_of(&r.health);
+            let running = matches!(r.state, State::Running | State::Paused);
+            match v {
+                "none" => h.is_empty(),
+                "starting" | "healthy" | "unhealthy" => running && h == v,
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "invalid filter 'health={v}': use starting, healthy, unhealthy or none"
+                    )))
+                }
+            }
+        }
+        "volume" => r
+            .config
+            .volume_mounts
+            .iter()
+            .any(|m| m.name == v || m.target == v),
+        _ => unreachable!("keys are checked first"),
+    })
+}
+
+/// The containers `opts` asks for, newest first.
+pub fn list(eng: &mut Engine, opts: &ListOptions) -> Result<Vec<ContainerSummary>> {
+    opts.filters.check_keys(FILTERS, "berth ps")?;
+    let mut recs = eng.list()?;
+    if !opts.all && opts.limit.is_none() {
+        recs.retain(|r| matches!(r.state, State::Running | State::Paused | State::Restarting));
+    }
+    let mut kept = Vec::new();
+    for r in recs {
+        if opts.filters.matches(|k, v| matches(&r, k, v))? {
+            kept.push(r);
+        }
+    }
+    if let Some(n) = opts.limit {
+        kept.truncate(n);
+    }
+    Ok(kept.iter().map(|r| summary(eng, r)).collect())
+}
+
+/// Docker's Mounts: volumes, then binds.
+pub fn mounts(eng: &Engine, c: &ContainerConfig) -> Vec<MountPoint> {
+    let mut out = Vec::new();
+    for m in &c.volume_mounts {
+        out.push(MountPoint {
+            typ: "volume".into(),
+            name: Some(m.name.clone()),
+            source: berth_engine::volumes::data_dir(&eng.paths.root, &m.name)
+                .display()
+                .to_string(),
+            destination: m.target.clone(),
+            driver: Some("local".into()),
+            mode: if m.readonly { "ro" } else { "z" }.into(),
+            rw: !m.readonly,
+            propagation: String::new(),
+        });
+    }
+    for v in &c.volumes {
+        let parts: Vec<&str> = v.split(':').collect();
+        if parts.len() < 2 {
+            continue;
+        }
+        let opts = parts.get(2).copied().unwrap_or("");
+        out.push(MountPoint {
+            typ: "bind".into(),
+            name: None,
+            source: parts[0].into(),
+            destination: parts[1].into(),
+            driver: None,
+            mode: opts.into(),
+            rw: !opts.split(',').any(|o| o == "ro" || o == "readonly"),
+            propagation: "rprivate".into(),
+        });
+    }
+    out
+}
+
+/// A container as `inspect` shows it (the Engine API's
+/// `ContainerInspectResponse`, the fields berth has).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerInspect {
+    pub mounts: Vec<MountPoint>,
+    pub id: String,
+    pub created: String,
+    pub path: String,
+    pub args: Vec<String>,
+    pub state: ContainerState,
+    pub image: String,
+    pub resolv_conf_path: String,
+    pub hostname_path: String,
+    pub hosts_path: String,
+    pub log_path: String,
+    pub name: String,
+    pub restart_count: i64,
+    pub driver: String,
+    pub platform: String,
+    pub host_config: HostConfig,
+    pub graph_driver: GraphDriver,
+    pub config: Config,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerState {
+    pub status: String,
+    pub running: bool,
+    pub paused: bool,
+    pub restarting: bool,
+    #[serde(rename = "OOMKilled")]
+    pub oom_killed: bool,
+    pub dead: bool,
+    pub pid: i32,
+    pub exit_code: i32,
+    pub error: String,
+    pub started_at: String,
+    pub finished_at: String,
+    /// Docker's State.Health as the health checker records it.
+    pub health: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RestartPolicy {
+    pub name: String,
+    pub maximum_retry_count: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LogConfig {
+    #[serde(rename = "Type")]
+    pub typ: String,
+    pub config: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HostConfig {
+    pub binds: Vec<String>,
+    pub network_mode: String,
+    pub restart_policy: RestartPolicy,
+    pub auto_remove: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub readonly_rootfs: bool,
+    pub security_opt: Vec<String>,
+    pub memory: i64,
+    pub nano_cpus: i64,
+    pub pids_limit: Option<i64>,
+    pub tmpfs: Vec<String>,
+    pub log_config: LogConfig,
+    pub init: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GraphDriver {
+    pub name: String,
+    pub data: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Config {
+    pub hostname: String,
+    pub user: String,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub env: Vec<String>,
+    pub cmd: Vec<String>,
+    pub image: String,
+    pub working_dir: String,
+    pub entrypoint: Option<Vec<String>>,
+    pub labels: BTreeMap<String, String>,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<i64>,
+}
+
+fn time_or_zero(t: &str) -> String {
+    if t.is_empty() {
+        "0001-01-01T00:00:00Z".into()
+    } else {
+        t.to_string()
+    }
+}
+
+/// The inspect view of one container.
+pub fn inspect(eng: &Engine, r: &Record) -> ContainerInspect {
+    let layout = eng.layout(&r.id);
+    let c = &r.config;
+    let path = |p: std::path::PathBuf| p.display().to_string();
+    ContainerInspect {
+        mounts: mounts(eng, c),
+        id: r.id.clone(),
+        created: r.created.clone(),
+        path: c.path.clone(),
+        args: c.args.clone(),
+        state: ContainerState {
+            status: r.state.as_str().into(),
+            running: matches!(r.state, State::Running | State::Paused),
+            paused: r.state == State::Paused,
+            restarting: r.state == State::Restarting,
+            oom_killed: r.oom_killed,
+            dead: r.state == State::Dead,
+            pid: r.pid,
+            exit_code: r.exit_code,
+            error: r.error.clone(),
+            started_at: time_or_zero(&r.started_at),
+            finished_at: time_or_zero(&r.finished_at),
+            health: serde_json::from_str::<Value>(&r.health).ok(),
+        },
+        image: r.image_id.clone(),
+        resolv_conf_path: path(layout.dir.join("resolv.conf")),
+        hostname_path: path(layout.dir.join("hostname")),
+        hosts_path: path(layout.dir.join("hosts")),
+        log_path: path(layout.log()),
+        name: format!("/{}", r.name),
+        restart_count: r.restart_count,
+        driver: "overlay2".into(),
+        platform: "linux".into(),
+        host_config: HostConfig {
+            binds: c.volumes.clone(),
+            network_mode: if c.network.is_empty() {
+                "default".into()
+            } else {
+                c.network.clone()
+            },
+            restart_policy: RestartPolicy {
+                name: c.restart.split(':').next().unwrap_or("no").into(),
+                maximum_retry_count: c
+                    .restart
+                    .split_once(':')
+                    .and_then(|(_, n)| n.parse::<i64>().ok())
+                    .unwrap_or(0),
+            },
+            auto_remove: c.auto_remove,
+            cap_add: c.cap_add.clone(),
+            cap_drop: c.cap_drop.clone(),
+            privileged: c.privileged,
+            readonly_rootfs: c.read_only,
+            security_opt: c.security_opt.clone(),
+            memory: c.memory.unwrap_or(0),
+            nano_cpus: c.cpus.map(|x| (x * 1e9) as i64).unwrap_or(0),
+            pids_limit: c.pids_limit,
+            tmpfs: c.tmpfs.clone(),
+            log_config: LogConfig {
+                typ: if c.log_driver.is_empty() {
+                    "json-file".into()
+                } else {
+                    c.log_driver.clone()
+                },
+                config: c.log_opts.clone(),
+            },
+            init: c.init,
+        },
+        graph_driver: GraphDriver {
+            name: "overlay2".into(),
+            data: BTreeMap::from([
+                ("UpperDir".to_string(), path(layout.upper())),
+                ("WorkDir".to_string(), path(layout.work())),
+                ("MergedDir".to_string(), path(layout.merged())),
+            ]),
+        },
+        config: Config {
+            hostname: c.hostname.clone().unwrap_or_else(|| r.id[..12].to_string()),
+            user: c.user.clone().unwrap_or_default(),
+            tty: c.tty,
+            open_stdin: c.interactive,
+            env: c.env.clone(),
+            cmd: c.cmd.clone(),
+            image: r.image.clone(),
+            working_dir: c.workdir.clone().unwrap_or_default(),
+            entrypoint: c.entrypoint.as_ref().map(|e| vec![e.clone()]),
+            labels: c.labels.clone(),
+            stop_signal: c.stop_signal.clone(),
+            stop_timeout: c.stop_timeout,
+        },
+    }
+}
+
+/// What `container prune` removed (the Engine API's `ContainerPruneResponse`).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PruneReport {
+    pub containers_deleted: Vec<String>,
+    pub space_reclaimed: u64,
+}
+
+/// Removes every container that is not running.
+pub fn prune(eng: &mut Engine) -> Result<PruneReport> {
+    let mut report = PruneReport::default();
+    for r in eng.list()? {
+        if matches!(r.state, State::Exited | State::Created | State::Dead) {
+            eng.remove(&r.id, false, false)?;
+            report.containers_deleted.push(r.id);
+        }
+    }
+    Ok(report)
+}
+
+/// Which log lines to give (`logs`, `GET /containers/{id}/logs`).
+#[derive(Debug, Clone, Default)]
+pub struct LogsOptions {
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// The last N lines only.
+    pub tail: Option<usize>,
+    /// Then new lines until the container stops.
+    pub follow: bool,
+}
+
+/// `--since`/`--until`: RFC 3339, Unix seconds, or a duration back from
+/// now (`10m`, `1h30m`, `45s`).
+pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    if let Ok(n) = s.parse::<f64>() {
+        return chrono::DateTime::from_timestamp(n as i64, 0)
+            .ok_or_else(|| Error::invalid(format!("invalid time {s:?}: timestamp out of range")));
+    }
+    let mut total = 0i64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: i64 = num
+            .parse()
+            .map_err(|_| Error::invalid(format!("invalid time {s:?}")))?;
+        num.clear();
+        total += n * match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "invalid time {s:?}: use RFC 3339, Unix seconds, or a duration like 10m"
+                )))
+            }
+        };
+    }
+    if !num.is_empty() {
+        return Err(Error::invalid(format!(
+            "invalid time {s:?}: a duration needs a unit (s, m, h)"
+        )));
+    }
+    Ok(chrono::Utc::now() - chrono::Duration::seconds(total))
+}
+
+/// `--tail`: a number, or "all".
+pub fn parse_tail(s: &str) -> Result<Option<usize>> {
+    match s {
+        "all" | "-1" => Ok(None),
+        n => n
+            .parse()
+            .map(Some)
+            .map_err(|_| Error::invalid(format!("invalid --tail {n:?}: a number or \"all\""))),
+    }
+}
+
+/// Gives the container's log entries `opts` selects to `sink`, in order;
+/// with `follow`, new ones until the container is no longer running.
+pub fn logs(
+    eng: &mut Engine,
+    container: &str,
+    opts: &LogsOptions,
+    sink: &mut dyn FnMut(&berth_engine::logs::Entry),
+) -> Result<()> {
+    let rec = eng.get(container)?;
+    if rec.config.log_driver == "none" {
+        return Err(Error::invalid(
+            "configured logging driver does not support reading",
+        ));
+    }
+    let path = eng.layout(&rec.id).log();
+    let keep = |e: &berth_engine::logs::Entry| {
+        let t = chrono::DateTime::parse_from_rfc3339(&e.time)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .ok();
+        opts.since.is_none_or(|s| t.is_some_and(|t| t >= s))
+            && opts.until.is_none_or(|u| t.is_some_and(|t| t < u))
+    };
+    let (all, mut follower) = berth_engine::logs::read(&path);
+    let entries: Vec<_> = all.into_iter().filter(|e| keep(e)).collect();
+    let skip = opts
+        .tail
+        .map(|n| entries.len().saturating_sub(n))
+        .unwrap_or(0);
+    for e in &entries[skip..] {
+        sink(e);
+    }
+    if opts.follow {
+        loop {
+            let running = matches!(
+                eng.get(&rec.id).map(|r| r.state),
+                Ok(State::Running | State::Paused | State::Restarting)
+            );
+            for e in follower.poll().iter().filter(|e| keep(e)) {
+                sink(e);
+            }
+            if !running {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure the store has `image` as `policy` says, pulling it
+/// (progress to `progress`; "Unable to find image ... locally" first, as
+/// docker says it) when it is missing or `Always`.
+pub fn ensure_image(
+    eng: &mut Engine,
+    image: &str,
+    policy: PullPolicy,
+    progress: &dyn berth_registry::progress::Progress,
+) -> Result<()> {
+    let present = eng.store.resolve(image).is_ok();
+    let pull = match policy {
+        PullPolicy::Never => false,
+        PullPolicy::Missing => !present,
+        PullPolicy::Always => true,
+    };
+    let Ok(r) = berth_image::reference::Reference::parse(image) else {
+        // Not a name (an id prefix): create reports it missing.
+        return Ok(());
+    };
+    if !pull {
+        if !present {
+            return Err(Error::not_found(format!(
+                "No such image: {} (and --pull=never)",
+                r.familiar()
+            )));
+        }
+        return Ok(());
+    }
+    if let Err(e) = berth_registry::client::Client::for_reference(&r, "pull") {
+        return Err(Error::new(
+            crate::ErrorKind::NotFound,
+            format!(
+                "Unable to find image '{}' locally, and it cannot be pulled: {e}",
+                r.familiar()
+            ),
+        ));
+    }
+    if !present {
+        progress.line(&format!("Unable to find image '{}' locally", r.familiar()));
+    }
+    berth_registry::client::pull(&mut eng.store, &r, progress)?;
+    Ok(())
+}
