@@ -624,37 +624,23 @@ pub fn inspect(ctx: &Ctx, a: &ContainerInspectArgs) -> Result<u8> {
 /// `berth inspect`: containers first, then images, then volumes (or only
 /// the `--type` asked for), as docker looks them up.
 pub fn inspect_any(ctx: &Ctx, a: &crate::cli::InspectArgs) -> Result<u8> {
-    let kind = a.kind.as_deref();
-    if let Some(k) = kind {
-        if !matches!(k, "container" | "image" | "volume") {
-            bail!("{k:?} is not a valid value for --type: use container, image or volume");
-        }
-    }
-    let want = |k: &str| kind.is_none_or(|x| x == k);
+    let kind = a
+        .kind
+        .as_deref()
+        .map(str::parse::<berth_service::objects::ObjectKind>)
+        .transpose()?;
     let mut eng = engine(ctx)?;
     let mut values = Vec::new();
     let mut failed = false;
     for name in &a.names {
-        if want("container") {
-            if let Ok(r) = eng.get(name) {
-                values.push(inspect_value(&eng, &r));
-                continue;
+        match berth_service::objects::inspect(&mut eng, name, kind) {
+            Ok(v) => values.push(v),
+            Err(e) if e.kind() == berth_service::ErrorKind::NotFound => {
+                eprintln!("Error: {e}");
+                failed = true;
             }
+            Err(e) => return Err(e.into()),
         }
-        if want("image") {
-            if let Ok(img) = eng.store.resolve(name) {
-                values.push(berth_image::inspect::inspect(&eng.store, &img)?);
-                continue;
-            }
-        }
-        if want("volume") {
-            if let Some(v) = eng.volume_get(name)? {
-                values.push(crate::volumes::value(&eng, &v));
-                continue;
-            }
-        }
-        eprintln!("Error: No such object: {name}");
-        failed = true;
     }
     output::print_objects(&values, a.format.as_deref())?;
     Ok(if failed { 1 } else { 0 })

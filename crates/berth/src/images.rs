@@ -10,8 +10,9 @@ use serde_json::{json, Value};
 use berth_image::gc::{self, Removed};
 use berth_image::load::{self, Input};
 use berth_image::reference::Reference;
-use berth_image::store::{ImageRecord, Store};
+use berth_image::store::Store;
 use berth_image::{import, inspect as insp, save};
+use berth_service::images::ImageSummary;
 
 use crate::cli::{
     FormatArgs, HistoryArgs, ImagesArgs, ImportArgs, InspectArgs, LoadArgs, PruneArgs, RmiArgs,
@@ -48,236 +49,102 @@ fn print_format(format: &str, items: &[Value]) -> Result<()> {
 }
 
 pub fn version(a: &FormatArgs) -> Result<()> {
-    let v = json!({
-        "Client": {
-            "Version": env!("CARGO_PKG_VERSION"),
-            "Os": std::env::consts::OS,
-            "Arch": std::env::consts::ARCH,
-        }
-    });
+    let c = berth_service::system::version();
+    let v = json!({ "Client": c });
     match &a.format {
         Some(f) if f == "json" => println!("{}", serde_json::to_string(&v)?),
         Some(f) => println!("{}", Template::parse(f)?.render(&v)?),
         None => {
             println!("Client:");
-            println!(" Version:    {}", env!("CARGO_PKG_VERSION"));
-            println!(
-                " OS/Arch:    {}/{}",
-                std::env::consts::OS,
-                std::env::consts::ARCH
-            );
+            println!(" Version:    {}", c.version);
+            println!(" OS/Arch:    {}/{}", c.os, c.arch);
         }
     }
     Ok(())
-}
-
-fn cgroup_version() -> &'static str {
-    let unified = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    let hybrid = std::path::Path::new("/sys/fs/cgroup/unified").exists();
-    match (unified, hybrid) {
-        (true, _) => "2",
-        (false, true) => "1 (hybrid)",
-        _ => "1",
-    }
 }
 
 pub fn info(ctx: &Ctx, a: &FormatArgs) -> Result<()> {
     let store = ctx.store()?;
-    let images = store.images()?;
-    let uname = rustix_uname();
-    let v = json!({
-        "Images": images.len(),
-        "Driver": "overlay",
-        "DockerRootDir": ctx.root.display().to_string(),
-        "RunRoot": ctx.runroot.display().to_string(),
-        "CgroupVersion": cgroup_version(),
-        "KernelVersion": uname.1,
-        "OperatingSystem": uname.0,
-        "Architecture": std::env::consts::ARCH,
-        "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "ServerVersion": env!("CARGO_PKG_VERSION"),
-    });
+    let i =
+        berth_service::system::info(&berth_engine::Paths::new(&ctx.root, &ctx.runroot), &store)?;
+    let v = serde_json::to_value(&i)?;
     match &a.format {
         Some(f) if f == "json" => println!("{}", serde_json::to_string(&v)?),
         Some(f) => println!("{}", Template::parse(f)?.render(&v)?),
         None => {
-            println!("Server Version: {}", env!("CARGO_PKG_VERSION"));
-            println!("Images: {}", images.len());
-            println!("Storage Driver: overlay");
-            println!("Root Dir: {}", ctx.root.display());
-            println!("Run Root: {}", ctx.runroot.display());
-            println!("Cgroup Version: {}", cgroup_version());
-            println!("Kernel Version: {}", uname.1);
-            println!("Architecture: {}", std::env::consts::ARCH);
-            println!("CPUs: {}", v["NCPU"]);
+            println!("Server Version: {}", i.server_version);
+            println!("Images: {}", i.images);
+            println!("Storage Driver: {}", i.driver);
+            println!("Root Dir: {}", i.docker_root_dir);
+            println!("Run Root: {}", i.run_root);
+            println!("Cgroup Version: {}", i.cgroup_version);
+            println!("Kernel Version: {}", i.kernel_version);
+            println!("Architecture: {}", i.architecture);
+            println!("CPUs: {}", i.ncpu);
         }
     }
     Ok(())
 }
 
-fn rustix_uname() -> (String, String) {
-    let os = std::fs::read_to_string("/etc/os-release")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("PRETTY_NAME=")
-                    .map(|v| v.trim_matches('"').to_string())
-            })
-        })
-        .unwrap_or_else(|| "Linux".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    (os, kernel)
-}
-
-/// One row of `berth images`.
-struct Row<'a> {
-    image: &'a ImageRecord,
-    tag: Option<&'a Reference>,
-}
-
-fn glob_match(pattern: &str, s: &str) -> bool {
-    fn go(p: &[u8], s: &[u8]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && go(p, &s[1..])),
-            (Some(b'?'), Some(c)) if *c != b'/' => go(&p[1..], &s[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
-            _ => false,
-        }
-    }
-    go(pattern.as_bytes(), s.as_bytes())
-}
-
-fn image_labels(store: &Store, image: &ImageRecord) -> Result<Value> {
-    let cfg = insp::config_json(store, image)?;
-    Ok(cfg
-        .pointer("/config/Labels")
-        .cloned()
-        .unwrap_or(Value::Null))
-}
-
-fn row_matches(store: &Store, row: &Row<'_>, filters: &[String]) -> Result<bool> {
-    for f in filters {
-        let (key, value) = f.split_once('=').unwrap_or((f.as_str(), ""));
-        let ok = match key {
-            "dangling" => {
-                let want = match value {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    _ => bail!("invalid filter 'dangling={value}': use true or false"),
-                };
-                row.image.tags.is_empty() == want
-            }
-            "reference" => row.tag.is_some_and(|t| {
-                glob_match(value, &t.familiar_name()) || glob_match(value, &t.familiar())
-            }),
-            "label" => {
-                let labels = image_labels(store, row.image)?;
-                let (k, v) = value.split_once('=').map_or((value, None), |(k, v)| (k, Some(v)));
-                match (labels.get(k), v) {
-                    (Some(_), None) => true,
-                    (Some(actual), Some(v)) => actual.as_str() == Some(v),
-                    _ => false,
-                }
-            }
-            "before" | "since" => {
-                let other = store.resolve(value)?;
-                if key == "before" {
-                    row.image.created < other.created
-                } else {
-                    row.image.created > other.created
-                }
-            }
-            _ => bail!("invalid filter '{key}': berth images accepts dangling, reference, label, before and since"),
-        };
-        if !ok {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
 pub fn list(ctx: &Ctx, a: &ImagesArgs) -> Result<()> {
     let store = ctx.store()?;
-    let images = store.images()?;
-    let mut filters = a.filter.clone();
+    let mut filters = berth_service::Filters::parse(&a.filter)?;
     if let Some(repo) = &a.repository {
-        filters.push(format!("reference={repo}"));
+        filters.add("reference", repo);
     }
-    let mut rows = Vec::new();
-    for image in &images {
-        let candidates: Vec<Row<'_>> = if image.tags.is_empty() {
-            vec![Row { image, tag: None }]
-        } else {
-            image
-                .tags
-                .iter()
-                .map(|t| Row {
-                    image,
-                    tag: Some(t),
-                })
-                .collect()
-        };
-        for row in candidates {
-            if row_matches(&store, &row, &filters)? {
-                rows.push(row);
-            }
-        }
-    }
-    let id_of = |img: &ImageRecord| {
+    let images = berth_service::images::list(&store, &filters)?;
+    let id_of = |img: &ImageSummary| {
         if a.no_trunc {
-            img.id.to_string()
+            img.id.clone()
         } else {
-            img.id.short().to_string()
+            short_id(&img.id)
         }
     };
     if a.quiet {
-        let mut seen = std::collections::HashSet::new();
-        for r in &rows {
-            if seen.insert(&r.image.id) {
-                println!("{}", id_of(r.image));
-            }
+        for img in &images {
+            println!("{}", id_of(img));
         }
         return Ok(());
     }
-    let values: Vec<Value> = rows
-        .iter()
-        .map(|r| {
+    // One row per tag (or one <none> row), as docker's table.
+    let mut values: Vec<Value> = Vec::new();
+    for img in &images {
+        let tags: Vec<Option<&Reference>> = if img.tags.is_empty() {
+            vec![None]
+        } else {
+            img.tags.iter().map(Some).collect()
+        };
+        for tag in tags {
             // The digest this row's repository knows the image by, as
             // docker shows it; <none> for an image never pulled or pushed
             // there.
-            let digest = r
-                .tag
+            let digest = tag
                 .and_then(|t| {
-                    let name = t.familiar_name();
-                    store
-                        .repo_digests(&r.image.id)
-                        .ok()?
-                        .into_iter()
-                        .find_map(|rd| Some(rd.strip_prefix(&format!("{name}@"))?.to_string()))
+                    let prefix = format!("{}@", t.familiar_name());
+                    img.repo_digests
+                        .iter()
+                        .find_map(|rd| Some(rd.strip_prefix(&prefix)?.to_string()))
                 })
                 .unwrap_or_else(|| "<none>".to_string());
-            let (repo, tag) = match r.tag {
+            let (repo, tag) = match tag {
                 Some(t) => (t.familiar_name(), t.tag().unwrap_or("<none>").to_string()),
                 None => ("<none>".to_string(), "<none>".to_string()),
             };
-            json!({
+            values.push(json!({
                 "Containers": "N/A",
-                "CreatedAt": r.image.created.clone().unwrap_or_default(),
-                "CreatedSince": ago(r.image.created.as_deref()),
+                "CreatedAt": img.created_at.clone().unwrap_or_default(),
+                "CreatedSince": ago(img.created_at.as_deref()),
                 "Digest": digest,
-                "ID": id_of(r.image),
+                "ID": id_of(img),
                 "Repository": repo,
                 "SharedSize": "N/A",
-                "Size": human_size(r.image.size),
+                "Size": human_size(img.size),
                 "Tag": tag,
                 "UniqueSize": "N/A",
-                "VirtualSize": human_size(r.image.size),
-            })
-        })
-        .collect();
+                "VirtualSize": human_size(img.size),
+            }));
+        }
+    }
     match a.format.as_deref() {
         Some("table") | None => {
             let mut header = vec!["REPOSITORY", "TAG"];
@@ -528,15 +395,14 @@ pub fn prune(ctx: &Ctx, a: &PruneArgs, system: bool) -> Result<()> {
         }
     }
     let mut store = ctx.store()?;
-    // What killed builds left (their steps' processes, mounts, cgroups).
-    berth_build::sweep_leftovers(
+    let report = berth_service::images::prune(
         &berth_engine::Paths::new(&ctx.root, &ctx.runroot),
         &mut store,
-    );
-    let (removed, report) = gc::prune_images(&mut store, a.all)?;
-    if !removed.is_empty() {
+        a.all,
+    )?;
+    if !report.images_deleted.is_empty() {
         println!("Deleted Images:");
-        for r in &removed {
+        for r in &report.images_deleted {
             match r {
                 Removed::Untagged(t) => println!("untagged: {t}"),
                 Removed::Deleted(d) => println!("deleted: {d}"),
@@ -544,7 +410,10 @@ pub fn prune(ctx: &Ctx, a: &PruneArgs, system: bool) -> Result<()> {
         }
         println!();
     }
-    println!("Total reclaimed space: {}", human_size(report.bytes));
+    println!(
+        "Total reclaimed space: {}",
+        human_size(report.space_reclaimed)
+    );
     Ok(())
 }
 

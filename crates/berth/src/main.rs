@@ -159,15 +159,14 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Build(a) => return build(&ctx, &a),
         Command::Builder(cli::BuilderCommand::Prune { .. }) => {
             let mut store = ctx.store()?;
-            berth_build::sweep_leftovers(
+            let report = berth_service::images::prune_build_cache(
                 &berth_engine::Paths::new(&ctx.root, &ctx.runroot),
                 &mut store,
-            );
-            let cache = berth_build::cache::Cache::open(store.root())?;
-            let (steps, report) = cache.prune(&mut store)?;
+            )?;
             println!(
-                "Deleted build cache objects: {steps}\nTotal reclaimed space: {}",
-                output::human_size(report.bytes)
+                "Deleted build cache objects: {}\nTotal reclaimed space: {}",
+                report.caches_deleted,
+                output::human_size(report.space_reclaimed)
             );
             return Ok(0);
         }
@@ -198,9 +197,7 @@ fn progress(quiet: bool) -> Box<dyn berth_registry::progress::Progress> {
 /// codes (1 for a failed build).
 fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
     use anyhow::Context as _;
-    if let Some(p) = a.platform.as_deref().filter(|p| *p != "linux/amd64") {
-        anyhow::bail!("--platform {p}: berth builds for linux/amd64 only");
-    }
+    use std::io::IsTerminal as _;
     // `-`: a tar archive (or a lone Dockerfile) on stdin.
     let stdin_ctx = if a.context.as_os_str() == "-" {
         Some(berth_build::context::from_reader(
@@ -249,32 +246,7 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
         Some(o) => Some(parse_output(o)?),
         None => None,
     };
-    let mut tags = Vec::new();
-    for t in &a.tags {
-        tags.push(
-            berth_image::reference::Reference::parse(t)
-                .with_context(|| format!("invalid tag {t:?} for -t"))?,
-        );
-    }
-    let kv = |s: &str, what: &str| -> Result<(String, String)> {
-        match s.split_once('=') {
-            Some((k, v)) => Ok((k.to_string(), v.to_string())),
-            None if what == "--build-arg" => {
-                Ok((s.to_string(), std::env::var(s).unwrap_or_default()))
-            }
-            None => anyhow::bail!("{what} {s:?}: use KEY=VALUE"),
-        }
-    };
-    let build_args = a
-        .build_args
-        .iter()
-        .map(|s| kv(s, "--build-arg"))
-        .collect::<Result<Vec<_>>>()?;
-    let labels = a
-        .labels
-        .iter()
-        .map(|s| kv(s, "--label"))
-        .collect::<Result<Vec<_>>>()?;
+    let env = |k: &str| std::env::var(k).ok();
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.is_empty() => Some(
             v.parse::<u64>()
@@ -282,50 +254,42 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
         ),
         _ => None,
     };
-    let root = ctx.root.clone();
-    let pull = move |name: &str| -> std::result::Result<(), String> {
-        let r = berth_image::reference::Reference::parse(name).map_err(|e| e.to_string())?;
-        let mut store = berth_image::store::Store::open(&root).map_err(|e| e.to_string())?;
-        let lines = berth_registry::progress::Lines(std::sync::Mutex::new(std::io::stderr()));
-        berth_registry::client::pull(&mut store, &r, &lines)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    };
-    let to_stdout = output.as_ref().is_some_and(|(_, d)| d.as_os_str() == "-");
-    let opts = berth_build::BuildOptions {
+    let to_stdout = output.as_ref().is_some_and(|o| o.dest.is_none());
+    let req = berth_service::build::BuildRequest {
         context: context.clone(),
         dockerfile,
-        tags,
-        build_args,
+        // Errors name the Dockerfile as given (docker: "other.Dockerfile:3: ...").
+        dockerfile_name: a
+            .file
+            .as_ref()
+            .and_then(|f| f.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "Dockerfile".to_string()),
+        tags: a.tags.clone(),
+        build_args: a
+            .build_args
+            .iter()
+            .map(|s| berth_service::build::key_value(s, "--build-arg", env))
+            .collect::<Result<Vec<_>, _>>()?,
+        labels: a
+            .labels
+            .iter()
+            .map(|s| berth_service::build::key_value(s, "--label", env))
+            .collect::<Result<Vec<_>, _>>()?,
         target: a.target.clone(),
         no_cache: a.no_cache,
-        labels,
         network: a.network.clone(),
         source_date_epoch,
         quiet: a.quiet,
-        pull: Some(&pull),
         always_pull: a.pull,
-        allow_insecure: {
-            for e in &a.allow {
-                if e != "security.insecure" && e != "network.host" {
-                    anyhow::bail!("--allow {e}: berth knows security.insecure and network.host");
-                }
-            }
-            a.allow.iter().any(|e| e == "security.insecure")
+        allow: a.allow.clone(),
+        secrets: a.secrets.clone(),
+        terminal: if to_stdout {
+            std::io::stderr().is_terminal()
+        } else {
+            std::io::stdout().is_terminal()
         },
-        terminal: {
-            use std::io::IsTerminal as _;
-            if to_stdout {
-                std::io::stderr().is_terminal()
-            } else {
-                std::io::stdout().is_terminal()
-            }
-        },
-        secrets: a
-            .secrets
-            .iter()
-            .map(|s| berth_build::mounts::parse_secret_flag(s).map_err(anyhow::Error::msg))
-            .collect::<Result<Vec<_>>>()?,
+        platform: a.platform.clone(),
     };
     // With the image going to stdout, everything else goes to stderr.
     let mut out: Box<dyn std::io::Write + Send> = if to_stdout {
@@ -334,43 +298,19 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
         Box::new(std::io::stdout())
     };
     use std::io::Write as _;
-    // Errors name the Dockerfile as given (docker: "other.Dockerfile:3: ...").
-    let name = a
-        .file
-        .as_ref()
-        .and_then(|f| f.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "Dockerfile".to_string());
-    let built = berth_build::build(
+    let pulls = berth_registry::progress::Lines(std::sync::Mutex::new(std::io::stderr()));
+    let built = berth_service::build::build(
         &berth_engine::Paths::new(&ctx.root, &ctx.runroot),
-        &opts,
+        &req,
         &mut out,
-    )
-    .map_err(|e| match e {
-        berth_build::BuildError::Dockerfile { .. } | berth_build::BuildError::RunFailed { .. } => {
-            anyhow::anyhow!(e.describe(&name))
-        }
-        other => other.into(),
-    })?;
+        &pulls,
+    )?;
     for w in &built.warnings {
         eprintln!("{w}");
     }
-    if let Some((format, dest)) = &output {
+    if let Some(o) = &output {
         let store = ctx.store()?;
-        let image = store.resolve(&built.id.to_string())?;
-        let named = built.tags.first().cloned();
-        let images = vec![(image, named)];
-        if dest.as_os_str() == "-" {
-            let mut w = berth_image::save::save_to_writer(
-                &store,
-                &images,
-                *format,
-                std::io::BufWriter::new(std::io::stdout().lock()),
-            )?;
-            std::io::Write::flush(&mut w)?;
-        } else {
-            berth_image::save::save_to_path(&store, &images, *format, dest)?;
-        }
+        berth_service::build::write_output(&store, &built, o, std::io::stdout().lock())?;
     }
     if let Some(f) = &a.iidfile {
         std::fs::write(f, built.id.to_string())
@@ -388,7 +328,7 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
 }
 
 /// `--output type=oci|docker,dest=FILE` (docker's `-o`).
-fn parse_output(o: &str) -> Result<(berth_image::save::Format, PathBuf)> {
+fn parse_output(o: &str) -> Result<berth_service::build::Output> {
     let mut typ = None;
     let mut dest = None;
     for field in o.split(',') {
@@ -411,7 +351,10 @@ fn parse_output(o: &str) -> Result<(berth_image::save::Format, PathBuf)> {
     let dest = dest.ok_or_else(|| {
         anyhow::anyhow!("--output {o}: dest= is required (a file, or - for stdout)")
     })?;
-    Ok((format, dest))
+    Ok(berth_service::build::Output {
+        format,
+        dest: (dest.as_os_str() != "-").then_some(dest),
+    })
 }
 
 fn push(ctx: &images::Ctx, a: &cli::PushPullArgs) -> Result<u8> {

@@ -6,6 +6,7 @@ use std::io::Write;
 use anyhow::{bail, Result};
 use berth_engine::volumes::Volume;
 use berth_engine::{Engine, Paths};
+use berth_service::volumes::VolumeView;
 use serde_json::{json, Value};
 
 use crate::cli::{
@@ -28,18 +29,8 @@ fn pairs(items: &[String]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Docker's inspect object of a volume.
-pub(crate) fn value(eng: &Engine, v: &Volume) -> Value {
-    let mountpoint = berth_engine::volumes::data_dir(&eng.paths.root, &v.name);
-    json!({
-        "CreatedAt": v.created,
-        "Driver": "local",
-        "Labels": if v.labels.is_empty() { Value::Null } else { json!(v.labels) },
-        "Mountpoint": mountpoint,
-        "Name": v.name,
-        "Options": if v.options.is_empty() { Value::Null } else { json!(v.options) },
-        "Scope": "local",
-    })
+fn value(eng: &Engine, v: &Volume) -> Value {
+    serde_json::to_value(berth_service::volumes::view(eng, v)).unwrap_or(Value::Null)
 }
 
 pub fn command(ctx: &Ctx, cmd: &VolumeCommand) -> Result<u8> {
@@ -53,12 +44,6 @@ pub fn command(ctx: &Ctx, cmd: &VolumeCommand) -> Result<u8> {
 }
 
 fn create(ctx: &Ctx, a: &VolumeCreateArgs) -> Result<u8> {
-    if a.driver != "local" {
-        bail!(
-            "create: volume driver {:?} is not available: berth has the local driver only",
-            a.driver
-        );
-    }
     let name = match (&a.name_flag, &a.name) {
         (Some(x), Some(y)) if x != y => {
             bail!("conflicting options: either specify --name or provide positional arg, not both")
@@ -67,46 +52,22 @@ fn create(ctx: &Ctx, a: &VolumeCreateArgs) -> Result<u8> {
         (None, None) => None,
     };
     let mut eng = engine(ctx)?;
-    let v = eng.volume_create(name, pairs(&a.labels), pairs(&a.opts))?;
+    let v = berth_service::volumes::create(
+        &mut eng,
+        &berth_service::volumes::CreateOptions {
+            name: name.map(String::from),
+            driver: a.driver.clone(),
+            labels: pairs(&a.labels),
+            options: pairs(&a.opts),
+        },
+    )?;
     println!("{}", v.name);
     Ok(0)
 }
 
-fn matches(eng: &mut Engine, v: &Volume, filter: &str) -> Result<bool> {
-    let (k, want) = filter
-        .split_once('=')
-        .ok_or_else(|| anyhow::anyhow!("bad format of filter (expected name=value): {filter}"))?;
-    Ok(match k {
-        "name" => v.name.contains(want),
-        "dangling" => {
-            let dangling = eng.volume_users(&v.name)?.is_empty();
-            match want {
-                "true" | "1" => dangling,
-                "false" | "0" => !dangling,
-                _ => bail!("invalid filter 'dangling={want}': use true or false"),
-            }
-        }
-        "label" => match want.split_once('=') {
-            Some((lk, lv)) => v.labels.get(lk).is_some_and(|x| x == lv),
-            None => v.labels.contains_key(want),
-        },
-        "driver" => want == "local",
-        _ => bail!("invalid filter '{k}': use name, dangling, label or driver"),
-    })
-}
-
 fn ls(ctx: &Ctx, a: &VolumeLsArgs) -> Result<u8> {
     let mut eng = engine(ctx)?;
-    let mut vols = Vec::new();
-    for v in eng.volume_list()? {
-        let mut keep = true;
-        for f in &a.filter {
-            keep &= matches(&mut eng, &v, f)?;
-        }
-        if keep {
-            vols.push(v);
-        }
-    }
+    let vols = berth_service::volumes::list(&mut eng, &berth_service::Filters::parse(&a.filter)?)?;
     let mut out = std::io::stdout().lock();
     if a.quiet {
         for v in &vols {
@@ -114,13 +75,13 @@ fn ls(ctx: &Ctx, a: &VolumeLsArgs) -> Result<u8> {
         }
         return Ok(0);
     }
-    let row = |v: &Volume| {
+    let row = |v: &VolumeView| {
         json!({
-            "Driver": "local",
+            "Driver": v.driver,
             "Name": v.name,
-            "Labels": v.labels.iter().map(|(k, x)| format!("{k}={x}")).collect::<Vec<_>>().join(","),
-            "Mountpoint": berth_engine::volumes::data_dir(&eng.paths.root, &v.name),
-            "Scope": "local",
+            "Labels": v.labels.iter().flatten().map(|(k, x)| format!("{k}={x}")).collect::<Vec<_>>().join(","),
+            "Mountpoint": v.mountpoint,
+            "Scope": v.scope,
         })
     };
     match a.format.as_deref() {
@@ -180,14 +141,17 @@ fn rm(ctx: &Ctx, a: &VolumeRmArgs) -> Result<u8> {
 
 fn prune(ctx: &Ctx, a: &VolumePruneArgs) -> Result<u8> {
     let mut eng = engine(ctx)?;
-    let (removed, freed) = eng.volume_prune(a.all)?;
-    if !removed.is_empty() {
+    let report = berth_service::volumes::prune(&mut eng, a.all)?;
+    if !report.volumes_deleted.is_empty() {
         println!("Deleted Volumes:");
-        for n in &removed {
+        for n in &report.volumes_deleted {
             println!("{n}");
         }
         println!();
     }
-    println!("Total reclaimed space: {}", output::human_size(freed));
+    println!(
+        "Total reclaimed space: {}",
+        output::human_size(report.space_reclaimed)
+    );
     Ok(0)
 }

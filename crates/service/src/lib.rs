@@ -5,11 +5,16 @@
 //! pull policy) is made here, once, for the CLI and the daemon alike.
 //! Front ends parse and render; nothing here prints.
 
+pub mod build;
 pub mod containers;
 pub mod error;
 pub mod filters;
+pub mod images;
+pub mod objects;
 pub mod pull;
+pub mod system;
 pub mod units;
+pub mod volumes;
 
 pub use error::{Error, ErrorKind};
 pub use filters::Filters;

@@ -1,0 +1,178 @@
+//! Images as the Engine API shows them: summaries (`GET /images/json`,
+//! `images`) with Docker's filters, and prune.
+
+use std::collections::BTreeMap;
+
+use berth_image::gc::{self, Removed};
+use berth_image::store::{ImageRecord, Store};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::filters::{glob_match, Filters};
+use crate::{Error, Result};
+
+/// One image of a list (the Engine API's `ImageSummary`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageSummary {
+    pub id: String,
+    /// `repository:tag`, familiar (as docker shows them); with a
+    /// `reference` filter, only the tags it matched.
+    pub repo_tags: Vec<String>,
+    /// `repository@digest`, as pulled or pushed.
+    pub repo_digests: Vec<String>,
+    /// Unix seconds (0 when the config has none).
+    pub created: i64,
+    pub size: u64,
+    pub shared_size: i64,
+    pub labels: BTreeMap<String, String>,
+    pub containers: i64,
+    /// The creation time as the image config gives it (RFC 3339).
+    #[serde(skip)]
+    pub created_at: Option<String>,
+    /// The tags, as references.
+    #[serde(skip)]
+    pub tags: Vec<berth_image::reference::Reference>,
+}
+
+/// Keys `images --filter` knows.
+const FILTERS: &[&str] = &["dangling", "reference", "label", "before", "since"];
+
+fn labels(store: &Store, image: &ImageRecord) -> Result<BTreeMap<String, String>> {
+    let cfg = berth_image::inspect::config_json(store, image)?;
+    Ok(cfg
+        .pointer("/config/Labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+fn image_matches(
+    store: &Store,
+    image: &ImageRecord,
+    labels: &BTreeMap<String, String>,
+    k: &str,
+    v: &str,
+) -> Result<bool> {
+    Ok(match k {
+        "dangling" => {
+            let want = match v {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "invalid filter 'dangling={v}': use true or false"
+                    )))
+                }
+            };
+            image.tags.is_empty() == want
+        }
+        "label" => match v.split_once('=') {
+            Some((lk, lv)) => labels.get(lk).is_some_and(|x| x == lv),
+            None => labels.contains_key(v),
+        },
+        "before" | "since" => {
+            let other = store.resolve(v)?;
+            if k == "before" {
+                image.created < other.created
+            } else {
+                image.created > other.created
+            }
+        }
+        // Applied to each tag below.
+        "reference" => true,
+        _ => unreachable!("keys are checked first"),
+    })
+}
+
+/// The images `filters` selects, as the store lists them.
+pub fn list(store: &Store, filters: &Filters) -> Result<Vec<ImageSummary>> {
+    filters.check_keys(FILTERS, "berth images")?;
+    let references: Vec<&String> = filters
+        .iter()
+        .filter(|(k, _)| *k == "reference")
+        .flat_map(|(_, v)| v)
+        .collect();
+    let mut out = Vec::new();
+    for image in store.images()? {
+        let labels = labels(store, &image)?;
+        if !filters.matches(|k, v| image_matches(store, &image, &labels, k, v))? {
+            continue;
+        }
+        let tags: Vec<_> = image
+            .tags
+            .iter()
+            .filter(|t| {
+                references.is_empty()
+                    || references
+                        .iter()
+                        .any(|p| glob_match(p, &t.familiar_name()) || glob_match(p, &t.familiar()))
+            })
+            .cloned()
+            .collect();
+        if !references.is_empty() && tags.is_empty() {
+            continue;
+        }
+        out.push(ImageSummary {
+            id: image.id.to_string(),
+            repo_tags: tags.iter().map(|t| t.familiar()).collect(),
+            repo_digests: store.repo_digests(&image.id)?,
+            created: image
+                .created
+                .as_deref()
+                .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+                .map(|t| t.timestamp())
+                .unwrap_or(0),
+            size: image.size,
+            shared_size: -1,
+            labels,
+            containers: -1,
+            created_at: image.created.clone(),
+            tags,
+        });
+    }
+    Ok(out)
+}
+
+/// What `image prune` removed (the Engine API's `ImagePruneResponse`).
+#[derive(Debug, Clone, Default)]
+pub struct PruneReport {
+    pub images_deleted: Vec<Removed>,
+    pub space_reclaimed: u64,
+}
+
+/// Removes dangling images (every unused one with `all`), after sweeping
+/// what killed builds left (their steps' processes, mounts, cgroups).
+pub fn prune(paths: &berth_engine::Paths, store: &mut Store, all: bool) -> Result<PruneReport> {
+    berth_build::sweep_leftovers(paths, store);
+    let (removed, report) = gc::prune_images(store, all)?;
+    Ok(PruneReport {
+        images_deleted: removed,
+        space_reclaimed: report.bytes,
+    })
+}
+
+/// What `builder prune` removed.
+#[derive(Debug, Clone, Default)]
+pub struct BuildCachePruneReport {
+    pub caches_deleted: usize,
+    pub space_reclaimed: u64,
+}
+
+/// Drops the build cache and whatever killed builds left.
+pub fn prune_build_cache(
+    paths: &berth_engine::Paths,
+    store: &mut Store,
+) -> Result<BuildCachePruneReport> {
+    berth_build::sweep_leftovers(paths, store);
+    let cache = berth_build::cache::Cache::open(store.root())?;
+    let (steps, report) = cache.prune(store)?;
+    Ok(BuildCachePruneReport {
+        caches_deleted: steps,
+        space_reclaimed: report.bytes,
+    })
+}
