@@ -43,6 +43,8 @@ pub enum Command {
     Version(FormatArgs),
     /// Display system-wide information
     Info(FormatArgs),
+    /// Get real time events from the engine (alias of `system events`)
+    Events(EventsArgs),
     /// List images (alias of `image ls`)
     Images(ImagesArgs),
     /// Remove one or more images (alias of `image rm`)
@@ -171,8 +173,26 @@ pub enum SystemCommand {
     Df(FormatArgs),
     /// Display system-wide information
     Info(FormatArgs),
+    /// Get real time events from the engine
+    Events(EventsArgs),
     /// Remove unused data
     Prune(PruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Show all events created since timestamp
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Stream events until this timestamp
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Filter output based on conditions provided
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// Format output: "json" or a Go template such as '{{json .}}'
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use berth_image::gc::{self, Removed};
-use berth_image::load::{self, Input};
+use berth_image::load::Input;
 use berth_image::reference::Reference;
 use berth_image::store::Store;
 use berth_image::{import, inspect as insp, save};
@@ -27,6 +27,10 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    pub fn paths(&self) -> berth_engine::Paths {
+        berth_engine::Paths::new(&self.root, &self.runroot)
+    }
+
     pub fn store(&self) -> Result<Store> {
         Store::open(&self.root)
             .with_context(|| format!("cannot open the store at {}", self.root.display()))
@@ -173,7 +177,7 @@ pub fn remove(ctx: &Ctx, a: &RmiArgs) -> Result<()> {
     let mut store = ctx.store()?;
     let mut failed = false;
     for name in &a.images {
-        match gc::remove_image(&mut store, name, a.force) {
+        match berth_service::images::remove(&ctx.paths(), &mut store, name, a.force) {
             Ok(lines) => {
                 for l in lines {
                     match l {
@@ -201,14 +205,18 @@ pub fn load(ctx: &Ctx, a: &LoadArgs) -> Result<()> {
             if !p.exists() {
                 bail!("open {}: no such file or directory", p.display());
             }
-            load::load(&mut store, Input::Path(p))
+            berth_service::images::load(&ctx.paths(), &mut store, Input::Path(p))
         }
         None => {
             let stdin = io::stdin();
             if stdin.is_terminal() {
                 bail!("requested load from stdin, but stdin is empty: pass -i FILE or pipe an archive");
             }
-            load::load(&mut store, Input::Reader(Box::new(stdin.lock())))
+            berth_service::images::load(
+                &ctx.paths(),
+                &mut store,
+                Input::Reader(Box::new(stdin.lock())),
+            )
         }
     }
     .context("cannot load the archive")?;
@@ -277,15 +285,7 @@ pub fn import(ctx: &Ctx, a: &ImportArgs) -> Result<()> {
 
 pub fn tag(ctx: &Ctx, a: &TagArgs) -> Result<()> {
     let mut store = ctx.store()?;
-    let image = store.resolve(&a.source)?;
-    let target = Reference::parse(&a.target)?;
-    if target.digest().is_some() {
-        bail!(
-            "refusing to create a tag with a digest reference: {}",
-            a.target
-        );
-    }
-    store.tag(&target, &image.id)?;
+    berth_service::images::tag(&ctx.paths(), &mut store, &a.source, &a.target)?;
     Ok(())
 }
 

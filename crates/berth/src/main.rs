@@ -157,6 +157,7 @@ fn run(cli: Cli) -> Result<u8> {
             return Ok(0);
         }
         Command::Build(a) => return build(&ctx, &a),
+        Command::Events(a) | Command::System(SystemCommand::Events(a)) => return events(&ctx, &a),
         Command::Builder(cli::BuilderCommand::Prune { .. }) => {
             let mut store = ctx.store()?;
             let report = berth_service::images::prune_build_cache(
@@ -327,6 +328,57 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// `berth events`: the event log, then new events (until `--until`, or
+/// until stdout closes).
+fn events(ctx: &images::Ctx, a: &cli::EventsArgs) -> Result<u8> {
+    use berth_service::containers::parse_time;
+    use std::io::Write as _;
+    let opts = berth_service::events::EventsOptions {
+        since: a.since.as_deref().map(parse_time).transpose()?,
+        until: a.until.as_deref().map(parse_time).transpose()?,
+        filters: berth_service::Filters::parse(&a.filter)?,
+    };
+    let template = match a.format.as_deref() {
+        Some("json") | None => None,
+        Some(t) => Some(output::Template::parse(t)?),
+    };
+    let json = a.format.as_deref() == Some("json");
+    let mut failed = None;
+    let mut sink = |e: &berth_engine::events::Event| {
+        let text = match (&template, json) {
+            (Some(t), _) => serde_json::to_value(e)
+                .map_err(anyhow::Error::from)
+                .and_then(|v| t.render(&v)),
+            (None, true) => serde_json::to_string(e).map_err(anyhow::Error::from),
+            (None, false) => Ok(berth_service::events::line(e)),
+        };
+        let mut out = std::io::stdout().lock();
+        match text.and_then(|t| Ok(writeln!(out, "{t}").and_then(|()| out.flush())?)) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    };
+    berth_service::events::events(
+        &berth_engine::Paths::new(&ctx.root, &ctx.runroot),
+        &opts,
+        &mut sink,
+    )?;
+    match failed {
+        // A reader that went away (`| head`) ends the stream quietly.
+        Some(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(0)
+        }
+        Some(e) => Err(e),
+        None => Ok(0),
+    }
+}
+
 /// `--output type=oci|docker,dest=FILE` (docker's `-o`).
 fn parse_output(o: &str) -> Result<berth_service::build::Output> {
     let mut typ = None;
@@ -360,7 +412,13 @@ fn parse_output(o: &str) -> Result<berth_service::build::Output> {
 fn push(ctx: &images::Ctx, a: &cli::PushPullArgs) -> Result<u8> {
     let target = berth_image::reference::Reference::parse(&a.name)?;
     let mut store = ctx.store()?;
-    berth_registry::client::push(&mut store, &a.name, &target, &*progress(a.quiet))?;
+    berth_service::images::push(
+        &berth_engine::Paths::new(&ctx.root, &ctx.runroot),
+        &mut store,
+        &a.name,
+        &target,
+        &*progress(a.quiet),
+    )?;
     if a.quiet {
         println!("{}", target.familiar());
     }
@@ -370,7 +428,12 @@ fn push(ctx: &images::Ctx, a: &cli::PushPullArgs) -> Result<u8> {
 fn pull(ctx: &images::Ctx, a: &cli::PushPullArgs) -> Result<u8> {
     let r = berth_image::reference::Reference::parse(&a.name)?;
     let mut store = ctx.store()?;
-    berth_registry::client::pull(&mut store, &r, &*progress(a.quiet))?;
+    berth_service::images::pull(
+        &berth_engine::Paths::new(&ctx.root, &ctx.runroot),
+        &mut store,
+        &r,
+        &*progress(a.quiet),
+    )?;
     // docker prints the name last, quiet or not.
     println!("{}", r.familiar());
     Ok(0)

@@ -1570,7 +1570,134 @@ fn oom_killed_is_read_from_the_cgroup() {
             .trim(),
         "false"
     );
+    // The event log has the OOM kill before the death, for the hog only.
+    let events = |name: &str, format: &str, extra: &[&str]| {
+        let filter = format!("container={name}");
+        let mut args = vec![
+            "events", "--until", "0s", "--filter", &filter, "--format", format,
+        ];
+        args.extend(extra);
+        b.ok(&args)
+    };
+    assert_eq!(
+        events("hog", "{{.Action}}", &[]),
+        "create\nstart\noom\ndie\n"
+    );
+    assert_eq!(events("calm", "{{.Action}}", &[]), "create\nstart\ndie\n");
+    let code = "{{index .Actor.Attributes \"exitCode\"}}";
+    assert_eq!(events("hog", code, &["--filter", "event=die"]), "137\n");
+    assert_eq!(events("calm", code, &["--filter", "event=die"]), "0\n");
     b.ok(&["rm", "hog", "calm"]);
+}
+
+/// `berth events`: containers' create, start, die, destroy (with docker's
+/// attributes), images' tag, untag and delete, volumes' create and
+/// destroy; filters by type, event and container; `--since`; JSON lines;
+/// and followed live until the reader goes away.
+#[test]
+fn events_record_what_happened_and_follow_new_ones() {
+    let b = berth(false);
+    let since = chrono_now(&b);
+    b.ok(&[
+        "run",
+        "--rm",
+        "--name",
+        "brief",
+        "-l",
+        "team=x",
+        "busybox:1.35",
+        "true",
+    ]);
+    b.ok(&["tag", "busybox:1.35", "mine:1"]);
+    b.ok(&["rmi", "mine:1"]);
+    b.ok(&["volume", "create", "vol1"]);
+    b.ok(&["volume", "rm", "vol1"]);
+    let all = b.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        "0s",
+        "--format",
+        "{{.Type}} {{.Action}}",
+    ]);
+    assert_eq!(
+        all,
+        "container create\ncontainer start\ncontainer die\ncontainer destroy\n\
+         image tag\nimage untag\nvolume create\nvolume destroy\n"
+    );
+    let js = b.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        "0s",
+        "--filter",
+        "event=start",
+        "--format",
+        "json",
+    ]);
+    let e: serde_json::Value = serde_json::from_str(js.trim()).unwrap();
+    assert_eq!(e["Type"], "container");
+    assert_eq!(e["status"], "start");
+    assert_eq!(e["from"], "busybox:1.35");
+    assert_eq!(e["Actor"]["Attributes"]["name"], "brief");
+    assert_eq!(e["Actor"]["Attributes"]["team"], "x");
+    assert_eq!(e["id"].as_str().unwrap().len(), 64);
+    let plain = b.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        "0s",
+        "--filter",
+        "type=volume",
+    ]);
+    assert!(
+        plain
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(" volume create vol1 (driver=local)"),
+        "{plain}"
+    );
+    let r = b.run(&["events", "--filter", "colour=red", "--until", "0s"]);
+    assert!(!r.success(), "{r}");
+    // Followed: a new start reaches a reader that is waiting.
+    struct Reaped(std::process::Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut follower = Reaped(
+        b.command(&[
+            "events",
+            "--filter",
+            "event=start",
+            "--format",
+            "{{.Actor.Attributes.name}}",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    b.ok(&["run", "--rm", "--name", "later", "busybox:1.35", "true"]);
+    // Only what happened after it started (no --since): "later", not "brief".
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(follower.0.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line, "later\n");
+}
+
+/// Now, as `--since` takes it (Unix seconds and nanoseconds).
+fn chrono_now(_b: &Berth) -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}.{:09}", t.as_secs(), t.subsec_nanos())
 }
 
 /// Runs `berth ARGS` and waits at most `limit`; None if it had to be

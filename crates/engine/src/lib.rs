@@ -9,6 +9,7 @@ pub mod config;
 pub mod cp;
 /// Container records.
 pub mod db;
+pub mod events;
 pub mod exec;
 pub mod health;
 /// The container lifecycle: create, start (through the monitor), stop,

@@ -186,6 +186,7 @@ impl Engine {
             }
             return Err(e);
         }
+        self.container_event(&rec, "create", &[]);
         Ok(rec)
     }
 
@@ -324,6 +325,33 @@ impl Engine {
         parse_signal(&name)
     }
 
+    /// Records a container event with Docker's attributes: the labels,
+    /// `image`, `name`, and `extra`.
+    pub fn container_event(&self, rec: &Record, action: &str, extra: &[(&str, String)]) {
+        let mut attrs = rec.config.labels.clone();
+        attrs.insert("image".into(), rec.image.clone());
+        attrs.insert("name".into(), rec.name.clone());
+        for (k, v) in extra {
+            attrs.insert(k.to_string(), v.clone());
+        }
+        crate::events::emit(
+            &self.paths.runroot,
+            &crate::events::Event::new("container", action, &rec.id, attrs),
+        );
+    }
+
+    /// Records an event about something other than a container.
+    pub fn event(&self, typ: &str, action: &str, id: &str, attrs: &[(&str, String)]) {
+        let attrs = attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        crate::events::emit(
+            &self.paths.runroot,
+            &crate::events::Event::new(typ, action, id, attrs),
+        );
+    }
+
     /// Sends `signal` to the container's init.
     pub fn kill(&mut self, key: &str, signal: i32) -> Result<Record, EngineError> {
         let rec = self.get(key)?;
@@ -339,6 +367,7 @@ impl Engine {
             // A frozen process dies only once thawed.
             let _ = berth_runtime::container::set_paused(&rt, &rec.id, false);
         }
+        self.container_event(&rec, "kill", &[("signal", signal.to_string())]);
         Ok(rec)
     }
 
@@ -382,6 +411,7 @@ impl Engine {
             )));
         }
         rec.state = to;
+        self.container_event(&rec, if paused { "pause" } else { "unpause" }, &[]);
         Ok(rec)
     }
 
@@ -400,7 +430,8 @@ impl Engine {
             )));
         }
         self.db.rename(&rec.id, name)?;
-        rec.name = name.to_string();
+        let old = std::mem::replace(&mut rec.name, name.to_string());
+        self.container_event(&rec, "rename", &[("oldName", format!("/{old}"))]);
         Ok(rec)
     }
 
@@ -497,14 +528,20 @@ impl Engine {
             EngineError::NoSuchContainer(_) => Ok(Some(rec.clone())),
             e => Err(e),
         };
+        self.container_event(&rec, "kill", &[("signal", sig.to_string())]);
         if let Some(r) = self.wait_exit(&rec.id, limit).or_else(gone)? {
+            self.container_event(&rec, "stop", &[]);
             return Ok(r);
         }
         // A frozen process dies only once thawed.
         let _ = berth_runtime::container::force_thaw(&rt, &rec.id);
         let _ = berth_runtime::container::kill(&rt, &rec.id, libc::SIGKILL);
+        self.container_event(&rec, "kill", &[("signal", libc::SIGKILL.to_string())]);
         match self.wait_exit(&rec.id, Some(KILL_GRACE)).or_else(gone)? {
-            Some(r) => Ok(r),
+            Some(r) => {
+                self.container_event(&rec, "stop", &[]);
+                Ok(r)
+            }
             None => Err(EngineError::Conflict(format!(
                 "container {} did not exit within {} s of SIGKILL: its processes are stuck in the \
                  kernel (uninterruptible sleep, a hung mount or device); see `berth top {}`",
@@ -605,10 +642,14 @@ impl Engine {
 
     /// Removes every trace of a stopped container.
     pub(crate) fn purge(&mut self, id: &str) -> Result<(), EngineError> {
+        let rec = self.db.get(id)?;
         let _ = berth_runtime::container::delete(&self.paths.runtime(), id, true);
         crate::rootfs::remove(&self.layout(id))?;
         self.store.remove_lease(&format!("container:{id}"))?;
         self.db.delete(id)?;
+        if let Some(rec) = rec {
+            self.container_event(&rec, "destroy", &[]);
+        }
         Ok(())
     }
 }

@@ -122,6 +122,7 @@ fn launch_mounted(
     rec.error.clear();
     rec.exit_code = 0;
     eng.db.update(rec)?;
+    eng.container_event(rec, "start", &[]);
     Ok(running)
 }
 
@@ -164,6 +165,10 @@ fn finish(eng: &mut Engine, rec: &mut Record, code: i32) -> Result<bool, EngineE
     let oom_killed = berth_runtime::container::oom_killed(&eng.paths.runtime(), &rec.id);
     let _ = berth_runtime::container::delete(&eng.paths.runtime(), &rec.id, true);
     let _ = crate::rootfs::unmount(&eng.layout(&rec.id));
+    if oom_killed {
+        eng.container_event(rec, "oom", &[]);
+    }
+    eng.container_event(rec, "die", &[("exitCode", code.to_string())]);
     if rec.config.auto_remove {
         // Gone at once: no exited state to record first, only the code
         // for whoever waits.

@@ -113,6 +113,7 @@ impl Engine {
                 v.anonymous
             ],
         )?;
+        self.event("volume", "create", &v.name, &[("driver", "local".into())]);
         Ok(v)
     }
 
@@ -172,10 +173,12 @@ impl Engine {
             .execute("DELETE FROM volumes WHERE name = ?1", [name])?;
         let dir = self.paths.root.join("volumes").join(name);
         match berth_image::layer::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(EngineError::io(format!("remove {}", dir.display()), e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(EngineError::io(format!("remove {}", dir.display()), e)),
         }
+        self.event("volume", "destroy", name, &[("driver", "local".into())]);
+        Ok(())
     }
 
     /// `berth volume prune`: unused anonymous volumes, or every unused

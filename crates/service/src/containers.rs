@@ -497,8 +497,18 @@ pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&chrono::Utc));
     }
-    if let Ok(n) = s.parse::<f64>() {
-        return chrono::DateTime::from_timestamp(n as i64, 0)
+    // Unix seconds, with up to nine decimals (docker's `1733347200.123`).
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    if !secs.is_empty()
+        && secs.bytes().all(|b| b.is_ascii_digit())
+        && frac.len() <= 9
+        && frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        let nanos: u32 = format!("{frac:0<9}").parse().unwrap_or(0);
+        return secs
+            .parse::<i64>()
+            .ok()
+            .and_then(|n| chrono::DateTime::from_timestamp(n, nanos))
             .ok_or_else(|| Error::invalid(format!("invalid time {s:?}: timestamp out of range")));
     }
     let mut total = 0i64;

@@ -176,3 +176,112 @@ pub fn prune_build_cache(
         space_reclaimed: report.bytes,
     })
 }
+
+fn image_event(paths: &berth_engine::Paths, action: &str, id: &str, name: Option<&str>) {
+    let attrs = name
+        .map(|n| std::collections::BTreeMap::from([("name".to_string(), n.to_string())]))
+        .unwrap_or_default();
+    berth_engine::events::emit(
+        &paths.runroot,
+        &berth_engine::events::Event::new("image", action, id, attrs),
+    );
+}
+
+/// `tag`: `target` names the image `source` names.
+pub fn tag(
+    paths: &berth_engine::Paths,
+    store: &mut Store,
+    source: &str,
+    target: &str,
+) -> Result<()> {
+    let image = store.resolve(source)?;
+    let target = berth_image::reference::Reference::parse(target)?;
+    if target.digest().is_some() {
+        return Err(Error::invalid(format!(
+            "refusing to create a tag with a digest reference: {}",
+            target.familiar()
+        )));
+    }
+    store.tag(&target, &image.id)?;
+    image_event(
+        paths,
+        "tag",
+        &image.id.to_string(),
+        Some(&target.familiar()),
+    );
+    Ok(())
+}
+
+/// `rmi`: untags, and deletes the image with its last tag (or by id).
+pub fn remove(
+    paths: &berth_engine::Paths,
+    store: &mut Store,
+    name: &str,
+    force: bool,
+) -> Result<Vec<Removed>> {
+    let id = store.resolve(name).ok().map(|i| i.id.to_string());
+    let removed = gc::remove_image(store, name, force)?;
+    for r in &removed {
+        match r {
+            Removed::Untagged(t) => {
+                image_event(paths, "untag", id.as_deref().unwrap_or(t), Some(t))
+            }
+            Removed::Deleted(d) => image_event(paths, "delete", &d.to_string(), None),
+        }
+    }
+    Ok(removed)
+}
+
+/// `pull`: the image `reference` names, from its registry.
+pub fn pull(
+    paths: &berth_engine::Paths,
+    store: &mut Store,
+    reference: &berth_image::reference::Reference,
+    progress: &dyn berth_registry::progress::Progress,
+) -> Result<()> {
+    berth_registry::client::pull(store, reference, progress)?;
+    image_event(
+        paths,
+        "pull",
+        &reference.familiar(),
+        Some(&reference.familiar_name()),
+    );
+    Ok(())
+}
+
+/// `push`: the image `name` names, to the registry `target` names.
+pub fn push(
+    paths: &berth_engine::Paths,
+    store: &mut Store,
+    name: &str,
+    target: &berth_image::reference::Reference,
+    progress: &dyn berth_registry::progress::Progress,
+) -> Result<()> {
+    berth_registry::client::push(store, name, target, progress)?;
+    image_event(
+        paths,
+        "push",
+        &target.familiar(),
+        Some(&target.familiar_name()),
+    );
+    Ok(())
+}
+
+/// `load`: the images of an archive or layout.
+pub fn load(
+    paths: &berth_engine::Paths,
+    store: &mut Store,
+    input: berth_image::load::Input<'_>,
+) -> Result<Vec<berth_image::load::Loaded>> {
+    let loaded = berth_image::load::load(store, input)?;
+    for img in &loaded {
+        let name = img.tags.first().map(|t| t.familiar());
+        image_event(
+            paths,
+            "load",
+            name.as_deref().unwrap_or(&img.id.to_string()),
+            name.as_deref(),
+        );
+    }
+    Ok(loaded)
+}

@@ -1,0 +1,228 @@
+//! Docker's event log: what happened to containers, images and volumes,
+//! as JSON lines (the Engine API's event messages) appended to
+//! `RUNROOT/events.log`, where any process can read and follow it: the
+//! CLI's `berth events` and the daemon's `/events`. Like Docker's, the log
+//! does not outlive a reboot; it is bounded (the file is rotated to
+//! `events.log.1` past 1 MiB, one old file kept).
+//!
+//! Each event is one `write` on an O_APPEND file, so concurrent writers
+//! (the CLI, monitors, the daemon) never interleave within a line.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Past this size the log is rotated.
+const MAX_LOG: u64 = 1 << 20;
+
+/// The object an event is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Attributes", default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// One event (the Engine API's `EventMessage`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// container, image, volume, network.
+    #[serde(rename = "Type")]
+    pub typ: String,
+    /// create, start, die, oom, kill, stop, pause, unpause, rename,
+    /// destroy; pull, push, tag, untag, delete, load, import; ...
+    #[serde(rename = "Action")]
+    pub action: String,
+    #[serde(rename = "Actor")]
+    pub actor: Actor,
+    pub scope: String,
+    /// Unix seconds.
+    pub time: i64,
+    #[serde(rename = "timeNano")]
+    pub time_nano: i64,
+    /// The older API's fields (containers and images).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub from: Option<String>,
+}
+
+impl Event {
+    pub fn new(typ: &str, action: &str, id: &str, attributes: BTreeMap<String, String>) -> Event {
+        let now = chrono::Utc::now();
+        let nanos = now.timestamp_nanos_opt().unwrap_or(0);
+        let legacy = matches!(typ, "container" | "image");
+        Event {
+            typ: typ.into(),
+            action: action.into(),
+            scope: "local".into(),
+            time: now.timestamp(),
+            time_nano: nanos,
+            status: legacy.then(|| action.to_string()),
+            id: legacy.then(|| id.to_string()),
+            from: (typ == "container")
+                .then(|| attributes.get("image").cloned())
+                .flatten(),
+            actor: Actor {
+                id: id.into(),
+                attributes,
+            },
+        }
+    }
+}
+
+/// The log under `runroot`.
+pub fn log_path(runroot: &Path) -> PathBuf {
+    runroot.join("events.log")
+}
+
+fn rotated(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".1");
+    PathBuf::from(p)
+}
+
+/// Appends `event` to the log. Failing to record an event never fails
+/// the operation it describes: it is logged and dropped.
+pub fn emit(runroot: &Path, event: &Event) {
+    let path = log_path(runroot);
+    let mut line = match serde_json::to_vec(event) {
+        Ok(l) => l,
+        Err(_) => return,
+    };
+    line.push(b'\n');
+    let res = (|| -> std::io::Result<()> {
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_LOG) {
+            // Whoever sees it full first rotates it; a writer that had it
+            // open appends to the old file, which readers read too.
+            let _ = std::fs::rename(&path, rotated(&path));
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        f.write_all(&line)
+    })();
+    if let Err(e) = res {
+        tracing::debug!(path = %path.display(), error = %e, "cannot record an event");
+    }
+}
+
+/// Every event the log holds, oldest first, and a follower for new ones.
+pub fn read(runroot: &Path) -> (Vec<Event>, Follower) {
+    let path = log_path(runroot);
+    let mut out = Vec::new();
+    if let Ok(f) = std::fs::File::open(rotated(&path)) {
+        out.extend(parse(std::io::BufReader::new(f)));
+    }
+    let mut follower = Follower {
+        path,
+        offset: 0,
+        inode: None,
+        partial: Vec::new(),
+    };
+    out.extend(follower.poll());
+    (out, follower)
+}
+
+fn parse(r: impl BufRead) -> Vec<Event> {
+    r.split(b'\n')
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_slice(&l).ok())
+        .collect()
+}
+
+/// Reads what is appended to the log after what it has read.
+pub struct Follower {
+    path: PathBuf,
+    offset: u64,
+    inode: Option<u64>,
+    partial: Vec<u8>,
+}
+
+impl Follower {
+    /// The events appended since the last call (a rotation starts the
+    /// new file from its beginning).
+    pub fn poll(&mut self) -> Vec<Event> {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(mut f) = std::fs::File::open(&self.path) else {
+            return Vec::new();
+        };
+        let Ok(md) = f.metadata() else {
+            return Vec::new();
+        };
+        if self.inode.is_some_and(|i| i != md.ino()) || md.len() < self.offset {
+            self.offset = 0;
+            self.partial.clear();
+        }
+        self.inode = Some(md.ino());
+        if f.seek(std::io::SeekFrom::Start(self.offset)).is_err() {
+            return Vec::new();
+        }
+        let mut buf = std::mem::take(&mut self.partial);
+        let start = buf.len();
+        if f.read_to_end(&mut buf).is_err() {
+            self.partial = buf;
+            return Vec::new();
+        }
+        self.offset += (buf.len() - start) as u64;
+        // A line still being written stays for the next poll.
+        let complete = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        self.partial = buf.split_off(complete);
+        parse(&buf[..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_appended_read_and_followed_across_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let attrs = BTreeMap::from([("name".to_string(), "web".to_string())]);
+        emit(
+            dir.path(),
+            &Event::new("container", "create", "abc", attrs.clone()),
+        );
+        let (all, mut f) = read(dir.path());
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].action, "create");
+        assert_eq!(all[0].status.as_deref(), Some("create"));
+        assert!(f.poll().is_empty());
+        emit(
+            dir.path(),
+            &Event::new("container", "start", "abc", attrs.clone()),
+        );
+        assert_eq!(f.poll()[0].action, "start");
+        // Rotated: the follower reads the new file from its start.
+        std::fs::rename(log_path(dir.path()), rotated(&log_path(dir.path()))).unwrap();
+        emit(
+            dir.path(),
+            &Event::new("volume", "create", "v", BTreeMap::new()),
+        );
+        let new = f.poll();
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0].typ, "volume");
+        assert_eq!(new[0].id, None);
+        let (all, _) = read(dir.path());
+        assert_eq!(all.len(), 3);
+        // A torn last line waits for its end.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(log_path(dir.path()))
+            .unwrap();
+        let line =
+            serde_json::to_string(&Event::new("image", "tag", "i", BTreeMap::new())).unwrap();
+        file.write_all(&line.as_bytes()[..10]).unwrap();
+        assert!(f.poll().is_empty());
+        file.write_all(&line.as_bytes()[10..]).unwrap();
+        file.write_all(b"\n").unwrap();
+        assert_eq!(f.poll()[0].action, "tag");
+    }
+}

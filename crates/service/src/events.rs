@@ -1,0 +1,117 @@
+//! `events` (`GET /events`): the engine's event log, filtered, and
+//! followed until a time or for as long as the caller wants.
+
+use berth_engine::events::Event;
+
+use crate::filters::Filters;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Default)]
+pub struct EventsOptions {
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Without it, events are followed until the sink says stop.
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    pub filters: Filters,
+}
+
+const FILTERS: &[&str] = &["container", "image", "event", "type", "label", "volume"];
+
+fn matches(e: &Event, k: &str, v: &str) -> bool {
+    let attr = |name: &str| e.actor.attributes.get(name).map(String::as_str);
+    match k {
+        "container" => {
+            e.typ == "container" && (e.actor.id.starts_with(v) || attr("name") == Some(v))
+        }
+        "image" => {
+            attr("image") == Some(v)
+                || (e.typ == "image" && (e.actor.id == v || attr("name") == Some(v)))
+        }
+        "event" => e.action == v,
+        "type" => e.typ == v,
+        "label" => match v.split_once('=') {
+            Some((lk, lv)) => attr(lk) == Some(lv),
+            None => attr(v).is_some(),
+        },
+        "volume" => e.typ == "volume" && e.actor.id == v,
+        _ => false,
+    }
+}
+
+fn in_window(e: &Event, opts: &EventsOptions) -> bool {
+    let t = e.time_nano;
+    let nanos = |d: &chrono::DateTime<chrono::Utc>| d.timestamp_nanos_opt().unwrap_or(i64::MAX);
+    opts.since.as_ref().is_none_or(|s| t >= nanos(s))
+        && opts.until.as_ref().is_none_or(|u| t <= nanos(u))
+}
+
+/// Gives `sink` the events of the log `opts` selects, oldest first (none
+/// of the past without `since` or `until`, as docker); then follows the
+/// log (until `until`, or while `sink` returns true).
+pub fn events(
+    paths: &berth_engine::Paths,
+    opts: &EventsOptions,
+    sink: &mut dyn FnMut(&Event) -> bool,
+) -> Result<()> {
+    opts.filters.check_keys(FILTERS, "berth events")?;
+    if let (Some(s), Some(u)) = (&opts.since, &opts.until) {
+        if s > u {
+            return Err(Error::invalid("--since must be before --until"));
+        }
+    }
+    let keep = |e: &Event| {
+        in_window(e, opts)
+            && opts
+                .filters
+                .matches(|k, v| Ok(matches(e, k, v)))
+                .unwrap_or(false)
+    };
+    let (past, mut follower) = berth_engine::events::read(&paths.runroot);
+    // Without --since or --until only new events, as docker.
+    let replay = opts.since.is_some() || opts.until.is_some();
+    for e in past.iter().filter(|e| replay && keep(e)) {
+        if !sink(e) {
+            return Ok(());
+        }
+    }
+    loop {
+        if opts.until.is_some_and(|u| chrono::Utc::now() > u) {
+            // What was written up to `until` is read once more.
+            for e in follower.poll().iter().filter(|e| keep(e)) {
+                if !sink(e) {
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        for e in follower.poll().iter().filter(|e| keep(e)) {
+            if !sink(e) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// docker events' line: `TIME TYPE ACTION ID (k=v, ...)`.
+pub fn line(e: &Event) -> String {
+    let t = chrono::DateTime::from_timestamp_nanos(e.time_nano)
+        .with_timezone(&chrono::Local)
+        .format("%Y-%m-%dT%H:%M:%S%.9f%:z");
+    let attrs: Vec<String> = e
+        .actor
+        .attributes
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if attrs.is_empty() {
+        format!("{t} {} {} {}", e.typ, e.action, e.actor.id)
+    } else {
+        format!(
+            "{t} {} {} {} ({})",
+            e.typ,
+            e.action,
+            e.actor.id,
+            attrs.join(", ")
+        )
+    }
+}
