@@ -138,22 +138,21 @@ pub(crate) fn command_error(
     e: berth_runtime::container::ContainerError,
     what: &str,
 ) -> EngineError {
-    use berth_runtime::container::ContainerError as E;
-    if let E::Init(m) | E::Exec(m) = &e {
-        let lower = m.to_lowercase();
-        let has = |s: &str| lower.contains(s);
-        if has("executable file not found") || has("no such file or directory") {
-            return EngineError::Exec {
-                code: 127,
-                message: format!("{what}: {m}"),
-            };
-        }
-        if has("permission denied") || has("exec format error") {
-            return EngineError::Exec {
-                code: 126,
-                message: format!("{what}: {m}"),
-            };
-        }
+    use berth_runtime::container::{ContainerError as E, Failure};
+    // The runtime says which: the program is missing (127) or cannot be
+    // executed (126); no message is read for it.
+    if let E::Command {
+        failure, message, ..
+    } = &e
+    {
+        return EngineError::Exec {
+            code: if *failure == Failure::NotFound {
+                127
+            } else {
+                126
+            },
+            message: format!("{what}: {message}"),
+        };
     }
     EngineError::Runtime(e)
 }

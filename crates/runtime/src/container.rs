@@ -37,6 +37,14 @@ pub enum ContainerError {
     Init(String),
     #[error("exec failed: {0}")]
     Exec(String),
+    /// The process's program could not be run: not found (127) or not
+    /// executable (126).
+    #[error("{}: {message}", if *exec { "exec failed" } else { "container init failed" })]
+    Command {
+        exec: bool,
+        failure: Failure,
+        message: String,
+    },
     #[error("container {id:?} is {status}: {what}")]
     WrongState {
         id: String,
@@ -252,8 +260,8 @@ fn create_in(spec: &Spec, opts: &CreateOptions, dir: &Path) -> Result<i32, Conta
         };
         let code = match init(spec, opts, &plan, child_sock) {
             Ok(never) => match never {},
-            Err((mut sock, msg)) => {
-                let _ = sock.write_all(format!("E{msg}").as_bytes());
+            Err((mut sock, failed)) => {
+                let _ = sock.write_all(&failed.encode());
                 1
             }
         };
@@ -413,12 +421,12 @@ fn parent_side(
         // SAFETY: reap our own child.
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
         let _ = cg.destroy();
-        let msg = String::from_utf8_lossy(msg.strip_prefix(b"E").unwrap_or(&msg)).into_owned();
-        return Err(ContainerError::Init(if msg.is_empty() {
-            "init exited before it was ready".into()
+        let (kind, msg) = decode_failure(msg.strip_prefix(b"E").unwrap_or(&msg));
+        return Err(if msg.is_empty() {
+            ContainerError::Init("init exited before it was ready".into())
         } else {
-            msg
-        }));
+            failure_error(false, kind, msg)
+        });
     }
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
     let resources = with_default_devices(spec);
@@ -537,9 +545,8 @@ fn parent_wait(
             b'E' => {
                 let mut msg = Vec::new();
                 let _ = sock.read_to_end(&mut msg);
-                return Err(ContainerError::Init(
-                    String::from_utf8_lossy(&msg).into_owned(),
-                ));
+                let (kind, msg) = decode_failure(&msg);
+                return Err(failure_error(false, kind, msg));
             }
             other => {
                 return Err(ContainerError::Init(format!(
@@ -637,7 +644,95 @@ fn setns_path(path: &Path, nstype: libc::c_int) -> Result<(), ContainerError> {
     Ok(())
 }
 
-type InitResult = Result<std::convert::Infallible, (UnixStream, String)>;
+/// Why a container's process could not be started, as init or an exec
+/// process tells the runtime: 'E', this kind's byte, then the message, on
+/// the sync socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Setting the process up failed (namespaces, mounts, credentials...).
+    Setup,
+    /// The program does not exist (docker's 127).
+    NotFound,
+    /// The program exists but cannot be executed (docker's 126).
+    NotExecutable,
+}
+
+impl Failure {
+    fn byte(self) -> u8 {
+        match self {
+            Failure::Setup => b's',
+            Failure::NotFound => b'n',
+            Failure::NotExecutable => b'x',
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<Failure> {
+        Some(match b {
+            b's' => Failure::Setup,
+            b'n' => Failure::NotFound,
+            b'x' => Failure::NotExecutable,
+            _ => return None,
+        })
+    }
+
+    /// What a failed execve's errno means.
+    pub fn of_errno(errno: i32) -> Failure {
+        match errno {
+            libc::ENOENT | libc::ENOTDIR => Failure::NotFound,
+            libc::EACCES | libc::ENOEXEC | libc::EISDIR => Failure::NotExecutable,
+            _ => Failure::Setup,
+        }
+    }
+}
+
+/// A failure and its message, as init and exec send it.
+struct Failed {
+    kind: Failure,
+    msg: String,
+}
+
+impl From<String> for Failed {
+    fn from(msg: String) -> Failed {
+        Failed {
+            kind: Failure::Setup,
+            msg,
+        }
+    }
+}
+
+impl Failed {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = vec![b'E', self.kind.byte()];
+        v.extend_from_slice(self.msg.as_bytes());
+        v
+    }
+}
+
+/// A failure message after its 'E'.
+fn decode_failure(msg: &[u8]) -> (Failure, String) {
+    match msg.split_first() {
+        Some((b, rest)) if Failure::from_byte(*b).is_some() => (
+            Failure::from_byte(*b).expect("checked"),
+            String::from_utf8_lossy(rest).into_owned(),
+        ),
+        _ => (Failure::Setup, String::from_utf8_lossy(msg).into_owned()),
+    }
+}
+
+/// The error of a failure of init (`exec == false`) or of an exec process.
+fn failure_error(exec: bool, kind: Failure, message: String) -> ContainerError {
+    match (kind, exec) {
+        (Failure::Setup, false) => ContainerError::Init(message),
+        (Failure::Setup, true) => ContainerError::Exec(message),
+        (failure, exec) => ContainerError::Command {
+            exec,
+            failure,
+            message,
+        },
+    }
+}
+
+type InitResult = Result<std::convert::Infallible, (UnixStream, Failed)>;
 
 /// What create prepared for init before the clone.
 struct InitPlan<'a> {
@@ -676,7 +771,7 @@ fn init(
     }
     if let Some(j) = self_join {
         if let Err(e) = j.join_self() {
-            return Err((sock, format!("joining the container's cgroups: {e}")));
+            return Err((sock, format!("joining the container's cgroups: {e}").into()));
         }
     }
     if let Some(fds) = opts.stdio {
@@ -685,7 +780,7 @@ fn init(
             // sources stay open until the close-on-exec sweep.
             if fd != target as i32 && unsafe { libc::dup2(fd, target as i32) } < 0 {
                 let e = io::Error::last_os_error();
-                return Err((sock, format!("setting up stdio: {e}")));
+                return Err((sock, format!("setting up stdio: {e}").into()));
             }
         }
     }
@@ -715,7 +810,7 @@ fn init(
         ($e:expr, $what:expr) => {
             match $e {
                 Ok(v) => v,
-                Err(e) => return Err((sock, format!("{}: {}", $what, chain(&e)))),
+                Err(e) => return Err((sock, format!("{}: {}", $what, chain(&e)).into())),
             }
         };
     }
@@ -725,7 +820,12 @@ fn init(
     // mount namespace of its own).
     let (fifo_parent, fifo_name) = match (fifo.parent(), fifo.file_name()) {
         (Some(p), Some(n)) => (p, n.to_owned()),
-        _ => return Err((sock, format!("bad exec fifo path {}", fifo.display()))),
+        _ => {
+            return Err((
+                sock,
+                format!("bad exec fifo path {}", fifo.display()).into(),
+            ))
+        }
     };
     let fifo_dir = t!(
         rustix::fs::open(
@@ -767,7 +867,7 @@ fn init(
             let e = io::Error::last_os_error();
             return Err((
                 sock,
-                format!("becoming root in the user namespace: {e} (is uid/gid 0 mapped?)"),
+                format!("becoming root in the user namespace: {e} (is uid/gid 0 mapped?)").into(),
             ));
         }
     }
@@ -861,7 +961,7 @@ fn init(
         // inside the root whatever its links say.
         let cwd = spec.process().as_ref().expect("checked").cwd();
         if let Err(msg) = crate::confine::make_cwd(cwd) {
-            return Err((sock, msg));
+            return Err((sock, msg.into()));
         }
         t!(rootfs::finish(spec), "finishing the rootfs");
     } else if !join.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount) {
@@ -888,7 +988,7 @@ fn init(
             rlim_max: r.hard(),
         };
         let Some(res) = rlimit_resource(r.typ()) else {
-            return Err((sock, format!("unknown rlimit {:?}", r.typ())));
+            return Err((sock, format!("unknown rlimit {:?}", r.typ()).into()));
         };
         // SAFETY: lim is a valid rlimit struct.
         if unsafe { libc::setrlimit(res, &lim) } != 0 {
@@ -907,7 +1007,8 @@ fn init(
                     r.soft(),
                     r.hard(),
                     cur.rlim_max
-                ),
+                )
+                .into(),
             ));
         }
     }
@@ -1115,13 +1216,13 @@ fn become_process(
         bool,
         std::os::fd::OwnedFd,
     ),
-    String,
+    Failed,
 > {
     macro_rules! t {
         ($e:expr, $what:expr) => {
             match $e {
                 Ok(v) => v,
-                Err(e) => return Err(format!("{}: {}", $what, chain(&e))),
+                Err(e) => return Err(format!("{}: {}", $what, chain(&e)).into()),
             }
         };
     }
@@ -1129,7 +1230,7 @@ fn become_process(
     // Before any filter: a profile may not allow memfd_create, openat2 or
     // getcwd.
     let stub = t!(crate::confine::stub_fd(), "the exec stub");
-    let cwd_as_user = crate::confine::enter_cwd(process.cwd())?;
+    let cwd_as_user = crate::confine::enter_cwd(process.cwd()).map_err(Failed::from)?;
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it
     // before anything is dropped (as runc does).
     if let (Some(f), false) = (filter, nnp) {
@@ -1152,21 +1253,13 @@ fn become_process(
     // SAFETY: plain credential syscalls with valid arguments.
     unsafe {
         if libc::setgroups(gids.len(), gids.as_ptr()) != 0 {
-            return Err(format!("setgroups: {}", io::Error::last_os_error()));
+            return Err(format!("setgroups: {}", io::Error::last_os_error()).into());
         }
         if libc::setresgid(user.gid(), user.gid(), user.gid()) != 0 {
-            return Err(format!(
-                "setgid {}: {}",
-                user.gid(),
-                io::Error::last_os_error()
-            ));
+            return Err(format!("setgid {}: {}", user.gid(), io::Error::last_os_error()).into());
         }
         if libc::setresuid(user.uid(), user.uid(), user.uid()) != 0 {
-            return Err(format!(
-                "setuid {}: {}",
-                user.uid(),
-                io::Error::last_os_error()
-            ));
+            return Err(format!("setuid {}: {}", user.uid(), io::Error::last_os_error()).into());
         }
         if let Some(mask) = user.umask() {
             libc::umask(mask as libc::mode_t);
@@ -1177,7 +1270,7 @@ fn become_process(
         "keeping capabilities across setuid"
     );
     if let Some(dir) = cwd_as_user {
-        crate::confine::enter_cwd_as_user(&dir, process.cwd())?;
+        crate::confine::enter_cwd_as_user(&dir, process.cwd()).map_err(Failed::from)?;
     }
 
     // Every fd but stdio, the preserved ones, the sync socket and the fifo
@@ -1224,10 +1317,13 @@ fn become_process(
     let exe = match resolve_exe(&process.args().as_ref().expect("checked")[0], &path_env) {
         Some(p) => p,
         None => {
-            return Err(format!(
-                "exec: {:?}: executable file not found in $PATH",
-                process.args().as_ref().expect("checked")[0]
-            ))
+            return Err(Failed {
+                kind: Failure::NotFound,
+                msg: format!(
+                    "exec: {:?}: executable file not found in $PATH",
+                    process.args().as_ref().expect("checked")[0]
+                ),
+            })
         }
     };
     if let (Some((dev, ino)), Ok(md)) = (host_exe, fs::metadata(Path::new(&*exe.to_string_lossy())))
@@ -1237,7 +1333,8 @@ fn become_process(
             return Err(format!(
                 "refusing to exec {:?}: it is the host's runtime binary",
                 exe
-            ));
+            )
+            .into());
         }
     }
     if let Some(c) = process.capabilities() {
@@ -1663,28 +1760,26 @@ pub fn spawn(opts: &ExecOptions) -> Result<i32, ContainerError> {
     if pid == 0 {
         drop(parent_sock);
         if let Some(Err(e)) = self_join.as_ref().map(|j| j.join_self()) {
-            let _ =
-                child_sock.write_all(format!("Ejoining the container's cgroups: {e}").as_bytes());
+            let failed = Failed::from(format!("joining the container's cgroups: {e}"));
+            let _ = child_sock.write_all(&failed.encode());
             // SAFETY: see create().
             unsafe { libc::_exit(126) };
         }
-        let msg = exec_child(
+        let failed = exec_child(
             opts,
             &namespaces,
             filter.as_ref(),
             host_exe,
             &mut child_sock,
         );
-        let _ = child_sock.write_all(format!("E{msg}").as_bytes());
+        let _ = child_sock.write_all(&failed.encode());
         // SAFETY: see create().
         unsafe {
-            libc::_exit(
-                if msg.contains("not found") || msg.contains("no such file") {
-                    127
-                } else {
-                    126
-                },
-            )
+            libc::_exit(if failed.kind == Failure::NotFound {
+                127
+            } else {
+                126
+            })
         };
     }
     drop(child_sock);
@@ -1718,16 +1813,18 @@ pub fn spawn(opts: &ExecOptions) -> Result<i32, ContainerError> {
         .cloned()
         .unwrap_or_default();
     let failed = match msg.first() {
-        Some(b'E') => Some(String::from_utf8_lossy(&msg[1..]).into_owned()),
+        Some(b'E') => Some(decode_failure(&msg[1..])),
         // The exec stub's own execve failed.
-        Some(b'X') => crate::confine::stub_report(&msg, &exe),
+        Some(b'X') => {
+            crate::confine::stub_report(&msg, &exe).map(|(errno, m)| (Failure::of_errno(errno), m))
+        }
         _ => None,
     };
-    if let Some(m) = failed {
+    if let Some((kind, m)) = failed {
         let mut status = 0;
         // SAFETY: reap our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        return Err(ContainerError::Exec(m));
+        return Err(failure_error(true, kind, m));
     }
     if let Some(p) = &opts.pid_file {
         write_atomic(p, pid.to_string().as_bytes())
@@ -1800,7 +1897,7 @@ fn exec_child(
     filter: Option<&crate::seccomp::Filter>,
     host_exe: Option<(u64, u64)>,
     sock: &mut UnixStream,
-) -> String {
+) -> Failed {
     reset_signals();
     // SAFETY: prctl with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
@@ -1814,14 +1911,14 @@ fn exec_child(
         for (target, fd) in fds.into_iter().enumerate() {
             // SAFETY: dup2 onto 0..2 of this single-threaded child.
             if fd != target as i32 && unsafe { libc::dup2(fd, target as i32) } < 0 {
-                return format!("setting up stdio: {}", io::Error::last_os_error());
+                return Failed::from(format!("setting up stdio: {}", io::Error::last_os_error()));
             }
         }
     }
     let console = match process.terminal().unwrap_or(false) {
         true => match crate::console::open(opts.console_socket.as_deref(), opts.console_fd) {
             Ok(c) => Some(c),
-            Err(e) => return format!("console: {e}"),
+            Err(e) => return Failed::from(format!("console: {e}")),
         },
         false => None,
     };
@@ -1832,17 +1929,20 @@ fn exec_child(
     {
         // SAFETY: f is an open namespace fd.
         if unsafe { libc::setns(f.as_raw_fd(), *flag) } != 0 {
-            return format!("cannot join namespace: {}", io::Error::last_os_error());
+            return Failed::from(format!(
+                "cannot join namespace: {}",
+                io::Error::last_os_error()
+            ));
         }
     }
     for (_, f) in namespaces.iter().filter(|(f, _)| *f == libc::CLONE_NEWNS) {
         // SAFETY: as above; setns into a mount namespace also moves our root
         // and cwd to that namespace's root.
         if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNS) } != 0 {
-            return format!(
+            return Failed::from(format!(
                 "cannot join the mount namespace: {}",
                 io::Error::last_os_error()
-            );
+            ));
         }
     }
     // Only stdio, the preserved fds, the sync socket and the console
@@ -1857,17 +1957,17 @@ fn exec_child(
             .as_ref()
             .map(|b| (b.height() as u16, b.width() as u16));
         if let Err(e) = crate::console::setup(&c, size) {
-            return format!("setting up the terminal: {e}");
+            return Failed::from(format!("setting up the terminal: {e}"));
         }
     }
     let (exe, args, env, nnp, stub) =
         match become_process(process, filter, opts.preserve_fds, host_exe) {
             Ok(v) => v,
-            Err(msg) => return msg,
+            Err(failed) => return failed,
         };
     if let (Some(f), true) = (filter, nnp) {
         if let Err(e) = f.load() {
-            return format!("loading the seccomp filter: {}", chain(&e));
+            return Failed::from(format!("loading the seccomp filter: {}", chain(&e)));
         }
     }
     let e = crate::confine::exec_through(
@@ -1877,9 +1977,51 @@ fn exec_child(
         &args,
         &env,
     );
-    if e.raw_os_error() == Some(libc::ENOENT) {
+    let msg = if e.raw_os_error() == Some(libc::ENOENT) {
         format!("exec {exe:?}: no such file or directory")
     } else {
         format!("exec {exe:?}: {e}")
+    };
+    Failed {
+        kind: e.raw_os_error().map_or(Failure::Setup, Failure::of_errno),
+        msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Init's and exec's failures reach the runtime typed: whether the
+    /// program is missing or cannot be executed is a kind, not a phrase
+    /// of the message (a setup error that says "no such file or
+    /// directory" is not a missing program).
+    #[test]
+    fn failures_travel_with_their_kind() {
+        for kind in [Failure::Setup, Failure::NotFound, Failure::NotExecutable] {
+            let f = Failed {
+                kind,
+                msg: "mount /x: no such file or directory".into(),
+            };
+            let wire = f.encode();
+            assert_eq!(wire[0], b'E');
+            let (k, m) = decode_failure(&wire[1..]);
+            assert_eq!(
+                (k, m.as_str()),
+                (kind, "mount /x: no such file or directory")
+            );
+        }
+        assert!(matches!(
+            failure_error(false, Failure::Setup, "no such file or directory".into()),
+            ContainerError::Init(_)
+        ));
+        let e = failure_error(true, Failure::NotFound, "exec: \"x\": not found".into());
+        assert_eq!(e.to_string(), "exec failed: exec: \"x\": not found");
+        assert_eq!(Failure::of_errno(libc::ENOENT), Failure::NotFound);
+        assert_eq!(Failure::of_errno(libc::EACCES), Failure::NotExecutable);
+        assert_eq!(Failure::of_errno(libc::ENOEXEC), Failure::NotExecutable);
+        assert_eq!(Failure::of_errno(libc::E2BIG), Failure::Setup);
+        // An old-style message without a kind byte is a setup failure.
+        assert_eq!(decode_failure(b"plain").0, Failure::Setup);
     }
 }
