@@ -346,9 +346,7 @@ fn events(ctx: &images::Ctx, a: &cli::EventsArgs) -> Result<u8> {
     let mut failed = None;
     let mut sink = |e: &berth_engine::events::Event| {
         let text = match (&template, json) {
-            (Some(t), _) => serde_json::to_value(e)
-                .map_err(anyhow::Error::from)
-                .and_then(|v| t.render(&v)),
+            (Some(t), _) => t.render(&berth_service::events::template_context(e)),
             (None, true) => serde_json::to_string(e).map_err(anyhow::Error::from),
             (None, false) => Ok(berth_service::events::line(e)),
         };

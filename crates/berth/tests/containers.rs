@@ -1661,6 +1661,36 @@ fn events_record_what_happened_and_follow_new_ones() {
             .ends_with(" volume create vol1 (driver=local)"),
         "{plain}"
     );
+    // Docker's Go field names in templates, and image filters with or
+    // without the tag.
+    let go = b.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        "0s",
+        "--filter",
+        "event=create",
+        "--filter",
+        "type=container",
+        "--format",
+        "Type={{.Type}} Status={{.Status}} From={{.From}}",
+    ]);
+    assert_eq!(go, "Type=container Status=create From=busybox:1.35\n");
+    let by_image = b.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        "0s",
+        "--filter",
+        "image=busybox",
+        "--filter",
+        "event=start",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(by_image, "brief\n");
     let r = b.run(&["events", "--filter", "colour=red", "--until", "0s"]);
     assert!(!r.success(), "{r}");
     // Followed: a new start reaches a reader that is waiting.

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Seek, Write};
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -98,14 +99,25 @@ pub fn emit(runroot: &Path, event: &Event) {
     line.push(b'\n');
     let res = (|| -> std::io::Result<()> {
         if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_LOG) {
-            // Whoever sees it full first rotates it; a writer that had it
-            // open appends to the old file, which readers read too.
-            let _ = std::fs::rename(&path, rotated(&path));
+            rotate(runroot, &path)?;
         }
-        let mut f = std::fs::OpenOptions::new()
+        let mut f = match std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&path)?;
+            .open(&path)
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A runroot not made yet (after a reboot, before any
+                // container): made as the engine makes it.
+                std::fs::create_dir_all(runroot)?;
+                berth_image::store::private_dirs(runroot, &[])?;
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)?
+            }
+            r => r?,
+        };
         f.write_all(&line)
     })();
     if let Err(e) = res {
@@ -113,19 +125,45 @@ pub fn emit(runroot: &Path, event: &Event) {
     }
 }
 
+/// Rotates a full log, one writer at a time (under `events.lock`), and
+/// only if it is still the full file once the lock is held.
+fn rotate(runroot: &Path, path: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsFd;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(runroot.join("events.lock"))?;
+    rustix::fs::flock(lock.as_fd(), rustix::fs::FlockOperation::LockExclusive)?;
+    if std::fs::metadata(path).is_ok_and(|m| m.len() > MAX_LOG) {
+        std::fs::rename(path, rotated(path))?;
+    }
+    Ok(())
+}
+
 /// Every event the log holds, oldest first, and a follower for new ones.
 pub fn read(runroot: &Path) -> (Vec<Event>, Follower) {
     let path = log_path(runroot);
-    let mut out = Vec::new();
-    if let Ok(f) = std::fs::File::open(rotated(&path)) {
-        out.extend(parse(std::io::BufReader::new(f)));
-    }
+    // The current file first: a rotation meanwhile leaves it as the old
+    // one, read whole from the open file either way.
     let mut follower = Follower {
-        path,
+        path: path.clone(),
+        file: None,
         offset: 0,
-        inode: None,
         partial: Vec::new(),
     };
+    follower.open();
+    let mut out = Vec::new();
+    if let Ok(f) = std::fs::File::open(rotated(&path)) {
+        use std::os::unix::fs::MetadataExt;
+        let same = match (&follower.file, f.metadata()) {
+            (Some(cur), Ok(old)) => cur.metadata().is_ok_and(|c| c.ino() == old.ino()),
+            _ => false,
+        };
+        if !same {
+            out.extend(parse(std::io::BufReader::new(f)));
+        }
+    }
     out.extend(follower.poll());
     (out, follower)
 }
@@ -137,44 +175,65 @@ fn parse(r: impl BufRead) -> Vec<Event> {
         .collect()
 }
 
-/// Reads what is appended to the log after what it has read.
+/// Reads what is appended to the log after what it has read, across
+/// rotations: the file it has open is read to its end before it moves to
+/// the new one (as `tail -F`).
 pub struct Follower {
     path: PathBuf,
+    file: Option<std::fs::File>,
     offset: u64,
-    inode: Option<u64>,
     partial: Vec<u8>,
 }
 
 impl Follower {
-    /// The events appended since the last call (a rotation starts the
-    /// new file from its beginning).
-    pub fn poll(&mut self) -> Vec<Event> {
+    fn open(&mut self) {
+        self.file = std::fs::File::open(&self.path).ok();
+        self.offset = 0;
+    }
+
+    /// Whether the log's path now names another file than the open one.
+    fn rotated(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
-        let Ok(mut f) = std::fs::File::open(&self.path) else {
-            return Vec::new();
+        let Ok(now) = std::fs::metadata(&self.path) else {
+            return false;
         };
-        let Ok(md) = f.metadata() else {
-            return Vec::new();
-        };
-        if self.inode.is_some_and(|i| i != md.ino()) || md.len() < self.offset {
-            self.offset = 0;
-            self.partial.clear();
+        match &self.file {
+            Some(f) => f.metadata().is_ok_and(|m| m.ino() != now.ino()),
+            None => true,
         }
-        self.inode = Some(md.ino());
+    }
+
+    /// Everything appended to the open file since the last read.
+    fn drain(&mut self) -> Vec<Event> {
+        let Some(f) = self.file.as_mut() else {
+            return Vec::new();
+        };
         if f.seek(std::io::SeekFrom::Start(self.offset)).is_err() {
             return Vec::new();
         }
         let mut buf = std::mem::take(&mut self.partial);
         let start = buf.len();
-        if f.read_to_end(&mut buf).is_err() {
-            self.partial = buf;
-            return Vec::new();
-        }
+        let _ = f.read_to_end(&mut buf);
+        // What was read counts, whether or not the read ended in an error.
         self.offset += (buf.len() - start) as u64;
         // A line still being written stays for the next poll.
         let complete = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         self.partial = buf.split_off(complete);
         parse(&buf[..])
+    }
+
+    /// The events appended since the last call.
+    pub fn poll(&mut self) -> Vec<Event> {
+        let rotated = self.rotated();
+        let mut out = self.drain();
+        if rotated {
+            // The old file's last line, if any, was complete or is lost
+            // with its writer.
+            self.partial.clear();
+            self.open();
+            out.extend(self.drain());
+        }
+        out
     }
 }
 
@@ -200,18 +259,25 @@ mod tests {
             &Event::new("container", "start", "abc", attrs.clone()),
         );
         assert_eq!(f.poll()[0].action, "start");
-        // Rotated: the follower reads the new file from its start.
+        // Appended to the old file, then rotated, then one more in the
+        // new file: the follower gets both, in order. (Losing what the
+        // old file got after the last read was the bug.)
+        emit(
+            dir.path(),
+            &Event::new("container", "die", "abc", attrs.clone()),
+        );
         std::fs::rename(log_path(dir.path()), rotated(&log_path(dir.path()))).unwrap();
         emit(
             dir.path(),
             &Event::new("volume", "create", "v", BTreeMap::new()),
         );
         let new = f.poll();
-        assert_eq!(new.len(), 1);
-        assert_eq!(new[0].typ, "volume");
-        assert_eq!(new[0].id, None);
+        let actions: Vec<_> = new.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["die", "create"]);
+        assert_eq!(new[1].typ, "volume");
+        assert_eq!(new[1].id, None);
         let (all, _) = read(dir.path());
-        assert_eq!(all.len(), 3);
+        assert_eq!(all.len(), 4);
         // A torn last line waits for its end.
         let mut file = std::fs::OpenOptions::new()
             .append(true)
@@ -224,5 +290,34 @@ mod tests {
         file.write_all(&line.as_bytes()[10..]).unwrap();
         file.write_all(b"\n").unwrap();
         assert_eq!(f.poll()[0].action, "tag");
+    }
+
+    /// Writers racing to rotate a full log rotate it once: no history is
+    /// renamed over by a second rotation of a fresh file.
+    #[test]
+    fn concurrent_writers_rotate_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_path(dir.path());
+        let attrs = BTreeMap::from([("pad".to_string(), "x".repeat(200))]);
+        while std::fs::metadata(&path).map_or(0, |m| m.len()) <= MAX_LOG {
+            emit(
+                dir.path(),
+                &Event::new("image", "tag", "fill", attrs.clone()),
+            );
+        }
+        let before = std::fs::metadata(&path).unwrap().len();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    emit(
+                        dir.path(),
+                        &Event::new("image", "tag", "race", BTreeMap::new()),
+                    )
+                });
+            }
+        });
+        assert!(std::fs::metadata(rotated(&path)).unwrap().len() >= before);
+        let (all, _) = read(dir.path());
+        assert_eq!(all.iter().filter(|e| e.actor.id == "race").count(), 4);
     }
 }

@@ -520,6 +520,7 @@ impl Engine {
             None => self.stop_signal(&rec)?,
         };
         let _ = berth_runtime::container::kill(&rt, &rec.id, sig);
+        self.container_event(&rec, "kill", &[("signal", sig.to_string())]);
         // A negative timeout waits for as long as it takes, as docker's.
         let wait = timeout.or(rec.config.stop_timeout).unwrap_or(10);
         let limit = (wait >= 0).then(|| Duration::from_secs(wait as u64));
@@ -528,7 +529,6 @@ impl Engine {
             EngineError::NoSuchContainer(_) => Ok(Some(rec.clone())),
             e => Err(e),
         };
-        self.container_event(&rec, "kill", &[("signal", sig.to_string())]);
         if let Some(r) = self.wait_exit(&rec.id, limit).or_else(gone)? {
             self.container_event(&rec, "stop", &[]);
             return Ok(r);
@@ -624,6 +624,7 @@ impl Engine {
             self.db.set_stop_requested(&rec.id, true)?;
             let rt = self.paths.runtime();
             let _ = berth_runtime::container::kill(&rt, &rec.id, libc::SIGKILL);
+            self.container_event(&rec, "kill", &[("signal", libc::SIGKILL.to_string())]);
             if rec.state == State::Paused {
                 // A frozen process dies only once thawed.
                 let _ = berth_runtime::container::set_paused(&rt, &rec.id, false);

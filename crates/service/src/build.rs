@@ -109,14 +109,11 @@ pub fn build(
         .iter()
         .map(|s| berth_build::mounts::parse_secret_flag(s).map_err(Error::invalid))
         .collect::<Result<Vec<_>>>()?;
-    let root = paths.root.clone();
     // A base image the store lacks is pulled (docker's pull-if-missing).
     let pull = move |name: &str| -> std::result::Result<(), String> {
         let r = Reference::parse(name).map_err(|e| e.to_string())?;
-        let mut store = berth_image::store::Store::open(&root).map_err(|e| e.to_string())?;
-        berth_registry::client::pull(&mut store, &r, pulls)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        let mut store = berth_image::store::Store::open(&paths.root).map_err(|e| e.to_string())?;
+        crate::images::pull(paths, &mut store, &r, pulls).map_err(|e| e.to_string())
     };
     let opts = berth_build::BuildOptions {
         context: req.context.clone(),

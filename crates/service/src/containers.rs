@@ -641,6 +641,6 @@ pub fn ensure_image(
     if !present {
         progress.line(&format!("Unable to find image '{}' locally", r.familiar()));
     }
-    berth_registry::client::pull(&mut eng.store, &r, progress)?;
-    Ok(())
+    let paths = eng.paths.clone();
+    crate::images::pull(&paths, &mut eng.store, &r, progress)
 }

@@ -18,13 +18,17 @@ const FILTERS: &[&str] = &["container", "image", "event", "type", "label", "volu
 
 fn matches(e: &Event, k: &str, v: &str) -> bool {
     let attr = |name: &str| e.actor.attributes.get(name).map(String::as_str);
+    // moby's fuzzy match: a prefix of the id or of the name.
+    let fuzzy =
+        |v: &str| e.actor.id.starts_with(v) || attr("name").is_some_and(|n| n.starts_with(v));
+    // An image named with or without its tag.
+    let image_is =
+        |name: Option<&str>| name.is_some_and(|n| n == v || strip_tag(n) == v || n == strip_tag(v));
     match k {
-        "container" => {
-            e.typ == "container" && (e.actor.id.starts_with(v) || attr("name") == Some(v))
-        }
+        "container" => e.typ == "container" && fuzzy(v),
         "image" => {
-            attr("image") == Some(v)
-                || (e.typ == "image" && (e.actor.id == v || attr("name") == Some(v)))
+            image_is(attr("image"))
+                || (e.typ == "image" && (e.actor.id == v || image_is(attr("name"))))
         }
         "event" => e.action == v,
         "type" => e.typ == v,
@@ -32,8 +36,16 @@ fn matches(e: &Event, k: &str, v: &str) -> bool {
             Some((lk, lv)) => attr(lk) == Some(lv),
             None => attr(v).is_some(),
         },
-        "volume" => e.typ == "volume" && e.actor.id == v,
+        "volume" => e.typ == "volume" && fuzzy(v),
         _ => false,
+    }
+}
+
+/// `name:tag` without its tag (a registry's port is not a tag).
+fn strip_tag(name: &str) -> &str {
+    match name.rsplit_once(':') {
+        Some((n, tag)) if !tag.contains('/') && !name.contains('@') => n,
+        _ => name,
     }
 }
 
@@ -92,11 +104,38 @@ pub fn events(
     }
 }
 
-/// docker events' line: `TIME TYPE ACTION ID (k=v, ...)`.
+/// What `--format` templates see: the JSON fields and Docker's Go field
+/// names (`.Status`, `.ID`, `.From`, `.Scope`, `.Time`, `.TimeNano`).
+pub fn template_context(e: &Event) -> serde_json::Value {
+    let mut v = serde_json::to_value(e).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        for (go, json) in [
+            ("Status", "status"),
+            ("ID", "id"),
+            ("From", "from"),
+            ("Scope", "scope"),
+            ("Time", "time"),
+            ("TimeNano", "timeNano"),
+        ] {
+            let x = m
+                .get(json)
+                .cloned()
+                .unwrap_or(serde_json::Value::String(String::new()));
+            m.insert(go.to_string(), x);
+        }
+    }
+    v
+}
+
+/// docker events' line: `TIME TYPE ACTION ID (k=v, ...)`, the time in
+/// the local zone (`Z` for UTC, as Go's RFC 3339).
 pub fn line(e: &Event) -> String {
-    let t = chrono::DateTime::from_timestamp_nanos(e.time_nano)
-        .with_timezone(&chrono::Local)
-        .format("%Y-%m-%dT%H:%M:%S%.9f%:z");
+    let local = chrono::DateTime::from_timestamp_nanos(e.time_nano).with_timezone(&chrono::Local);
+    let t = if local.offset().local_minus_utc() == 0 {
+        local.format("%Y-%m-%dT%H:%M:%S%.9fZ")
+    } else {
+        local.format("%Y-%m-%dT%H:%M:%S%.9f%:z")
+    };
     let attrs: Vec<String> = e
         .actor
         .attributes

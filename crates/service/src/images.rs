@@ -99,7 +99,9 @@ pub fn list(store: &Store, filters: &Filters) -> Result<Vec<ImageSummary>> {
         .collect();
     let mut out = Vec::new();
     for image in store.images()? {
-        let labels = labels(store, &image)?;
+        // An image whose config cannot be read is still listed (inspect
+        // says what is wrong with it).
+        let labels = labels(store, &image).unwrap_or_default();
         if !filters.matches(|k, v| image_matches(store, &image, &labels, k, v))? {
             continue;
         }
@@ -120,7 +122,7 @@ pub fn list(store: &Store, filters: &Filters) -> Result<Vec<ImageSummary>> {
         out.push(ImageSummary {
             id: image.id.to_string(),
             repo_tags: tags.iter().map(|t| t.familiar()).collect(),
-            repo_digests: store.repo_digests(&image.id)?,
+            repo_digests: store.repo_digests(&image.id).unwrap_or_default(),
             created: image
                 .created
                 .as_deref()
