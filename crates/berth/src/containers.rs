@@ -274,7 +274,7 @@ pub fn stop(ctx: &Ctx, a: &StopArgs) -> Result<u8> {
     let sig = a
         .signal
         .as_deref()
-        .map(berth_engine::lifecycle::parse_signal)
+        .map(berth_engine::parse_signal)
         .transpose()?;
     each(&a.containers, |c| {
         eng.stop(c, a.time, sig)?;
@@ -284,7 +284,7 @@ pub fn stop(ctx: &Ctx, a: &StopArgs) -> Result<u8> {
 
 pub fn kill(ctx: &Ctx, a: &KillArgs) -> Result<u8> {
     let mut eng = engine(ctx)?;
-    let sig = berth_engine::lifecycle::parse_signal(&a.signal)?;
+    let sig = berth_engine::parse_signal(&a.signal)?;
     each(&a.containers, |c| {
         eng.kill(c, sig)?;
         Ok(())
@@ -295,7 +295,7 @@ pub fn restart(ctx: &Ctx, a: &StopArgs) -> Result<u8> {
     let sig = a
         .signal
         .as_deref()
-        .map(berth_engine::lifecycle::parse_signal)
+        .map(berth_engine::parse_signal)
         .transpose()?;
     each(&a.containers, |c| {
         let mut eng = engine(ctx)?;

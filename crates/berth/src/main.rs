@@ -201,7 +201,7 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
     use std::io::IsTerminal as _;
     // `-`: a tar archive (or a lone Dockerfile) on stdin.
     let stdin_ctx = if a.context.as_os_str() == "-" {
-        Some(berth_build::context::from_reader(
+        Some(berth_builder::context::from_reader(
             &ctx.root,
             std::io::stdin().lock(),
         )?)
@@ -229,7 +229,7 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
                         .as_ref()
                         .map(|f| f.to_string_lossy().into_owned())
                         .unwrap_or_else(|| "Dockerfile".into());
-                    berth_build::context::read_in_context(&context, &rel)?.ok_or_else(|| {
+                    berth_builder::context::read_in_context(&context, &rel)?.ok_or_else(|| {
                         anyhow::anyhow!("the context on stdin has no {rel}: name it with -f")
                     })?
                 }

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::os::unix::net::UnixStream;
 
 use crate::db::State;
-use crate::lifecycle::Engine;
+use crate::Engine;
 use crate::EngineError;
 
 /// Docker's default detach keys: ctrl-p ctrl-q.

@@ -4,7 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::db::{Record, State};
-use crate::lifecycle::Engine;
+use crate::Engine;
 use crate::EngineError;
 
 /// `docker commit`'s options.

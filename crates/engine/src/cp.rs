@@ -13,7 +13,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use crate::db::State;
-use crate::lifecycle::Engine;
+use crate::Engine;
 use crate::EngineError;
 
 /// One end of `berth cp`: a path in the container, a host path, or `-`

@@ -10,7 +10,7 @@ use oci_spec::runtime::{Box as ConsoleBox, Process, User};
 
 use crate::db::State;
 use crate::io::{relay, signal_fd, Wiring};
-use crate::lifecycle::Engine;
+use crate::Engine;
 use crate::EngineError;
 
 /// `docker exec`'s options.

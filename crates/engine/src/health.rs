@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ContainerConfig;
-use crate::lifecycle::Engine;
+use crate::Engine;
 use crate::EngineError;
 
 /// Docker's defaults.

@@ -9,13 +9,13 @@ pub mod config;
 pub mod cp;
 /// Container records.
 pub mod db;
+/// `Engine`: the container lifecycle: create, start (through the
+/// monitor), stop, kill, remove, wait.
+pub mod engine;
 pub mod events;
 pub mod exec;
 pub mod health;
-/// The container lifecycle: create, start (through the monitor), stop,
-/// kill, remove, wait.
 mod io;
-pub mod lifecycle;
 /// Docker's json-file logs.
 pub mod logs;
 /// The per-container monitor process and the foreground relay.
@@ -35,7 +35,7 @@ pub mod volumes;
 use std::path::{Path, PathBuf};
 
 pub use db::{Record, State};
-pub use lifecycle::Engine;
+pub use engine::{parse_signal, Engine};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

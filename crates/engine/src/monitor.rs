@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::db::{Record, State};
 use crate::io::{relay, signal_fd, Running, Wiring};
-use crate::lifecycle::Engine;
+use crate::Engine;
 use crate::EngineError;
 
 /// Mounts the rootfs, writes the OCI config and starts init.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use crate::lifecycle::Engine;
+use crate::Engine;
 use crate::EngineError;
 
 pub(crate) const SCHEMA: &str = r#"

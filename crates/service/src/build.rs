@@ -107,7 +107,7 @@ pub fn build(
     let secrets = req
         .secrets
         .iter()
-        .map(|s| berth_build::mounts::parse_secret_flag(s).map_err(Error::invalid))
+        .map(|s| berth_builder::mounts::parse_secret_flag(s).map_err(Error::invalid))
         .collect::<Result<Vec<_>>>()?;
     // A base image the store lacks is pulled (docker's pull-if-missing).
     let pull = move |name: &str| -> std::result::Result<(), String> {
@@ -115,7 +115,7 @@ pub fn build(
         let mut store = berth_image::store::Store::open(&paths.root).map_err(|e| e.to_string())?;
         crate::images::pull(paths, &mut store, &r, pulls).map_err(|e| e.to_string())
     };
-    let opts = berth_build::BuildOptions {
+    let opts = berth_builder::BuildOptions {
         context: req.context.clone(),
         dockerfile: req.dockerfile.clone(),
         tags,
@@ -132,8 +132,9 @@ pub fn build(
         terminal: req.terminal,
         secrets,
     };
-    let built = berth_build::build(paths, &opts, out).map_err(|e| match e {
-        berth_build::BuildError::Dockerfile { .. } | berth_build::BuildError::RunFailed { .. } => {
+    let built = berth_builder::build(paths, &opts, out).map_err(|e| match e {
+        berth_builder::BuildError::Dockerfile { .. }
+        | berth_builder::BuildError::RunFailed { .. } => {
             Error::new(ErrorKind::InvalidArgument, e.describe(&req.dockerfile_name))
         }
         other => other.into(),

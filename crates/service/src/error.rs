@@ -169,9 +169,9 @@ impl From<berth_registry::client::ClientError> for Error {
     }
 }
 
-impl From<berth_build::BuildError> for Error {
-    fn from(e: berth_build::BuildError) -> Error {
-        use berth_build::BuildError as B;
+impl From<berth_builder::BuildError> for Error {
+    fn from(e: berth_builder::BuildError) -> Error {
+        use berth_builder::BuildError as B;
         let kind = match &e {
             B::Dockerfile { .. } | B::Invalid(_) => ErrorKind::InvalidArgument,
             B::Store(s) => store_kind(s),

@@ -150,7 +150,7 @@ pub struct PruneReport {
 /// Removes dangling images (every unused one with `all`), after sweeping
 /// what killed builds left (their steps' processes, mounts, cgroups).
 pub fn prune(paths: &berth_engine::Paths, store: &mut Store, all: bool) -> Result<PruneReport> {
-    berth_build::sweep_leftovers(paths, store);
+    berth_builder::sweep_leftovers(paths, store);
     let (removed, report) = gc::prune_images(store, all)?;
     Ok(PruneReport {
         images_deleted: removed,
@@ -170,8 +170,8 @@ pub fn prune_build_cache(
     paths: &berth_engine::Paths,
     store: &mut Store,
 ) -> Result<BuildCachePruneReport> {
-    berth_build::sweep_leftovers(paths, store);
-    let cache = berth_build::cache::Cache::open(store.root())?;
+    berth_builder::sweep_leftovers(paths, store);
+    let cache = berth_builder::cache::Cache::open(store.root())?;
     let (steps, report) = cache.prune(store)?;
     Ok(BuildCachePruneReport {
         caches_deleted: steps,

@@ -761,7 +761,7 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
             }
             Kind::StopSignal(s) => {
                 let s = ex(self, s)?;
-                berth_engine::lifecycle::parse_signal(&s).map_err(|_| {
+                berth_engine::parse_signal(&s).map_err(|_| {
                     BuildError::Invalid(format!("STOPSIGNAL {s}: not a signal name or number"))
                 })?;
                 state.config.insert("StopSignal".into(), json!(s));
