@@ -144,26 +144,8 @@ pub fn process_env(opts: &ContainerConfig, image: &ImageConfig, hostname: &str) 
 /// Parses docker's `-m` sizes: `64m`, `1g`, `512k`, `1024` (bytes); b, k, m,
 /// g, t, with an optional trailing "b".
 pub fn parse_size(s: &str) -> Result<i64, EngineError> {
-    let bad = || {
-        EngineError::Invalid(format!(
-            "invalid size: {s:?}: use a number with an optional unit (b, k, m, g), e.g. 64m"
-        ))
-    };
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').map(str::to_string).unwrap_or(t);
-    let (num, mult): (&str, i64) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        Some(_) => (&t[..], 1),
-        None => return Err(bad()),
-    };
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    if !n.is_finite() || n < 0.0 {
-        return Err(bad());
-    }
-    Ok((n * mult as f64) as i64)
+    let n = berth_image::units::parse_size(s).map_err(EngineError::Invalid)?;
+    i64::try_from(n).map_err(|_| EngineError::Invalid(format!("invalid size: {s:?}: too large")))
 }
 
 #[cfg(test)]

@@ -141,18 +141,13 @@ fn unpack(input: impl Read, dir: &Path, host: bool) -> Result<(), String> {
     };
     berth_image::layer::apply_with(input, dir, None, opts)
         .map(|_| ())
-        .map_err(|e| format!("unpacking into {}: {}", dir.display(), chain(&e)))
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
+        .map_err(|e| {
+            format!(
+                "unpacking into {}: {}",
+                dir.display(),
+                berth_runtime::container::chain(&e)
+            )
+        })
 }
 
 /// Runs `body` in a forked helper chrooted into the directory `root` (an

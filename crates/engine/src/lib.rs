@@ -111,14 +111,5 @@ impl Paths {
 
 /// 64 random hex digits.
 pub fn new_id() -> String {
-    let mut b = [0u8; 32];
-    let mut filled = 0;
-    while filled < b.len() {
-        match rustix::rand::getrandom(&mut b[filled..], rustix::rand::GetRandomFlags::empty()) {
-            Ok(n) => filled += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => panic!("getrandom: {e}"),
-        }
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    berth_image::units::random_hex(32)
 }

@@ -29,3 +29,5 @@ pub mod reference;
 pub mod save;
 /// The on-disk store: blobs, snapshots and image metadata.
 pub mod store;
+/// Sizes with units and random hex ids, shared by every crate above.
+pub mod units;

@@ -119,17 +119,9 @@ fn touch(path: &Path) -> io::Result<()> {
     f.set_modified(std::time::SystemTime::now())
 }
 
+/// 32 random hex digits.
 pub fn random_id() -> String {
-    let mut b = [0u8; 16];
-    let mut filled = 0;
-    while filled < b.len() {
-        match rustix::rand::getrandom(&mut b[filled..], rustix::rand::GetRandomFlags::empty()) {
-            Ok(n) => filled += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => panic!("getrandom: {e}"),
-        }
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    berth_image::units::random_hex(16)
 }
 
 impl FsStorage {

@@ -1347,7 +1347,8 @@ fn become_process(
     Ok((exe, args, env, nnp, stub))
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
+/// An error and its causes on one line, each cause once.
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
