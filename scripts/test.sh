@@ -4,9 +4,16 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# Tests that cannot run on this host append a line here (never a silent pass).
+BERTH_SKIP_LOG=$(mktemp)
+export BERTH_SKIP_LOG
+trap 'rm -f "$log" "$BERTH_SKIP_LOG"' EXIT
 cargo test --workspace --release --all-targets "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "\ntests: %d passed, %d failed\n", p, f }' "$log"
+skipped=$(wc -l < "$BERTH_SKIP_LOG")
+awk -v s="$skipped" '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) g += $i } }
+     END { printf "\ntests: %d passed (%d of them skipped on this host), %d failed, %d ignored\n", p, s, f, g }' "$log"
+if [ "$skipped" -gt 0 ]; then
+  sed 's/^/skipped: /' "$BERTH_SKIP_LOG"
+fi
 exit "$status"

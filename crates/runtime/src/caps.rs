@@ -462,7 +462,10 @@ mod tests {
     #[test]
     fn caps_apply_limits_the_process() {
         if !privileged() {
-            eprintln!("needs root with CAP_SETPCAP; skipping");
+            crate::skip(
+                "caps_apply_limits_the_process",
+                "needs root with CAP_SETPCAP",
+            );
             return;
         }
         let bounding = [
@@ -518,7 +521,10 @@ mod tests {
     #[test]
     fn caps_keep_caps_across_setuid() {
         if !privileged() {
-            eprintln!("needs root; skipping");
+            crate::skip(
+                "caps_keep_caps_across_setuid",
+                "needs root with CAP_SETPCAP",
+            );
             return;
         }
         for keep in [true, false] {

@@ -2398,7 +2398,10 @@ mod tests {
             i32::from(int80(20, 0, 0) != pid)
         });
         if pid_ok != 0 {
-            eprintln!("no i386 syscall ABI on this kernel; skipping");
+            crate::skip(
+                "seccomp_load_other_abis",
+                "no i386 syscall ABI on this kernel",
+            );
             return;
         }
         let f = compile(&docker_default()).unwrap();
