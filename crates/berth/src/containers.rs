@@ -402,6 +402,10 @@ pub fn cp(ctx: &Ctx, a: &CpArgs) -> Result<u8> {
             archive: a.archive,
             follow: a.follow_link,
         },
+        berth_engine::cp::Streams {
+            input: &mut std::io::stdin().lock(),
+            output: &mut std::io::stdout().lock(),
+        },
     )?;
     Ok(0)
 }

@@ -25,6 +25,14 @@ pub enum Side {
     Stream,
 }
 
+/// Where a `Side::Stream` reads its tar archive from (copying in) or
+/// writes it to (copying out): the CLI's stdin and stdout, the daemon's
+/// request and response bodies.
+pub struct Streams<'a> {
+    pub input: &'a mut dyn std::io::Read,
+    pub output: &'a mut dyn Write,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct CpOptions {
     /// `-a`: keep the source's owners (into the container); otherwise root
@@ -217,6 +225,7 @@ pub fn copy(
     src: &Side,
     dest: &Side,
     opts: &CpOptions,
+    streams: Streams<'_>,
 ) -> Result<(), EngineError> {
     let rec = eng.get(key)?;
     let layout = eng.layout(&rec.id);
@@ -255,8 +264,8 @@ pub fn copy(
         }
     };
     let result = match (src, dest) {
-        (Side::Container(s), d) => copy_out(&root, &rec.name, s, d, opts),
-        (s, Side::Container(d)) => copy_in(&root, s, d, opts),
+        (Side::Container(s), d) => copy_out(&root, &rec.name, s, d, opts, streams.output),
+        (s, Side::Container(d)) => copy_in(&root, s, d, opts, streams.input),
         _ => Err(EngineError::Invalid(
             "copying between two containers or two host paths is not supported: one side must be CONTAINER:PATH".into(),
         )),
@@ -286,6 +295,7 @@ fn copy_out(
     src: &str,
     dest: &Side,
     opts: &CpOptions,
+    out: &mut dyn Write,
 ) -> Result<(), EngineError> {
     let src_path = container_path(src);
     let follow = opts.follow;
@@ -321,9 +331,9 @@ fn copy_out(
     let res = match dest {
         Side::Stream => {
             let _ = w.write_all(format!("T{}\n", base_name(src)).as_bytes());
-            std::io::copy(&mut r, &mut std::io::stdout().lock())
-                .map(|_| ())
-                .map_err(|e| EngineError::io("write the archive to stdout", e))
+            std::io::copy(&mut r, out)
+                .and_then(|_| out.flush())
+                .map_err(|e| EngineError::io("write the archive", e))
         }
         Side::Host(d) => {
             let d_raw = d.to_string_lossy().into_owned();
@@ -352,6 +362,7 @@ fn copy_in(
     src: &Side,
     dest: &str,
     opts: &CpOptions,
+    input: &mut dyn std::io::Read,
 ) -> Result<(), EngineError> {
     let dest_path = container_path(dest);
     let dest_raw = dest.to_string();
@@ -396,9 +407,9 @@ fn copy_in(
             berth_image::diff::write_path_tar(p, top, opts.follow, owner, &mut w)
                 .map_err(|e| EngineError::io(format!("read {}", p.display()), e))
         }
-        _ => std::io::copy(&mut std::io::stdin().lock(), &mut w)
+        _ => std::io::copy(input, &mut w)
             .map(|_| ())
-            .map_err(|e| EngineError::io("read the archive from stdin", e)),
+            .map_err(|e| EngineError::io("read the archive", e)),
     };
     let _ = w.shutdown(std::net::Shutdown::Write);
     let done = reply(&mut r);
