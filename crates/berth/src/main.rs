@@ -4,6 +4,7 @@ mod cli;
 mod containers;
 mod images;
 mod output;
+mod progress;
 mod volumes;
 
 use std::path::PathBuf;
@@ -183,7 +184,8 @@ fn run(cli: Cli) -> Result<u8> {
 
 /// Bars on a terminal, plain lines otherwise, nothing with --quiet.
 fn progress(quiet: bool) -> Box<dyn berth_registry::progress::Progress> {
-    use berth_registry::progress::{Bars, Lines, Quiet};
+    use berth_registry::progress::{Lines, Quiet};
+    use progress::Bars;
     use std::io::IsTerminal as _;
     if quiet {
         Box::new(Quiet)
