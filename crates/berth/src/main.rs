@@ -557,6 +557,18 @@ fn registry_serve(a: &cli::RegistryServeArgs) -> Result<u8> {
             )
             .map_err(anyhow::Error::msg)?,
             max_client_conns: a.max_client_conns,
+            // One write, errors ignored: whoever started the registry may
+            // read the first line and close the pipe (a println! would
+            // then panic).
+            on_listening: Some(Box::new(|bound, https| {
+                use std::io::Write as _;
+                let mut msg = format!("berth registry listening on {bound}\n");
+                if https {
+                    msg.push_str("serving HTTPS\n");
+                }
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(msg.as_bytes()).and_then(|()| out.flush());
+            })),
         },
     ))
     .map_err(|e| anyhow::anyhow!("registry on {addr}: {e}"))?;

@@ -1458,6 +1458,9 @@ pub struct Settings {
     /// Connections one client address may hold at once (more are closed
     /// at accept).
     pub max_client_conns: usize,
+    /// Told the address actually bound (port 0 picks a free one) and
+    /// whether it serves HTTPS, once the registry listens.
+    pub on_listening: Option<Box<dyn FnOnce(std::net::SocketAddr, bool) + Send>>,
 }
 
 /// File descriptors kept free for new clients, the store and the
@@ -1562,6 +1565,7 @@ pub async fn serve(settings: Settings) -> std::io::Result<()> {
         notify,
         body_idle,
         max_client_conns,
+        on_listening,
     } = settings;
     let _ = BODY_IDLE.set(body_idle);
     let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile)
@@ -1607,18 +1611,8 @@ pub async fn serve(settings: Settings) -> std::io::Result<()> {
     registry.tls = tls.is_some();
     registry.notify = notify;
     let app = router(Arc::new(registry));
-    // The address actually bound (port 0 picks a free one), for the
-    // caller to read.
-    // One write, errors ignored: whoever started the registry may read the
-    // first line and close the pipe (a println! would then panic).
-    {
-        use std::io::Write as _;
-        let mut msg = format!("berth registry listening on {}\n", listener.local_addr()?);
-        if tls.is_some() {
-            msg.push_str("serving HTTPS\n");
-        }
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(msg.as_bytes()).and_then(|()| out.flush());
+    if let Some(f) = on_listening {
+        f(listener.local_addr()?, tls.is_some());
     }
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let shutdown = shutdown_signal();
