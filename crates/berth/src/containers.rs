@@ -187,7 +187,7 @@ fn create_record(ctx: &Ctx, a: &RunArgs) -> Result<(Engine, Record)> {
         }),
     })?;
     let mut eng = engine(ctx)?;
-    let lines = berth_registry::progress::Lines(std::sync::Mutex::new(std::io::stderr()));
+    let lines = berth_registry_client::progress::Lines(std::sync::Mutex::new(std::io::stderr()));
     berth_service::containers::ensure_image(&mut eng, &a.image, a.pull, &lines)
         .map_err(run_coded)?;
     let rec = eng

@@ -150,7 +150,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Login(a) => return login(&a),
         Command::Logout { server } => {
-            if berth_registry::client::logout(&server)? {
+            if berth_registry_client::logout(&server)? {
                 println!("Removing login credentials for {server}");
             } else {
                 println!("Not logged in to {server}");
@@ -183,8 +183,8 @@ fn run(cli: Cli) -> Result<u8> {
 }
 
 /// Bars on a terminal, plain lines otherwise, nothing with --quiet.
-fn progress(quiet: bool) -> Box<dyn berth_registry::progress::Progress> {
-    use berth_registry::progress::{Lines, Quiet};
+fn progress(quiet: bool) -> Box<dyn berth_registry_client::progress::Progress> {
+    use berth_registry_client::progress::{Lines, Quiet};
     use progress::Bars;
     use std::io::IsTerminal as _;
     if quiet {
@@ -301,7 +301,7 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
         Box::new(std::io::stdout())
     };
     use std::io::Write as _;
-    let pulls = berth_registry::progress::Lines(std::sync::Mutex::new(std::io::stderr()));
+    let pulls = berth_registry_client::progress::Lines(std::sync::Mutex::new(std::io::stderr()));
     let built = berth_service::build::build(
         &berth_engine::Paths::new(&ctx.root, &ctx.runroot),
         &req,
@@ -454,7 +454,7 @@ fn login(a: &cli::LoginArgs) -> Result<u8> {
         }
         (None, false) => anyhow::bail!("give the password with --password-stdin (or -p)"),
     };
-    berth_registry::client::login(&a.server, &user, &password)?;
+    berth_registry_client::login(&a.server, &user, &password)?;
     println!("Login Succeeded");
     Ok(0)
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use berth_registry::progress::Progress;
+use berth_registry_client::progress::Progress;
 
 /// A terminal: layer rows redrawn in place.
 pub struct Bars {

@@ -77,7 +77,7 @@ pub fn build(
     paths: &berth_engine::Paths,
     req: &BuildRequest,
     out: &mut (dyn Write + Send),
-    pulls: &dyn berth_registry::progress::Progress,
+    pulls: &dyn berth_registry_client::progress::Progress,
 ) -> Result<BuildResult> {
     if let Some(p) = req.platform.as_deref().filter(|p| *p != "linux/amd64") {
         return Err(Error::invalid(format!(

@@ -608,7 +608,7 @@ pub fn ensure_image(
     eng: &mut Engine,
     image: &str,
     policy: PullPolicy,
-    progress: &dyn berth_registry::progress::Progress,
+    progress: &dyn berth_registry_client::progress::Progress,
 ) -> Result<()> {
     let present = eng.store.resolve(image).is_ok();
     let pull = match policy {
@@ -629,7 +629,7 @@ pub fn ensure_image(
         }
         return Ok(());
     }
-    if let Err(e) = berth_registry::client::Client::for_reference(&r, "pull") {
+    if let Err(e) = berth_registry_client::Client::for_reference(&r, "pull") {
         return Err(Error::new(
             crate::ErrorKind::NotFound,
             format!(

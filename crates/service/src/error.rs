@@ -157,9 +157,9 @@ impl From<berth_image::load::LoadError> for Error {
     }
 }
 
-impl From<berth_registry::client::ClientError> for Error {
-    fn from(e: berth_registry::client::ClientError) -> Error {
-        use berth_registry::client::ClientError as C;
+impl From<berth_registry_client::ClientError> for Error {
+    fn from(e: berth_registry_client::ClientError) -> Error {
+        use berth_registry_client::ClientError as C;
         let kind = match &e {
             C::Invalid(_) => ErrorKind::InvalidArgument,
             C::Store(s) => store_kind(s),

@@ -239,9 +239,9 @@ pub fn pull(
     paths: &berth_engine::Paths,
     store: &mut Store,
     reference: &berth_image::reference::Reference,
-    progress: &dyn berth_registry::progress::Progress,
+    progress: &dyn berth_registry_client::progress::Progress,
 ) -> Result<()> {
-    berth_registry::client::pull(store, reference, progress)?;
+    berth_registry_client::pull(store, reference, progress)?;
     image_event(
         paths,
         "pull",
@@ -257,9 +257,9 @@ pub fn push(
     store: &mut Store,
     name: &str,
     target: &berth_image::reference::Reference,
-    progress: &dyn berth_registry::progress::Progress,
+    progress: &dyn berth_registry_client::progress::Progress,
 ) -> Result<()> {
-    berth_registry::client::push(store, name, target, progress)?;
+    berth_registry_client::push(store, name, target, progress)?;
     image_event(
         paths,
         "push",

@@ -799,7 +799,7 @@ pub fn push(
         target.domain(),
         repo
     ));
-    let manifest = store.read_blob(&record.manifest_digest, crate::server::MAX_MANIFEST as u64)?;
+    let manifest = store.read_blob(&record.manifest_digest, berth_image::store::MANIFEST_LIMIT)?;
     let doc: serde_json::Value = serde_json::from_slice(&manifest)
         .map_err(|e| ClientError::Invalid(format!("the image's manifest: {e}")))?;
     let mut blobs: Vec<(Digest, std::path::PathBuf)> = Vec::new();
@@ -926,7 +926,7 @@ pub fn pull(
         let body = resp
             .body_mut()
             .with_config()
-            .limit(crate::server::MAX_MANIFEST as u64)
+            .limit(berth_image::store::MANIFEST_LIMIT)
             .read_to_vec()
             .map_err(|e| client.err(e.to_string()))?;
         Ok((body, media))
