@@ -298,9 +298,7 @@ pub fn restart(ctx: &Ctx, a: &StopArgs) -> Result<u8> {
         .map(berth_engine::parse_signal)
         .transpose()?;
     each(&a.containers, |c| {
-        let mut eng = engine(ctx)?;
-        let rec = eng.stop(c, a.time, sig)?;
-        berth_engine::monitor::start_detached(eng, &rec.id)?;
+        berth_service::containers::restart(engine(ctx)?, c, a.time, sig)?;
         Ok(())
     })
 }

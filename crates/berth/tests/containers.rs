@@ -437,6 +437,31 @@ fn a_killed_monitor_leaves_an_honest_exit_and_no_leftovers() {
     let err = b.ok(&["container", "inspect", "--format", "{{.State.Error}}", &id]);
     assert!(err.contains("monitor"), "{err}");
     assert!(!Path::new(&format!("/sys/fs/cgroup/memory/berth/{id}")).exists());
+    // Its death is in the event log although its monitor never said so.
+    let died = b.ok(&[
+        "events",
+        "--until",
+        "0s",
+        "--filter",
+        "event=die",
+        "--format",
+        "{{index .Actor.Attributes \"exitCode\"}}",
+    ]);
+    assert_eq!(died, "137\n");
+    // `restart` of the exited container says so after its start, in
+    // docker's order.
+    b.ok(&["restart", "-t", "0", &id]);
+    let order = b.ok(&[
+        "events",
+        "--until",
+        "0s",
+        "--filter",
+        &format!("container={id}"),
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert!(order.ends_with("die\nstart\nrestart\n"), "{order}");
+    b.ok(&["rm", "-f", &id]);
 }
 
 #[test]

@@ -249,6 +249,8 @@ impl Engine {
             rec.exit_code = 255;
             rec.error = "the container's monitor process died; its exit code was lost".into();
         }
+        // The monitor that would have said so is gone.
+        self.container_event(&rec, "die", &[("exitCode", rec.exit_code.to_string())]);
         if rec.config.auto_remove {
             // `--rm` (its foreground `berth run` was killed, say): removed,
             // as docker does, with its code kept for whoever waits.

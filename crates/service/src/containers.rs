@@ -644,3 +644,25 @@ pub fn ensure_image(
     let paths = eng.paths.clone();
     crate::images::pull(&paths, &mut eng.store, &r, progress)
 }
+
+/// `restart`: stops the container (its stop signal, or `signal`, then
+/// SIGKILL after `timeout`), starts it again, and records `restart` after
+/// its `start`, as docker does.
+pub fn restart(
+    mut eng: Engine,
+    key: &str,
+    timeout: Option<i64>,
+    signal: Option<i32>,
+) -> Result<()> {
+    let rec = eng.stop(key, timeout, signal)?;
+    let runroot = eng.paths.runroot.clone();
+    berth_engine::monitor::start_detached(eng, &rec.id)?;
+    let mut attrs = rec.config.labels.clone();
+    attrs.insert("image".into(), rec.image.clone());
+    attrs.insert("name".into(), rec.name.clone());
+    berth_engine::events::emit(
+        &runroot,
+        &berth_engine::events::Event::new("container", "restart", &rec.id, attrs),
+    );
+    Ok(())
+}
