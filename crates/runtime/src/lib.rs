@@ -28,20 +28,21 @@ pub mod spec;
 /// Persisted container state and live status.
 pub mod state;
 
-/// A unit test that cannot run on this host says so and is counted:
-/// `scripts/test.sh` sets `BERTH_SKIP_LOG` and reports every line of it in
-/// its summary (a skip never passes silently).
+/// A unit test that cannot run on this host says so to the runner:
+/// `scripts/test.sh` sets `BERTH_SKIP_LOG` and counts every line of it in
+/// its summary. Run any other way, the test fails with the reason, so a
+/// skip never passes unseen.
 #[cfg(test)]
 pub(crate) fn skip(test: &str, why: &str) {
     use std::io::Write;
-    if let Some(path) = std::env::var_os("BERTH_SKIP_LOG") {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = writeln!(f, "berth-runtime {test}: {why}");
-        }
-    }
-    eprintln!("SKIPPED {test}: {why}");
+    let Some(path) = std::env::var_os("BERTH_SKIP_LOG") else {
+        panic!("{test} cannot run here: {why} (scripts/test.sh counts it as a skip)");
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{test}: cannot record its skip in {path:?}: {e}"));
+    writeln!(f, "berth-runtime {test}: {why}")
+        .unwrap_or_else(|e| panic!("{test}: cannot record its skip in {path:?}: {e}"));
 }
