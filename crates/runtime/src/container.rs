@@ -710,12 +710,12 @@ impl Failed {
 
 /// A failure message after its 'E'.
 fn decode_failure(msg: &[u8]) -> (Failure, String) {
-    match msg.split_first() {
-        Some((b, rest)) if Failure::from_byte(*b).is_some() => (
-            Failure::from_byte(*b).expect("checked"),
-            String::from_utf8_lossy(rest).into_owned(),
-        ),
-        _ => (Failure::Setup, String::from_utf8_lossy(msg).into_owned()),
+    let typed = msg
+        .split_first()
+        .and_then(|(b, rest)| Some((Failure::from_byte(*b)?, rest)));
+    match typed {
+        Some((kind, rest)) => (kind, String::from_utf8_lossy(rest).into_owned()),
+        None => (Failure::Setup, String::from_utf8_lossy(msg).into_owned()),
     }
 }
 
