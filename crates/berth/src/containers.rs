@@ -209,8 +209,10 @@ pub fn run(ctx: &Ctx, a: &RunArgs) -> Result<u8> {
         println!("{}", rec.id);
         return Ok(0);
     }
-    let code =
-        berth_engine::monitor::run_foreground(&mut eng, &rec.id, a.interactive).map_err(coded)?;
+    let code = crate::terminal::with_caller(a.interactive, |caller| {
+        berth_engine::monitor::run_foreground(&mut eng, &rec.id, caller)
+    })
+    .map_err(coded)?;
     Ok(code.clamp(0, 255) as u8)
 }
 
@@ -221,8 +223,10 @@ pub fn start(ctx: &Ctx, a: &StartArgs) -> Result<u8> {
         }
         let mut eng = engine(ctx)?;
         let rec = eng.get(&a.containers[0]).map_err(coded)?;
-        let code = berth_engine::monitor::run_foreground(&mut eng, &rec.id, a.interactive)
-            .map_err(coded)?;
+        let code = crate::terminal::with_caller(a.interactive, |caller| {
+            berth_engine::monitor::run_foreground(&mut eng, &rec.id, caller)
+        })
+        .map_err(coded)?;
         return Ok(code.clamp(0, 255) as u8);
     }
     let mut failed = false;
@@ -235,7 +239,7 @@ pub fn start(ctx: &Ctx, a: &StartArgs) -> Result<u8> {
             match berth_engine::monitor::start_detached(eng, &rec.id) {
                 // Its monitor holds it (a restart backoff, or another
                 // start just now): started already.
-                Err(EngineError::Invalid(m)) if m == "already running" => Ok(()),
+                Err(EngineError::Conflict(_)) => Ok(()),
                 r => r.map_err(coded),
             }
         });
@@ -414,15 +418,14 @@ pub fn attach(ctx: &Ctx, a: &AttachArgs) -> Result<u8> {
         None => berth_engine::attach::DETACH_KEYS.to_vec(),
     };
     let mut eng = engine(ctx)?;
-    let code = berth_engine::attach::attach(
-        &mut eng,
-        &a.container,
-        &berth_engine::attach::AttachConfig {
-            stdin: !a.no_stdin,
-            sig_proxy: a.sig_proxy,
-            detach_keys,
-        },
-    )?;
+    let cfg = berth_engine::attach::AttachConfig {
+        stdin: !a.no_stdin,
+        sig_proxy: a.sig_proxy,
+        detach_keys,
+    };
+    let code = crate::terminal::with_caller(true, |caller| {
+        berth_engine::attach::attach(&mut eng, &a.container, &cfg, caller)
+    })?;
     match code {
         Some(c) => Ok(c.clamp(0, 255) as u8),
         None => {
@@ -441,12 +444,18 @@ pub fn exec(ctx: &Ctx, a: &ExecArgs) -> Result<u8> {
         workdir: a.workdir.clone(),
         tty: a.tty,
         interactive: a.interactive,
-        detach: a.detach,
         privileged: a.privileged,
     };
     let mut eng = engine(ctx)?;
+    let res = if a.detach {
+        berth_engine::exec::exec_detached(&mut eng, &a.container, &cfg).map(|_| 0)
+    } else {
+        crate::terminal::with_caller(a.interactive, |caller| {
+            berth_engine::exec::exec(&mut eng, &a.container, &cfg, caller)
+        })
+    };
     // docker exec: 126/127 when the command cannot run, 1 for the rest.
-    let code = berth_engine::exec::exec(&mut eng, &a.container, &cfg).map_err(|e| match e {
+    let code = res.map_err(|e| match e {
         EngineError::Exec { .. } => coded(e),
         e => e.into(),
     })?;

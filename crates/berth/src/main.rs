@@ -5,6 +5,7 @@ mod containers;
 mod images;
 mod output;
 mod progress;
+mod terminal;
 mod volumes;
 
 use std::path::PathBuf;
@@ -20,6 +21,11 @@ use cli::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
 pub const EXIT_ENGINE: u8 = 125;
 
 fn main() -> ExitCode {
+    // Started as one of the engine's helper processes (a container's
+    // monitor, say): that, and nothing of the CLI.
+    if let Some(code) = berth_engine::helper::dispatch() {
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

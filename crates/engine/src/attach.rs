@@ -66,7 +66,12 @@ pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>, EngineError> {
 
 /// Attaches until the container exits (returns its exit code) or the
 /// detach keys are typed (returns None).
-pub fn attach(eng: &mut Engine, key: &str, cfg: &AttachConfig) -> Result<Option<i32>, EngineError> {
+pub fn attach(
+    eng: &mut Engine,
+    key: &str,
+    cfg: &AttachConfig,
+    caller: &mut crate::io::Caller<'_>,
+) -> Result<Option<i32>, EngineError> {
     let rec = eng.get(key)?;
     match rec.state {
         State::Running => {}
@@ -95,11 +100,19 @@ pub fn attach(eng: &mut Engine, key: &str, cfg: &AttachConfig) -> Result<Option<
     let tty = rec.config.tty;
     let use_stdin = cfg.stdin && rec.config.interactive;
     let sigfd = crate::io::signal_fd(cfg.sig_proxy && !tty)?;
-    let raw = (tty && use_stdin).then(crate::io::RawMode::enter).flatten();
     let rt = eng.paths.runtime();
-    let detached = relay(&sock, &sigfd, tty, use_stdin, &cfg.detach_keys, |sig| {
-        let _ = berth_runtime::container::kill(&rt, &rec.id, sig);
-    });
+    let raw = (tty && use_stdin).then(|| caller.raw()).flatten();
+    let detached = relay(
+        &sock,
+        &sigfd,
+        tty,
+        use_stdin,
+        &cfg.detach_keys,
+        caller,
+        |sig| {
+            let _ = berth_runtime::container::kill(&rt, &rec.id, sig);
+        },
+    );
     drop(raw);
     if detached {
         return Ok(None);
@@ -118,11 +131,12 @@ fn relay(
     tty: bool,
     use_stdin: bool,
     keys: &[u8],
+    caller: &mut crate::io::Caller<'_>,
     mut forward: impl FnMut(i32),
 ) -> bool {
     use rustix::event::{poll, PollFd, PollFlags};
-    let stdin = std::io::stdin();
-    let mut stdin_open = use_stdin;
+    let stdin = caller.stdin.filter(|_| use_stdin);
+    let mut stdin_open = stdin.is_some();
     let mut buf = vec![0u8; 64 * 1024];
     // Frames may arrive split: what is not yet a whole frame waits here.
     let mut pending: Vec<u8> = Vec::new();
@@ -132,8 +146,8 @@ fn relay(
             PollFd::new(sock, PollFlags::IN),
             PollFd::new(sigfd, PollFlags::IN),
         ];
-        if stdin_open {
-            fds.push(PollFd::new(&stdin, PollFlags::IN));
+        if let (true, Some(fd)) = (stdin_open, stdin.as_ref()) {
+            fds.push(PollFd::new(fd, PollFlags::IN));
         }
         match poll(&mut fds, None) {
             Ok(_) => {}
@@ -159,9 +173,10 @@ fn relay(
                 Ok(n) => n,
             };
             if tty {
-                let mut o = std::io::stdout().lock();
-                let _ = o.write_all(&buf[..n]);
-                let _ = o.flush();
+                let _ = caller
+                    .stdout
+                    .write_all(&buf[..n])
+                    .and_then(|()| caller.stdout.flush());
             } else {
                 pending.extend_from_slice(&buf[..n]);
                 while pending.len() >= 8 {
@@ -171,18 +186,19 @@ fn relay(
                         break;
                     }
                     let data = &pending[8..8 + len];
-                    let _ = if pending[0] == 2 {
-                        std::io::stderr().write_all(data)
+                    let w = if pending[0] == 2 {
+                        &mut *caller.stderr
                     } else {
-                        let mut o = std::io::stdout().lock();
-                        o.write_all(data).and_then(|()| o.flush())
+                        &mut *caller.stdout
                     };
+                    let _ = w.write_all(data).and_then(|()| w.flush());
                     pending.drain(..8 + len);
                 }
             }
         }
         if ready.get(2).copied().unwrap_or(false) {
-            let n = match rustix::io::read(&stdin, &mut buf) {
+            let Some(fd) = stdin else { continue };
+            let n = match rustix::io::read(fd, &mut buf) {
                 Ok(0) | Err(_) => {
                     stdin_open = false;
                     let _ = sock.shutdown(std::net::Shutdown::Write);

@@ -2,15 +2,18 @@
 //! directions, running or stopped, with `docker cp`'s rules for where a
 //! source lands.
 //!
-//! The container's side is always done by a forked helper chrooted into the
-//! container's root (`/proc/PID/root` when it runs, so its volumes are
-//! seen; its overlay mounted for the copy when it is stopped): a symlink in
-//! the container can never lead outside it. The two sides talk over a
+//! The container's side is always done by a helper process (helper role
+//! `cp`) chrooted into the container's root (`/proc/PID/root` when it
+//! runs, so its volumes are seen; its overlay mounted for the copy when it
+//! is stopped): a symlink in the container can never lead outside it. The two sides talk over a
 //! socketpair: the source's type, where it lands, then a tar stream.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 use crate::db::State;
 use crate::Engine;
@@ -43,7 +46,7 @@ pub struct CpOptions {
 }
 
 /// What the receiving side needs to know of the source.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 enum Kind {
     Dir,
     Other,
@@ -158,55 +161,136 @@ fn unpack(input: impl Read, dir: &Path, host: bool) -> Result<(), String> {
         })
 }
 
-/// Runs `body` in a forked helper chrooted into the directory `root` (an
-/// open fd, so that what it names cannot change between the check and the
-/// chroot), talking to the caller over the socket it gets; returns the
-/// caller's end and the pid.
-fn helper(
-    root: &std::os::fd::OwnedFd,
-    body: impl FnOnce(UnixStream) -> Result<(), String>,
-) -> Result<(UnixStream, i32), EngineError> {
-    let (ours, theirs) = UnixStream::pair().map_err(|e| EngineError::io("socketpair", e))?;
-    // SAFETY: the CLI is single-threaded; the child only does file work in
-    // its chroot and exits.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(EngineError::io(
-            "fork the copy helper",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    if pid == 0 {
-        drop(ours);
-        let mut sock = theirs;
-        // Non-dumpable: no process of the container may attach to it.
-        // SAFETY: prctl with constant arguments.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-        let res = rustix::process::fchdir(root)
-            .map_err(std::io::Error::from)
-            .and_then(|()| std::os::unix::fs::chroot("."))
-            .and_then(|()| std::env::set_current_dir("/"))
-            .map_err(|e| format!("entering the container's root: {e}"))
-            .and_then(|()| body(sock.try_clone().map_err(|e| e.to_string())?));
-        let code = match res {
-            Ok(()) => 0,
-            Err(m) => {
-                let _ = sock.write_all(format!("E{m}\n").as_bytes());
-                1
-            }
-        };
-        // SAFETY: the helper ends without unwinding into the CLI.
-        unsafe { libc::_exit(code) };
-    }
-    drop(theirs);
-    Ok((ours, pid))
+/// What the copy helper does in the container's root: the container's
+/// side of one copy.
+#[derive(Debug, Serialize, Deserialize)]
+enum Job {
+    /// Sends what `src` names as a tar stream (after its kind, then
+    /// reading the name its top entry gets).
+    Out {
+        src: PathBuf,
+        src_raw: String,
+        container: String,
+        follow: bool,
+        owner: Option<(u32, u32)>,
+    },
+    /// Unpacks a tar stream where `dest` says (after saying where).
+    In {
+        dest: PathBuf,
+        dest_raw: String,
+        kind: Kind,
+        contents: bool,
+        base: String,
+        from_stream: bool,
+    },
 }
 
-fn reap(pid: i32) -> bool {
-    let mut status = 0;
-    // SAFETY: pid is our child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+/// Starts the copy helper (helper role `cp`), chrooted into the directory
+/// `root` (an open fd, so that what it names cannot change between the
+/// check and the chroot), to do `job`; returns our end of the socket it
+/// talks over and the helper.
+fn helper(
+    eng: &Engine,
+    root: &std::os::fd::OwnedFd,
+    job: &Job,
+) -> Result<(UnixStream, std::process::Child), EngineError> {
+    use std::os::fd::AsFd;
+    let (ours, theirs) = UnixStream::pair().map_err(|e| EngineError::io("socketpair", e))?;
+    let child = crate::helper::spawn(
+        "cp",
+        &eng.paths,
+        &[],
+        std::process::Stdio::from(std::os::fd::OwnedFd::from(theirs)),
+    )?;
+    let mut msg = serde_json::to_vec(job).expect("a job serializes");
+    msg.push(b'\n');
+    berth_runtime::console::send_fd(&ours, root.as_fd(), &msg)
+        .map_err(|e| EngineError::io("send the copy helper its job", e))?;
+    Ok((ours, child))
+}
+
+/// The copy helper's life (helper role `cp`): its stdin is the socket; the
+/// job and the root come first, then the conversation of the job.
+pub(crate) fn helper_main(reporter: &mut crate::helper::Reporter) -> i32 {
+    // This helper reports over the socket, not its stdout.
+    drop(std::mem::replace(reporter, crate::helper::Reporter::none()));
+    // SAFETY: fd 0 is the socket our parent gave us as stdin; only this
+    // UnixStream owns it from here on.
+    let sock = unsafe { UnixStream::from_raw_fd(0) };
+    // Non-dumpable: no process of the container may attach to it.
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let mut buf = vec![0u8; 64 * 1024];
+    let res = berth_runtime::console::receive_fd(&sock, &mut buf)
+        .map_err(|e| format!("the copy helper's job: {e}"))
+        .and_then(|(root, n)| {
+            let job: Job = buf[..n]
+                .strip_suffix(b"\n")
+                .and_then(|j| serde_json::from_slice(j).ok())
+                .ok_or("the copy helper's job came incomplete")?;
+            rustix::process::fchdir(&root)
+                .map_err(std::io::Error::from)
+                .and_then(|()| std::os::unix::fs::chroot("."))
+                .and_then(|()| std::env::set_current_dir("/"))
+                .map_err(|e| format!("entering the container's root: {e}"))?;
+            drop(root);
+            run_job(job, &sock)
+        });
+    match res {
+        Ok(()) => 0,
+        Err(m) => {
+            let mut w = &sock;
+            let _ = w.write_all(format!("E{m}\n").as_bytes());
+            1
+        }
+    }
+}
+
+fn run_job(job: Job, sock: &UnixStream) -> Result<(), String> {
+    let mut w = sock;
+    match job {
+        Job::Out {
+            src,
+            src_raw,
+            container,
+            follow,
+            owner,
+        } => {
+            let kind = kind_of(&src, follow).map_err(|_| {
+                format!("Could not find the file {src_raw} in container {container}")
+            })?;
+            w.write_all(if kind == Kind::Dir { b"d\n" } else { b"f\n" })
+                .map_err(|e| e.to_string())?;
+            let mut r = BufReader::new(sock);
+            let top = line(&mut r)?;
+            let top = top.strip_prefix('T').filter(|t| !t.is_empty());
+            berth_image::diff::write_path_tar(&src, top, follow, owner, &mut w)
+                .map_err(|e| format!("reading {src_raw}: {e}"))
+        }
+        Job::In {
+            dest,
+            dest_raw,
+            kind,
+            contents,
+            base,
+            from_stream,
+        } => {
+            if from_stream && !dest.is_dir() {
+                return Err(format!(
+                    "the destination {dest_raw} must be an existing directory to extract an archive into"
+                ));
+            }
+            let (dir, top) = landing(&dest, &dest_raw, kind, contents, &base)?;
+            w.write_all(format!("T{}\n", top.unwrap_or_default()).as_bytes())
+                .map_err(|e| e.to_string())?;
+            unpack(BufReader::new(sock), &dir, false)?;
+            w.write_all(b"ok\n").map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn reap(mut child: std::process::Child) -> bool {
+    child.wait().is_ok_and(|s| s.success())
 }
 
 /// Reads the helper's reply: "E<message>" is an error.
@@ -264,8 +348,8 @@ pub fn copy(
         }
     };
     let result = match (src, dest) {
-        (Side::Container(s), d) => copy_out(&root, &rec.name, s, d, opts, streams.output),
-        (s, Side::Container(d)) => copy_in(&root, s, d, opts, streams.input),
+        (Side::Container(s), d) => copy_out(eng, &root, &rec.name, s, d, opts, streams.output),
+        (s, Side::Container(d)) => copy_in(eng, &root, s, d, opts, streams.input),
         _ => Err(EngineError::Invalid(
             "copying between two containers or two host paths is not supported: one side must be CONTAINER:PATH".into(),
         )),
@@ -290,6 +374,7 @@ fn container_path(p: &str) -> PathBuf {
 }
 
 fn copy_out(
+    eng: &Engine,
     root: &std::os::fd::OwnedFd,
     name: &str,
     src: &str,
@@ -297,27 +382,17 @@ fn copy_out(
     opts: &CpOptions,
     out: &mut dyn Write,
 ) -> Result<(), EngineError> {
-    let src_path = container_path(src);
-    let follow = opts.follow;
-    let owner = Some((
-        rustix::process::geteuid().as_raw(),
-        rustix::process::getegid().as_raw(),
-    ));
-    let name = name.to_string();
-    let src_raw = src.to_string();
-    let (sock, pid) = helper(root, move |sock| {
-        let mut w = sock.try_clone().map_err(|e| e.to_string())?;
-        let kind = kind_of(&src_path, follow)
-            .map_err(|_| format!("Could not find the file {src_raw} in container {name}"))?;
-        w.write_all(if kind == Kind::Dir { b"d\n" } else { b"f\n" })
-            .map_err(|e| e.to_string())?;
-        let mut r = BufReader::new(sock);
-        let top = line(&mut r)?;
-        let top = top.strip_prefix('T').map(str::to_string);
-        let top = top.filter(|t| !t.is_empty());
-        berth_image::diff::write_path_tar(&src_path, top.as_deref(), follow, owner, &mut w)
-            .map_err(|e| format!("reading {src_raw}: {e}"))
-    })?;
+    let job = Job::Out {
+        src: container_path(src),
+        src_raw: src.to_string(),
+        container: name.to_string(),
+        follow: opts.follow,
+        owner: Some((
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        )),
+    };
+    let (sock, pid) = helper(eng, root, &job)?;
     let mut r = BufReader::new(sock.try_clone().map_err(|e| EngineError::io("socket", e))?);
     let mut w = sock;
     let kind = match reply(&mut r) {
@@ -358,14 +433,13 @@ fn copy_out(
 }
 
 fn copy_in(
+    eng: &Engine,
     root: &std::os::fd::OwnedFd,
     src: &Side,
     dest: &str,
     opts: &CpOptions,
     input: &mut dyn std::io::Read,
 ) -> Result<(), EngineError> {
-    let dest_path = container_path(dest);
-    let dest_raw = dest.to_string();
     let (kind, src_desc) = match src {
         Side::Host(p) => {
             let k = kind_of(p, opts.follow)
@@ -376,21 +450,15 @@ fn copy_in(
         Side::Container(_) => unreachable!("checked by the caller"),
     };
     let from_stream = matches!(src, Side::Stream);
-    let contents = from_stream || contents_only(&src_desc);
-    let base = base_name(&src_desc);
-    let (sock, pid) = helper(root, move |sock| {
-        let mut w = sock.try_clone().map_err(|e| e.to_string())?;
-        if from_stream && !dest_path.is_dir() {
-            return Err(format!(
-                "the destination {dest_raw} must be an existing directory to extract an archive into"
-            ));
-        }
-        let (dir, top) = landing(&dest_path, &dest_raw, kind, contents, &base)?;
-        w.write_all(format!("T{}\n", top.unwrap_or_default()).as_bytes())
-            .map_err(|e| e.to_string())?;
-        unpack(BufReader::new(sock), &dir, false)?;
-        w.write_all(b"ok\n").map_err(|e| e.to_string())
-    })?;
+    let job = Job::In {
+        dest: container_path(dest),
+        dest_raw: dest.to_string(),
+        kind,
+        contents: from_stream || contents_only(&src_desc),
+        base: base_name(&src_desc),
+        from_stream,
+    };
+    let (sock, pid) = helper(eng, root, &job)?;
     let mut r = BufReader::new(sock.try_clone().map_err(|e| EngineError::io("socket", e))?);
     let mut w = sock;
     let top = match reply(&mut r) {

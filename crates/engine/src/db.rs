@@ -29,7 +29,29 @@ CREATE TABLE IF NOT EXISTS containers (
     monitor_start INTEGER NOT NULL DEFAULT 0,
     stop_requested INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS execs (
+    id TEXT PRIMARY KEY,
+    container TEXT NOT NULL,
+    config TEXT NOT NULL,
+    running INTEGER NOT NULL DEFAULT 0,
+    pid INTEGER NOT NULL DEFAULT 0,
+    exit_code INTEGER
+);
+CREATE INDEX IF NOT EXISTS execs_container ON execs (container);
 "#;
+
+/// One process run in a container by `exec` (Docker's exec instance): what
+/// it runs, whether it runs, and its exit code once it has exited.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecRecord {
+    pub id: String,
+    pub container: String,
+    /// The OCI process it runs (JSON).
+    pub config: String,
+    pub running: bool,
+    pub pid: i32,
+    pub exit_code: Option<i32>,
+}
 
 /// A container's lifecycle state, as docker names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,7 +293,67 @@ impl Db {
     pub fn delete(&self, id: &str) -> Result<(), EngineError> {
         self.conn
             .execute("DELETE FROM containers WHERE id = ?1", [id])?;
+        self.conn
+            .execute("DELETE FROM execs WHERE container = ?1", [id])?;
         Ok(())
+    }
+
+    pub fn insert_exec(&self, e: &ExecRecord) -> Result<(), EngineError> {
+        self.conn.execute(
+            "INSERT INTO execs (id, container, config, running, pid, exit_code) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![e.id, e.container, e.config, e.running, e.pid, e.exit_code],
+        )?;
+        Ok(())
+    }
+
+    /// The exec's process runs as `pid`.
+    pub fn exec_started(&self, id: &str, pid: i32) -> Result<(), EngineError> {
+        self.conn.execute(
+            "UPDATE execs SET running = 1, pid = ?2 WHERE id = ?1",
+            params![id, pid],
+        )?;
+        Ok(())
+    }
+
+    /// The exec's process exited with `code` (None: it never ran).
+    pub fn exec_exited(&self, id: &str, code: Option<i32>) -> Result<(), EngineError> {
+        self.conn.execute(
+            "UPDATE execs SET running = 0, exit_code = ?2 WHERE id = ?1",
+            params![id, code],
+        )?;
+        Ok(())
+    }
+
+    pub fn get_exec(&self, id: &str) -> Result<Option<ExecRecord>, EngineError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, container, config, running, pid, exit_code FROM execs WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(ExecRecord {
+                        id: r.get(0)?,
+                        container: r.get(1)?,
+                        config: r.get(2)?,
+                        running: r.get(3)?,
+                        pid: r.get(4)?,
+                        exit_code: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// The ids of container `id`'s execs, oldest first.
+    pub fn execs_of(&self, id: &str) -> Result<Vec<String>, EngineError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id FROM execs WHERE container = ?1 ORDER BY rowid")?;
+        let ids = st
+            .query_map([id], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(ids)
     }
 
     /// Finds a container the way docker does: full id, exact name, or a

@@ -250,7 +250,7 @@ impl Engine {
             rec.error = "the container's monitor process died; its exit code was lost".into();
         }
         // The monitor that would have said so is gone.
-        self.container_event(&rec, "die", &[("exitCode", rec.exit_code.to_string())]);
+        let die = [("exitCode", rec.exit_code.to_string())];
         if rec.config.auto_remove {
             // `--rm` (its foreground `berth run` was killed, say): removed,
             // as docker does, with its code kept for whoever waits.
@@ -259,11 +259,13 @@ impl Engine {
                 let _ = std::fs::create_dir_all(d);
             }
             let _ = std::fs::write(&exit, rec.exit_code.to_string());
+            self.container_event(&rec, "die", &die);
             self.purge(&rec.id)?;
             self.remove_anonymous_volumes(&rec.config.volume_mounts)?;
             return Err(EngineError::NoSuchContainer(rec.name.clone()));
         }
         self.db.update(&rec)?;
+        self.container_event(&rec, "die", &die);
         Ok(rec)
     }
 

@@ -4,11 +4,11 @@
 //! directory, each overridable as with `docker exec`. Its output goes to the
 //! caller only (never to the container's log), as with Docker.
 
-use std::io::Write;
-
 use oci_spec::runtime::{Box as ConsoleBox, Process, User};
+use serde::{Deserialize, Serialize};
 
 use crate::db::State;
+use crate::helper::Reporter;
 use crate::io::{relay, signal_fd, Wiring};
 use crate::Engine;
 use crate::EngineError;
@@ -23,12 +23,16 @@ pub struct ExecConfig {
     pub workdir: Option<String>,
     pub tty: bool,
     pub interactive: bool,
-    pub detach: bool,
     pub privileged: bool,
 }
 
 /// The process to run, from the container's own with `cfg` applied.
-fn process(eng: &Engine, id: &str, cfg: &ExecConfig) -> Result<Process, EngineError> {
+fn process(
+    eng: &Engine,
+    id: &str,
+    cfg: &ExecConfig,
+    size: Option<(u16, u16)>,
+) -> Result<Process, EngineError> {
     if cfg.cmd.is_empty() {
         return Err(EngineError::Invalid(
             "exec needs a command to run: berth exec CONTAINER COMMAND [ARG...]".into(),
@@ -53,7 +57,7 @@ fn process(eng: &Engine, id: &str, cfg: &ExecConfig) -> Result<Process, EngineEr
     p.set_terminal(Some(cfg.tty));
     p.set_console_size(None);
     if cfg.tty {
-        if let Some((rows, cols)) = crate::io::own_size() {
+        if let Some((rows, cols)) = size {
             let b: ConsoleBox = serde_json::from_value(serde_json::json!(
                 {"height": rows, "width": cols}
             ))
@@ -93,10 +97,13 @@ fn process(eng: &Engine, id: &str, cfg: &ExecConfig) -> Result<Process, EngineEr
     Ok(p)
 }
 
-/// Runs `cfg.cmd` in container `key`. In the foreground, relays its stdio
-/// (and signals) and returns its exit code; detached (`-d`), returns 0 once
-/// it runs, and a keeper process waits for it.
-pub fn exec(eng: &mut Engine, key: &str, cfg: &ExecConfig) -> Result<i32, EngineError> {
+/// The running container `key` and the process `cfg` asks for in it.
+fn prepare(
+    eng: &mut Engine,
+    key: &str,
+    cfg: &ExecConfig,
+    size: Option<(u16, u16)>,
+) -> Result<(String, Process), EngineError> {
     let rec = eng.get(key)?;
     match rec.state {
         State::Running => {}
@@ -113,68 +120,148 @@ pub fn exec(eng: &mut Engine, key: &str, cfg: &ExecConfig) -> Result<i32, Engine
             )))
         }
     }
-    let mut process = process(eng, &rec.id, cfg)?;
-    if cfg.detach {
-        // Nobody reads a detached process's output (as with Docker).
-        process.set_terminal(Some(false));
-    }
-    let opts = |stdio, console_fd| berth_runtime::container::ExecOptions {
+    let process = process(eng, &rec.id, cfg, size)?;
+    Ok((rec.id, process))
+}
+
+/// A new exec instance of container `id`, recorded (Docker's exec id).
+fn record(eng: &Engine, id: &str, process: &Process) -> Result<String, EngineError> {
+    let exec_id = crate::new_id();
+    eng.db.insert_exec(&crate::db::ExecRecord {
+        id: exec_id.clone(),
+        container: id.to_string(),
+        config: serde_json::to_string(process).expect("a process serializes"),
+        running: false,
+        pid: 0,
+        exit_code: None,
+    })?;
+    Ok(exec_id)
+}
+
+fn options(
+    eng: &Engine,
+    id: &str,
+    process: Process,
+    stdio: [std::os::fd::RawFd; 3],
+    console_fd: Option<std::os::fd::RawFd>,
+) -> berth_runtime::container::ExecOptions {
+    berth_runtime::container::ExecOptions {
         root: eng.paths.runtime(),
-        id: rec.id.clone(),
-        process: process.clone(),
+        id: id.to_string(),
+        process,
         detach: true,
         pid_file: None,
         console_socket: None,
         preserve_fds: 0,
-        stdio,
+        stdio: Some(stdio),
         console_fd,
-    };
-    if cfg.detach {
-        let null = crate::io::dev_null()?;
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&null);
-        return detached(&opts(Some([fd, fd, fd]), None)).map(|()| 0);
     }
+}
+
+/// Runs `cfg.cmd` in container `key` in the foreground: relays its stdio
+/// to and from `caller` (and the signals we get to it) and returns its
+/// exit code, which is recorded with the exec.
+pub fn exec(
+    eng: &mut Engine,
+    key: &str,
+    cfg: &ExecConfig,
+    caller: &mut crate::io::Caller<'_>,
+) -> Result<i32, EngineError> {
+    let (id, process) = prepare(eng, key, cfg, caller.size())?;
+    let exec_id = record(eng, &id, &process)?;
     let sigfd = signal_fd(true)?;
     let wiring = Wiring::new(cfg.tty, cfg.interactive)?;
-    let pid = berth_runtime::container::spawn(&opts(Some(wiring.stdio()), wiring.console_fd()))
-        .map_err(exec_error)?;
+    let opts = options(eng, &id, process, wiring.stdio(), wiring.console_fd());
+    let pid = match berth_runtime::container::spawn(&opts) {
+        Ok(pid) => pid,
+        Err(e) => {
+            let e = exec_error(e);
+            eng.db.exec_exited(&exec_id, Some(e.exit_code().into()))?;
+            return Err(e);
+        }
+    };
+    eng.db.exec_started(&exec_id, pid)?;
     let mut running = wiring.started(pid)?;
-    let raw = (cfg.tty && cfg.interactive)
-        .then(crate::io::RawMode::enter)
-        .flatten();
+    let raw = (cfg.tty && cfg.interactive).then(|| caller.raw()).flatten();
     let code = relay(
         &mut running,
         &sigfd,
         crate::io::RelayOpts {
-            echo: true,
-            stdin: cfg.interactive.then_some(0),
+            caller: Some(&mut *caller),
             ..Default::default()
         },
     );
     drop(raw);
+    eng.db.exec_exited(&exec_id, Some(code))?;
     Ok(code)
 }
 
-/// `exec -d`: a keeper process in its own session starts the process,
-/// reports, and waits for it (so that it is reaped, whatever the host's
-/// init does with orphans).
-fn detached(opts: &berth_runtime::container::ExecOptions) -> Result<(), EngineError> {
-    crate::io::fork_helper("the exec keeper", |mut report| {
-        match berth_runtime::container::spawn(opts) {
-            Ok(child) => {
-                let _ = report.write_all(b"ok");
-                drop(report);
-                // SAFETY: reap our own child.
-                unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
-                0
+/// What the exec keeper is asked to run.
+#[derive(Serialize, Deserialize)]
+struct KeeperRequest {
+    exec_id: String,
+    container: String,
+    process: Process,
+}
+
+/// `exec -d`: returns the exec's id once its process runs. A keeper (helper
+/// role `exec`, in its own session) starts it, waits for it (so that it is
+/// reaped, whatever the host's init does with orphans) and records its
+/// exit code. Nobody reads a detached process's output (as with Docker).
+pub fn exec_detached(eng: &mut Engine, key: &str, cfg: &ExecConfig) -> Result<String, EngineError> {
+    let (id, mut process) = prepare(eng, key, cfg, None)?;
+    process.set_terminal(Some(false));
+    process.set_console_size(None);
+    let exec_id = record(eng, &id, &process)?;
+    let mut child = crate::helper::spawn_with_request(
+        "exec",
+        &eng.paths,
+        &KeeperRequest {
+            exec_id: exec_id.clone(),
+            container: id,
+            process,
+        },
+    )?;
+    crate::helper::report(&mut child, "the exec keeper")?;
+    crate::helper::reap_later(child);
+    Ok(exec_id)
+}
+
+/// The exec keeper's life (helper role `exec`).
+pub(crate) fn keeper_main(paths: &crate::Paths, reporter: &mut Reporter) -> i32 {
+    let run = || -> Result<(Engine, KeeperRequest, i32), EngineError> {
+        let req: KeeperRequest = crate::helper::read_request()?;
+        let eng = Engine::open(paths)?;
+        let null = crate::io::dev_null()?;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&null);
+        let opts = options(&eng, &req.container, req.process.clone(), [fd; 3], None);
+        match berth_runtime::container::spawn(&opts) {
+            Ok(pid) => {
+                eng.db.exec_started(&req.exec_id, pid)?;
+                Ok((eng, req, pid))
             }
             Err(e) => {
                 let e = exec_error(e);
-                let _ = report.write_all(format!("{} {e}", e.exit_code()).as_bytes());
-                1
+                let _ = eng.db.exec_exited(&req.exec_id, Some(e.exit_code().into()));
+                Err(e)
             }
         }
-    })
+    };
+    match run() {
+        Ok((eng, req, pid)) => {
+            reporter.ok();
+            let mut status = 0;
+            // SAFETY: pid is our child; status is a valid out-parameter.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            let code = berth_runtime::signal::exit_code(status);
+            let _ = eng.db.exec_exited(&req.exec_id, Some(code));
+            0
+        }
+        Err(e) => {
+            reporter.fail(&e);
+            1
+        }
+    }
 }
 
 fn exec_error(e: berth_runtime::container::ContainerError) -> EngineError {

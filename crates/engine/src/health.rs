@@ -275,30 +275,37 @@ pub fn record(h: &mut Health, r: Result1, check: &Check, in_start_period: bool) 
     }
 }
 
-/// The checker process: one check of container `id`, recorded in the
-/// database. `started`: when the container started (for the start
-/// period).
-pub fn check_and_record(paths: &crate::Paths, id: &str, check: &Check, started: Instant) {
+/// The checker (helper role `health`): one check of container `id`,
+/// recorded in the database. `start_period_left`: milliseconds of the
+/// start period left when the monitor started it (a failure within it
+/// does not count).
+pub(crate) fn checker_main(paths: &crate::Paths, id: &str, start_period_left: &str) -> i32 {
+    let until = Instant::now() + Duration::from_millis(start_period_left.parse().unwrap_or(0));
     let Ok(eng) = Engine::open(paths) else {
-        return;
+        return 1;
     };
-    let result = run_once(&eng, id, check);
     let Ok(Some(rec)) = eng.db.get(id) else {
-        return;
+        return 1;
+    };
+    let Ok(Some(check)) = check_of(&eng, &rec.config, &rec.image_id) else {
+        return 1;
+    };
+    let result = run_once(&eng, id, &check);
+    let Ok(Some(rec)) = eng.db.get(id) else {
+        return 1;
     };
     let mut h: Health = serde_json::from_str(&rec.health).unwrap_or_default();
     if h.status.is_empty() {
         h.status = "starting".into();
     }
-    record(
-        &mut h,
-        result,
-        check,
-        started.elapsed() < check.start_period,
-    );
-    let _ = eng
+    record(&mut h, result, &check, Instant::now() < until);
+    match eng
         .db
-        .set_health(id, &serde_json::to_string(&h).expect("serializes"));
+        .set_health(id, &serde_json::to_string(&h).expect("serializes"))
+    {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
 }
 
 /// At start: "starting" with no results yet, or none without a check

@@ -3,7 +3,7 @@
 //! to the caller's terminal, from its stdin) until the process exits.
 
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use crate::EngineError;
@@ -30,73 +30,6 @@ pub(crate) fn dev_null() -> Result<OwnedFd, EngineError> {
         .open("/dev/null")
         .map(OwnedFd::from)
         .map_err(|e| EngineError::io("open /dev/null", e))
-}
-
-/// For a forked helper (monitor, exec keeper): its own session, and
-/// /dev/null for stdio, so that a caller reading our output to its end does
-/// not wait for the helper.
-pub(crate) fn detach_self() {
-    // SAFETY: setsid and dup2 onto stdio in our own process.
-    unsafe {
-        libc::setsid();
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if null >= 0 {
-            for fd in 0..3 {
-                libc::dup2(null, fd);
-            }
-            if null > 2 {
-                libc::close(null);
-            }
-        }
-    }
-}
-
-/// Forks a helper that outlives the caller (`what`: "the monitor", "the
-/// exec keeper"): in its own session with /dev/null stdio, it runs `body`,
-/// which reports "ok" or "CODE message" once through the file it gets and
-/// returns the helper's exit status. Returns when the report arrives: Ok
-/// on "ok", else the reported error (126/127 kept as exec errors).
-pub(crate) fn fork_helper(
-    what: &str,
-    body: impl FnOnce(std::fs::File) -> i32,
-) -> Result<(), EngineError> {
-    use std::io::Read;
-    let (report_r, report_w) = pipe()?;
-    // SAFETY: berth's CLI is single-threaded here, so the child may run
-    // arbitrary code after fork.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(EngineError::io(
-            format!("fork {what}"),
-            std::io::Error::last_os_error(),
-        ));
-    }
-    if pid == 0 {
-        drop(report_r);
-        detach_self();
-        let code = body(std::fs::File::from(report_w));
-        // SAFETY: the helper ends here without unwinding into the CLI.
-        unsafe { libc::_exit(code) };
-    }
-    drop(report_w);
-    let mut report = String::new();
-    let _ = std::fs::File::from(report_r).read_to_string(&mut report);
-    if report == "ok" {
-        return Ok(());
-    }
-    // The helper failed and exits (or has): reap it.
-    // SAFETY: pid is our child.
-    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-    Err(match report.split_once(' ') {
-        Some((code, msg)) => match code.parse::<u8>() {
-            Ok(c @ (126 | 127)) => EngineError::Exec {
-                code: c,
-                message: msg.to_string(),
-            },
-            _ => EngineError::Invalid(msg.to_string()),
-        },
-        None => EngineError::Invalid(format!("{what} exited before reporting")),
-    })
 }
 
 /// A started process and the monitor's ends of its stdio. With a terminal,
@@ -205,47 +138,42 @@ impl Wiring {
     }
 }
 
-/// The caller's terminal in raw mode for as long as this lives (`-it` on a
-/// terminal: keys go to the container's pty unprocessed).
-pub(crate) struct RawMode {
-    saved: rustix::termios::Termios,
+/// The caller of a foreground process (`berth run` without `-d`, `berth
+/// exec`, `berth attach`): the streams its stdio is relayed to and from,
+/// given by the front end, which owns the terminal (raw mode included).
+pub struct Caller<'a> {
+    /// Read for the process's stdin (`-i`); polled, so an fd.
+    pub stdin: Option<BorrowedFd<'a>>,
+    pub stdout: &'a mut dyn Write,
+    pub stderr: &'a mut dyn Write,
+    /// The caller's terminal, for the size of the process's own (`-t`),
+    /// read again at each SIGWINCH.
+    pub terminal: Option<&'a dyn Terminal>,
 }
 
-impl RawMode {
-    /// Raw mode on stdin if it is a terminal.
-    pub fn enter() -> Option<RawMode> {
-        let stdin = std::io::stdin();
-        let saved = rustix::termios::tcgetattr(stdin.as_fd()).ok()?;
-        let mut raw = saved.clone();
-        raw.make_raw();
-        rustix::termios::tcsetattr(stdin.as_fd(), rustix::termios::OptionalActions::Now, &raw)
-            .ok()?;
-        Some(RawMode { saved })
+/// The caller's terminal, as its front end handles it: the engine says
+/// when (a process's pty follows its size; `-it` wants raw keys), the
+/// front end how.
+pub trait Terminal {
+    /// Rows and columns, if known.
+    fn size(&self) -> Option<(u16, u16)>;
+    /// Raw mode (keys unprocessed) until the returned guard is dropped;
+    /// None if the terminal cannot.
+    fn raw(&self) -> Option<Box<dyn std::any::Any>>;
+}
+
+impl Caller<'_> {
+    pub(crate) fn size(&self) -> Option<(u16, u16)> {
+        self.terminal.and_then(|t| t.size())
+    }
+
+    pub(crate) fn raw(&self) -> Option<Box<dyn std::any::Any>> {
+        self.terminal.and_then(|t| t.raw())
     }
 }
 
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        let _ = rustix::termios::tcsetattr(
-            std::io::stdin().as_fd(),
-            rustix::termios::OptionalActions::Now,
-            &self.saved,
-        );
-    }
-}
-
-/// The size of the caller's terminal (stdout, else stdin), if it has one.
-pub(crate) fn own_size() -> Option<(u16, u16)> {
-    let out = std::io::stdout();
-    let inp = std::io::stdin();
-    let ws = rustix::termios::tcgetwinsize(out.as_fd())
-        .or_else(|_| rustix::termios::tcgetwinsize(inp.as_fd()))
-        .ok()?;
-    (ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
-}
-
-fn resize(master: &OwnedFd) {
-    if let Some((rows, cols)) = own_size() {
+fn resize(master: &OwnedFd, size: Option<(u16, u16)>) {
+    if let Some((rows, cols)) = size {
         let _ = rustix::termios::tcsetwinsize(
             master,
             rustix::termios::Winsize {
@@ -428,29 +356,27 @@ impl Drop for AttachServer {
 
 /// What a relay does besides waiting for the process.
 #[derive(Default)]
-pub(crate) struct RelayOpts<'a> {
+pub(crate) struct RelayOpts<'a, 'b> {
     /// The container's json-file log (not for exec).
     pub log: Option<&'a mut crate::logs::Writer>,
-    /// Also write the output to our own stdout/stderr.
-    pub echo: bool,
-    /// Our fd to read the process's input from.
-    pub stdin: Option<RawFd>,
+    /// The foreground caller: output written to it, its stdin read.
+    pub caller: Option<&'a mut Caller<'b>>,
     pub ticker: Option<&'a mut Ticker>,
     pub attach: Option<&'a mut AttachServer>,
 }
 
 /// Relays until the process has exited and its output is drained; returns
 /// the exit code.
-pub(crate) fn relay(running: &mut Running, sigfd: &OwnedFd, o: RelayOpts<'_>) -> i32 {
+pub(crate) fn relay(running: &mut Running, sigfd: &OwnedFd, o: RelayOpts<'_, '_>) -> i32 {
     use rustix::event::{poll, PollFd, PollFlags};
     let RelayOpts {
         mut log,
-        echo,
-        stdin,
+        mut caller,
         mut ticker,
         mut attach,
     } = o;
     let mut code: Option<i32> = None;
+    let stdin = caller.as_ref().and_then(|c| c.stdin);
     let mut stdin_open = stdin.is_some() && running.stdin.is_some();
     let mut buf = vec![0u8; 64 * 1024];
     // Input not yet taken by the process. Its stdin is non-blocking and
@@ -474,10 +400,7 @@ pub(crate) fn relay(running: &mut Running, sigfd: &OwnedFd, o: RelayOpts<'_>) ->
         let taking = pending.is_empty();
         let mut fds: Vec<PollFd<'_>> = Vec::new();
         let mut which: Vec<(u8, usize)> = Vec::new();
-        let own_stdin = stdin.map(|fd| {
-            // SAFETY: our stdin stays open for the whole relay.
-            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
-        });
+        let own_stdin = stdin;
         fds.push(PollFd::new(sigfd, PollFlags::IN));
         which.push((b's', 0));
         if let Some(f) = &running.stdout {
@@ -553,7 +476,7 @@ pub(crate) fn relay(running: &mut Running, sigfd: &OwnedFd, o: RelayOpts<'_>) ->
                             }
                         } else if sig == libc::SIGWINCH {
                             if let Some(t) = &running.tty {
-                                resize(t);
+                                resize(t, caller.as_ref().and_then(|c| c.size()));
                             }
                         } else {
                             // SAFETY: the process is our child (not yet reaped).
@@ -584,14 +507,13 @@ pub(crate) fn relay(running: &mut Running, sigfd: &OwnedFd, o: RelayOpts<'_>) ->
                     if let Some(a) = attach.as_deref_mut() {
                         a.send(stream, &buf[..n]);
                     }
-                    if echo {
-                        let _ = if stream == 0 {
-                            std::io::stdout()
-                                .write_all(&buf[..n])
-                                .and_then(|()| std::io::stdout().flush())
+                    if let Some(c) = caller.as_deref_mut() {
+                        let w = if stream == 0 {
+                            &mut *c.stdout
                         } else {
-                            std::io::stderr().write_all(&buf[..n])
+                            &mut *c.stderr
                         };
+                        let _ = w.write_all(&buf[..n]).and_then(|()| w.flush());
                     }
                 }
                 b'i' => {

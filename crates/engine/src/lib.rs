@@ -15,6 +15,8 @@ pub mod engine;
 pub mod events;
 pub mod exec;
 pub mod health;
+/// The helper processes: the berth binary executed again in a hidden mode.
+pub mod helper;
 mod io;
 /// Docker's json-file logs.
 pub mod logs;
@@ -36,6 +38,7 @@ use std::path::{Path, PathBuf};
 
 pub use db::{Record, State};
 pub use engine::{parse_signal, Engine};
+pub use io::{Caller, Terminal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -67,6 +70,10 @@ pub enum EngineError {
     /// The container's command could not be started: docker's 126/127.
     #[error("{message}")]
     Exec { code: u8, message: String },
+    /// What a helper process (the monitor, the exec keeper) reported that
+    /// is none of the kinds above.
+    #[error("{0}")]
+    Helper(String),
 }
 
 impl EngineError {

@@ -3,17 +3,18 @@
 //! reads its stdout and stderr into the json-file log, records its exit
 //! code and time, unmounts its rootfs, and applies the restart policy.
 //!
-//! In the foreground (`berth run` without `-d`) the CLI process is the
-//! monitor and also relays the output to its own stdout/stderr, its stdin
-//! to the container (`-i`) and the signals it gets (SIGINT, SIGTERM, ...).
-//! Detached, a forked monitor in its own session does the same without a
-//! terminal, and outlives the CLI.
+//! Detached (`run -d`, `start`), the monitor is a process of its own (the
+//! berth binary as a helper, in its own session), which outlives its
+//! caller. In the foreground (`berth run` without `-d`) the caller is the
+//! monitor, through the same code, and also relays the output to the
+//! caller's streams, their input to the container (`-i`) and the signals it
+//! gets (SIGINT, SIGTERM, ...); no restart policy applies there.
 
-use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use crate::db::{Record, State};
+use crate::helper::Reporter;
 use crate::io::{relay, signal_fd, Running, Wiring};
 use crate::Engine;
 use crate::EngineError;
@@ -158,16 +159,20 @@ pub(crate) fn command_error(
 }
 
 /// Records an exit and tidies up; removes the container with `--rm`.
-/// Returns whether the container still exists.
+/// Returns whether the container still exists. The exit is recorded
+/// before its die event is written: whoever wakes for the event (`wait`)
+/// finds it.
 fn finish(eng: &mut Engine, rec: &mut Record, code: i32) -> Result<bool, EngineError> {
     // Read before delete removes the cgroup that counts it.
     let oom_killed = berth_runtime::container::oom_killed(&eng.paths.runtime(), &rec.id);
     let _ = berth_runtime::container::delete(&eng.paths.runtime(), &rec.id, true);
     let _ = crate::rootfs::unmount(&eng.layout(&rec.id));
-    if oom_killed {
-        eng.container_event(rec, "oom", &[]);
-    }
-    eng.container_event(rec, "die", &[("exitCode", code.to_string())]);
+    let died = |eng: &Engine, rec: &Record| {
+        if oom_killed {
+            eng.container_event(rec, "oom", &[]);
+        }
+        eng.container_event(rec, "die", &[("exitCode", code.to_string())]);
+    };
     if rec.config.auto_remove {
         // Gone at once: no exited state to record first, only the code
         // for whoever waits.
@@ -176,6 +181,7 @@ fn finish(eng: &mut Engine, rec: &mut Record, code: i32) -> Result<bool, EngineE
             let _ = std::fs::create_dir_all(d);
         }
         let _ = std::fs::write(&exit, code.to_string());
+        died(eng, rec);
         eng.purge(&rec.id)?;
         eng.remove_anonymous_volumes(&rec.config.volume_mounts)?;
         return Ok(false);
@@ -185,6 +191,7 @@ fn finish(eng: &mut Engine, rec: &mut Record, code: i32) -> Result<bool, EngineE
         rec.stop_requested = now.stop_requested;
         rec.restart_count = now.restart_count;
     } else {
+        died(eng, rec);
         return Ok(false);
     }
     rec.state = State::Exited;
@@ -195,6 +202,7 @@ fn finish(eng: &mut Engine, rec: &mut Record, code: i32) -> Result<bool, EngineE
     rec.monitor_start = 0;
     rec.finished_at = crate::logs::now();
     eng.db.update(rec)?;
+    died(eng, rec);
     Ok(true)
 }
 
@@ -236,60 +244,6 @@ pub fn check_restart_policy(p: &str) -> Result<(), EngineError> {
     }
 }
 
-/// `berth run`/`start -a` in the foreground: the calling process is the
-/// monitor. Returns the container's exit code.
-pub fn run_foreground(eng: &mut Engine, id: &str, interactive: bool) -> Result<i32, EngineError> {
-    let mut rec = eng.get(id)?;
-    if matches!(rec.state, State::Running | State::Paused) {
-        return Err(EngineError::Conflict(format!(
-            "container {} is already running",
-            rec.id
-        )));
-    }
-    let Some(_claim) = claim(eng, &rec.id)? else {
-        return Err(EngineError::Conflict(format!(
-            "container {} is already running or restarting",
-            rec.id
-        )));
-    };
-    // A start by the user: restart policies apply again.
-    if rec.stop_requested {
-        eng.db.set_stop_requested(&rec.id, false)?;
-    }
-    let sigfd = signal_fd(true)?;
-    let tty = rec.config.tty;
-    let size = if tty { crate::io::own_size() } else { None };
-    let mut attach = crate::io::AttachServer::bind(&eng.attach_socket(&rec.id), tty).ok();
-    let mut running = match launch(eng, &mut rec, interactive, size) {
-        Ok(r) => r,
-        Err(e) => return Err(fail(eng, &mut rec, e)),
-    };
-    let mut log = open_log(eng, &rec)?;
-    let stdin = interactive.then_some(0);
-    // `-it` on a terminal: keys go to the container's pty as typed.
-    let raw = (tty && interactive)
-        .then(crate::io::RawMode::enter)
-        .flatten();
-    let mut ticker = health_ticker(eng, &rec)?;
-    let code = relay(
-        &mut running,
-        &sigfd,
-        crate::io::RelayOpts {
-            log: log.as_mut(),
-            echo: true,
-            stdin,
-            ticker: ticker.as_mut(),
-            attach: attach.as_mut(),
-        },
-    );
-    drop(raw);
-    if let Some(l) = log.as_mut() {
-        l.flush();
-    }
-    finish(eng, &mut rec, code)?;
-    Ok(code)
-}
-
 /// The monitor's claim on a container, held for its whole life (restart
 /// backoffs included): a second monitor for the same container, from a
 /// racing `start` or a `start` during a backoff, is refused.
@@ -323,9 +277,9 @@ fn open_log(eng: &Engine, rec: &Record) -> Result<Option<crate::logs::Writer>, E
         .map_err(|e| EngineError::io("open the container log", e))
 }
 
-/// The container's health check, scheduled in the relay: each run forks
-/// a checker process (one at a time) that runs the test and records the
-/// result. The state starts as "starting".
+/// The container's health check, scheduled in the relay: each run starts
+/// a checker (helper role `health`, one at a time) that runs the test and
+/// records the result. The state starts as "starting".
 fn health_ticker(eng: &Engine, rec: &Record) -> Result<Option<crate::io::Ticker>, EngineError> {
     let check = crate::health::check_of(eng, &rec.config, &rec.image_id)?;
     crate::health::reset(eng, &rec.id, &rec.health, check.as_ref())?;
@@ -336,25 +290,28 @@ fn health_ticker(eng: &Engine, rec: &Record) -> Result<Option<crate::io::Ticker>
     let id = rec.id.clone();
     let started = std::time::Instant::now();
     let every = check.interval;
-    let mut checker: i32 = 0;
+    let mut checker: Option<std::process::Child> = None;
     Ok(Some(crate::io::Ticker {
         every,
         next: started + every,
         run: Box::new(move || {
-            // SAFETY: signal 0 only checks whether the previous checker
-            // (our child, reaped by the relay) still runs.
-            if checker > 0 && unsafe { libc::kill(checker, 0) } == 0 {
-                return;
+            // The previous checker is reaped by the relay (it reaps every
+            // child); while it runs its pid is ours.
+            if let Some(c) = &checker {
+                // SAFETY: signal 0 only checks whether the process exists.
+                if unsafe { libc::kill(c.id() as i32, 0) } == 0 {
+                    return;
+                }
             }
-            // SAFETY: the monitor is single-threaded; the child runs one
-            // check and exits without returning into the relay.
-            let pid = unsafe { libc::fork() };
-            if pid == 0 {
-                crate::health::check_and_record(&paths, &id, &check, started);
-                // SAFETY: end the checker without unwinding.
-                unsafe { libc::_exit(0) };
-            }
-            checker = pid;
+            let in_start_period = check.start_period.saturating_sub(started.elapsed());
+            let arg = in_start_period.as_millis().to_string();
+            checker = crate::helper::spawn(
+                "health",
+                &paths,
+                &[std::ffi::OsStr::new(&id), std::ffi::OsStr::new(&arg)],
+                std::process::Stdio::null(),
+            )
+            .ok();
         }),
     }))
 }
@@ -373,171 +330,190 @@ fn fail(eng: &mut Engine, rec: &mut Record, e: EngineError) -> EngineError {
     e
 }
 
-/// `berth start`/`run -d`: forks the monitor, which starts the container
-/// and stays with it; returns once the container runs (or failed to).
-pub fn start_detached(eng: Engine, id: &str) -> Result<(), EngineError> {
-    let paths = eng.paths.clone();
-    // The database connection must not cross the fork.
-    drop(eng);
-    crate::io::fork_helper("the container's monitor", |report| {
-        monitor_main(&paths, id, report)
-    })
+/// `berth run`/`start -a` in the foreground: the calling process is the
+/// monitor, through the same code as a detached one, relaying to and from
+/// `caller`, and forwarding the signals it gets to the container. It
+/// applies no restart policy. Returns the container's exit code.
+pub fn run_foreground(
+    eng: &mut Engine,
+    id: &str,
+    caller: &mut crate::io::Caller<'_>,
+) -> Result<i32, EngineError> {
+    serve(eng, id, Some(caller), &mut Reporter::none())
 }
 
-/// The detached monitor's life: a new session, stdio on /dev/null, then
-/// start, report, relay to the log, record the exit, restart if the policy
-/// says so.
-fn monitor_main(paths: &crate::Paths, id: &str, report: std::fs::File) -> i32 {
-    let mut report = Some(report);
-    let say = |report: &mut Option<std::fs::File>, msg: String| {
-        if let Some(mut f) = report.take() {
-            let _ = f.write_all(msg.as_bytes());
-        }
-    };
+/// `berth start`/`run -d`: starts the container's monitor, a process of
+/// its own (the berth binary as a helper) that starts the container and
+/// stays with it; returns once the container runs, or with why it could
+/// not start.
+pub fn start_detached(eng: Engine, id: &str) -> Result<(), EngineError> {
+    let paths = eng.paths.clone();
+    drop(eng);
+    let mut child = crate::helper::spawn(
+        "monitor",
+        &paths,
+        &[std::ffi::OsStr::new(id)],
+        std::process::Stdio::null(),
+    )?;
+    crate::helper::report(&mut child, "the container's monitor")?;
+    crate::helper::reap_later(child);
+    Ok(())
+}
+
+/// The detached monitor's life (helper role `monitor`): start, report,
+/// relay to the log, record the exit, restart as the policy says.
+pub(crate) fn monitor_main(paths: &crate::Paths, id: &str, reporter: &mut Reporter) -> i32 {
     let mut eng = match Engine::open(paths) {
         Ok(e) => e,
         Err(e) => {
-            say(&mut report, format!("125 {e}"));
+            reporter.fail(&e);
             return 1;
         }
     };
-    let sigfd = match signal_fd(false) {
-        Ok(f) => f,
+    match serve(&mut eng, id, None, reporter) {
+        Ok(_) => 0,
         Err(e) => {
-            say(&mut report, format!("125 {e}"));
-            return 1;
+            // Reported already if it came before the start.
+            reporter.fail(&e);
+            1
         }
-    };
+    }
+}
+
+/// One monitor, foreground (`caller`) or detached: claims the container,
+/// starts it, reports the start (or why not), relays until it exits,
+/// records the exit; detached, restarts it as its policy says.
+fn serve(
+    eng: &mut Engine,
+    id: &str,
+    mut caller: Option<&mut crate::io::Caller<'_>>,
+    reporter: &mut Reporter,
+) -> Result<i32, EngineError> {
+    let first = eng.get(id)?;
+    if matches!(first.state, State::Running | State::Paused) {
+        return Err(EngineError::Conflict(format!(
+            "container {} is already running",
+            first.id
+        )));
+    }
+    let id = first.id.clone();
     // A monitor that has just recorded its container's exit may still be
     // on its way out (`restart` right after `stop`): give it a moment.
     let mut tries = 0;
     let _claim = loop {
-        match claim(&eng, id) {
-            Ok(Some(c)) => break c,
-            Ok(None) if tries < 50 => {
+        match claim(eng, &id)? {
+            Some(c) => break c,
+            None if tries < 50 => {
                 tries += 1;
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Ok(None) => {
-                say(&mut report, "125 already running".into());
-                return 1;
+            None => {
+                return Err(EngineError::Conflict(format!(
+                    "container {id} is already running or restarting"
+                )))
             }
-            Err(e) => {
-                say(&mut report, format!("125 {e}"));
-                return 1;
-            }
-        }
-    };
-    let first = match eng.get(id) {
-        Ok(r) => r,
-        Err(e) => {
-            say(&mut report, format!("125 {e}"));
-            return 1;
         }
     };
     // A start by the user: restart policies apply again.
     if first.stop_requested {
-        if let Err(e) = eng.db.set_stop_requested(id, false) {
-            say(&mut report, format!("125 {e}"));
-            return 1;
-        }
+        eng.db.set_stop_requested(&id, false)?;
     }
+    let sigfd = signal_fd(caller.is_some())?;
     // Served from before the start is reported, so that an attach right
     // after `run -d` finds it, and across restarts.
-    let tty = first.config.tty;
-    let mut attach = crate::io::AttachServer::bind(&eng.attach_socket(id), tty).ok();
+    let mut attach = crate::io::AttachServer::bind(&eng.attach_socket(&id), first.config.tty).ok();
     let mut delay = Duration::from_millis(100);
     loop {
-        let mut rec = match eng.get(id) {
-            Ok(r) => r,
-            Err(e) => {
-                say(&mut report, format!("125 {e}"));
-                return 1;
-            }
+        let mut rec = eng.get(&id)?;
+        // Detached with `-i`, the container's stdin stays open for attach.
+        let stdin_pipe = match caller.as_deref() {
+            Some(c) => c.stdin.is_some(),
+            None => rec.config.interactive,
         };
-        // `-i`: the container's stdin stays open for `attach`.
-        let stdin_pipe = rec.config.interactive;
-        let mut running = match launch(&mut eng, &mut rec, stdin_pipe, None) {
-            Ok(r) => r,
-            Err(e) => {
-                let code = e.exit_code();
-                let e = fail(&mut eng, &mut rec, e);
-                say(&mut report, format!("{code} {e}"));
-                return 1;
-            }
-        };
-        say(&mut report, "ok".into());
-        let mut log = match open_log(&eng, &rec) {
+        let size = caller.as_deref().and_then(|c| c.size());
+        let mut log = match open_log(eng, &rec) {
             Ok(l) => l,
-            Err(_) => return 1,
+            Err(e) => return Err(fail(eng, &mut rec, e)),
         };
-        let mut ticker = health_ticker(&eng, &rec).unwrap_or_default();
+        let mut running = match launch(eng, &mut rec, stdin_pipe, size) {
+            Ok(r) => r,
+            Err(e) => return Err(fail(eng, &mut rec, e)),
+        };
+        reporter.ok();
+        // `-it` on a terminal: keys go to the container's pty as typed.
+        let raw = caller
+            .as_deref()
+            .filter(|c| rec.config.tty && c.stdin.is_some())
+            .and_then(|c| c.raw());
+        let mut ticker = health_ticker(eng, &rec).unwrap_or_default();
         let code = relay(
             &mut running,
             &sigfd,
             crate::io::RelayOpts {
                 log: log.as_mut(),
+                caller: caller.as_deref_mut(),
                 ticker: ticker.as_mut(),
                 attach: attach.as_mut(),
-                ..Default::default()
             },
         );
+        drop(raw);
         if let Some(l) = log.as_mut() {
             l.flush();
         }
-        match finish(&mut eng, &mut rec, code) {
-            Ok(true) => {}
-            _ => return 0,
+        if !finish(eng, &mut rec, code)? || caller.is_some() || !should_restart(&rec, code) {
+            return Ok(code);
         }
-        if !should_restart(&rec, code) {
-            return 0;
+        if !backoff(eng, &id, delay)? {
+            return Ok(code);
         }
-        // Restarting for the whole backoff, as docker shows it
-        // ("Restarting (1) 2 seconds ago"), with this monitor as its owner.
-        match eng.db.get(id) {
-            Ok(Some(mut r)) if !r.stop_requested => {
-                r.state = State::Restarting;
-                r.monitor_pid = std::process::id() as i32;
-                r.monitor_start = berth_runtime::state::proc_stat(r.monitor_pid)
-                    .map(|(_, t)| t)
-                    .unwrap_or(0);
-                if eng.db.update(&r).is_err() {
-                    return 1;
-                }
-            }
-            _ => return 0,
-        }
-        // The backoff ends early when a stop is asked for.
-        let until = std::time::Instant::now() + delay;
-        let stopped = loop {
-            match eng.db.get(id) {
-                Ok(Some(r)) if !r.stop_requested => {}
-                Ok(Some(_)) => break true,
-                _ => return 0,
-            }
-            let now = std::time::Instant::now();
-            if now >= until {
-                break false;
-            }
-            std::thread::sleep((until - now).min(Duration::from_millis(100)));
-        };
         delay = (delay * 2).min(Duration::from_secs(60));
-        match eng.db.get(id) {
-            Ok(Some(mut r)) if !stopped && !r.stop_requested => {
-                r.restart_count += 1;
-                if eng.db.update(&r).is_err() {
-                    return 1;
-                }
-            }
-            Ok(Some(mut r)) => {
-                // Stopped during the backoff: exited, as it was.
-                r.state = State::Exited;
-                r.monitor_pid = 0;
-                r.monitor_start = 0;
-                let _ = eng.db.update(&r);
-                return 0;
-            }
-            _ => return 0,
+    }
+}
+
+/// Between an exit and the restart the policy asks for: "Restarting" for
+/// the whole backoff, as docker shows it ("Restarting (1) 2 seconds ago"),
+/// with this monitor as its owner. False when the container was stopped
+/// or removed meanwhile (it stays exited).
+fn backoff(eng: &mut Engine, id: &str, delay: Duration) -> Result<bool, EngineError> {
+    match eng.db.get(id)? {
+        Some(mut r) if !r.stop_requested => {
+            r.state = State::Restarting;
+            r.monitor_pid = std::process::id() as i32;
+            r.monitor_start = berth_runtime::state::proc_stat(r.monitor_pid)
+                .map(|(_, t)| t)
+                .unwrap_or(0);
+            eng.db.update(&r)?;
         }
+        _ => return Ok(false),
+    }
+    // The backoff ends early when a stop is asked for.
+    let until = std::time::Instant::now() + delay;
+    let stopped = loop {
+        match eng.db.get(id)? {
+            Some(r) if !r.stop_requested => {}
+            Some(_) => break true,
+            None => return Ok(false),
+        }
+        let now = std::time::Instant::now();
+        if now >= until {
+            break false;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(100)));
+    };
+    match eng.db.get(id)? {
+        Some(mut r) if !stopped && !r.stop_requested => {
+            r.restart_count += 1;
+            eng.db.update(&r)?;
+            Ok(true)
+        }
+        Some(mut r) => {
+            // Stopped during the backoff: exited, as it was.
+            r.state = State::Exited;
+            r.monitor_pid = 0;
+            r.monitor_start = 0;
+            eng.db.update(&r)?;
+            Ok(false)
+        }
+        None => Ok(false),
     }
 }

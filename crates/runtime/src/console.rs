@@ -39,26 +39,54 @@ pub fn open(path: Option<&Path>, fd: Option<RawFd>) -> io::Result<UnixStream> {
 
 /// The caller's side: receives the pty master that `setup` sent.
 pub fn receive(socket: &UnixStream) -> io::Result<OwnedFd> {
+    let mut name = [0u8; 64];
+    receive_fd(socket, &mut name).map(|(fd, _)| fd)
+}
+
+/// Receives one fd sent with [`send_fd`], and the bytes sent with it into
+/// `payload`; returns the fd and how many bytes came.
+pub fn receive_fd(socket: &UnixStream, payload: &mut [u8]) -> io::Result<(OwnedFd, usize)> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
-    let mut name = [0u8; 64];
-    rustix::net::recvmsg(
+    let got = rustix::net::recvmsg(
         socket,
-        &mut [IoSliceMut::new(&mut name)],
+        &mut [IoSliceMut::new(payload)],
         &mut control,
         RecvFlags::CMSG_CLOEXEC,
     )?;
     for msg in control.drain() {
         if let RecvAncillaryMessage::ScmRights(mut fds) = msg {
             if let Some(fd) = fds.next() {
-                return Ok(fd);
+                return Ok((fd, got.bytes));
             }
         }
     }
     Err(io::Error::new(
         io::ErrorKind::UnexpectedEof,
-        "the container sent no terminal",
+        "no file descriptor was sent",
     ))
+}
+
+/// Sends `fd` over `socket` with `payload` (which must not be empty) in
+/// one message.
+pub fn send_fd(socket: &UnixStream, fd: BorrowedFd<'_>, payload: &[u8]) -> io::Result<()> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let fds = [fd];
+    control.push(SendAncillaryMessage::ScmRights(&fds));
+    let sent = rustix::net::sendmsg(
+        socket,
+        &[IoSlice::new(payload)],
+        &mut control,
+        SendFlags::empty(),
+    )?;
+    if sent != payload.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "a file descriptor's message was cut short",
+        ));
+    }
+    Ok(())
 }
 
 /// In the container, after pivot_root: allocates a pty from the container's
@@ -91,16 +119,5 @@ pub fn setup(socket: &UnixStream, size: Option<(u16, u16)>) -> io::Result<()> {
             return Err(io::Error::last_os_error());
         }
     }
-    let name = b"/dev/ptmx";
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    let fds = [master.as_fd()];
-    control.push(SendAncillaryMessage::ScmRights(&fds));
-    rustix::net::sendmsg(
-        socket,
-        &[IoSlice::new(name)],
-        &mut control,
-        SendFlags::empty(),
-    )?;
-    Ok(())
+    send_fd(socket, master.as_fd(), b"/dev/ptmx")
 }

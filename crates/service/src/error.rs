@@ -134,7 +134,7 @@ impl From<berth_engine::EngineError> for Error {
             E::Image(s) => store_kind(s),
             E::Exec { code: 127, .. } => ErrorKind::CommandNotFound,
             E::Exec { .. } => ErrorKind::NotExecutable,
-            E::Io { .. } | E::Db(_) | E::Runtime(_) => ErrorKind::Internal,
+            E::Io { .. } | E::Db(_) | E::Runtime(_) | E::Helper(_) => ErrorKind::Internal,
         };
         Error::wrap(kind, e)
     }
