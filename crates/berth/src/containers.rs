@@ -6,7 +6,7 @@ use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use berth_engine::config::ContainerConfig;
-use berth_engine::{Engine, EngineError, Paths, Record, State};
+use berth_engine::{Engine, EngineError, Paths, Record};
 use berth_service::containers::ContainerSummary;
 use serde_json::{json, Value};
 
@@ -231,18 +231,8 @@ pub fn start(ctx: &Ctx, a: &StartArgs) -> Result<u8> {
     }
     let mut failed = false;
     for c in &a.containers {
-        let res = engine(ctx).and_then(|mut eng| {
-            let rec = eng.get(c).map_err(coded)?;
-            if matches!(rec.state, State::Running | State::Paused) {
-                return Ok(());
-            }
-            match berth_engine::monitor::start_detached(eng, &rec.id) {
-                // Its monitor holds it (a restart backoff, or another
-                // start just now): started already.
-                Err(EngineError::Conflict(_)) => Ok(()),
-                r => r.map_err(coded),
-            }
-        });
+        let res =
+            engine(ctx).and_then(|eng| berth_service::containers::start(eng, c).map_err(run_coded));
         match res {
             Ok(()) => println!("{c}"),
             Err(e) => {
@@ -474,10 +464,13 @@ pub fn wait(ctx: &Ctx, a: &WaitArgs) -> Result<u8> {
     let mut eng = engine(ctx)?;
     let mut failed = false;
     for c in &a.containers {
-        let res = eng.get(c).and_then(|rec| eng.wait_code(&rec.id, None));
+        let res = berth_service::containers::wait(
+            &mut eng,
+            c,
+            berth_service::containers::WaitCondition::NotRunning,
+        );
         match res {
-            Ok(Some(code)) => println!("{code}"),
-            Ok(None) => {}
+            Ok(r) => println!("{}", r.status_code),
             Err(e) => {
                 eprintln!("Error response from daemon: {e}");
                 failed = true;

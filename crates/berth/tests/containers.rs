@@ -1971,3 +1971,22 @@ fn run_pull_never_refuses_a_missing_image() {
     assert_eq!(r.code, Some(125), "{r}");
     assert!(r.stderr.contains("sometimes"), "{r}");
 }
+
+/// `run -d` (and `start`) of a program that is missing or cannot be
+/// executed used to report success and leave an exited container; like
+/// docker's, the start fails (127, 126) and the container stays created.
+#[test]
+fn a_detached_run_of_a_missing_program_fails_at_the_start() {
+    let b = Berth::with_busybox();
+    let r = b.fail(&["run", "-d", "--name", "gone", "busybox:1.35", "/no/such/program"]);
+    assert_eq!(r.code, Some(127), "{r}");
+    r.one_error_line(&["/no/such/program", "no such file or directory"]);
+    let st = &b.inspect_container("gone")["State"];
+    assert_eq!(st["Status"], "created", "{st}");
+    assert_eq!(st["ExitCode"], 127, "{st}");
+    let r = b.fail(&["start", "gone"]);
+    assert_ne!(r.code, Some(0), "{r}");
+    let r = b.fail(&["run", "-d", "busybox:1.35", "/etc/hostname"]);
+    assert_eq!(r.code, Some(126), "{r}");
+    r.one_error_line(&["/etc/hostname", "permission denied"]);
+}

@@ -2,7 +2,7 @@
 //! them. Starting is in `monitor`: the process that starts a container's
 //! init is its parent for life and records its exit.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_image::store::{Store, CONFIG_LIMIT};
 
@@ -569,43 +569,30 @@ impl Engine {
         id: &str,
         limit: Option<Duration>,
     ) -> Result<Option<i32>, EngineError> {
-        match self.wait_exit(id, limit) {
-            Ok(r) => Ok(r.map(|r| r.exit_code)),
+        match self.wait(id, crate::wait::WaitCondition::NotRunning, limit) {
             Err(EngineError::NoSuchContainer(n)) => std::fs::read_to_string(self.exit_file(id))
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
                 .map(Some)
                 .ok_or(EngineError::NoSuchContainer(n)),
-            Err(e) => Err(e),
+            r => r,
         }
     }
 
     /// Waits until the container is not running (its exit recorded);
-    /// `None` if `limit` passed first.
+    /// `None` if `limit` passed first; NoSuchContainer if it was removed.
     pub fn wait_exit(
         &mut self,
         id: &str,
         limit: Option<Duration>,
     ) -> Result<Option<Record>, EngineError> {
-        let start = Instant::now();
-        let mut delay = Duration::from_millis(2);
-        loop {
-            let rec = match self.db.get(id)? {
-                Some(r) => self.reconcile(r)?,
-                // Removed meanwhile (--rm): it has exited.
-                None => return Err(EngineError::NoSuchContainer(id.to_string())),
-            };
-            if !matches!(
-                rec.state,
-                State::Running | State::Paused | State::Restarting
-            ) {
-                return Ok(Some(rec));
-            }
-            if limit.is_some_and(|l| start.elapsed() >= l) {
-                return Ok(None);
-            }
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_millis(50));
+        let mut w = self.waiter(id)?;
+        match w.wait(self, crate::wait::WaitCondition::NotRunning, limit)? {
+            None => Ok(None),
+            Some(o) => o
+                .record
+                .map(Some)
+                .ok_or_else(|| EngineError::NoSuchContainer(id.to_string())),
         }
     }
 

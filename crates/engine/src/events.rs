@@ -146,12 +146,7 @@ pub fn read(runroot: &Path) -> (Vec<Event>, Follower) {
     let path = log_path(runroot);
     // The current file first: a rotation meanwhile leaves it as the old
     // one, read whole from the open file either way.
-    let mut follower = Follower {
-        path: path.clone(),
-        file: None,
-        offset: 0,
-        partial: Vec::new(),
-    };
+    let mut follower = Follower::new(runroot);
     follower.open();
     let mut out = Vec::new();
     if let Ok(f) = std::fs::File::open(rotated(&path)) {
@@ -183,9 +178,54 @@ pub struct Follower {
     file: Option<std::fs::File>,
     offset: u64,
     partial: Vec<u8>,
+    /// Set up before anything is read, so no write after the read is
+    /// missed; None where inotify is not to be had (then `wait` sleeps).
+    watch: Option<crate::watch::Watch>,
 }
 
 impl Follower {
+    fn new(runroot: &Path) -> Follower {
+        let path = log_path(runroot);
+        Follower {
+            watch: crate::watch::Watch::new(&path).ok(),
+            path,
+            file: None,
+            offset: 0,
+            partial: Vec::new(),
+        }
+    }
+
+    /// A follower of what is written from now on (nothing of the past is
+    /// read).
+    pub fn from_now(runroot: &Path) -> Follower {
+        let mut f = Follower::new(runroot);
+        f.open();
+        if let Some(file) = f.file.as_ref() {
+            f.offset = file.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+        f
+    }
+
+    /// The events appended since the last call, waiting up to `timeout`
+    /// for one (or for `also`, a pidfd, to say its process exited).
+    pub fn wait(
+        &mut self,
+        timeout: std::time::Duration,
+        also: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> Vec<Event> {
+        let now = self.poll();
+        if !now.is_empty() {
+            return now;
+        }
+        match &self.watch {
+            Some(w) => {
+                w.wait(timeout, also);
+            }
+            None => std::thread::sleep(timeout.min(std::time::Duration::from_millis(50))),
+        }
+        self.poll()
+    }
+
     fn open(&mut self) {
         self.file = std::fs::File::open(&self.path).ok();
         self.offset = 0;

@@ -33,6 +33,10 @@ pub mod step;
 /// Users and groups from the image.
 pub mod users;
 pub mod volumes;
+/// `wait` and its conditions.
+pub mod wait;
+/// Waiting on files and processes without polling.
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 

@@ -1314,18 +1314,7 @@ fn become_process(
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         .to_string();
-    let exe = match resolve_exe(&process.args().as_ref().expect("checked")[0], &path_env) {
-        Some(p) => p,
-        None => {
-            return Err(Failed {
-                kind: Failure::NotFound,
-                msg: format!(
-                    "exec: {:?}: executable file not found in $PATH",
-                    process.args().as_ref().expect("checked")[0]
-                ),
-            })
-        }
-    };
+    let exe = resolve_exe(&process.args().as_ref().expect("checked")[0], &path_env)?;
     if let (Some((dev, ino)), Ok(md)) = (host_exe, fs::metadata(Path::new(&*exe.to_string_lossy())))
     {
         use std::os::unix::fs::MetadataExt;
@@ -1386,16 +1375,53 @@ fn rlimit_resource(t: oci_spec::runtime::PosixRlimitType) -> Option<libc::__rlim
 
 /// Finds the executable for `arg0` in the container's PATH (after
 /// pivot_root, so inside the container).
-fn resolve_exe(arg0: &str, path: &str) -> Option<CString> {
+/// The program to execute, as runc finds it before the start (so that a
+/// missing or non-executable one fails the create, 127 or 126, as docker
+/// reports it): a name with a slash as it is, checked; else the first
+/// executable file of that name in `path`.
+fn resolve_exe(arg0: &str, path: &str) -> Result<CString, Failed> {
+    use std::os::unix::fs::PermissionsExt;
+    let cstr = |s: &str| {
+        CString::new(s).map_err(|_| Failed::from(format!("exec: {arg0:?}: a NUL in the name")))
+    };
     if arg0.contains('/') {
-        return CString::new(arg0).ok();
+        return match fs::metadata(arg0) {
+            Ok(md) if md.is_file() && md.permissions().mode() & 0o111 != 0 => cstr(arg0),
+            Ok(_) => Err(Failed {
+                kind: Failure::NotExecutable,
+                msg: format!("exec: {arg0:?}: permission denied"),
+            }),
+            Err(e) => Err(Failed {
+                kind: Failure::of_errno(e.raw_os_error().unwrap_or(libc::ENOENT)),
+                msg: format!("exec: {arg0:?}: stat {arg0}: {}", errno_text(&e)),
+            }),
+        };
     }
+    if let Some(p) = find_in_path(arg0, path) {
+        return cstr(&p);
+    }
+    Err(Failed {
+        kind: Failure::NotFound,
+        msg: format!("exec: {arg0:?}: executable file not found in $PATH"),
+    })
+}
+
+/// An I/O error's text without Rust's " (os error N)".
+fn errno_text(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_lowercase(),
+        None => s,
+    }
+}
+
+fn find_in_path(arg0: &str, path: &str) -> Option<String> {
     for dir in path.split(':') {
         let candidate = Path::new(dir).join(arg0);
         if let Ok(md) = fs::metadata(&candidate) {
             use std::os::unix::fs::PermissionsExt;
             if md.is_file() && md.permissions().mode() & 0o111 != 0 {
-                return CString::new(candidate.to_string_lossy().as_bytes()).ok();
+                return Some(candidate.to_string_lossy().into_owned());
             }
         }
     }

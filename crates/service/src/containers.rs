@@ -666,3 +666,59 @@ pub fn restart(
     );
     Ok(())
 }
+
+pub use berth_engine::wait::WaitCondition;
+
+/// The Engine API's answer to a wait (`ContainerWaitResponse`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WaitResponse {
+    pub status_code: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<WaitError>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WaitError {
+    pub message: String,
+}
+
+/// `wait`: blocks until `condition` holds for container `key` and returns
+/// its exit code. A container `--rm` has removed is answered from the code
+/// kept for it.
+pub fn wait(eng: &mut Engine, key: &str, condition: WaitCondition) -> Result<WaitResponse> {
+    let code = match eng.wait(key, condition, None) {
+        Ok(c) => c,
+        Err(berth_engine::EngineError::NoSuchContainer(_))
+            if condition == WaitCondition::NotRunning =>
+        {
+            eng.wait_code(key, None)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let record = eng.db.get(key).ok().flatten();
+    Ok(WaitResponse {
+        status_code: code.unwrap_or(0).into(),
+        error: record
+            .filter(|r| !r.error.is_empty())
+            .map(|r| WaitError { message: r.error }),
+    })
+}
+
+/// `start`: starts each stopped container with its own monitor; one that
+/// runs already (or whose monitor is restarting it) is left as it is, as
+/// docker does.
+pub fn start(eng: Engine, key: &str) -> Result<()> {
+    let mut eng = eng;
+    let rec = eng.get(key)?;
+    if matches!(rec.state, State::Running | State::Paused) {
+        return Ok(());
+    }
+    match berth_engine::monitor::start_detached(eng, &rec.id) {
+        // Its monitor holds it (a restart backoff, or another start just
+        // now): started already.
+        Err(berth_engine::EngineError::Conflict(_)) => Ok(()),
+        r => r.map_err(Into::into),
+    }
+}

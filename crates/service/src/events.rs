@@ -95,8 +95,13 @@ pub fn events(
             }
             return Ok(());
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        for e in follower.poll().iter().filter(|e| keep(e)) {
+        // Woken by the next write to the log (or at `until`).
+        let mut wait = std::time::Duration::from_secs(1);
+        if let Some(u) = opts.until {
+            let left = (u - chrono::Utc::now()).to_std().unwrap_or_default();
+            wait = wait.min(left + std::time::Duration::from_millis(1));
+        }
+        for e in follower.wait(wait, None).iter().filter(|e| keep(e)) {
             if !sink(e) {
                 return Ok(());
             }
