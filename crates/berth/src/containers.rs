@@ -94,10 +94,29 @@ fn config_from(a: &RunArgs) -> Result<ContainerConfig> {
     if !a.publish.is_empty() {
         bail!("-p/--publish needs bridge networking, which berth does not have yet; use --network host to reach the container's ports");
     }
-    berth_engine::monitor::check_restart_policy(&a.restart).map_err(coded)?;
-    if a.rm && a.restart != "no" && !a.restart.is_empty() {
+    let restart: berth_engine::options::RestartPolicy = a.restart.parse().map_err(coded)?;
+    if a.rm && restart.name != berth_engine::options::RestartName::No {
         bail!("conflicting options: cannot specify both --restart and --rm");
     }
+    let mounts = a
+        .mount
+        .iter()
+        .map(|m| berth_engine::options::Mount::parse_flag(m))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(coded)?;
+    let ulimits = a
+        .ulimit
+        .iter()
+        .map(|u| u.parse())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(coded)?;
+    for v in &a.volume {
+        berth_engine::options::Mount::parse_volume_flag(v).map_err(coded)?;
+    }
+    for t in &a.tmpfs {
+        berth_engine::options::Mount::parse_tmpfs_flag(t).map_err(coded)?;
+    }
+    berth_engine::options::SecurityOptions::parse(&a.security_opt).map_err(coded)?;
     let env = env_from(&a.env_file, &a.env)?;
     let mut labels = BTreeMap::new();
     for l in &a.labels {
@@ -146,7 +165,7 @@ fn config_from(a: &RunArgs) -> Result<ContainerConfig> {
         read_only: a.read_only,
         tmpfs: a.tmpfs.clone(),
         volumes: a.volume.clone(),
-        mounts: a.mount.clone(),
+        mounts,
         memory,
         cpus: a.cpus,
         pids_limit: a.pids_limit,
@@ -155,10 +174,10 @@ fn config_from(a: &RunArgs) -> Result<ContainerConfig> {
         privileged: a.privileged,
         security_opt: a.security_opt.clone(),
         init: a.init,
-        ulimits: a.ulimit.clone(),
+        ulimits,
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
-        restart: a.restart.clone(),
+        restart,
         network: a.network.clone(),
         auto_remove: a.rm,
         path: String::new(),

@@ -1978,7 +1978,14 @@ fn run_pull_never_refuses_a_missing_image() {
 #[test]
 fn a_detached_run_of_a_missing_program_fails_at_the_start() {
     let b = Berth::with_busybox();
-    let r = b.fail(&["run", "-d", "--name", "gone", "busybox:1.35", "/no/such/program"]);
+    let r = b.fail(&[
+        "run",
+        "-d",
+        "--name",
+        "gone",
+        "busybox:1.35",
+        "/no/such/program",
+    ]);
     assert_eq!(r.code, Some(127), "{r}");
     r.one_error_line(&["/no/such/program", "no such file or directory"]);
     let st = &b.inspect_container("gone")["State"];

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use berth_dockerfile::instructions::{self, CommandLine, Copy, Dockerfile, Instruction, Kind};
 use berth_dockerfile::shell::Lexer;
+use berth_engine::options::Mount;
 use berth_engine::Paths;
 use berth_image::digest::Digest;
 use berth_image::reference::Reference;
@@ -1007,11 +1008,9 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
                 std::fs::write(&f, &h.content)
                     .map_err(|e| BuildError::io("write a here-document", e))?;
                 set_mode(&f, 0o755)?;
-                prepared.mounts.push(format!(
-                    "type=bind,src={},dst={},readonly",
-                    mount_path(&f)?,
-                    argv[0]
-                ));
+                prepared
+                    .mounts
+                    .push(Mount::bind(mount_path(&f)?, argv[0].clone(), true));
             }
         }
         let mut tail: Vec<u8> = Vec::new();
@@ -1137,7 +1136,7 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
         use crate::mounts::{MountKind, Sharing};
         let mut p = Prepared::default();
         for (n, m) in mounts.iter().enumerate() {
-            let ro = if m.readonly { ",readonly" } else { "" };
+            let ro = m.readonly;
             match &m.kind {
                 MountKind::Cache {
                     id,
@@ -1164,21 +1163,29 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
                             .map_err(|e| BuildError::io("lock a cache mount", e.into()))?;
                         p.locks.push(lock);
                     }
-                    p.mounts.push(format!(
-                        "type=bind,src={},dst={}{ro}",
+                    p.mounts.push(Mount::bind(
                         mount_path(&cdir)?,
-                        mount_path(Path::new(&m.target))?
+                        mount_path(Path::new(&m.target))?,
+                        ro,
                     ));
                 }
                 MountKind::Tmpfs { size } => {
-                    let size = size
-                        .as_deref()
-                        .map(|s| format!(",tmpfs-size={s}"))
-                        .unwrap_or_default();
-                    p.mounts.push(format!(
-                        "type=tmpfs,dst={}{size}",
-                        mount_path(Path::new(&m.target))?
-                    ));
+                    let size_bytes =
+                        match size.as_deref() {
+                            Some(s) => Some(berth_engine::options::parse_size(s).map_err(|e| {
+                                BuildError::Invalid(format!("--mount=type=tmpfs: {e}"))
+                            })? as u64),
+                            None => None,
+                        };
+                    p.mounts.push(Mount {
+                        typ: berth_engine::options::MountType::Tmpfs,
+                        target: mount_path(Path::new(&m.target))?,
+                        tmpfs_options: Some(berth_engine::options::TmpfsOptions {
+                            size_bytes,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    });
                 }
                 MountKind::Secret {
                     id,
@@ -1219,10 +1226,10 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
                             .map_err(|e| BuildError::io("chmod a secret", e))?;
                         std::os::unix::fs::chown(&f, Some(*uid), Some(*gid))
                             .map_err(|e| BuildError::io("chown a secret", e))?;
-                        p.mounts.push(format!(
-                            "type=bind,src={},dst={},readonly",
+                        p.mounts.push(Mount::bind(
                             mount_path(&f)?,
-                            mount_path(Path::new(&m.target))?
+                            mount_path(Path::new(&m.target))?,
+                            true,
                         ));
                         p.remove.push(sdir);
                     }
@@ -1354,10 +1361,10 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
                             c
                         }
                     };
-                    p.mounts.push(format!(
-                        "type=bind,src={},dst={}{ro}",
+                    p.mounts.push(Mount::bind(
                         mount_path(&src)?,
-                        mount_path(Path::new(&m.target))?
+                        mount_path(Path::new(&m.target))?,
+                        ro,
                     ));
                 }
             }
@@ -1890,14 +1897,14 @@ fn sweep(paths: &Paths, store: &mut Store) {
 
 /// A path as it may go into a `--mount` value (comma-separated
 /// key=value fields): one holding a comma is refused, never split.
+/// A mount path as the runtime's config holds it (UTF-8).
 fn mount_path(p: &Path) -> Result<String, BuildError> {
-    let s = p.to_string_lossy();
-    if s.contains(',') || s.contains('\n') {
-        return Err(BuildError::Invalid(format!(
-            "the mount path {s:?} contains a comma or a newline: use a store root and mount targets without them"
-        )));
-    }
-    Ok(s.into_owned())
+    p.to_str().map(str::to_string).ok_or_else(|| {
+        BuildError::Invalid(format!(
+            "the mount path {} is not UTF-8: use a store root and mount targets that are",
+            p.display()
+        ))
+    })
 }
 
 /// A directory removed when dropped.
@@ -2001,7 +2008,7 @@ fn fetch(url: &str, dest: &Path, checksum: Option<&str>) -> Result<String, Build
 /// What RUN's mounts hold while the step runs; undone when dropped.
 #[derive(Default)]
 struct Prepared {
-    mounts: Vec<String>,
+    mounts: Vec<Mount>,
     env: Vec<String>,
     locks: Vec<std::fs::File>,
     unmount: Vec<PathBuf>,

@@ -24,12 +24,15 @@ pub struct ContainerConfig {
     pub tty: bool,
     pub interactive: bool,
     pub read_only: bool,
-    /// `--tmpfs PATH[:OPTIONS]`.
+    /// `--tmpfs PATH[:OPTIONS]`, as given (HostConfig's `Tmpfs`).
     pub tmpfs: Vec<String>,
-    /// `-v SRC:DST[:OPTS]`.
+    /// `-v SRC:DST[:OPTS]` binds, as given (HostConfig's `Binds`, shown
+    /// by inspect); their mounts are in `mounts`.
     pub volumes: Vec<String>,
-    /// `--mount type=...,...`.
-    pub mounts: Vec<String>,
+    /// Bind and tmpfs mounts (`--mount`, `-v` binds, `--tmpfs`); volumes
+    /// are resolved at create into `volume_mounts`.
+    #[serde(deserialize_with = "crate::options::de_mounts")]
+    pub mounts: Vec<crate::options::Mount>,
     /// Bytes.
     pub memory: Option<i64>,
     pub cpus: Option<f64>,
@@ -39,12 +42,12 @@ pub struct ContainerConfig {
     pub privileged: bool,
     pub security_opt: Vec<String>,
     pub init: bool,
-    /// `--ulimit name=soft[:hard]`.
-    pub ulimits: Vec<String>,
+    #[serde(deserialize_with = "crate::options::de_ulimits")]
+    pub ulimits: Vec<crate::options::Ulimit>,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<i64>,
-    /// "no", "always", "unless-stopped", "on-failure[:N]".
-    pub restart: String,
+    #[serde(deserialize_with = "crate::options::de_restart")]
+    pub restart: crate::options::RestartPolicy,
     /// "none", "host" or "" (a private namespace with loopback).
     pub network: String,
     /// `--rm`.
@@ -143,10 +146,7 @@ pub fn process_env(opts: &ContainerConfig, image: &ImageConfig, hostname: &str) 
 
 /// Parses docker's `-m` sizes: `64m`, `1g`, `512k`, `1024` (bytes); b, k, m,
 /// g, t, with an optional trailing "b".
-pub fn parse_size(s: &str) -> Result<i64, EngineError> {
-    let n = berth_image::units::parse_size(s).map_err(EngineError::Invalid)?;
-    i64::try_from(n).map_err(|_| EngineError::Invalid(format!("invalid size: {s:?}: too large")))
-}
+pub use crate::options::parse_size;
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,7 @@
 //! directory, each overridable as with `docker exec`. Its output goes to the
 //! caller only (never to the container's log), as with Docker.
 
-use oci_spec::runtime::{Box as ConsoleBox, Process, User};
+use oci_spec::runtime::{Process, User};
 use serde::{Deserialize, Serialize};
 
 use crate::db::State;
@@ -58,11 +58,7 @@ fn process(
     p.set_console_size(None);
     if cfg.tty {
         if let Some((rows, cols)) = size {
-            let b: ConsoleBox = serde_json::from_value(serde_json::json!(
-                {"height": rows, "width": cols}
-            ))
-            .expect("a valid console size");
-            p.set_console_size(Some(b));
+            p.set_console_size(Some(crate::spec::console_size(rows, cols)));
         }
     }
     if let Some(w) = &cfg.workdir {
@@ -88,11 +84,7 @@ fn process(
             privileged: true,
             ..Default::default()
         })?;
-        let caps = serde_json::from_value(serde_json::json!(
-            {"bounding": all, "effective": all, "permitted": all}
-        ))
-        .map_err(|e| EngineError::Invalid(format!("capabilities: {e}")))?;
-        p.set_capabilities(Some(caps));
+        p.set_capabilities(Some(crate::spec::capability_sets(&all)?));
     }
     Ok(p)
 }

@@ -24,6 +24,8 @@ pub mod logs;
 pub mod monitor;
 /// Random container names.
 pub mod names;
+/// Container options as types (mounts, restart policy, ulimits, security).
+pub mod options;
 /// Overlay root filesystems and the /etc files.
 pub mod rootfs;
 /// The OCI config derived from image and options.

@@ -74,8 +74,8 @@ fn launch_mounted(
             store_root: &eng.paths.root,
         },
     )?;
-    if let (true, Some((rows, cols))) = (rec.config.tty, size) {
-        spec["process"]["consoleSize"] = serde_json::json!({"height": rows, "width": cols});
+    if let (true, Some((rows, cols)), Some(p)) = (rec.config.tty, size, spec.process_mut()) {
+        p.set_console_size(Some(crate::spec::console_size(rows, cols)));
     }
     let cfg = layout.dir.join("config.json");
     std::fs::write(&cfg, serde_json::to_vec(&spec).expect("serializes"))
@@ -206,42 +206,10 @@ fn finish(eng: &mut Engine, rec: &mut Record, code: i32) -> Result<bool, EngineE
     Ok(true)
 }
 
-/// Docker's restart policies, decided after an exit.
+/// Docker's restart policies, decided after an exit: never after a stop
+/// the user asked for.
 fn should_restart(rec: &Record, code: i32) -> bool {
-    if rec.stop_requested {
-        return false;
-    }
-    let p = rec.config.restart.as_str();
-    match p
-        .split_once(':')
-        .map(|(a, b)| (a, Some(b)))
-        .unwrap_or((p, None))
-    {
-        ("always", _) | ("unless-stopped", _) => true,
-        ("on-failure", max) => {
-            code != 0
-                && max
-                    .and_then(|m| m.parse::<i64>().ok())
-                    .is_none_or(|m| rec.restart_count < m)
-        }
-        _ => false,
-    }
-}
-
-/// Validates a `--restart` value.
-pub fn check_restart_policy(p: &str) -> Result<(), EngineError> {
-    let ok = match p.split_once(':') {
-        None => matches!(p, "" | "no" | "always" | "unless-stopped" | "on-failure"),
-        Some(("on-failure", n)) => n.parse::<u32>().is_ok(),
-        _ => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(EngineError::Invalid(format!(
-            "invalid restart policy {p:?}: use no, always, unless-stopped or on-failure[:max-retries]"
-        )))
-    }
+    !rec.stop_requested && rec.config.restart.restarts(code, rec.restart_count)
 }
 
 /// The monitor's claim on a container, held for its whole life (restart

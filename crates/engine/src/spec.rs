@@ -5,7 +5,12 @@
 
 use std::path::Path;
 
-use serde_json::{json, Value};
+use oci_spec::runtime::{
+    Linux, LinuxCapabilities, LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxNamespace,
+    LinuxNamespaceType, LinuxPids, LinuxResources, LinuxSeccomp, Mount, PosixRlimit,
+    PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
+};
+use serde_json::Value;
 
 use crate::config::{process_args, process_env, ContainerConfig, ImageConfig};
 use crate::EngineError;
@@ -133,175 +138,314 @@ pub fn check(opts: &ContainerConfig) -> Result<Vec<String>, EngineError> {
     capabilities(opts)
 }
 
-fn rlimit(spec: &str) -> Result<Value, EngineError> {
-    let bad = || {
-        EngineError::Invalid(format!(
-            "invalid ulimit {spec:?}: use NAME=SOFT[:HARD], e.g. nofile=1024:2048"
-        ))
-    };
-    let (name, vals) = spec.split_once('=').ok_or_else(bad)?;
-    let (soft, hard) = match vals.split_once(':') {
-        Some((s, h)) => (s, h),
-        None => (vals, vals),
-    };
-    let parse = |v: &str| -> Result<u64, EngineError> {
-        if v == "-1" || v == "unlimited" {
-            Ok(u64::MAX)
-        } else {
-            v.parse().map_err(|_| bad())
-        }
-    };
-    let known = [
-        "core",
-        "cpu",
-        "data",
-        "fsize",
-        "locks",
-        "memlock",
-        "msgqueue",
-        "nice",
-        "nofile",
-        "nproc",
-        "rss",
-        "rtprio",
-        "rttime",
-        "sigpending",
-        "stack",
-        "as",
-    ];
-    if !known.contains(&name) {
-        return Err(bad());
-    }
-    let (soft, hard) = (parse(soft)?, parse(hard)?);
-    if soft > hard {
-        return Err(EngineError::Invalid(format!(
-            "invalid ulimit {spec:?}: the soft limit is above the hard limit"
-        )));
-    }
-    Ok(json!({"type": format!("RLIMIT_{}", name.to_ascii_uppercase()), "soft": soft, "hard": hard}))
+/// An OCI mount.
+fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
+    let mut m = Mount::default();
+    m.set_destination(destination.into());
+    m.set_typ(Some(typ.into()));
+    m.set_source(Some(source.into()));
+    m.set_options(Some(options.iter().map(|o| o.to_string()).collect()));
+    m
 }
 
-/// Parses `-v SRC:DST[:OPTS]` for bind mounts (absolute SRC) into an OCI
-/// mount. Named and anonymous volumes are resolved at create
-/// (`volumes::resolve`) and never reach here.
-fn bind_volume(v: &str) -> Result<Value, EngineError> {
-    let parts: Vec<&str> = v.split(':').collect();
-    let (src, dst, opts) = match parts.as_slice() {
-        [s, d] => (*s, *d, ""),
-        [s, d, o] => (*s, *d, *o),
-        _ => {
-            return Err(EngineError::Invalid(format!(
-                "invalid volume {v:?}: use SRC:DST[:OPTIONS]"
-            )))
-        }
-    };
-    if !src.starts_with('/') {
-        return Err(EngineError::Invalid(format!(
-            "invalid volume {v:?}: a named volume here is a bug: volumes are resolved at create"
-        )));
-    }
-    if !dst.starts_with('/') {
-        return Err(EngineError::Invalid(format!(
-            "invalid volume {v:?}: the container path must be absolute"
-        )));
-    }
-    if !Path::new(src).exists() {
-        // Docker creates a missing -v source directory.
-        std::fs::create_dir_all(src)
-            .map_err(|e| EngineError::io(format!("creating volume source {src}"), e))?;
-    }
-    let mut o = vec!["rbind".to_string()];
-    let mut rw = "rw";
-    for opt in opts.split(',').filter(|s| !s.is_empty()) {
-        match opt {
-            "ro" | "readonly" => rw = "ro",
-            "rw" => rw = "rw",
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => {
-                o.push(opt.to_string())
-            }
-            "z" | "Z" | "nocopy" | "consistent" | "cached" | "delegated" => {}
-            other => {
-                return Err(EngineError::Invalid(format!(
-                    "invalid volume {v:?}: unknown option {other:?}"
-                )))
-            }
-        }
-    }
-    if !o
-        .iter()
-        .any(|x| x.contains("private") || x.contains("shared") || x.contains("slave"))
-    {
-        o.push("rprivate".into());
-    }
-    o.push(rw.to_string());
-    Ok(json!({"destination": dst, "type": "bind", "source": src, "options": o}))
+/// What every container gets: /proc, /dev, /sys and the rest, as Docker
+/// mounts them.
+fn base_mounts(privileged: bool) -> Vec<Mount> {
+    let sys = if privileged { "rw" } else { "ro" };
+    vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", sys],
+        ),
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", sys],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"],
+        ),
+    ]
 }
 
-/// `--mount type=bind|tmpfs,...`.
-fn mount_flag(m: &str) -> Result<Value, EngineError> {
-    let mut typ = "volume";
-    let (mut src, mut dst, mut ro) = (None, None, false);
-    let mut size = None;
-    let mut mode = None;
-    let mut propagation = None;
-    for kv in m.split(',') {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        match k {
-            "type" => typ = v,
-            "source" | "src" => src = Some(v),
-            "destination" | "dst" | "target" => dst = Some(v),
-            "readonly" | "ro" => ro = v.is_empty() || v == "true" || v == "1",
-            "bind-propagation" => propagation = Some(v),
-            "tmpfs-size" => size = Some(v),
-            "tmpfs-mode" => mode = Some(v),
-            _ => {
-                return Err(EngineError::Invalid(format!(
-                    "invalid --mount {m:?}: unknown field {k:?}"
-                )))
+/// A user's mount (`--mount`, a `-v` bind, `--tmpfs`) as the runtime
+/// takes it. A missing `-v` source directory is created, as Docker does;
+/// a missing `--mount` bind source is an error, as Docker's.
+fn user_mount(m: &crate::options::Mount, from_flag: bool) -> Result<Mount, EngineError> {
+    use crate::options::MountType;
+    let rw = if m.read_only { "ro" } else { "rw" };
+    match m.typ {
+        MountType::Bind => {
+            if !Path::new(&m.source).exists() {
+                if from_flag {
+                    return Err(EngineError::Invalid(format!(
+                        "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                        m.source
+                    )));
+                }
+                std::fs::create_dir_all(&m.source).map_err(|e| {
+                    EngineError::io(format!("creating volume source {}", m.source), e)
+                })?;
             }
+            let propagation = m.propagation().map_or("rprivate", |p| p.as_str());
+            Ok(mount(
+                &m.target,
+                "bind",
+                &m.source,
+                &["rbind", propagation, rw],
+            ))
         }
-    }
-    let dst = dst.ok_or_else(|| {
-        EngineError::Invalid(format!("invalid --mount {m:?}: target is required"))
-    })?;
-    match typ {
-        "bind" => {
-            let src = src.ok_or_else(|| {
-                EngineError::Invalid(format!("invalid --mount {m:?}: source is required"))
-            })?;
-            if !Path::new(src).exists() {
-                return Err(EngineError::Invalid(format!(
-                    "invalid mount config for type \"bind\": bind source path does not exist: {src}"
-                )));
-            }
-            let mut o = vec![
-                "rbind".to_string(),
-                propagation.unwrap_or("rprivate").to_string(),
-            ];
-            o.push(if ro { "ro" } else { "rw" }.into());
-            Ok(json!({"destination": dst, "type": "bind", "source": src, "options": o}))
-        }
-        "tmpfs" => {
+        MountType::Tmpfs => {
             let mut o = vec!["nosuid".to_string(), "nodev".into(), "noexec".into()];
-            if let Some(s) = size {
-                o.push(format!("size={}", crate::config::parse_size(s)?));
+            if let Some(t) = &m.tmpfs_options {
+                if let Some(s) = t.size_bytes {
+                    o.push(format!("size={s}"));
+                }
+                if let Some(md) = t.mode {
+                    o.push(format!("mode={md:o}"));
+                }
+                o.extend(t.options.iter().cloned());
             }
-            if let Some(md) = mode {
-                o.push(format!("mode={md}"));
-            }
-            if ro {
+            if m.read_only {
                 o.push("ro".into());
             }
-            Ok(json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": o}))
+            let o: Vec<&str> = o.iter().map(String::as_str).collect();
+            Ok(mount(&m.target, "tmpfs", "tmpfs", &o))
         }
-        other => Err(EngineError::Invalid(format!(
-            "invalid --mount {m:?}: type {other:?} is not supported (bind, volume, tmpfs)"
+        MountType::Volume => Err(EngineError::Invalid(format!(
+            "the volume mount at {} was not resolved at create (a bug)",
+            m.target
         ))),
     }
 }
 
-/// The whole OCI config.
-pub fn derive(opts: &ContainerConfig, i: &Inputs<'_>) -> Result<Value, EngineError> {
+/// Every mount of the container, in the order the runtime makes them.
+fn mounts(opts: &ContainerConfig, i: &Inputs<'_>) -> Result<Vec<Mount>, EngineError> {
+    use crate::options::Mount as M;
+    let mut out = base_mounts(opts.privileged);
+    let dir = i.dir.to_string_lossy();
+    for f in ["resolv.conf", "hostname", "hosts"] {
+        out.push(mount(
+            &format!("/etc/{f}"),
+            "bind",
+            &format!("{dir}/{f}"),
+            &["rbind", "rprivate"],
+        ));
+    }
+    for t in &opts.tmpfs {
+        out.push(user_mount(&M::parse_tmpfs_flag(t)?, false)?);
+    }
+    for v in &opts.volumes {
+        let m = M::parse_volume_flag(v)?;
+        if m.typ != crate::options::MountType::Bind {
+            return Err(EngineError::Invalid(format!(
+                "invalid volume {v:?}: a named volume here is a bug: volumes are resolved at create"
+            )));
+        }
+        out.push(user_mount(&m, false)?);
+    }
+    for v in &opts.volume_mounts {
+        let src = crate::volumes::data_dir(i.store_root, &v.name);
+        out.push(mount(
+            &v.target,
+            "bind",
+            &src.to_string_lossy(),
+            &["rbind", "rprivate", if v.readonly { "ro" } else { "rw" }],
+        ));
+    }
+    for m in &opts.mounts {
+        out.push(user_mount(m, true)?);
+    }
+    Ok(out)
+}
+
+fn namespace(typ: LinuxNamespaceType) -> LinuxNamespace {
+    let mut ns = LinuxNamespace::default();
+    ns.set_typ(typ);
+    ns
+}
+
+/// The namespaces of a container: its own of each but the network with
+/// `--network host` (and the cgroup's on a cgroup v1 host, as Docker).
+fn namespaces(opts: &ContainerConfig) -> Result<Vec<LinuxNamespace>, EngineError> {
+    use LinuxNamespaceType as T;
+    let mut out = vec![
+        namespace(T::Pid),
+        namespace(T::Ipc),
+        namespace(T::Uts),
+        namespace(T::Mount),
+    ];
+    match opts.network.as_str() {
+        "host" => {}
+        "" | "none" => out.push(namespace(T::Network)),
+        "default" | "bridge" => {
+            return Err(EngineError::Invalid(format!(
+                "network {:?} is not available yet: berth has no bridge networking; use --network none \
+                 (a private namespace with loopback, the default) or --network host",
+                opts.network
+            )))
+        }
+        other => {
+            return Err(EngineError::Invalid(format!(
+                "network {other:?} not found: berth has none, host (bridge networks come later)"
+            )))
+        }
+    }
+    if berth_runtime::cgroups::host_mode() == "v2" {
+        // Docker's default on cgroup v2 hosts: a private cgroup namespace.
+        out.push(namespace(T::Cgroup));
+    }
+    Ok(out)
+}
+
+/// Device access (all denied but the runtime's defaults, all allowed when
+/// privileged), memory, CPU and pids limits.
+fn resources(opts: &ContainerConfig) -> Result<LinuxResources, EngineError> {
+    let mut r = LinuxResources::default();
+    let mut devices = LinuxDeviceCgroup::default();
+    devices.set_allow(opts.privileged);
+    devices.set_access(Some("rwm".into()));
+    r.set_devices(Some(vec![devices]));
+    if let Some(m) = opts.memory {
+        let mut mem = LinuxMemory::default();
+        mem.set_limit(Some(m));
+        r.set_memory(Some(mem));
+    }
+    if let Some(c) = opts.cpus {
+        if c <= 0.0 {
+            return Err(EngineError::Invalid(format!(
+                "invalid --cpus {c}: it must be above 0"
+            )));
+        }
+        let period = 100_000u64;
+        let mut cpu = LinuxCpu::default();
+        cpu.set_quota(Some((c * period as f64) as i64));
+        cpu.set_period(Some(period));
+        r.set_cpu(Some(cpu));
+    }
+    if let Some(p) = opts.pids_limit {
+        let mut pids = LinuxPids::default();
+        pids.set_limit(if p <= 0 { -1 } else { p });
+        r.set_pids(Some(pids));
+    }
+    Ok(r)
+}
+
+/// `--ulimit`s as the runtime sets them.
+fn rlimits(opts: &ContainerConfig) -> Result<Vec<PosixRlimit>, EngineError> {
+    opts.ulimits
+        .iter()
+        .map(|u| {
+            u.check()?;
+            let typ: PosixRlimitType =
+                serde_json::from_value(Value::String(format!("RLIMIT_{}", u.name.to_uppercase())))
+                    .map_err(|_| EngineError::Invalid(format!("invalid ulimit {u}")))?;
+            let (soft, hard) = u.values();
+            Ok(PosixRlimitBuilder::default()
+                .typ(typ)
+                .soft(soft)
+                .hard(hard)
+                .build()
+                .expect("an rlimit has every field"))
+        })
+        .collect()
+}
+
+/// The seccomp filter: Docker's default profile, the user's, or none
+/// (unconfined, or privileged without a profile).
+fn seccomp(
+    opts: &ContainerConfig,
+    sec: &crate::options::SecurityOptions,
+    caps: &[String],
+) -> Result<Option<LinuxSeccomp>, EngineError> {
+    use crate::options::Seccomp;
+    match &sec.seccomp {
+        Seccomp::Unconfined => Ok(None),
+        Seccomp::Default if opts.privileged => Ok(None),
+        Seccomp::Default => berth_runtime::seccomp::from_docker_profile(
+            berth_runtime::seccomp::DOCKER_DEFAULT_PROFILE,
+            caps,
+            "amd64",
+        )
+        .map(Some)
+        .map_err(|e| EngineError::Invalid(format!("default seccomp profile: {e}"))),
+        Seccomp::Profile(path) => {
+            let profile = std::fs::read(path)
+                .map_err(|e| EngineError::io(format!("reading seccomp profile {path}"), e))?;
+            berth_runtime::seccomp::from_docker_profile(&profile, caps, "amd64")
+                .map(Some)
+                .map_err(|e| EngineError::Invalid(format!("seccomp profile {path}: {e}")))
+        }
+    }
+}
+
+/// The same set as bounding, effective and permitted (none inheritable or
+/// ambient), as Docker gives them.
+pub fn capability_sets(caps: &[String]) -> Result<LinuxCapabilities, EngineError> {
+    let set = caps
+        .iter()
+        .map(|c| {
+            berth_runtime::caps::by_name(c)
+                .ok_or_else(|| EngineError::Invalid(format!("unknown capability: {c:?}")))
+        })
+        .collect::<Result<oci_spec::runtime::Capabilities, _>>()?;
+    let mut c = LinuxCapabilities::default();
+    c.set_bounding(Some(set.clone()));
+    c.set_effective(Some(set.clone()));
+    c.set_permitted(Some(set));
+    c.set_inheritable(None);
+    c.set_ambient(None);
+    Ok(c)
+}
+
+/// A pty's size.
+pub fn console_size(rows: u16, cols: u16) -> oci_spec::runtime::Box {
+    oci_spec::runtime::BoxBuilder::default()
+        .height(u32::from(rows))
+        .width(u32::from(cols))
+        .build()
+        .expect("a console size has every field")
+}
+
+/// The container's process: what runs, as whom, where, with what.
+fn process(
+    opts: &ContainerConfig,
+    i: &Inputs<'_>,
+    caps: &[String],
+    sec: &crate::options::SecurityOptions,
+) -> Result<Process, EngineError> {
     let args = process_args(opts, i.image);
     if args.is_empty() {
         return Err(EngineError::Invalid(
@@ -330,180 +474,67 @@ pub fn derive(opts: &ContainerConfig, i: &Inputs<'_>) -> Result<Value, EngineErr
             "the working directory {cwd:?} is invalid: it needs to be an absolute path"
         )));
     }
+    let mut user = User::default();
+    user.set_uid(i.user.uid);
+    user.set_gid(i.user.gid);
+    user.set_additional_gids(
+        (!i.user.additional_gids.is_empty()).then(|| i.user.additional_gids.clone()),
+    );
+    let rlimits = rlimits(opts)?;
+    let mut p = Process::default();
+    p.set_terminal(Some(opts.tty));
+    p.set_console_size(None);
+    p.set_user(user);
+    p.set_args(Some(args));
+    p.set_env(Some(env));
+    p.set_cwd(cwd.into());
+    p.set_capabilities(Some(capability_sets(caps)?));
+    p.set_no_new_privileges(Some(sec.no_new_privileges));
+    p.set_rlimits((!rlimits.is_empty()).then_some(rlimits));
+    p.set_oom_score_adj(Some(0));
+    p.set_apparmor_profile(None);
+    p.set_selinux_label(None);
+    Ok(p)
+}
+
+/// The whole OCI config, from the parts above.
+pub fn derive(opts: &ContainerConfig, i: &Inputs<'_>) -> Result<Spec, EngineError> {
     let caps = check(opts)?;
-    let mut no_new_privs = false;
-    let mut seccomp: Option<Value> = None;
-    let mut seccomp_set = false;
-    for o in &opts.security_opt {
-        let (k, v) = o.split_once(['=', ':']).unwrap_or((o.as_str(), ""));
-        match k {
-            "no-new-privileges" => no_new_privs = v.is_empty() || v == "true",
-            "seccomp" if v == "unconfined" => seccomp_set = true,
-            "seccomp" => {
-                let profile = std::fs::read(v)
-                    .map_err(|e| EngineError::io(format!("reading seccomp profile {v}"), e))?;
-                let sc = berth_runtime::seccomp::from_docker_profile(&profile, &caps, "amd64")
-                    .map_err(|e| EngineError::Invalid(format!("seccomp profile {v}: {e}")))?;
-                seccomp = Some(serde_json::to_value(sc).expect("serializes"));
-                seccomp_set = true;
-            }
-            "apparmor" | "label" => {
-                tracing::warn!(option = %o, "security option ignored: AppArmor/SELinux are not supported by berth");
-            }
-            _ => {
-                return Err(EngineError::Invalid(format!(
-                "invalid --security-opt {o:?}: use seccomp=PROFILE|unconfined or no-new-privileges"
-            )))
-            }
-        }
-    }
-    if !seccomp_set && !opts.privileged {
-        let sc = berth_runtime::seccomp::from_docker_profile(
-            berth_runtime::seccomp::DOCKER_DEFAULT_PROFILE,
-            &caps,
-            "amd64",
-        )
-        .map_err(|e| EngineError::Invalid(format!("default seccomp profile: {e}")))?;
-        seccomp = Some(serde_json::to_value(sc).expect("serializes"));
-    }
-
-    let dir = i.dir.to_string_lossy();
-    let mut mounts = vec![
-        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
-        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", if opts.privileged { "rw" } else { "ro" }]}),
-        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", if opts.privileged { "rw" } else { "ro" }]}),
-        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]}),
-    ];
-    for f in ["resolv.conf", "hostname", "hosts"] {
-        mounts.push(json!({"destination": format!("/etc/{f}"), "type": "bind",
-            "source": format!("{dir}/{f}"), "options": ["rbind", "rprivate"]}));
-    }
-    for t in &opts.tmpfs {
-        let (dst, o) = t.split_once(':').unwrap_or((t.as_str(), ""));
-        if !dst.starts_with('/') {
-            return Err(EngineError::Invalid(format!(
-                "invalid --tmpfs {t:?}: the path must be absolute"
-            )));
-        }
-        let mut options = vec!["nosuid".to_string(), "nodev".into(), "noexec".into()];
-        options.extend(o.split(',').filter(|s| !s.is_empty()).map(str::to_string));
-        mounts.push(
-            json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": options}),
-        );
-    }
-    for v in &opts.volumes {
-        mounts.push(bind_volume(v)?);
-    }
-    for v in &opts.volume_mounts {
-        let src = crate::volumes::data_dir(i.store_root, &v.name);
-        mounts.push(json!({"destination": v.target, "type": "bind",
-            "source": src.to_string_lossy(),
-            "options": ["rbind", "rprivate", if v.readonly { "ro" } else { "rw" }]}));
-    }
-    for m in &opts.mounts {
-        mounts.push(mount_flag(m)?);
-    }
-
-    let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
-        json!({"type": "mount"}),
-    ];
-    match opts.network.as_str() {
-        "host" => {}
-        "" | "none" => namespaces.push(json!({"type": "network"})),
-        "default" | "bridge" => {
-            return Err(EngineError::Invalid(format!(
-                "network {:?} is not available yet: berth has no bridge networking; use --network none \
-                 (a private namespace with loopback, the default) or --network host",
-                opts.network
-            )))
-        }
-        other => {
-            return Err(EngineError::Invalid(format!(
-                "network {other:?} not found: berth has none, host (bridge networks come later)"
-            )))
-        }
-    }
-    if berth_runtime::cgroups::host_mode() == "v2" {
-        // Docker's default on cgroup v2 hosts: a private cgroup namespace.
-        namespaces.push(json!({"type": "cgroup"}));
-    }
-
-    let mut resources = json!({
-        "devices": [{"allow": false, "access": "rwm"}],
-    });
-    if opts.privileged {
-        resources["devices"] = json!([{"allow": true, "access": "rwm"}]);
-    }
-    if let Some(m) = opts.memory {
-        resources["memory"] = json!({"limit": m});
-    }
-    if let Some(c) = opts.cpus {
-        if c <= 0.0 {
-            return Err(EngineError::Invalid(format!(
-                "invalid --cpus {c}: it must be above 0"
-            )));
-        }
-        let period = 100_000u64;
-        resources["cpu"] = json!({"quota": (c * period as f64) as i64, "period": period});
-    }
-    if let Some(p) = opts.pids_limit {
-        resources["pids"] = json!({"limit": if p <= 0 { -1 } else { p }});
-    }
-
-    let rlimits = opts
-        .ulimits
-        .iter()
-        .map(|u| rlimit(u))
-        .collect::<Result<Vec<_>, _>>()?;
-
-    let caps_v: Vec<Value> = caps.iter().map(|c| json!(c)).collect();
-    let mut process = json!({
-        "terminal": opts.tty,
-        "user": {"uid": i.user.uid, "gid": i.user.gid},
-        "args": args,
-        "env": env,
-        "cwd": cwd,
-        "capabilities": {"bounding": caps_v, "effective": caps_v, "permitted": caps_v},
-        "noNewPrivileges": no_new_privs,
-        "oomScoreAdj": 0,
-    });
-    if !i.user.additional_gids.is_empty() {
-        process["user"]["additionalGids"] = json!(i.user.additional_gids);
-    }
-    if !rlimits.is_empty() {
-        process["rlimits"] = json!(rlimits);
-    }
-    let mut linux = json!({
-        "namespaces": namespaces,
-        "cgroupsPath": format!("/berth/{}", i.id),
-        "resources": resources,
-    });
-    if !opts.privileged {
-        linux["maskedPaths"] = json!(MASKED);
-        linux["readonlyPaths"] = json!(READONLY);
-    }
-    if let Some(sc) = seccomp {
-        linux["seccomp"] = sc;
-    }
-    let mut annotations = serde_json::Map::new();
-    for (k, v) in &opts.labels {
-        annotations.insert(k.clone(), json!(v));
-    }
-    Ok(json!({
-        "ociVersion": "1.2.0",
-        "process": process,
-        "root": {"path": i.rootfs.to_string_lossy(), "readonly": opts.read_only},
-        "hostname": i.hostname,
-        "mounts": mounts,
-        "linux": linux,
-        "annotations": annotations,
-    }))
+    let sec = crate::options::SecurityOptions::parse(&opts.security_opt)?;
+    let process = process(opts, i, &caps, &sec)?;
+    let mounts = mounts(opts, i)?;
+    let mut linux = Linux::default();
+    linux.set_namespaces(Some(namespaces(opts)?));
+    linux.set_cgroups_path(Some(format!("/berth/{}", i.id).into()));
+    linux.set_resources(Some(resources(opts)?));
+    linux.set_masked_paths(
+        (!opts.privileged).then(|| MASKED.iter().map(|s| s.to_string()).collect()),
+    );
+    linux.set_readonly_paths(
+        (!opts.privileged).then(|| READONLY.iter().map(|s| s.to_string()).collect()),
+    );
+    linux.set_seccomp(seccomp(opts, &sec, &caps)?);
+    linux.set_uid_mappings(None);
+    linux.set_gid_mappings(None);
+    linux.set_sysctl(None);
+    linux.set_devices(None);
+    let mut root = Root::default();
+    root.set_path(i.rootfs.to_path_buf());
+    root.set_readonly(Some(opts.read_only));
+    let mut spec = Spec::default();
+    spec.set_version("1.2.0".into());
+    spec.set_process(Some(process));
+    spec.set_root(Some(root));
+    spec.set_hostname(Some(i.hostname.to_string()));
+    spec.set_mounts(Some(mounts));
+    spec.set_linux(Some(linux));
+    spec.set_annotations(Some(
+        opts.labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    ));
+    Ok(spec)
 }
 
 #[cfg(test)]
@@ -539,27 +570,93 @@ mod tests {
 
     #[test]
     fn ulimits() {
+        let o = ContainerConfig {
+            ulimits: vec!["nofile=1024:2048".parse().unwrap()],
+            ..Default::default()
+        };
+        let l = rlimits(&o).unwrap();
         assert_eq!(
-            rlimit("nofile=1024:2048").unwrap(),
-            json!({"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048})
+            serde_json::to_value(&l).unwrap(),
+            serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048}])
         );
-        assert!(rlimit("nofile=10:5").is_err());
-        assert!(rlimit("bogus=1").is_err());
-        assert!(rlimit("nofile").is_err());
     }
 
     #[test]
     fn volumes() {
         let d = tempfile::tempdir().unwrap();
         let src = d.path().to_str().unwrap();
-        let v = bind_volume(&format!("{src}:/data:ro")).unwrap();
-        assert_eq!(v["options"], json!(["rbind", "rprivate", "ro"]));
-        assert!(bind_volume("name:/data").is_err());
-        assert!(bind_volume(&format!("{src}:rel")).is_err());
-        let e = mount_flag("type=bind,source=/nonexistent/x,target=/x").unwrap_err();
+        let v = crate::options::Mount::parse_volume_flag(&format!("{src}:/data:ro")).unwrap();
+        let m = user_mount(&v, false).unwrap();
+        assert_eq!(
+            m.options().clone().unwrap(),
+            ["rbind", "rprivate", "ro"].map(String::from)
+        );
+        let missing =
+            crate::options::Mount::parse_flag("type=bind,source=/nonexistent/x,target=/x").unwrap();
+        let e = user_mount(&missing, true).unwrap_err();
         assert!(
             e.to_string().contains("bind source path does not exist"),
             "{e}"
         );
+    }
+
+    /// oci-spec's types come with defaults of their own (runc's sample
+    /// config: inheritable capabilities, a nofile limit, a user
+    /// namespace...); none may reach a container.
+    #[test]
+    fn the_spec_carries_only_what_docker_gives() {
+        let d = tempfile::tempdir().unwrap();
+        let image = ImageConfig {
+            cmd: Some(vec!["sh".into()]),
+            ..Default::default()
+        };
+        let user = crate::users::User {
+            uid: 0,
+            gid: 0,
+            additional_gids: Vec::new(),
+            home: "/root".into(),
+        };
+        let spec = derive(
+            &ContainerConfig::default(),
+            &Inputs {
+                id: "abc",
+                hostname: "abc",
+                rootfs: &d.path().join("merged"),
+                dir: d.path(),
+                image: &image,
+                user: &user,
+                store_root: d.path(),
+            },
+        )
+        .unwrap();
+        let v = serde_json::to_value(&spec).unwrap();
+        let p = &v["process"];
+        assert!(p.get("rlimits").is_none(), "{p}");
+        assert!(p["capabilities"].get("inheritable").is_none(), "{p}");
+        assert!(p["capabilities"].get("ambient").is_none(), "{p}");
+        assert_eq!(p["noNewPrivileges"], false);
+        assert_eq!(p["args"], serde_json::json!(["sh"]));
+        assert_eq!(
+            p["capabilities"]["bounding"].as_array().unwrap().len(),
+            berth_runtime::caps::DOCKER_DEFAULT.len()
+        );
+        let l = &v["linux"];
+        let ns: Vec<&str> = l["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        assert!(!ns.contains(&"user"), "{ns:?}");
+        assert!(ns.contains(&"network"), "{ns:?}");
+        assert_eq!(l["maskedPaths"], serde_json::json!(MASKED));
+        assert!(
+            l.get("uidMappings").is_none() && l.get("sysctl").is_none(),
+            "{l}"
+        );
+        assert!(l["seccomp"]["syscalls"].is_array());
+        assert_eq!(v["root"]["readonly"], false);
+        assert_eq!(v["ociVersion"], "1.2.0");
+        assert_eq!(v["mounts"].as_array().unwrap().len(), 10);
     }
 }

@@ -27,8 +27,8 @@ pub struct Step<'a> {
     pub workdir: &'a str,
     /// "host", "none" or "" (a private network namespace with loopback).
     pub network: &'a str,
-    /// `--mount` values in docker run's form (`type=bind,src=...,dst=...`).
-    pub mounts: Vec<String>,
+    /// Bind and tmpfs mounts (cache, secret, bind and tmpfs RUN mounts).
+    pub mounts: Vec<crate::options::Mount>,
     /// `--tmpfs PATH[:OPTIONS]` values.
     pub tmpfs: Vec<String>,
     /// Extra security options (`seccomp=unconfined` for --security=insecure).
@@ -68,11 +68,7 @@ pub fn run(
 fn mount_targets(step: &Step<'_>) -> Vec<String> {
     let mut out = Vec::new();
     for m in &step.mounts {
-        for kv in m.split(',') {
-            if let Some(("destination" | "dst" | "target", v)) = kv.split_once('=') {
-                out.push(v.to_string());
-            }
-        }
+        out.push(m.target.clone());
     }
     for t in &step.tmpfs {
         out.push(t.split_once(':').map_or(t.as_str(), |(d, _)| d).to_string());

@@ -219,103 +219,44 @@ impl Engine {
 pub(crate) fn resolve(
     eng: &mut Engine,
     volumes: &mut Vec<String>,
-    mounts: &mut Vec<String>,
+    mounts: &mut Vec<crate::options::Mount>,
     image_volumes: &[String],
 ) -> Result<(Vec<VolumeMount>, Vec<String>), EngineError> {
+    use crate::options::{Mount, MountType};
     let mut out = Vec::new();
     let mut binds = Vec::new();
+    let mut bind_targets = Vec::new();
+    let as_volume = |m: &Mount| VolumeMount {
+        name: m.source.clone(),
+        target: m.target.clone(),
+        readonly: m.read_only,
+        nocopy: m.volume_options.as_ref().is_some_and(|o| o.no_copy),
+        anonymous: m.source.is_empty(),
+    };
     for v in volumes.drain(..) {
-        let parts: Vec<&str> = v.split(':').collect();
-        let (src, dst, opts) = match parts.as_slice() {
-            [d] => ("", *d, ""),
-            [s, d] => (*s, *d, ""),
-            [s, d, o] => (*s, *d, *o),
-            _ => {
-                return Err(EngineError::Invalid(format!(
-                    "invalid volume {v:?}: use SRC:DST[:OPTIONS], NAME:DST[:OPTIONS] or DST"
-                )))
-            }
-        };
-        if src.starts_with('/') {
+        let m = Mount::parse_volume_flag(&v)?;
+        if m.typ == MountType::Bind {
+            bind_targets.push(m.target);
             binds.push(v);
-            continue;
+        } else {
+            out.push(as_volume(&m));
         }
-        if !dst.starts_with('/') {
-            return Err(EngineError::Invalid(format!(
-                "invalid volume {v:?}: the container path must be absolute"
-            )));
-        }
-        let mut m = VolumeMount {
-            name: src.to_string(),
-            target: dst.to_string(),
-            anonymous: src.is_empty(),
-            ..Default::default()
-        };
-        for o in opts.split(',').filter(|s| !s.is_empty()) {
-            match o {
-                "ro" | "readonly" => m.readonly = true,
-                "rw" => m.readonly = false,
-                "nocopy" => m.nocopy = true,
-                "z" | "Z" | "consistent" | "cached" | "delegated" => {}
-                other => {
-                    return Err(EngineError::Invalid(format!(
-                        "invalid volume {v:?}: unknown option {other:?}"
-                    )))
-                }
-            }
-        }
-        out.push(m);
     }
     *volumes = binds;
     let mut rest = Vec::new();
-    for spec in mounts.drain(..) {
-        let fields: Vec<(&str, &str)> = spec
-            .split(',')
-            .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
-            .collect();
-        let typ = fields
-            .iter()
-            .find(|(k, _)| *k == "type")
-            .map_or("volume", |(_, v)| *v);
-        if typ != "volume" {
-            rest.push(spec);
-            continue;
+    for m in mounts.drain(..) {
+        if m.typ == MountType::Volume {
+            out.push(as_volume(&m));
+        } else {
+            rest.push(m);
         }
-        let mut m = VolumeMount::default();
-        for (k, v) in fields {
-            match k {
-                "type" => {}
-                "source" | "src" => m.name = v.to_string(),
-                "destination" | "dst" | "target" => m.target = v.to_string(),
-                "readonly" | "ro" => m.readonly = v.is_empty() || v == "true" || v == "1",
-                "volume-nocopy" => m.nocopy = v.is_empty() || v == "true" || v == "1",
-                _ => {
-                    return Err(EngineError::Invalid(format!(
-                        "invalid --mount {spec:?}: unknown field {k:?}"
-                    )))
-                }
-            }
-        }
-        if !m.target.starts_with('/') {
-            return Err(EngineError::Invalid(format!(
-                "invalid --mount {spec:?}: target is required and must be absolute"
-            )));
-        }
-        m.anonymous = m.name.is_empty();
-        out.push(m);
     }
     *mounts = rest;
     // The image's VOLUMEs not covered by a mount get anonymous volumes.
     for path in image_volumes {
-        let bind_target = |v: &String| v.split(':').nth(1) == Some(path.as_str());
-        let mount_target = |m: &String| {
-            m.split(',').any(|kv| {
-                matches!(kv.split_once('='), Some(("destination" | "dst" | "target", t)) if t == path)
-            })
-        };
         let covered = out.iter().any(|m| &m.target == path)
-            || volumes.iter().any(bind_target)
-            || mounts.iter().any(mount_target);
+            || bind_targets.contains(path)
+            || mounts.iter().any(|m| &m.target == path);
         if !covered {
             out.push(VolumeMount {
                 target: path.clone(),

@@ -333,6 +333,11 @@ pub const DOCKER_DEFAULT: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
+/// The capability named `name` (`CAP_CHOWN`).
+pub fn by_name(name: &str) -> Option<Capability> {
+    ALL.iter().find(|(_, n)| *n == name).map(|(c, _)| *c)
+}
+
 /// Names of all capabilities this kernel knows (for `features`).
 pub fn known() -> Vec<String> {
     let last = last_cap() as usize;

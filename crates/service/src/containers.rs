@@ -235,21 +235,26 @@ pub fn mounts(eng: &Engine, c: &ContainerConfig) -> Vec<MountPoint> {
             propagation: String::new(),
         });
     }
-    for v in &c.volumes {
-        let parts: Vec<&str> = v.split(':').collect();
-        if parts.len() < 2 {
+    use berth_engine::options::{Mount, MountType};
+    let binds = c.volumes.iter().filter_map(|v| {
+        let m = Mount::parse_volume_flag(v).ok()?;
+        let mode = v.splitn(3, ':').nth(2).unwrap_or_default().to_string();
+        Some((m, mode))
+    });
+    let flags = c.mounts.iter().map(|m| (m.clone(), String::new()));
+    for (m, mode) in binds.chain(flags) {
+        if m.typ != MountType::Bind {
             continue;
         }
-        let opts = parts.get(2).copied().unwrap_or("");
         out.push(MountPoint {
             typ: "bind".into(),
             name: None,
-            source: parts[0].into(),
-            destination: parts[1].into(),
+            propagation: m.propagation().map_or("rprivate", |p| p.as_str()).into(),
+            source: m.source,
+            destination: m.target,
             driver: None,
-            mode: opts.into(),
-            rw: !opts.split(',').any(|o| o == "ro" || o == "readonly"),
-            propagation: "rprivate".into(),
+            mode,
+            rw: !m.read_only,
         });
     }
     out
@@ -301,13 +306,6 @@ pub struct ContainerState {
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct RestartPolicy {
-    pub name: String,
-    pub maximum_retry_count: i64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "PascalCase")]
 pub struct LogConfig {
     #[serde(rename = "Type")]
     pub typ: String,
@@ -319,7 +317,7 @@ pub struct LogConfig {
 pub struct HostConfig {
     pub binds: Vec<String>,
     pub network_mode: String,
-    pub restart_policy: RestartPolicy,
+    pub restart_policy: berth_engine::options::RestartPolicy,
     pub auto_remove: bool,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
@@ -407,14 +405,7 @@ pub fn inspect(eng: &Engine, r: &Record) -> ContainerInspect {
             } else {
                 c.network.clone()
             },
-            restart_policy: RestartPolicy {
-                name: c.restart.split(':').next().unwrap_or("no").into(),
-                maximum_retry_count: c
-                    .restart
-                    .split_once(':')
-                    .and_then(|(_, n)| n.parse::<i64>().ok())
-                    .unwrap_or(0),
-            },
+            restart_policy: c.restart.clone(),
             auto_remove: c.auto_remove,
             cap_add: c.cap_add.clone(),
             cap_drop: c.cap_drop.clone(),

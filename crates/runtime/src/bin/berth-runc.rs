@@ -245,7 +245,20 @@ fn main() -> ExitCode {
                 tracing::error!("{e:#}");
             }
             eprintln!("berth-runc: {e:#}");
-            ExitCode::from(1)
+            // A program that cannot run exits as a shell's would (and as
+            // berth-runc's did when the failure came at the exec): 127
+            // not found, 126 not executable.
+            use berth_runtime::container::{ContainerError, Failure};
+            match e.downcast_ref::<ContainerError>() {
+                Some(ContainerError::Command { failure, .. }) => {
+                    ExitCode::from(if *failure == Failure::NotFound {
+                        127
+                    } else {
+                        126
+                    })
+                }
+                _ => ExitCode::from(1),
+            }
         }
     }
 }
