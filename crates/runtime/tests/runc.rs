@@ -935,9 +935,22 @@ fn user_namespace_maps_ids() {
         "{}",
         fs::read_to_string(&err_file).unwrap()
     );
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let text = fs::read_to_string(&out_file).unwrap();
+    // The detached container writes its four lines when it gets to them
+    // (a busy host is slow): read until they are there, or 20 s pass.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let text = loop {
+        let text = fs::read_to_string(&out_file).unwrap();
+        if text.lines().count() >= 4 || std::time::Instant::now() > end {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.len() >= 4,
+        "{text}{}",
+        fs::read_to_string(&err_file).unwrap_or_default()
+    );
     assert_eq!(
         lines.first().map(|l| l.trim()),
         Some("0 100000 65536"),
