@@ -128,7 +128,7 @@ pub fn commit(
     // is frozen, the next command that looks at it thaws it.
     let _freeze = if freeze {
         let mark = eng.mark_freeze(&rec.id)?;
-        berth_runtime::container::set_paused(&rt, &rec.id, true)?;
+        eng.runtime.set_paused(&rt, &rec.id, true)?;
         Some(mark)
     } else {
         None
@@ -146,7 +146,7 @@ pub fn commit(
         f.sync_all()
     })();
     if freeze {
-        let _ = berth_runtime::container::set_paused(&rt, &rec.id, false);
+        let _ = eng.runtime.set_paused(&rt, &rec.id, false);
     }
     drop(_freeze);
     written.map_err(|e| EngineError::io(format!("read the changes in {}", upper.display()), e))?;

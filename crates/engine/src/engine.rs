@@ -15,6 +15,8 @@ pub struct Engine {
     pub paths: Paths,
     pub store: Store,
     pub db: Db,
+    /// The OCI runtime containers are run with.
+    pub(crate) runtime: std::sync::Arc<dyn crate::runtime::Runtime>,
 }
 
 /// Whether `pid` is still the process that started at `start` (clock ticks
@@ -42,6 +44,14 @@ impl Drop for FreezeMark {
 
 impl Engine {
     pub fn open(paths: &Paths) -> Result<Engine, EngineError> {
+        Engine::open_with(paths, crate::runtime::default())
+    }
+
+    /// An engine whose containers run through `runtime` (a fake in tests).
+    pub fn open_with(
+        paths: &Paths,
+        runtime: std::sync::Arc<dyn crate::runtime::Runtime>,
+    ) -> Result<Engine, EngineError> {
         let store = Store::open(&paths.root)?;
         let db = Db::open(&paths.root)?;
         // The runroot holds attach sockets and runtime state: root's only.
@@ -57,6 +67,7 @@ impl Engine {
             paths: paths.clone(),
             store,
             db,
+            runtime,
         })
     }
 
@@ -231,12 +242,14 @@ impl Engine {
         }
         let rt = self.paths.runtime();
         let was_alive = matches!(
-            berth_runtime::state::Saved::load(&rt, &rec.id).map(|s| s.status(&rt)),
-            Ok(berth_runtime::state::Status::Running
-                | berth_runtime::state::Status::Paused
-                | berth_runtime::state::Status::Created)
+            self.runtime.status(&rt, &rec.id),
+            Some(
+                berth_runtime::state::Status::Running
+                    | berth_runtime::state::Status::Paused
+                    | berth_runtime::state::Status::Created
+            )
         );
-        let _ = berth_runtime::container::delete(&rt, &rec.id, true);
+        let _ = self.runtime.delete(&rt, &rec.id, true);
         let _ = crate::rootfs::unmount(&self.layout(&rec.id));
         rec.state = State::Exited;
         rec.pid = 0;
@@ -308,7 +321,7 @@ impl Engine {
             return;
         }
         if rec.state != State::Paused {
-            let _ = berth_runtime::container::force_thaw(&self.paths.runtime(), &rec.id);
+            let _ = self.runtime.force_thaw(&self.paths.runtime(), &rec.id);
         }
         let _ = std::fs::remove_file(&path);
     }
@@ -366,10 +379,10 @@ impl Engine {
             )));
         }
         let rt = self.paths.runtime();
-        berth_runtime::container::kill(&rt, &rec.id, signal)?;
+        self.runtime.kill(&rt, &rec.id, signal)?;
         if rec.state == State::Paused && signal == libc::SIGKILL {
             // A frozen process dies only once thawed.
-            let _ = berth_runtime::container::set_paused(&rt, &rec.id, false);
+            let _ = self.runtime.set_paused(&rt, &rec.id, false);
         }
         self.container_event(&rec, "kill", &[("signal", signal.to_string())]);
         Ok(rec)
@@ -400,7 +413,8 @@ impl Engine {
                 )))
             }
         }
-        berth_runtime::container::set_paused(&self.paths.runtime(), &rec.id, paused)?;
+        self.runtime
+            .set_paused(&self.paths.runtime(), &rec.id, paused)?;
         let (from, to) = if paused {
             (State::Running, State::Paused)
         } else {
@@ -517,13 +531,13 @@ impl Engine {
         }
         let rt = self.paths.runtime();
         if rec.state == State::Paused {
-            let _ = berth_runtime::container::set_paused(&rt, &rec.id, false);
+            let _ = self.runtime.set_paused(&rt, &rec.id, false);
         }
         let sig = match signal {
             Some(s) => s,
             None => self.stop_signal(&rec)?,
         };
-        let _ = berth_runtime::container::kill(&rt, &rec.id, sig);
+        let _ = self.runtime.kill(&rt, &rec.id, sig);
         self.container_event(&rec, "kill", &[("signal", sig.to_string())]);
         // A negative timeout waits for as long as it takes, as docker's.
         let wait = timeout.or(rec.config.stop_timeout).unwrap_or(10);
@@ -538,8 +552,8 @@ impl Engine {
             return Ok(r);
         }
         // A frozen process dies only once thawed.
-        let _ = berth_runtime::container::force_thaw(&rt, &rec.id);
-        let _ = berth_runtime::container::kill(&rt, &rec.id, libc::SIGKILL);
+        let _ = self.runtime.force_thaw(&rt, &rec.id);
+        let _ = self.runtime.kill(&rt, &rec.id, libc::SIGKILL);
         self.container_event(&rec, "kill", &[("signal", libc::SIGKILL.to_string())]);
         match self.wait_exit(&rec.id, Some(KILL_GRACE)).or_else(gone)? {
             Some(r) => {
@@ -614,11 +628,11 @@ impl Engine {
             rec.stop_requested = true;
             self.db.set_stop_requested(&rec.id, true)?;
             let rt = self.paths.runtime();
-            let _ = berth_runtime::container::kill(&rt, &rec.id, libc::SIGKILL);
+            let _ = self.runtime.kill(&rt, &rec.id, libc::SIGKILL);
             self.container_event(&rec, "kill", &[("signal", libc::SIGKILL.to_string())]);
             if rec.state == State::Paused {
                 // A frozen process dies only once thawed.
-                let _ = berth_runtime::container::set_paused(&rt, &rec.id, false);
+                let _ = self.runtime.set_paused(&rt, &rec.id, false);
             }
             match self.wait_exit(&rec.id, Some(Duration::from_secs(30))) {
                 Ok(_) | Err(EngineError::NoSuchContainer(_)) => {}
@@ -635,7 +649,7 @@ impl Engine {
     /// Removes every trace of a stopped container.
     pub(crate) fn purge(&mut self, id: &str) -> Result<(), EngineError> {
         let rec = self.db.get(id)?;
-        let _ = berth_runtime::container::delete(&self.paths.runtime(), id, true);
+        let _ = self.runtime.delete(&self.paths.runtime(), id, true);
         crate::rootfs::remove(&self.layout(id))?;
         self.store.remove_lease(&format!("container:{id}"))?;
         self.db.delete(id)?;

@@ -203,7 +203,7 @@ pub(crate) fn signal_fd(forward: bool) -> Result<OwnedFd, EngineError> {
             libc::sigaddset(&mut set, libc::SIGWINCH);
         }
         libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC);
+        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
         if fd < 0 {
             return Err(EngineError::io("signalfd", std::io::Error::last_os_error()));
         }
@@ -433,6 +433,10 @@ pub(crate) fn relay(running: &mut Running, sigfd: &OwnedFd, o: RelayOpts<'_, '_>
         // open by an escaped process does not hold us for long.
         let wait = if code.is_some() {
             Some(std::time::Duration::from_millis(200))
+        } else if running.stdout.is_none() && running.stderr.is_none() {
+            // Its output is closed and its exit not seen yet: SIGCHLD may
+            // go to another thread of a threaded caller, so look again.
+            Some(std::time::Duration::from_millis(20))
         } else {
             ticker
                 .as_ref()
@@ -453,7 +457,10 @@ pub(crate) fn relay(running: &mut Running, sigfd: &OwnedFd, o: RelayOpts<'_, '_>
             }
         }
         match polled {
-            Ok(0) if code.is_none() => continue,
+            Ok(0) if code.is_none() => {
+                code = try_wait(running.pid);
+                continue;
+            }
             Ok(0) => break,
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,

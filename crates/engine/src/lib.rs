@@ -28,6 +28,8 @@ pub mod names;
 pub mod options;
 /// Overlay root filesystems and the /etc files.
 pub mod rootfs;
+/// The OCI runtime behind a trait (the library, or a fake in tests).
+pub mod runtime;
 /// The OCI config derived from image and options.
 pub mod spec;
 /// One process of a build step (RUN).

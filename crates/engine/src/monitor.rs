@@ -85,7 +85,7 @@ fn launch_mounted(
     let rt = eng.paths.runtime();
     // A leftover runtime state of this id (a crash between start and
     // record) would block the create.
-    let _ = berth_runtime::container::delete(&rt, &rec.id, true);
+    let _ = eng.runtime.delete(&rt, &rec.id, true);
     let opts = berth_runtime::container::CreateOptions {
         id: rec.id.clone(),
         bundle: layout.dir.clone(),
@@ -100,16 +100,16 @@ fn launch_mounted(
         loopback: true,
         die_with_parent: false,
     };
-    let pid = berth_runtime::container::create(&opts).map_err(exec_error)?;
+    let pid = eng.runtime.create(&opts).map_err(exec_error)?;
     let running = match wiring.started(pid) {
         Ok(r) => r,
         Err(e) => {
-            let _ = berth_runtime::container::delete(&rt, &rec.id, true);
+            let _ = eng.runtime.delete(&rt, &rec.id, true);
             return Err(e);
         }
     };
-    if let Err(e) = berth_runtime::container::start(&rt, &rec.id) {
-        let _ = berth_runtime::container::delete(&rt, &rec.id, true);
+    if let Err(e) = eng.runtime.start(&rt, &rec.id) {
+        let _ = eng.runtime.delete(&rt, &rec.id, true);
         return Err(e.into());
     }
     rec.state = State::Running;
@@ -164,8 +164,8 @@ pub(crate) fn command_error(
 /// finds it.
 fn finish(eng: &mut Engine, rec: &mut Record, code: i32) -> Result<bool, EngineError> {
     // Read before delete removes the cgroup that counts it.
-    let oom_killed = berth_runtime::container::oom_killed(&eng.paths.runtime(), &rec.id);
-    let _ = berth_runtime::container::delete(&eng.paths.runtime(), &rec.id, true);
+    let oom_killed = eng.runtime.oom_killed(&eng.paths.runtime(), &rec.id);
+    let _ = eng.runtime.delete(&eng.paths.runtime(), &rec.id, true);
     let _ = crate::rootfs::unmount(&eng.layout(&rec.id));
     let died = |eng: &Engine, rec: &Record| {
         if oom_killed {
@@ -346,6 +346,12 @@ pub(crate) fn monitor_main(paths: &crate::Paths, id: &str, reporter: &mut Report
             1
         }
     }
+}
+
+/// A detached monitor's whole life in this process (what the `monitor`
+/// helper runs): returns the last exit code once no restart follows.
+pub fn serve_detached(eng: &mut Engine, id: &str) -> Result<i32, EngineError> {
+    serve(eng, id, None, &mut Reporter::none())
 }
 
 /// One monitor, foreground (`caller`) or detached: claims the container,
