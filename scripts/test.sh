@@ -10,6 +10,8 @@ export BERTH_SKIP_LOG
 trap 'rm -f "$log" "$BERTH_SKIP_LOG"' EXIT
 cargo test --workspace --release --all-targets "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The architecture's rule: no module import circle in any crate.
+python3 scripts/module-cycles.py || status=1
 skipped=$(wc -l < "$BERTH_SKIP_LOG")
 awk -v s="$skipped" '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) g += $i } }
      END { printf "\ntests: %d passed (%d of them skipped on this host), %d failed, %d ignored\n", p, s, f, g }' "$log"

@@ -23,7 +23,7 @@ pub const EXIT_ENGINE: u8 = 125;
 fn main() -> ExitCode {
     // Started as one of the engine's helper processes (a container's
     // monitor, say): that, and nothing of the CLI.
-    if let Some(code) = berth_engine::helper::dispatch() {
+    if let Some(code) = berth_engine::helper_main::dispatch() {
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
     let cli = match Cli::try_parse() {

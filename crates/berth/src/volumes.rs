@@ -112,7 +112,7 @@ fn inspect(ctx: &Ctx, a: &VolumeInspectArgs) -> Result<u8> {
     let mut values = Vec::new();
     let mut failed = false;
     for n in &a.volumes {
-        match eng.volume_get(n)? {
+        match eng.volumes().get(n)? {
             Some(v) => values.push(value(&eng, &v)),
             None => {
                 eprintln!("Error: No such volume: {n}");
@@ -125,10 +125,10 @@ fn inspect(ctx: &Ctx, a: &VolumeInspectArgs) -> Result<u8> {
 }
 
 fn rm(ctx: &Ctx, a: &VolumeRmArgs) -> Result<u8> {
-    let mut eng = engine(ctx)?;
+    let eng = engine(ctx)?;
     let mut failed = false;
     for n in &a.volumes {
-        match eng.volume_remove(n, a.force) {
+        match eng.volumes().remove(n, a.force) {
             Ok(()) => println!("{n}"),
             Err(e) => {
                 eprintln!("Error response from daemon: {e}");

@@ -57,12 +57,35 @@ pub struct ContainerConfig {
     /// `--log-opt` (json-file's max-size, max-file).
     pub log_opts: BTreeMap<String, String>,
     /// `--health-*` and `--no-healthcheck`.
-    pub health: crate::health::HealthFlags,
+    pub health: HealthFlags,
     /// Volumes (named and anonymous) resolved at create.
-    pub volume_mounts: Vec<crate::volumes::VolumeMount>,
+    pub volume_mounts: Vec<VolumeMount>,
     /// The resolved process, for inspect: entrypoint + cmd as run.
     pub path: String,
     pub args: Vec<String>,
+}
+
+/// `--health-*` flags as given (each overrides the image's field).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct HealthFlags {
+    pub cmd: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub start_period: Option<String>,
+    pub retries: Option<u32>,
+    pub disabled: bool,
+}
+
+/// A volume mounted in a container (kept in its config).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct VolumeMount {
+    pub name: String,
+    pub target: String,
+    pub readonly: bool,
+    /// `nocopy`: do not fill a new volume from the image.
+    pub nocopy: bool,
+    pub anonymous: bool,
 }
 
 /// The parts of an image config `berth run` uses, including Docker's

@@ -1,5 +1,6 @@
-//! Container records in the store's SQLite database (`berth.db`, WAL), in
-//! their own table beside the image store's.
+//! The engine's tables in the store's SQLite database (`berth.db`, WAL),
+//! beside the image store's: containers, their exec instances and
+//! volumes. This module owns their schema.
 
 use std::path::Path;
 use std::time::Duration;
@@ -38,6 +39,13 @@ CREATE TABLE IF NOT EXISTS execs (
     exit_code INTEGER
 );
 CREATE INDEX IF NOT EXISTS execs_container ON execs (container);
+CREATE TABLE IF NOT EXISTS volumes (
+    name TEXT PRIMARY KEY,
+    created TEXT NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}',
+    options TEXT NOT NULL DEFAULT '{}',
+    anonymous INTEGER NOT NULL DEFAULT 0
+);
 "#;
 
 /// One process run in a container by `exec` (Docker's exec instance): what
@@ -182,7 +190,6 @@ impl Db {
                 Err(e) => return Err(e.into()),
             }
         }
-        conn.execute_batch(crate::volumes::SCHEMA)?;
         Ok(Db { conn })
     }
 

@@ -2,8 +2,6 @@
 //! them. Starting is in `monitor`: the process that starts a container's
 //! init is its parent for life and records its exit.
 
-use std::time::Duration;
-
 use berth_image::store::{Store, CONFIG_LIMIT};
 
 use crate::config::{ContainerConfig, ImageConfig};
@@ -18,17 +16,6 @@ pub struct Engine {
     /// The OCI runtime containers are run with.
     pub(crate) runtime: std::sync::Arc<dyn crate::runtime::Runtime>,
 }
-
-/// Whether `pid` is still the process that started at `start` (clock ticks
-/// since boot, from /proc/PID/stat).
-pub(crate) fn alive(pid: i32, start: u64) -> bool {
-    pid > 0
-        && berth_runtime::state::proc_stat(pid)
-            .is_some_and(|(state, t)| t == start && state != 'Z' && state != 'X')
-}
-
-/// How long `stop` waits for a container to go once SIGKILL is sent.
-const KILL_GRACE: Duration = Duration::from_secs(30);
 
 /// A freeze in progress (see `Engine::mark_freeze`); the mark goes when
 /// dropped.
@@ -69,6 +56,14 @@ impl Engine {
             db,
             runtime,
         })
+    }
+
+    /// The store's volumes.
+    pub fn volumes(&self) -> crate::volumes::Volumes<'_> {
+        crate::volumes::Volumes {
+            db: &self.db,
+            paths: &self.paths,
+        }
     }
 
     pub fn layout(&self, id: &str) -> Layout {
@@ -145,7 +140,7 @@ impl Engine {
             .map(|v| v.keys().cloned().collect())
             .unwrap_or_default();
         let (volume_mounts, new_volumes) = crate::volumes::resolve(
-            self,
+            &self.volumes(),
             &mut config.volumes,
             &mut config.mounts,
             &image_volumes,
@@ -159,7 +154,7 @@ impl Engine {
             name,
             image_id: img.id.to_string(),
             image: image.to_string(),
-            created: crate::logs::now(),
+            created: crate::clock::now(),
             config,
             state: State::Created,
             pid: 0,
@@ -175,9 +170,9 @@ impl Engine {
             oom_killed: false,
         };
         if let Err(e) = self.db.insert(&rec) {
-            let _ = self.remove_anonymous_volumes(&rec.config.volume_mounts);
+            let _ = self.volumes().remove_anonymous(&rec.config.volume_mounts);
             for v in &new_volumes {
-                let _ = self.volume_remove(v, true);
+                let _ = self.volumes().remove(v, true);
             }
             return Err(e);
         }
@@ -193,7 +188,7 @@ impl Engine {
             let _ = self.db.delete(&id);
             let _ = std::fs::remove_dir_all(&layout.dir);
             for v in &new_volumes {
-                let _ = self.volume_remove(v, true);
+                let _ = self.volumes().remove(v, true);
             }
             return Err(e);
         }
@@ -236,7 +231,7 @@ impl Engine {
         if !matches!(
             rec.state,
             State::Running | State::Paused | State::Restarting
-        ) || alive(rec.monitor_pid, rec.monitor_start)
+        ) || crate::watch::alive(rec.monitor_pid, rec.monitor_start)
         {
             return Ok(rec);
         }
@@ -254,7 +249,7 @@ impl Engine {
         rec.state = State::Exited;
         rec.pid = 0;
         rec.monitor_pid = 0;
-        rec.finished_at = crate::logs::now();
+        rec.finished_at = crate::clock::now();
         if was_alive {
             rec.exit_code = 137;
             rec.error = "the container's monitor process died; berth killed the container".into();
@@ -274,7 +269,7 @@ impl Engine {
             let _ = std::fs::write(&exit, rec.exit_code.to_string());
             self.container_event(&rec, "die", &die);
             self.purge(&rec.id)?;
-            self.remove_anonymous_volumes(&rec.config.volume_mounts)?;
+            self.volumes().remove_anonymous(&rec.config.volume_mounts)?;
             return Err(EngineError::NoSuchContainer(rec.name.clone()));
         }
         self.db.update(&rec)?;
@@ -317,7 +312,7 @@ impl Engine {
             .split_whitespace()
             .map(|v| v.parse::<u64>().unwrap_or(0));
         let (pid, start) = (it.next().unwrap_or(0) as i32, it.next().unwrap_or(0));
-        if alive(pid, start) {
+        if crate::watch::alive(pid, start) {
             return;
         }
         if rec.state != State::Paused {
@@ -509,141 +504,10 @@ impl Engine {
         Ok((header, rows))
     }
 
-    /// `berth stop`: the stop signal, then SIGKILL after `timeout` (the
-    /// container's `--stop-timeout`, else 10 s); returns once its exit is
-    /// recorded. A stopped container is left as it is.
-    pub fn stop(
-        &mut self,
-        key: &str,
-        timeout: Option<i64>,
-        signal: Option<i32>,
-    ) -> Result<Record, EngineError> {
-        let mut rec = self.get(key)?;
-        // Also between restarts (exited, its monitor waiting to start it
-        // again): the policy must not bring it back.
-        rec.stop_requested = true;
-        self.db.set_stop_requested(&rec.id, true)?;
-        if !matches!(
-            rec.state,
-            State::Running | State::Paused | State::Restarting
-        ) {
-            return Ok(rec);
-        }
-        let rt = self.paths.runtime();
-        if rec.state == State::Paused {
-            let _ = self.runtime.set_paused(&rt, &rec.id, false);
-        }
-        let sig = match signal {
-            Some(s) => s,
-            None => self.stop_signal(&rec)?,
-        };
-        let _ = self.runtime.kill(&rt, &rec.id, sig);
-        self.container_event(&rec, "kill", &[("signal", sig.to_string())]);
-        // A negative timeout waits for as long as it takes, as docker's.
-        let wait = timeout.or(rec.config.stop_timeout).unwrap_or(10);
-        let limit = (wait >= 0).then(|| Duration::from_secs(wait as u64));
-        let gone = |e: EngineError| match e {
-            // `--rm`: removed as soon as it stopped.
-            EngineError::NoSuchContainer(_) => Ok(Some(rec.clone())),
-            e => Err(e),
-        };
-        if let Some(r) = self.wait_exit(&rec.id, limit).or_else(gone)? {
-            self.container_event(&rec, "stop", &[]);
-            return Ok(r);
-        }
-        // A frozen process dies only once thawed.
-        let _ = self.runtime.force_thaw(&rt, &rec.id);
-        let _ = self.runtime.kill(&rt, &rec.id, libc::SIGKILL);
-        self.container_event(&rec, "kill", &[("signal", libc::SIGKILL.to_string())]);
-        match self.wait_exit(&rec.id, Some(KILL_GRACE)).or_else(gone)? {
-            Some(r) => {
-                self.container_event(&rec, "stop", &[]);
-                Ok(r)
-            }
-            None => Err(EngineError::Conflict(format!(
-                "container {} did not exit within {} s of SIGKILL: its processes are stuck in the \
-                 kernel (uninterruptible sleep, a hung mount or device); see `berth top {}`",
-                rec.id,
-                KILL_GRACE.as_secs(),
-                &rec.id[..12]
-            ))),
-        }
-    }
-
     /// Where the exit code of a `--rm` container is kept after it is gone
     /// (for `wait` and `attach`, as the daemon keeps it for docker's).
     pub(crate) fn exit_file(&self, id: &str) -> std::path::PathBuf {
         self.paths.runroot.join("exits").join(id)
-    }
-
-    /// Waits for the container to stop and returns its exit code, also
-    /// when `--rm` removed it meanwhile; None if `limit` passed first.
-    pub fn wait_code(
-        &mut self,
-        id: &str,
-        limit: Option<Duration>,
-    ) -> Result<Option<i32>, EngineError> {
-        match self.wait(id, crate::wait::WaitCondition::NotRunning, limit) {
-            Err(EngineError::NoSuchContainer(n)) => std::fs::read_to_string(self.exit_file(id))
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .map(Some)
-                .ok_or(EngineError::NoSuchContainer(n)),
-            r => r,
-        }
-    }
-
-    /// Waits until the container is not running (its exit recorded);
-    /// `None` if `limit` passed first; NoSuchContainer if it was removed.
-    pub fn wait_exit(
-        &mut self,
-        id: &str,
-        limit: Option<Duration>,
-    ) -> Result<Option<Record>, EngineError> {
-        let mut w = self.waiter(id)?;
-        match w.wait(self, crate::wait::WaitCondition::NotRunning, limit)? {
-            None => Ok(None),
-            Some(o) => o
-                .record
-                .map(Some)
-                .ok_or_else(|| EngineError::NoSuchContainer(id.to_string())),
-        }
-    }
-
-    /// `berth rm`: a running container only with `force` (killed first);
-    /// with `volumes`, its anonymous volumes too.
-    pub fn remove(&mut self, key: &str, force: bool, volumes: bool) -> Result<Record, EngineError> {
-        let mut rec = self.get(key)?;
-        if matches!(
-            rec.state,
-            State::Running | State::Paused | State::Restarting
-        ) {
-            if !force {
-                return Err(EngineError::Conflict(format!(
-                    "You cannot remove a {} container {}. Stop the container before attempting removal or force remove",
-                    rec.state.as_str(),
-                    rec.id
-                )));
-            }
-            rec.stop_requested = true;
-            self.db.set_stop_requested(&rec.id, true)?;
-            let rt = self.paths.runtime();
-            let _ = self.runtime.kill(&rt, &rec.id, libc::SIGKILL);
-            self.container_event(&rec, "kill", &[("signal", libc::SIGKILL.to_string())]);
-            if rec.state == State::Paused {
-                // A frozen process dies only once thawed.
-                let _ = self.runtime.set_paused(&rt, &rec.id, false);
-            }
-            match self.wait_exit(&rec.id, Some(Duration::from_secs(30))) {
-                Ok(_) | Err(EngineError::NoSuchContainer(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.purge(&rec.id)?;
-        if volumes {
-            self.remove_anonymous_volumes(&rec.config.volume_mounts)?;
-        }
-        Ok(rec)
     }
 
     /// Removes every trace of a stopped container.

@@ -21,17 +21,7 @@ const DEFAULT_RETRIES: u32 = 3;
 const MAX_OUTPUT: usize = 4096;
 const MAX_LOG: usize = 5;
 
-/// `--health-*` flags as given (each overrides the image's field).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct HealthFlags {
-    pub cmd: Option<String>,
-    pub interval: Option<String>,
-    pub timeout: Option<String>,
-    pub start_period: Option<String>,
-    pub retries: Option<u32>,
-    pub disabled: bool,
-}
+pub use crate::config::HealthFlags;
 
 /// The check a container gets.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,14 +137,14 @@ pub fn check_of(
 
 /// Runs the check once in the container and returns its result.
 fn run_once(eng: &Engine, id: &str, check: &Check) -> Result1 {
-    let start = crate::logs::now();
+    let start = crate::clock::now();
     let (code, output) = match run_command(eng, id, check) {
         Ok(r) => r,
         Err(e) => (-1, e.to_string()),
     };
     Result1 {
         start,
-        end: crate::logs::now(),
+        end: crate::clock::now(),
         exit_code: code,
         output,
     }

@@ -9,7 +9,7 @@
 //! did what it was started for; after that its stdio is /dev/null, so a
 //! caller reading the report to its end does not wait for the helper.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -26,7 +26,8 @@ pub const FLAG: &str = "--berth-helper";
 static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
 
 /// The program helpers are started from: the running binary unless a
-/// front end says otherwise (it must call [`dispatch`] first thing).
+/// front end says otherwise (it must call `helper_main::dispatch` first
+/// thing).
 pub fn set_program(path: PathBuf) {
     let _ = PROGRAM.set(path);
 }
@@ -182,43 +183,9 @@ pub(crate) fn reap_later(mut child: Child) {
         });
 }
 
-/// For a front end's `main`, before anything else: when this process was
-/// started as a helper, runs it and returns its exit status.
-pub fn dispatch() -> Option<i32> {
-    let mut args = std::env::args_os().skip(1);
-    if args.next().as_deref() != Some(OsStr::new(FLAG)) {
-        return None;
-    }
-    let rest: Vec<OsString> = args.collect();
-    Some(run(&rest))
-}
-
-fn run(args: &[OsString]) -> i32 {
-    let (Some(role), Some(root), Some(runroot)) = (args.first(), args.get(1), args.get(2)) else {
-        return 2;
-    };
-    let paths = Paths::new(root.as_ref(), runroot.as_ref());
-    let rest = &args[3..];
-    let arg = |i: usize| rest.get(i).and_then(|a| a.to_str()).unwrap_or_default();
-    let mut reporter = take_stdout();
-    match role.to_str().unwrap_or_default() {
-        "monitor" => {
-            detach();
-            crate::monitor::monitor_main(&paths, arg(0), &mut reporter)
-        }
-        "exec" => {
-            detach();
-            crate::exec::keeper_main(&paths, &mut reporter)
-        }
-        "health" => crate::health::checker_main(&paths, arg(0), arg(1)),
-        "cp" => crate::cp::helper_main(&mut reporter),
-        _ => 2,
-    }
-}
-
 /// The report pipe (our stdout), with /dev/null put in its place so that
 /// nothing else the helper runs writes into it or holds it open.
-fn take_stdout() -> Reporter {
+pub(crate) fn take_stdout() -> Reporter {
     // SAFETY: fcntl F_DUPFD_CLOEXEC on fd 1 returns a new fd that only this
     // OwnedFd owns (or -1, checked).
     let dup = unsafe { libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3) };
@@ -248,7 +215,7 @@ fn null_stdio(fds: &[i32]) {
 /// A helper that outlives its caller (monitor, exec keeper): a session of
 /// its own, so that the caller's terminal and process group (a Ctrl-C in
 /// it) do not reach it.
-fn detach() {
+pub(crate) fn detach() {
     let _ = rustix::process::setsid();
 }
 

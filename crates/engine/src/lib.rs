@@ -5,6 +5,8 @@
 /// What a container is made of: run options and the image config.
 pub mod attach;
 pub mod changes;
+/// Timestamps as Docker writes them.
+pub mod clock;
 pub mod config;
 pub mod cp;
 /// Container records.
@@ -17,6 +19,8 @@ pub mod exec;
 pub mod health;
 /// The helper processes: the berth binary executed again in a hidden mode.
 pub mod helper;
+/// A helper process's entry: `dispatch` from a front end's `main`.
+pub mod helper_main;
 mod io;
 /// Docker's json-file logs.
 pub mod logs;
@@ -34,6 +38,8 @@ pub mod runtime;
 pub mod spec;
 /// One process of a build step (RUN).
 pub mod step;
+/// `stop` and `rm`.
+pub mod stop;
 /// Users and groups from the image.
 pub mod users;
 pub mod volumes;

@@ -51,7 +51,7 @@ impl Rotation {
         for (k, v) in opts {
             match k.as_str() {
                 "max-size" => {
-                    let n = crate::config::parse_size(v)?;
+                    let n = crate::options::parse_size(v)?;
                     if n <= 0 {
                         return Err(crate::EngineError::Invalid(format!(
                             "invalid log option max-size={v}: must be a positive size"
@@ -93,9 +93,7 @@ fn rotated(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(s)
 }
 
-pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}
+use crate::clock::now;
 
 impl Writer {
     pub fn open(path: &Path, rotation: Rotation) -> std::io::Result<Writer> {

@@ -119,7 +119,7 @@ fn launch_mounted(
     rec.monitor_start = berth_runtime::state::proc_stat(rec.monitor_pid)
         .map(|(_, t)| t)
         .unwrap_or(0);
-    rec.started_at = crate::logs::now();
+    rec.started_at = crate::clock::now();
     rec.error.clear();
     rec.exit_code = 0;
     eng.db.update(rec)?;
@@ -183,7 +183,7 @@ fn finish(eng: &mut Engine, rec: &mut Record, code: i32) -> Result<bool, EngineE
         let _ = std::fs::write(&exit, code.to_string());
         died(eng, rec);
         eng.purge(&rec.id)?;
-        eng.remove_anonymous_volumes(&rec.config.volume_mounts)?;
+        eng.volumes().remove_anonymous(&rec.config.volume_mounts)?;
         return Ok(false);
     }
     // Re-read: `stop` may have marked the container meanwhile.
@@ -200,7 +200,7 @@ fn finish(eng: &mut Engine, rec: &mut Record, code: i32) -> Result<bool, EngineE
     rec.pid = 0;
     rec.monitor_pid = 0;
     rec.monitor_start = 0;
-    rec.finished_at = crate::logs::now();
+    rec.finished_at = crate::clock::now();
     eng.db.update(rec)?;
     died(eng, rec);
     Ok(true)
@@ -293,7 +293,7 @@ fn fail(eng: &mut Engine, rec: &mut Record, e: EngineError) -> EngineError {
     let _ = eng.db.update(rec);
     if rec.config.auto_remove {
         let _ = eng.purge(&rec.id);
-        let _ = eng.remove_anonymous_volumes(&rec.config.volume_mounts);
+        let _ = eng.volumes().remove_anonymous(&rec.config.volume_mounts);
     }
     e
 }

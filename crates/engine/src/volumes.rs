@@ -11,18 +11,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use crate::Engine;
 use crate::EngineError;
-
-pub(crate) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS volumes (
-    name TEXT PRIMARY KEY,
-    created TEXT NOT NULL,
-    labels TEXT NOT NULL DEFAULT '{}',
-    options TEXT NOT NULL DEFAULT '{}',
-    anonymous INTEGER NOT NULL DEFAULT 0
-);
-"#;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Volume {
@@ -33,16 +22,7 @@ pub struct Volume {
     pub anonymous: bool,
 }
 
-/// A volume mounted in a container (kept in its config).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct VolumeMount {
-    pub name: String,
-    pub target: String,
-    pub readonly: bool,
-    /// `nocopy`: do not fill a new volume from the image.
-    pub nocopy: bool,
-    pub anonymous: bool,
-}
+pub use crate::config::VolumeMount;
 
 /// Where volume `name`'s data lives.
 pub fn data_dir(root: &Path, name: &str) -> PathBuf {
@@ -65,11 +45,25 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Volume> {
     })
 }
 
-impl Engine {
+/// The volumes of a store: their table and their directories.
+pub struct Volumes<'a> {
+    pub(crate) db: &'a crate::db::Db,
+    pub(crate) paths: &'a crate::Paths,
+}
+
+impl Volumes<'_> {
+    fn event(&self, action: &str, name: &str) {
+        let attrs = BTreeMap::from([("driver".to_string(), "local".to_string())]);
+        crate::events::emit(
+            &self.paths.runroot,
+            &crate::events::Event::new("volume", action, name, attrs),
+        );
+    }
+
     /// `berth volume create`: an existing volume of that name is returned
     /// as it is (docker's behaviour).
-    pub fn volume_create(
-        &mut self,
+    pub fn create(
+        &self,
         name: Option<&str>,
         labels: BTreeMap<String, String>,
         options: BTreeMap<String, String>,
@@ -85,7 +79,7 @@ impl Engine {
             }
             None => (crate::new_id(), true),
         };
-        if let Some(v) = self.volume_get(&name)? {
+        if let Some(v) = self.get(&name)? {
             return Ok(v);
         }
         if let Some(k) = options.keys().next() {
@@ -98,7 +92,7 @@ impl Engine {
             .map_err(|e| EngineError::io(format!("create {}", dir.display()), e))?;
         let v = Volume {
             name,
-            created: crate::logs::now(),
+            created: crate::clock::now(),
             labels,
             options,
             anonymous,
@@ -113,11 +107,11 @@ impl Engine {
                 v.anonymous
             ],
         )?;
-        self.event("volume", "create", &v.name, &[("driver", "local".into())]);
+        self.event("create", &v.name);
         Ok(v)
     }
 
-    pub fn volume_get(&self, name: &str) -> Result<Option<Volume>, EngineError> {
+    pub fn get(&self, name: &str) -> Result<Option<Volume>, EngineError> {
         Ok(self
             .db
             .conn()
@@ -129,7 +123,7 @@ impl Engine {
             .optional()?)
     }
 
-    pub fn volume_list(&self) -> Result<Vec<Volume>, EngineError> {
+    pub fn list(&self) -> Result<Vec<Volume>, EngineError> {
         let mut stmt = self.db.conn().prepare(
             "SELECT name, created, labels, options, anonymous FROM volumes ORDER BY name",
         )?;
@@ -138,7 +132,7 @@ impl Engine {
     }
 
     /// The containers that use volume `name`.
-    pub fn volume_users(&mut self, name: &str) -> Result<Vec<String>, EngineError> {
+    pub fn users(&self, name: &str) -> Result<Vec<String>, EngineError> {
         Ok(self
             .db
             .list()?
@@ -150,24 +144,24 @@ impl Engine {
 
     /// `berth volume rm`: refused while a container uses it (even stopped,
     /// as docker does).
-    pub fn volume_remove(&mut self, name: &str, force: bool) -> Result<(), EngineError> {
-        if self.volume_get(name)?.is_none() {
+    pub fn remove(&self, name: &str, force: bool) -> Result<(), EngineError> {
+        if self.get(name)?.is_none() {
             if force {
                 return Ok(());
             }
             return Err(EngineError::Invalid(format!("get {name}: no such volume")));
         }
-        let users = self.volume_users(name)?;
+        let users = self.users(name)?;
         if !users.is_empty() {
             return Err(EngineError::Conflict(format!(
                 "remove {name}: volume is in use - [{}]",
                 users.join(", ")
             )));
         }
-        self.volume_delete(name)
+        self.delete(name)
     }
 
-    fn volume_delete(&mut self, name: &str) -> Result<(), EngineError> {
+    pub(crate) fn delete(&self, name: &str) -> Result<(), EngineError> {
         self.db
             .conn()
             .execute("DELETE FROM volumes WHERE name = ?1", [name])?;
@@ -177,20 +171,20 @@ impl Engine {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(EngineError::io(format!("remove {}", dir.display()), e)),
         }
-        self.event("volume", "destroy", name, &[("driver", "local".into())]);
+        self.event("destroy", name);
         Ok(())
     }
 
     /// `berth volume prune`: unused anonymous volumes, or every unused
     /// volume with `all`. Returns the names removed and the bytes freed.
-    pub fn volume_prune(&mut self, all: bool) -> Result<(Vec<String>, u64), EngineError> {
+    pub fn prune(&self, all: bool) -> Result<(Vec<String>, u64), EngineError> {
         let mut removed = Vec::new();
         let mut freed = 0;
-        for v in self.volume_list()? {
-            if (all || v.anonymous) && self.volume_users(&v.name)?.is_empty() {
+        for v in self.list()? {
+            if (all || v.anonymous) && self.users(&v.name)?.is_empty() {
                 let dir = data_dir(&self.paths.root, &v.name);
                 freed += berth_image::layer::tree_size(&dir).unwrap_or(0);
-                self.volume_delete(&v.name)?;
+                self.delete(&v.name)?;
                 removed.push(v.name);
             }
         }
@@ -199,13 +193,10 @@ impl Engine {
 
     /// After a container is gone: its anonymous volumes, if no other
     /// container uses them.
-    pub(crate) fn remove_anonymous_volumes(
-        &mut self,
-        mounts: &[VolumeMount],
-    ) -> Result<(), EngineError> {
+    pub fn remove_anonymous(&self, mounts: &[VolumeMount]) -> Result<(), EngineError> {
         for m in mounts.iter().filter(|m| m.anonymous) {
-            if self.volume_users(&m.name)?.is_empty() {
-                self.volume_delete(&m.name)?;
+            if self.users(&m.name)?.is_empty() {
+                self.delete(&m.name)?;
             }
         }
         Ok(())
@@ -217,7 +208,7 @@ impl Engine {
 /// mounted), creating the volumes that do not exist yet. Returns the
 /// volume mounts and the anonymous volumes created (to undo on failure).
 pub(crate) fn resolve(
-    eng: &mut Engine,
+    vols: &Volumes<'_>,
     volumes: &mut Vec<String>,
     mounts: &mut Vec<crate::options::Mount>,
     image_volumes: &[String],
@@ -267,8 +258,8 @@ pub(crate) fn resolve(
     }
     let mut created: Vec<String> = Vec::new();
     for m in &mut out {
-        let existed = !m.anonymous && eng.volume_get(&m.name)?.is_some();
-        let v = match eng.volume_create(
+        let existed = !m.anonymous && vols.get(&m.name)?.is_some();
+        let v = match vols.create(
             (!m.anonymous).then_some(m.name.as_str()),
             BTreeMap::new(),
             BTreeMap::new(),
@@ -276,7 +267,7 @@ pub(crate) fn resolve(
             Ok(v) => v,
             Err(e) => {
                 for n in &created {
-                    let _ = eng.volume_delete(n);
+                    let _ = vols.delete(n);
                 }
                 return Err(e);
             }

@@ -92,6 +92,42 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Waits for the container to stop and returns its exit code, also
+    /// when `--rm` removed it meanwhile; None if `limit` passed first.
+    pub fn wait_code(
+        &mut self,
+        id: &str,
+        limit: Option<Duration>,
+    ) -> Result<Option<i32>, EngineError> {
+        match self.wait(id, crate::wait::WaitCondition::NotRunning, limit) {
+            Err(EngineError::NoSuchContainer(n)) => std::fs::read_to_string(self.exit_file(id))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .map(Some)
+                .ok_or(EngineError::NoSuchContainer(n)),
+            r => r,
+        }
+    }
+
+    /// Waits until the container is not running (its exit recorded);
+    /// `None` if `limit` passed first; NoSuchContainer if it was removed.
+    pub fn wait_exit(
+        &mut self,
+        id: &str,
+        limit: Option<Duration>,
+    ) -> Result<Option<Record>, EngineError> {
+        let mut w = self.waiter(id)?;
+        match w.wait(self, crate::wait::WaitCondition::NotRunning, limit)? {
+            None => Ok(None),
+            Some(o) => o
+                .record
+                .map(Some)
+                .ok_or_else(|| EngineError::NoSuchContainer(id.to_string())),
+        }
+    }
+}
+
 impl Waiter {
     pub fn id(&self) -> &str {
         &self.id

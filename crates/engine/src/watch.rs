@@ -95,5 +95,13 @@ pub fn pidfd(pid: i32, start: u64) -> Option<OwnedFd> {
     let p = rustix::process::Pid::from_raw(pid)?;
     let fd = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()?;
     // Checked after the open: the fd names this process for good.
-    crate::engine::alive(pid, start).then_some(fd)
+    alive(pid, start).then_some(fd)
+}
+
+/// Whether `pid` is still the process that started at `start` (clock ticks
+/// since boot, from /proc/PID/stat).
+pub(crate) fn alive(pid: i32, start: u64) -> bool {
+    pid > 0
+        && berth_runtime::state::proc_stat(pid)
+            .is_some_and(|(state, t)| t == start && state != 'Z' && state != 'X')
 }

@@ -45,7 +45,7 @@ pub fn inspect(eng: &mut Engine, name: &str, kind: Option<ObjectKind>) -> Result
         }
     }
     if want(ObjectKind::Volume) {
-        if let Some(v) = eng.volume_get(name)? {
+        if let Some(v) = eng.volumes().get(name)? {
             return to_value(serde_json::to_value(crate::volumes::view(eng, &v)));
         }
     }

@@ -54,7 +54,9 @@ pub fn create(eng: &mut Engine, o: &CreateOptions) -> Result<VolumeView> {
             o.driver
         )));
     }
-    let v = eng.volume_create(o.name.as_deref(), o.labels.clone(), o.options.clone())?;
+    let v = eng
+        .volumes()
+        .create(o.name.as_deref(), o.labels.clone(), o.options.clone())?;
     Ok(view(eng, &v))
 }
 
@@ -64,7 +66,7 @@ fn matches(eng: &mut Engine, v: &Volume, k: &str, want: &str) -> Result<bool> {
     Ok(match k {
         "name" => v.name.contains(want),
         "dangling" => {
-            let dangling = eng.volume_users(&v.name)?.is_empty();
+            let dangling = eng.volumes().users(&v.name)?.is_empty();
             match want {
                 "true" | "1" => dangling,
                 "false" | "0" => !dangling,
@@ -87,7 +89,7 @@ fn matches(eng: &mut Engine, v: &Volume, k: &str, want: &str) -> Result<bool> {
 pub fn list(eng: &mut Engine, filters: &Filters) -> Result<Vec<VolumeView>> {
     filters.check_keys(FILTERS, "berth volume ls")?;
     let mut out = Vec::new();
-    for v in eng.volume_list()? {
+    for v in eng.volumes().list()? {
         if filters.matches(|k, want| matches(eng, &v, k, want))? {
             out.push(view(eng, &v));
         }
@@ -105,7 +107,7 @@ pub struct PruneReport {
 
 /// Removes unused anonymous volumes (every unused one with `all`).
 pub fn prune(eng: &mut Engine, all: bool) -> Result<PruneReport> {
-    let (removed, freed) = eng.volume_prune(all)?;
+    let (removed, freed) = eng.volumes().prune(all)?;
     Ok(PruneReport {
         volumes_deleted: removed,
         space_reclaimed: freed,
