@@ -34,6 +34,8 @@ pub mod options;
 pub mod rootfs;
 /// The OCI runtime behind a trait (the library, or a fake in tests).
 pub mod runtime;
+/// Docker's seccomp profiles, turned into OCI's.
+pub mod seccomp;
 /// The OCI config derived from image and options.
 pub mod spec;
 /// One process of a build step (RUN).

@@ -37,6 +37,24 @@ const READONLY: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
+/// Docker's default capability set (moby's `oci/caps.DefaultCapabilities`).
+pub const DOCKER_DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
 /// Everything the spec needs besides the options.
 pub struct Inputs<'a> {
     pub id: &'a str,
@@ -76,10 +94,7 @@ pub fn capabilities(opts: &ContainerConfig) -> Result<Vec<String>, EngineError> 
     if opts.privileged {
         return Ok(all);
     }
-    let mut caps: Vec<String> = berth_runtime::caps::DOCKER_DEFAULT
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut caps: Vec<String> = DOCKER_DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
     let check = |c: &String| {
         if c == "ALL" || known.contains(c) {
             Ok(())
@@ -394,8 +409,8 @@ fn seccomp(
     match &sec.seccomp {
         Seccomp::Unconfined => Ok(None),
         Seccomp::Default if opts.privileged => Ok(None),
-        Seccomp::Default => berth_runtime::seccomp::from_docker_profile(
-            berth_runtime::seccomp::DOCKER_DEFAULT_PROFILE,
+        Seccomp::Default => crate::seccomp::from_docker_profile(
+            crate::seccomp::DOCKER_DEFAULT_PROFILE,
             caps,
             "amd64",
         )
@@ -404,7 +419,7 @@ fn seccomp(
         Seccomp::Profile(path) => {
             let profile = std::fs::read(path)
                 .map_err(|e| EngineError::io(format!("reading seccomp profile {path}"), e))?;
-            berth_runtime::seccomp::from_docker_profile(&profile, caps, "amd64")
+            crate::seccomp::from_docker_profile(&profile, caps, "amd64")
                 .map(Some)
                 .map_err(|e| EngineError::Invalid(format!("seccomp profile {path}: {e}")))
         }
@@ -638,7 +653,7 @@ mod tests {
         assert_eq!(p["args"], serde_json::json!(["sh"]));
         assert_eq!(
             p["capabilities"]["bounding"].as_array().unwrap().len(),
-            berth_runtime::caps::DOCKER_DEFAULT.len()
+            DOCKER_DEFAULT_CAPS.len()
         );
         let l = &v["linux"];
         let ns: Vec<&str> = l["namespaces"]

@@ -315,24 +315,6 @@ pub fn set_no_new_privs() -> Result<(), CapsError> {
     Ok(())
 }
 
-/// Docker's default capability set (moby's `oci/caps.DefaultCapabilities`).
-pub const DOCKER_DEFAULT: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
 /// The capability named `name` (`CAP_CHOWN`).
 pub fn by_name(name: &str) -> Option<Capability> {
     ALL.iter().find(|(_, n)| *n == name).map(|(c, _)| *c)
