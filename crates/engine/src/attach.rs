@@ -139,7 +139,7 @@ fn relay(
     let mut stdin_open = stdin.is_some();
     let mut buf = vec![0u8; 64 * 1024];
     // Frames may arrive split: what is not yet a whole frame waits here.
-    let mut pending: Vec<u8> = Vec::new();
+    let mut frames = crate::stream::Deframer::default();
     let mut matched = 0usize;
     loop {
         let mut fds = vec![
@@ -178,22 +178,14 @@ fn relay(
                     .write_all(&buf[..n])
                     .and_then(|()| caller.stdout.flush());
             } else {
-                pending.extend_from_slice(&buf[..n]);
-                while pending.len() >= 8 {
-                    let len = u32::from_be_bytes([pending[4], pending[5], pending[6], pending[7]])
-                        as usize;
-                    if pending.len() < 8 + len {
-                        break;
-                    }
-                    let data = &pending[8..8 + len];
-                    let w = if pending[0] == 2 {
+                frames.push(&buf[..n], |stream, data| {
+                    let w = if stream == crate::stream::Stream::Stderr {
                         &mut *caller.stderr
                     } else {
                         &mut *caller.stdout
                     };
                     let _ = w.write_all(data).and_then(|()| w.flush());
-                    pending.drain(..8 + len);
-                }
+                });
             }
         }
         if ready.get(2).copied().unwrap_or(false) {

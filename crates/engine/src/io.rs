@@ -330,13 +330,19 @@ impl AttachServer {
     }
 
     fn send(&mut self, stream: usize, data: &[u8]) {
-        let mut frame = Vec::with_capacity(data.len() + 8);
-        if !self.tty {
-            frame.push(if stream == 0 { 1 } else { 2 });
-            frame.extend_from_slice(&[0, 0, 0]);
-            frame.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        }
-        frame.extend_from_slice(data);
+        use crate::stream::{frame, Stream};
+        let frame = if self.tty {
+            data.to_vec()
+        } else {
+            frame(
+                if stream == 0 {
+                    Stream::Stdout
+                } else {
+                    Stream::Stderr
+                },
+                data,
+            )
+        };
         for slot in &mut self.clients {
             if slot
                 .as_mut()

@@ -42,6 +42,8 @@ pub mod spec;
 pub mod step;
 /// `stop` and `rm`.
 pub mod stop;
+/// Docker's multiplexed stream framing.
+pub mod stream;
 /// Users and groups from the image.
 pub mod users;
 pub mod volumes;
