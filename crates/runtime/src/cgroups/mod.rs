@@ -531,13 +531,16 @@ pub(crate) mod testutil {
     use super::CgroupManager;
 
     /// Whether live tests can run (root, cgroups mounted); says why not.
+    /// A test that cannot run is counted as a skip (`crate::skip`).
+    #[track_caller]
     pub(crate) fn live() -> bool {
+        let test = std::panic::Location::caller().to_string();
         if !rustix::process::geteuid().is_root() {
-            eprintln!("skipped: needs root");
+            crate::skip(&test, "live cgroup tests need root");
             return false;
         }
         if super::host_mode() == "none" {
-            eprintln!("skipped: no cgroups mounted");
+            crate::skip(&test, "no cgroups are mounted");
             return false;
         }
         true

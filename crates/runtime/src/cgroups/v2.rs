@@ -763,7 +763,7 @@ mod tests {
             return;
         }
         let Some(mount) = mounts::cgroup_mounts().unwrap().v2 else {
-            eprintln!("skipped: no cgroup2 mount");
+            crate::skip("live_on_this_hosts_cgroup2", "no cgroup2 mount");
             return;
         };
         let name = testutil::name();
