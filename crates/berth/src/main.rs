@@ -293,25 +293,21 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
         always_pull: a.pull,
         allow: a.allow.clone(),
         secrets: a.secrets.clone(),
-        terminal: if to_stdout {
-            std::io::stderr().is_terminal()
-        } else {
-            std::io::stdout().is_terminal()
-        },
         platform: a.platform.clone(),
     };
     // With the image going to stdout, everything else goes to stderr.
-    let mut out: Box<dyn std::io::Write + Send> = if to_stdout {
-        Box::new(std::io::stderr())
+    let (mut out, colour): (Box<dyn std::io::Write + Send>, bool) = if to_stdout {
+        (Box::new(std::io::stderr()), std::io::stderr().is_terminal())
     } else {
-        Box::new(std::io::stdout())
+        (Box::new(std::io::stdout()), std::io::stdout().is_terminal())
     };
     use std::io::Write as _;
     let pulls = berth_registry_client::progress::Lines(std::sync::Mutex::new(std::io::stderr()));
+    let steps = progress::BuildSteps::new(&mut out, colour);
     let built = berth_service::build::build(
         &berth_engine::Paths::new(&ctx.root, &ctx.runroot),
         &req,
-        &mut out,
+        &steps,
         &pulls,
     )?;
     for w in &built.warnings {

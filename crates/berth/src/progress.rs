@@ -1,5 +1,6 @@
-//! Push and pull progress on a terminal, as docker draws it: a line per
-//! layer redrawn in place with a progress bar.
+//! Progress as docker draws it: push and pull on a terminal, a line per
+//! layer redrawn in place with a progress bar; build steps as the classic
+//! builder prints them, step lines in bold on a terminal.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -105,6 +106,46 @@ impl Progress for Bars {
     fn bytes(&self, id: &str, verb: &str, done: u64, total: u64) {
         // The last one is always drawn.
         self.set(id, format!("{verb:<12}{}", bar(done, total)), done >= total);
+    }
+}
+
+/// `berth build`'s steps on a writer: docker's classic text, with step
+/// lines bold and step results coloured when it is a terminal.
+pub struct BuildSteps<W: Write + Send> {
+    out: Mutex<W>,
+    colour: bool,
+}
+
+impl<W: Write + Send> BuildSteps<W> {
+    pub fn new(out: W, colour: bool) -> Self {
+        BuildSteps {
+            out: Mutex::new(out),
+            colour,
+        }
+    }
+}
+
+impl<W: Write + Send> berth_builder::progress::Progress for BuildSteps<W> {
+    fn event(&self, event: &berth_builder::progress::Event<'_>) {
+        use berth_builder::progress::Event;
+        let text = event.text();
+        let text: &[u8] = &text;
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let style = match event {
+            Event::Step { .. } => Some("\x1b[1m"),
+            Event::Cached | Event::Done(_) => Some("\x1b[36m"),
+            Event::Output(_) => None,
+        };
+        let _ = match style.filter(|_| self.colour) {
+            Some(style) => {
+                let line = text.strip_suffix(b"\n").unwrap_or(text);
+                out.write_all(style.as_bytes())
+                    .and_then(|_| out.write_all(line))
+                    .and_then(|_| out.write_all(b"\x1b[0m\n"))
+            }
+            None => out.write_all(text),
+        };
+        let _ = out.flush();
     }
 }
 

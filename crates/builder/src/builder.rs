@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use berth_dockerfile::instructions::{self, CommandLine, Copy, Dockerfile, Instruction, Kind};
@@ -21,6 +20,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::cache::Cache;
+use crate::progress::{Event, Progress};
 use crate::sources::{self, HashCache, Meta, SourceRoot};
 use crate::state::{Layer, State};
 use crate::{fsutil, BuildError};
@@ -44,15 +44,11 @@ pub struct BuildOptions<'a> {
     pub network: String,
     /// `SOURCE_DATE_EPOCH`: history times and layer file times clamped to it.
     pub source_date_epoch: Option<u64>,
-    /// `-q`: no progress.
-    pub quiet: bool,
     pub pull: Option<Puller<'a>>,
     /// `--secret`: ids and contents, for `RUN --mount=type=secret`.
     pub secrets: Vec<(String, Vec<u8>)>,
     /// `--pull`: base images are pulled even when the store has them.
     pub always_pull: bool,
-    /// Progress goes to a terminal (step lines in bold, statuses colored).
-    pub terminal: bool,
     /// `--allow security.insecure`: `RUN --security=insecure` may run
     /// privileged.
     pub allow_insecure: bool,
@@ -105,7 +101,7 @@ fn sha(parts: &[&str]) -> String {
     hex::encode(h.finalize())
 }
 
-struct Builder<'a, 'o, 'w> {
+struct Builder<'a, 'o> {
     paths: Paths,
     store: Store,
     cache: Cache,
@@ -116,7 +112,7 @@ struct Builder<'a, 'o, 'w> {
     global_args: Vec<(String, Option<String>)>,
     results: HashMap<usize, (State, String)>,
     /// Progress, shared by the stages that run at once.
-    out: &'a Mutex<&'a mut (dyn Write + Send + 'w)>,
+    progress: &'a dyn Progress,
     step: &'a AtomicUsize,
     steps: &'a AtomicUsize,
     context: Option<SourceRoot>,
@@ -124,13 +120,12 @@ struct Builder<'a, 'o, 'w> {
     pulled: Vec<String>,
 }
 
-/// Builds the image `opts` describe; progress goes to `out`.
+/// Builds the image `opts` describe, reporting to `progress`.
 pub fn build(
     paths: &Paths,
     opts: &BuildOptions<'_>,
-    out: &mut (dyn Write + Send),
+    progress: &dyn Progress,
 ) -> Result<Built, BuildError> {
-    let out = Mutex::new(&mut *out);
     let step = AtomicUsize::new(0);
     let steps = AtomicUsize::new(0);
     let df = instructions::parse(&opts.dockerfile).map_err(|e| BuildError::Dockerfile {
@@ -155,7 +150,7 @@ pub fn build(
         lexer,
         global_args: Vec::new(),
         results: HashMap::new(),
-        out: &out,
+        progress,
         step: &step,
         steps: &steps,
         context: None,
@@ -165,35 +160,20 @@ pub fn build(
     b.run()
 }
 
-impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
-    fn say(&mut self, s: &str) {
-        if !self.opts.quiet {
-            let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = writeln!(out, "{s}");
-            let _ = out.flush();
-        }
-    }
-
-    /// Step lines stand out on a terminal; plain text otherwise.
-    fn bold(&self, s: &str) -> String {
-        if self.opts.terminal {
-            format!("\x1b[1m{s}\x1b[0m")
-        } else {
-            s.to_string()
-        }
-    }
-
-    fn dim(&self, s: &str) -> String {
-        if self.opts.terminal {
-            format!("\x1b[36m{s}\x1b[0m")
-        } else {
-            s.to_string()
-        }
+impl<'a, 'o> Builder<'a, 'o> {
+    /// Reports an instruction starting.
+    fn step_started(&mut self, stage: &str, instruction: &str) {
+        let counter = self.counter();
+        self.progress.event(&Event::Step {
+            counter: &counter,
+            stage,
+            instruction,
+        });
     }
 
     /// A builder for a stage that runs beside others: its own store and
     /// cache connections, the same options, progress and results so far.
-    fn fork(&self) -> Result<Builder<'a, 'o, 'w>, BuildError> {
+    fn fork(&self) -> Result<Builder<'a, 'o>, BuildError> {
         Ok(Builder {
             paths: self.paths.clone(),
             store: Store::open(&self.paths.root)?,
@@ -204,7 +184,7 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
             lexer: self.lexer.clone(),
             global_args: self.global_args.clone(),
             results: self.results.clone(),
-            out: self.out,
+            progress: self.progress,
             step: self.step,
             steps: self.steps,
             context: None,
@@ -564,8 +544,7 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
         let stage = self.df.stages[i].clone();
         let label = stage.name.clone().unwrap_or_else(|| format!("stage-{i}"));
         let from_name = self.base_name(i)?;
-        let c = self.counter();
-        self.say(&self.bold(&format!("{c} [{label}] FROM {from_name}")));
+        self.step_started(&label, &format!("FROM {from_name}"));
         let (mut state, mut key) = self.base(i)?;
         // Docker's default PATH when the base sets none.
         if !state.env().iter().any(|(k, _)| k == "PATH") {
@@ -606,18 +585,14 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
         instrs.extend(stage.instructions.iter().cloned());
         for ins in &instrs {
             let started = Instant::now();
-            let c = self.counter();
-            self.say(&self.bold(&format!("{c} [{label}] {}", ins.original)));
+            self.step_started(&label, &ins.original);
             let cached = self
                 .instruction(i, ins, &mut state, &mut key, &mut args)
                 .map_err(|e| e.at(ins.line))?;
             if cached {
-                self.say(&self.dim(" ---> CACHED"));
+                self.progress.event(&Event::Cached);
             } else if matches!(ins.kind, Kind::Run(_) | Kind::Copy(_)) {
-                self.say(&self.dim(&format!(
-                    " ---> done in {:.2}s",
-                    started.elapsed().as_secs_f64()
-                )));
+                self.progress.event(&Event::Done(started.elapsed()));
             }
         }
         Ok((state, key))
@@ -1014,15 +989,10 @@ impl<'a, 'o, 'w> Builder<'a, 'o, 'w> {
             }
         }
         let mut tail: Vec<u8> = Vec::new();
-        let quiet = self.opts.quiet;
-        let out = self.out;
+        let progress = self.progress;
         let code = {
             let mut sink = |b: &[u8]| {
-                if !quiet {
-                    let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
-                    let _ = out.write_all(b);
-                    let _ = out.flush();
-                }
+                progress.event(&Event::Output(b));
                 tail.extend_from_slice(b);
                 if tail.len() > 64 << 10 {
                     tail.drain(..tail.len() - (32 << 10));

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod context;
 mod fsutil;
 pub mod mounts;
+pub mod progress;
 pub mod sources;
 pub mod state;
 

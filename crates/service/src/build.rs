@@ -43,8 +43,6 @@ pub struct BuildRequest {
     pub allow: Vec<String>,
     /// `--secret` specifications (`id=ID,src=PATH` or `id=ID,env=VAR`).
     pub secrets: Vec<String>,
-    /// Progress may use a terminal's colours.
-    pub terminal: bool,
     pub platform: Option<String>,
 }
 
@@ -71,12 +69,12 @@ pub fn key_value(
     }
 }
 
-/// Builds `req`; step progress goes to `out`, base image pulls report to
-/// `pulls`.
+/// Builds `req`; its steps report to `steps` (nothing with `quiet`), base
+/// image pulls to `pulls`.
 pub fn build(
     paths: &berth_engine::Paths,
     req: &BuildRequest,
-    out: &mut (dyn Write + Send),
+    steps: &dyn berth_builder::progress::Progress,
     pulls: &dyn berth_registry_client::progress::Progress,
 ) -> Result<BuildResult> {
     if let Some(p) = req.platform.as_deref().filter(|p| *p != "linux/amd64") {
@@ -125,14 +123,17 @@ pub fn build(
         labels: req.labels.clone(),
         network: req.network.clone(),
         source_date_epoch: req.source_date_epoch,
-        quiet: req.quiet,
         pull: Some(&pull),
         always_pull: req.always_pull,
         allow_insecure: req.allow.iter().any(|e| e == "security.insecure"),
-        terminal: req.terminal,
         secrets,
     };
-    let built = berth_builder::build(paths, &opts, out).map_err(|e| match e {
+    let steps = if req.quiet {
+        &berth_builder::progress::Quiet
+    } else {
+        steps
+    };
+    let built = berth_builder::build(paths, &opts, steps).map_err(|e| match e {
         berth_builder::BuildError::Dockerfile { .. }
         | berth_builder::BuildError::RunFailed { .. } => {
             Error::new(ErrorKind::InvalidArgument, e.describe(&req.dockerfile_name))
