@@ -468,6 +468,46 @@ fn close(toks: &[Tok], at: &mut [bool]) {
     }
 }
 
+/// Go's `path.Match`: whether `name` matches the shell pattern as a
+/// whole (`*` and `?` never match `/`, `[...]` classes, `\\` escapes),
+/// as Docker matches `reference` filters. Linear in the name's length for
+/// any pattern (an automaton, no backtracking).
+///
+/// # Errors
+///
+/// A malformed pattern (an unterminated `[`, a bad range, a trailing
+/// `\\`) is an error naming it, as `path.ErrBadPattern`.
+pub fn path_match(pattern: &str, name: &str) -> Result<bool, PatternError> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let syntax = |reason: String| PatternError::Syntax {
+        pattern: pattern.to_string(),
+        reason,
+    };
+    check_syntax(&chars).map_err(syntax)?;
+    let mut toks = Vec::with_capacity(chars.len());
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' => toks.push(Tok::StarNotSep),
+            '?' => toks.push(Tok::AnyNotSep),
+            '[' => {
+                let (class, next) = parse_class(&chars, i + 1).map_err(syntax)?;
+                toks.push(Tok::Class(class));
+                i = next;
+                continue;
+            }
+            '\\' => {
+                i += 1;
+                toks.push(Tok::Lit(chars[i]));
+            }
+            c => toks.push(Tok::Lit(c)),
+        }
+        i += 1;
+    }
+    let mut state = GlobState::new(&toks);
+    Ok(name.chars().all(|c| state.step(&toks, c)) && state.accepts(&toks))
+}
+
 /// The syntax check moby gets from calling `filepath.Match(pattern, ".")`:
 /// the pattern is cut into chunks at stars outside brackets, and every
 /// chunk must be well formed.
@@ -850,6 +890,32 @@ mod tests {
         ("a[", "ab", None),
         ("*x", "xxx", Some(true)),
     ];
+
+    #[test]
+    fn path_match_is_gos_path_match() {
+        for (pattern, name, want) in [
+            ("lib/*", "lib/busybox", true),
+            ("*", "lib/busybox", false),
+            ("**", "lib/busybox", false),
+            ("busy?ox", "busybox", true),
+            ("[a-c]usybox", "busybox", true),
+            ("[^b]usybox", "busybox", false),
+            ("\\*", "*", true),
+            ("\\*", "x", false),
+            ("*box", "busybox", true),
+            ("*x:1.*", "busybox:1.36", true),
+        ] {
+            assert_eq!(path_match(pattern, name), Ok(want), "{pattern} {name}");
+        }
+        for bad in ["[", "a\\", "[z-", "[]"] {
+            assert!(path_match(bad, "a").is_err(), "{bad}");
+        }
+        // No backtracking: a pattern that is exponential for a naive
+        // matcher answers at once.
+        let name = "a".repeat(10_000);
+        let pattern = format!("{}b", "*a".repeat(40));
+        assert_eq!(path_match(&pattern, &name), Ok(false));
+    }
 
     #[test]
     fn filepath_match_table() {

@@ -102,18 +102,11 @@ impl Filters {
     }
 }
 
-/// Docker's `reference` filter glob: `*` and `?` within a path segment.
-pub fn glob_match(pattern: &str, s: &str) -> bool {
-    fn go(p: &[u8], s: &[u8]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && s[0] != b'/' && go(p, &s[1..])),
-            (Some(b'?'), Some(c)) if *c != b'/' => go(&p[1..], &s[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
-            _ => false,
-        }
-    }
-    go(pattern.as_bytes(), s.as_bytes())
+/// Docker's `reference` filter: Go's `path.Match` of the pattern against
+/// a familiar name; a malformed pattern is an invalid argument.
+pub fn glob_match(pattern: &str, s: &str) -> crate::Result<bool> {
+    berth_dockerfile::ignore::path_match(pattern, s)
+        .map_err(|e| crate::Error::invalid(format!("invalid reference filter: {e}")))
 }
 
 #[cfg(test)]
@@ -145,7 +138,8 @@ mod tests {
         assert!(Filters::parse(&["nokey".into()]).is_err());
         let j = Filters::from_json(r#"{"status":["exited"],"label":{"a=b":true}}"#).unwrap();
         assert_eq!(j.iter().count(), 2);
-        assert!(glob_match("lib/*", "lib/busybox"));
-        assert!(!glob_match("*", "lib/busybox"));
+        assert!(glob_match("lib/*", "lib/busybox").unwrap());
+        assert!(!glob_match("*", "lib/busybox").unwrap());
+        assert!(glob_match("lib/[", "lib/busybox").is_err());
     }
 }

@@ -97,6 +97,9 @@ pub fn list(store: &Store, filters: &Filters) -> Result<Vec<ImageSummary>> {
         .filter(|(k, _)| *k == "reference")
         .flat_map(|(_, v)| v)
         .collect();
+    for p in &references {
+        glob_match(p, "")?;
+    }
     let mut out = Vec::new();
     for image in store.images()? {
         // An image whose config cannot be read is still listed (inspect
@@ -110,9 +113,10 @@ pub fn list(store: &Store, filters: &Filters) -> Result<Vec<ImageSummary>> {
             .iter()
             .filter(|t| {
                 references.is_empty()
-                    || references
-                        .iter()
-                        .any(|p| glob_match(p, &t.familiar_name()) || glob_match(p, &t.familiar()))
+                    || references.iter().any(|p| {
+                        glob_match(p, &t.familiar_name()).unwrap_or(false)
+                            || glob_match(p, &t.familiar()).unwrap_or(false)
+                    })
             })
             .cloned()
             .collect();
