@@ -83,13 +83,7 @@ impl TempContext {
 /// `None` when it does not exist.
 pub fn read_in_context(dir: &Path, rel: &str) -> Result<Option<String>, BuildError> {
     let root = crate::fsutil::open_root(dir)?;
-    let fd = match berth_image::layer::openat2_retry(
-        &root,
-        rel,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-        rustix::fs::ResolveFlags::IN_ROOT | rustix::fs::ResolveFlags::NO_MAGICLINKS,
-    ) {
+    let fd = match inroot::open_in_root(&root, rel, rustix::fs::OFlags::RDONLY) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) => return Ok(None),
         Err(e) => {

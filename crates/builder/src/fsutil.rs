@@ -2,51 +2,27 @@
 //! root file system, a build context): every lookup is done by the kernel
 //! with `openat2(RESOLVE_IN_ROOT)`, so no link can lead outside the root.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags};
 
 use crate::BuildError;
 
+pub use inroot::fd_path;
+
 pub fn open_root(root: &Path) -> Result<OwnedFd, BuildError> {
-    rustix::fs::open(
-        root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| BuildError::io(format!("open {}", root.display()), e.into()))
+    inroot::open_root(root).map_err(|e| BuildError::io(format!("open {}", root.display()), e))
 }
 
 /// Opens `rel` (symlinks followed, inside the root) as an O_PATH fd.
 pub fn open_in_root(root: &OwnedFd, rel: &str) -> Result<OwnedFd, rustix::io::Errno> {
-    let rel = rel.trim_start_matches('/');
-    let rel = if rel.is_empty() { "." } else { rel };
-    berth_image::layer::openat2_retry(
-        root,
-        rel,
-        OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
+    inroot::open_in_root(root, rel, OFlags::PATH)
 }
 
 /// Opens `rel` without following a symlink in its last component.
 pub fn open_in_root_nofollow(root: &OwnedFd, rel: &str) -> Result<OwnedFd, rustix::io::Errno> {
-    let rel = rel.trim_start_matches('/');
-    let rel = if rel.is_empty() { "." } else { rel };
-    berth_image::layer::openat2_retry(
-        root,
-        rel,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
-}
-
-/// The path through which an fd's file can be read (`/proc/self/fd/N`).
-pub fn fd_path(fd: &OwnedFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+    inroot::open_in_root(root, rel, OFlags::PATH | OFlags::NOFOLLOW)
 }
 
 /// Makes directory `rel` and its missing parents inside the root (links

@@ -115,7 +115,7 @@ fn remove_stubs(upper: &Path, stubs: &[String]) {
             Some((p, n)) => (p, n),
             None => (".", rel.as_str()),
         };
-        let Ok(dir) = berth_image::layer::openat2_retry(
+        let Ok(dir) = inroot::openat2_retry(
             &root,
             parent,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,

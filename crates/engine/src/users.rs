@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::OFlags;
 
 use crate::EngineError;
 
@@ -21,19 +21,9 @@ pub struct User {
 /// Reads a file of the container's rootfs, resolving symlinks inside it (a
 /// link in the image cannot make berth read a host file). Missing: empty.
 fn read_in_root(rootfs: &Path, rel: &str) -> Result<String, EngineError> {
-    let root = rustix::fs::open(
-        rootfs,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| EngineError::io(format!("open {}", rootfs.display()), e.into()))?;
-    let fd = match berth_image::layer::openat2_retry(
-        &root,
-        rel,
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    ) {
+    let root = inroot::open_root(rootfs)
+        .map_err(|e| EngineError::io(format!("open {}", rootfs.display()), e))?;
+    let fd = match inroot::open_in_root(&root, rel, OFlags::RDONLY) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) => return Ok(String::new()),
         Err(e) => {
@@ -54,20 +44,8 @@ fn read_in_root(rootfs: &Path, rel: &str) -> Result<String, EngineError> {
 /// A directory of the rootfs, resolved inside it (symlinks cannot lead
 /// out); None if it is missing or not a directory.
 pub(crate) fn open_dir_in_root(rootfs: &Path, rel: &str) -> Option<std::os::fd::OwnedFd> {
-    let root = rustix::fs::open(
-        rootfs,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ok()?;
-    berth_image::layer::openat2_retry(
-        &root,
-        rel,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
-    .ok()
+    let root = inroot::open_root(rootfs).ok()?;
+    inroot::open_in_root(&root, rel, OFlags::RDONLY | OFlags::DIRECTORY).ok()
 }
 
 /// Resolves `spec` ("" means root) in the rootfs.

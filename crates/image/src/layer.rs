@@ -20,6 +20,7 @@ use rustix::fs::{
     self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, XattrFlags,
     CWD,
 };
+use inroot::openat2_retry;
 use rustix::io::Errno;
 
 use crate::digest::{Algorithm, Digest, HashingReader};
@@ -1178,25 +1179,6 @@ pub fn tree_size(path: &Path) -> io::Result<u64> {
         }
     }
     Ok(total)
-}
-
-/// `openat2`, retried while the kernel answers EAGAIN: with
-/// `RESOLVE_IN_ROOT` or `RESOLVE_BENEATH` it gives up when a rename or a
-/// mount anywhere raced the lookup, and asks the caller to try again.
-pub fn openat2_retry<Fd: rustix::fd::AsFd, P: rustix::path::Arg + Copy>(
-    dirfd: Fd,
-    path: P,
-    oflags: rustix::fs::OFlags,
-    mode: rustix::fs::Mode,
-    resolve: rustix::fs::ResolveFlags,
-) -> rustix::io::Result<rustix::fd::OwnedFd> {
-    let mut tries = 0;
-    loop {
-        match rustix::fs::openat2(&dirfd, path, oflags, mode, resolve) {
-            Err(rustix::io::Errno::AGAIN) if tries < 100 => tries += 1,
-            r => return r,
-        }
-    }
 }
 
 #[cfg(test)]

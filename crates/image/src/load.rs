@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 use rusqlite::params;
-use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
+use rustix::fs::{self as rfs, Mode, OFlags};
 
 use crate::digest::{Algorithm, Digest, HashingReader};
 use crate::layer::{self, Compression, LayerError};
@@ -262,16 +262,11 @@ impl Source {
                 what: "empty file name".into(),
             });
         }
-        let fd = crate::layer::openat2_retry(
-            &self.root,
-            &clean,
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        )
-        .map_err(|e| LoadError::Missing {
-            file: rel.to_string(),
-            source: e.into(),
+        let fd = inroot::open_in_root(&self.root, &clean, OFlags::RDONLY).map_err(|e| {
+            LoadError::Missing {
+                file: rel.to_string(),
+                source: e.into(),
+            }
         })?;
         let f = File::from(fd);
         match f.metadata() {
@@ -287,19 +282,10 @@ impl Source {
     /// to (its links followed, inside the root only); `rel` itself when it
     /// leads nowhere (the error comes when it is opened).
     fn canonical(&self, rel: &str) -> String {
-        use std::os::fd::AsRawFd;
         let resolved = (|| {
-            let fd = crate::layer::openat2_retry(
-                &self.root,
-                rel,
-                OFlags::PATH | OFlags::CLOEXEC,
-                Mode::empty(),
-                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-            )
-            .ok()?;
-            let root =
-                std::fs::read_link(format!("/proc/self/fd/{}", self.root.as_raw_fd())).ok()?;
-            let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+            let fd = inroot::open_in_root(&self.root, rel, OFlags::PATH).ok()?;
+            let root = std::fs::read_link(inroot::fd_path(&self.root)).ok()?;
+            let real = std::fs::read_link(inroot::fd_path(&fd)).ok()?;
             Some(
                 real.strip_prefix(&root)
                     .ok()?

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
-use crate::rootfs::openat2_retry;
+use inroot::openat2_retry;
 
 /// Closes every fd of this process but those in `keep` (stdio is not kept
 /// unless listed). Called in a forked, single-threaded child.

@@ -8,6 +8,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
+use inroot::openat2_retry;
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, LinuxNamespaceType, Mount, Spec};
 use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
 
@@ -917,23 +918,4 @@ pub fn sysctls(spec: &Spec) -> Result<(), RootfsError> {
         })?;
     }
     Ok(())
-}
-
-/// `openat2`, retried while the kernel answers EAGAIN: with
-/// `RESOLVE_IN_ROOT` or `RESOLVE_BENEATH` it gives up when a rename or a
-/// mount anywhere raced the lookup, and asks the caller to try again.
-pub fn openat2_retry<Fd: rustix::fd::AsFd, P: rustix::path::Arg + Copy>(
-    dirfd: Fd,
-    path: P,
-    oflags: rustix::fs::OFlags,
-    mode: rustix::fs::Mode,
-    resolve: rustix::fs::ResolveFlags,
-) -> rustix::io::Result<rustix::fd::OwnedFd> {
-    let mut tries = 0;
-    loop {
-        match rustix::fs::openat2(&dirfd, path, oflags, mode, resolve) {
-            Err(rustix::io::Errno::AGAIN) if tries < 100 => tries += 1,
-            r => return r,
-        }
-    }
 }
