@@ -361,19 +361,14 @@ pub fn exec_through(
     e
 }
 
-/// What the stub reported to the report fd (the errno, and the error
-/// message an exec failure gets, `exe` as given), if `msg` is such a report.
-pub fn stub_report(msg: &[u8], exe: &str) -> Option<(i32, String)> {
-    let b: [u8; 4] = msg.strip_prefix(b"X")?.get(..4)?.try_into().ok()?;
-    let errno = i32::from_le_bytes(b);
-    Some((
-        errno,
-        if errno == libc::ENOENT {
-            format!("exec {exe:?}: no such file or directory")
-        } else {
-            format!("exec {exe:?}: {}", io::Error::from_raw_os_error(errno))
-        },
-    ))
+/// The error message of the stub's failed execve of `exe` (as given),
+/// from the errno it reported.
+pub fn stub_message(errno: i32, exe: &str) -> String {
+    if errno == libc::ENOENT {
+        format!("exec {exe:?}: no such file or directory")
+    } else {
+        format!("exec {exe:?}: {}", io::Error::from_raw_os_error(errno))
+    }
 }
 
 #[cfg(test)]
