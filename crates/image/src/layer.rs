@@ -16,11 +16,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+use inroot::openat2_retry;
 use rustix::fs::{
     self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, XattrFlags,
     CWD,
 };
-use inroot::openat2_retry;
 use rustix::io::Errno;
 
 use crate::digest::{Algorithm, Digest, HashingReader};
