@@ -8,6 +8,7 @@ use super::rules::{
     X32_SYSCALL_BIT,
 };
 use super::SeccompError;
+
 /// The kernel's limit on a classic BPF program (`BPF_MAXINSNS`).
 pub(super) const MAX_INSNS: usize = 4096;
 

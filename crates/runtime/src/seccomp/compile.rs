@@ -16,6 +16,7 @@ use super::{
     Filter, SeccompError, FLAG_LOG, FLAG_NEW_LISTENER, FLAG_SPEC_ALLOW, FLAG_TSYNC,
     FLAG_TSYNC_ESRCH, FLAG_WAIT_KILLABLE_RECV,
 };
+
 /// The seccomp return value of an action.
 pub(super) fn action_value(
     action: LinuxSeccompAction,

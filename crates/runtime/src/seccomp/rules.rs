@@ -4,6 +4,7 @@
 use oci_spec::runtime::LinuxSeccompOperator;
 
 use super::syscalls::Row;
+
 pub(super) const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 pub(super) const AUDIT_ARCH_I386: u32 = 0x4000_0003;
 pub(super) const X32_SYSCALL_BIT: u32 = 0x4000_0000;
