@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use berth_image::gc::{self, Removed};
+use berth_image::gc::Removed;
 use berth_image::load::Input;
 use berth_image::reference::Reference;
 use berth_image::store::Store;
@@ -418,25 +418,31 @@ pub fn prune(ctx: &Ctx, a: &PruneArgs, system: bool) -> Result<()> {
 }
 
 pub fn df(ctx: &Ctx, a: &FormatArgs) -> Result<()> {
-    let store = ctx.store()?;
-    let usage = gc::disk_usage(&store)?;
-    let values = vec![
-        json!({
-            "Type": "Images",
-            "TotalCount": usage.images,
-            "Active": usage.active_images,
-            "Size": human_size(usage.images_size),
-            "Reclaimable": format!("{} ({}%)", human_size(usage.reclaimable),
-                (usage.reclaimable * 100).checked_div(usage.images_size).unwrap_or(0)),
-        }),
-        json!({
-            "Type": "Blobs",
-            "TotalCount": usage.blobs,
-            "Active": usage.blobs,
-            "Size": human_size(usage.blobs_size),
-            "Reclaimable": human_size(0),
-        }),
-    ];
+    let mut eng = berth_engine::Engine::open(&ctx.paths())?;
+    let usage = berth_service::system::df(&mut eng)?;
+    let values: Vec<Value> = usage
+        .rows()
+        .iter()
+        .map(|r| {
+            // docker's: a share of the size, except for the build cache.
+            let reclaimable = if r.size == 0 || matches!(r.kind, "Build Cache" | "Blobs") {
+                human_size(r.reclaimable)
+            } else {
+                format!(
+                    "{} ({}%)",
+                    human_size(r.reclaimable),
+                    r.reclaimable * 100 / r.size
+                )
+            };
+            json!({
+                "Type": r.kind,
+                "TotalCount": r.total,
+                "Active": r.active,
+                "Size": human_size(r.size),
+                "Reclaimable": reclaimable,
+            })
+        })
+        .collect();
     match &a.format {
         Some(f) => print_format(f, &values)?,
         None => {

@@ -259,3 +259,97 @@ fn exec_exit_codes_are_recorded() {
         "execs outlived their container"
     );
 }
+
+/// `system df` counts what each kind of object takes, in the Engine
+/// API's `/system/df` shape: a container's own layer, a volume's data and
+/// who uses it, and the build cache apart from the images.
+#[test]
+fn system_df_counts_containers_volumes_and_the_build_cache() {
+    let b = Berth::with_busybox();
+    let images_size = |eng: &mut Engine| berth_service::system::df(eng).unwrap().rows()[0].size;
+    let busybox = images_size(&mut engine(&b));
+    let ctx = b.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:1.35\nRUN head -c 300000 /dev/zero > /cached\n",
+    )
+    .unwrap();
+    b.ok(&["build", "-q", "-t", "df-app", ctx.to_str().unwrap()]);
+    b.ok(&["rmi", "df-app"]);
+    let id = b.ok(&[
+        "run",
+        "-d",
+        "-v",
+        "dfvol:/data",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "head -c 200000 /dev/zero > /data/v; head -c 100000 /dev/zero > /rw; sleep 30",
+    ]);
+    let id = id.trim();
+    let mut eng = engine(&b);
+    eventually("the container wrote its files", || {
+        berth_service::system::df(&mut eng)
+            .unwrap()
+            .containers
+            .iter()
+            .any(|c| c.size_rw.unwrap_or(0) >= 100_000)
+    });
+    eventually("the volume holds its file", || {
+        berth_service::system::df(&mut eng).unwrap().volumes[0]
+            .usage_data
+            .as_ref()
+            .is_some_and(|u| u.size >= 200_000)
+    });
+    let df = berth_service::system::df(&mut eng).unwrap();
+    let v = serde_json::to_value(&df).unwrap();
+    assert_eq!(v["Containers"][0]["Id"], id, "{v}");
+    assert!(
+        v["Containers"][0]["SizeRw"].as_u64().unwrap() < 200_000,
+        "{v}"
+    );
+    assert_eq!(v["Volumes"][0]["Name"], "dfvol", "{v}");
+    assert_eq!(v["Volumes"][0]["UsageData"]["RefCount"], 1, "{v}");
+    assert_eq!(v["Images"][0]["Containers"], 1, "{v}");
+    let cached: u64 = df.build_cache.iter().map(|r| r.size).sum();
+    assert!(cached >= 300_000, "the RUN step's layer: {v}");
+    assert!(v["LayersSize"].as_u64().unwrap() > 0, "{v}");
+
+    let rows = df.rows();
+    let row = |kind: &str| rows.iter().find(|r| r.kind == kind).unwrap().clone();
+    assert_eq!((row("Containers").total, row("Containers").active), (1, 1));
+    assert_eq!(
+        row("Containers").reclaimable,
+        0,
+        "a running container's layer"
+    );
+    assert_eq!(
+        (row("Local Volumes").total, row("Local Volumes").active),
+        (1, 1)
+    );
+    assert!(row("Build Cache").size >= 300_000, "{rows:?}");
+    assert_eq!(
+        row("Images").size,
+        busybox,
+        "the cache's layer is not an image's: {rows:?}"
+    );
+
+    let table = b.ok(&["system", "df"]);
+    for kind in ["Images", "Containers", "Local Volumes", "Build Cache"] {
+        assert!(table.lines().any(|l| l.starts_with(kind)), "{table}");
+    }
+    b.ok(&["rm", "-f", id]);
+    let df = berth_service::system::df(&mut engine(&b)).unwrap();
+    assert!(df.containers.is_empty());
+    let vol = df
+        .rows()
+        .into_iter()
+        .find(|r| r.kind == "Local Volumes")
+        .unwrap();
+    assert_eq!(vol.active, 0);
+    assert_eq!(vol.reclaimable, vol.size, "an unused volume is reclaimable");
+    b.ok(&["builder", "prune", "-f"]);
+    let df = berth_service::system::df(&mut engine(&b)).unwrap();
+    assert!(df.build_cache.is_empty());
+}

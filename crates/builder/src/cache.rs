@@ -14,6 +14,18 @@ pub struct Cache {
     db: rusqlite::Connection,
 }
 
+/// One cached step.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub key: String,
+    /// Unix seconds.
+    pub created: i64,
+    pub last_used: i64,
+    /// The chain id of the state's last layer (none for a state of no
+    /// layers, such as `FROM scratch` and `ENV`).
+    pub top: Option<String>,
+}
+
 pub const HOLDER_PREFIX: &str = "build:";
 
 impl Cache {
@@ -68,6 +80,35 @@ impl Cache {
             params![key, serde_json::to_string(state).expect("serializes"), now],
         )?;
         Ok(())
+    }
+
+    /// Every cached step, oldest first.
+    pub fn entries(&self) -> Result<Vec<Entry>, BuildError> {
+        let mut stmt = self
+            .db
+            .prepare("SELECT key, state, created, used FROM build_cache ORDER BY created, key")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, state, created, used) = row?;
+            let top = serde_json::from_str::<State>(&state)
+                .ok()
+                .and_then(|s| s.layers.last().map(|l| l.chain_id.clone()));
+            out.push(Entry {
+                key,
+                created,
+                last_used: used,
+                top,
+            });
+        }
+        Ok(out)
     }
 
     /// `berth builder prune`: forgets every cached step and frees what only

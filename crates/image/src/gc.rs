@@ -204,15 +204,19 @@ pub fn prune_images(store: &mut Store, all: bool) -> Result<(Vec<Removed>, GcRep
     Ok((removed, report))
 }
 
-/// What `berth system df` reports.
+/// What `berth system df` reports of the store.
 #[derive(Debug, Default, Clone)]
 pub struct DiskUsage {
     pub images: usize,
     pub active_images: usize,
-    /// Unpacked size of all snapshots, each counted once.
+    /// Unpacked size of the snapshots images use (each counted once),
+    /// of orphans gc will remove, and of staging dead loads left.
     pub images_size: u64,
-    /// Unpacked size of snapshots no image in use needs.
+    /// Of `images_size`, what no image in use needs.
     pub reclaimable: u64,
+    /// Unpacked size of the snapshots only the build cache holds (what
+    /// `builder prune` gives back).
+    pub build_cache_size: u64,
     pub blobs: usize,
     pub blobs_size: u64,
 }
@@ -224,22 +228,38 @@ pub fn disk_usage(store: &Store) -> Result<DiskUsage, StoreError> {
         active_images: db.query_row("SELECT COUNT(DISTINCT image_id) FROM leases", [], |r| {
             r.get::<_, i64>(0)
         })? as usize,
-        images_size: db.query_row(
-            "SELECT COALESCE(SUM(size), 0) FROM
-                (SELECT MAX(size) AS size FROM snapshots GROUP BY COALESCE(dir, id))",
-            [],
-            |r| r.get::<_, i64>(0),
-        )? as u64,
         ..DiskUsage::default()
     };
-    u.reclaimable = db.query_row(
-        "SELECT COALESCE(SUM(size), 0) FROM
-           (SELECT MAX(size) AS size FROM snapshots GROUP BY COALESCE(dir, id)
-            HAVING SUM(chain_id IN (SELECT l.chain_id FROM image_layers l
-                                    JOIN leases ON leases.image_id = l.image_id)) = 0)",
-        [],
-        |r| r.get::<_, i64>(0),
-    )? as u64;
+    // Snapshots sharing a directory are one group, sized once: by whether
+    // an image uses one of them, an image in use does, or only the build
+    // cache holds them.
+    let mut stmt = db.prepare(
+        "SELECT MAX(size),
+                SUM(chain_id IN (SELECT chain_id FROM image_layers)),
+                SUM(chain_id IN (SELECT l.chain_id FROM image_layers l
+                                 JOIN leases ON leases.image_id = l.image_id)),
+                SUM(chain_id IN (SELECT chain_id FROM layer_refs))
+         FROM snapshots GROUP BY COALESCE(dir, id)",
+    )?;
+    let groups = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)? as u64,
+            r.get::<_, i64>(1)? > 0,
+            r.get::<_, i64>(2)? > 0,
+            r.get::<_, i64>(3)? > 0,
+        ))
+    })?;
+    for g in groups {
+        let (size, imaged, in_use, cached) = g?;
+        if !imaged && cached {
+            u.build_cache_size += size;
+            continue;
+        }
+        u.images_size += size;
+        if !in_use {
+            u.reclaimable += size;
+        }
+    }
     for alg in ["sha256", "sha512"] {
         let dir = store.root().join("blobs").join(alg);
         for ent in fs::read_dir(&dir).map_err(|source| StoreError::Io {
@@ -272,18 +292,11 @@ pub fn disk_usage(store: &Store) -> Result<DiskUsage, StoreError> {
     Ok(u)
 }
 
-/// Bytes of the regular files under `p` (not following links).
+/// Bytes of the files under `p` (not following links), or of `p` itself.
 fn tree_size(p: &Path) -> u64 {
-    let Ok(md) = fs::symlink_metadata(p) else {
-        return 0;
-    };
-    if !md.is_dir() {
-        return if md.is_file() { md.len() } else { 0 };
+    match fs::symlink_metadata(p) {
+        Ok(md) if md.is_dir() => crate::layer::tree_size(p).unwrap_or(0),
+        Ok(md) if md.is_file() => md.len(),
+        _ => 0,
     }
-    fs::read_dir(p)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| tree_size(&e.path()))
-        .sum()
 }

@@ -645,6 +645,19 @@ impl Store {
             .collect()
     }
 
+    /// Whether some image has the layer chain `chain`.
+    pub fn image_uses_chain(&self, chain: &Digest) -> Result<bool, StoreError> {
+        Ok(self
+            .db
+            .query_row(
+                "SELECT 1 FROM image_layers WHERE chain_id = ?1 LIMIT 1",
+                [chain.to_string()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
     pub fn snapshot(&self, chain: &Digest) -> Result<Option<SnapshotRecord>, StoreError> {
         let row: Option<(i64, String, i64, i64, i64)> = self
             .db

@@ -37,6 +37,13 @@ pub struct ContainerSummary {
     pub mounts: Vec<MountPoint>,
     pub host_config: SummaryHostConfig,
     pub network_settings: SummaryNetworks,
+    /// Bytes the container wrote to its own layer (with `size`, and in
+    /// `system df`).
+    #[serde(rename = "SizeRw", skip_serializing_if = "Option::is_none")]
+    pub size_rw: Option<u64>,
+    /// Its layer and the image's together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_root_fs: Option<u64>,
     /// The creation time as recorded (RFC 3339 with nanoseconds), for
     /// front ends that show it as such.
     #[serde(skip)]
@@ -162,6 +169,8 @@ pub fn summary(eng: &Engine, r: &Record) -> ContainerSummary {
         network_settings: SummaryNetworks {
             networks: BTreeMap::from([(net, Value::Object(Default::default()))]),
         },
+        size_rw: None,
+        size_root_fs: None,
         created_at: r.created.clone(),
     }
 }

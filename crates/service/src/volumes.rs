@@ -21,6 +21,18 @@ pub struct VolumeView {
     pub name: String,
     pub options: Option<BTreeMap<String, String>>,
     pub scope: String,
+    /// What the volume holds and how many containers use it (`system
+    /// df`; the Engine API leaves it out elsewhere).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage_data: Option<UsageData>,
+}
+
+/// The Engine API's `VolumeUsageData`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UsageData {
+    pub size: u64,
+    pub ref_count: u64,
 }
 
 pub fn view(eng: &Engine, v: &Volume) -> VolumeView {
@@ -35,6 +47,7 @@ pub fn view(eng: &Engine, v: &Volume) -> VolumeView {
         name: v.name.clone(),
         options: non_empty(&v.options),
         scope: "local".into(),
+        usage_data: None,
     }
 }
 
