@@ -95,9 +95,6 @@ fn config_from(a: &RunArgs) -> Result<ContainerConfig> {
         bail!("-p/--publish needs bridge networking, which berth does not have yet; use --network host to reach the container's ports");
     }
     let restart: berth_engine::options::RestartPolicy = a.restart.parse().map_err(coded)?;
-    if a.rm && restart.name != berth_engine::options::RestartName::No {
-        bail!("conflicting options: cannot specify both --restart and --rm");
-    }
     let mounts = a
         .mount
         .iter()
@@ -110,13 +107,6 @@ fn config_from(a: &RunArgs) -> Result<ContainerConfig> {
         .map(|u| u.parse())
         .collect::<Result<Vec<_>, _>>()
         .map_err(coded)?;
-    for v in &a.volume {
-        berth_engine::options::Mount::parse_volume_flag(v).map_err(coded)?;
-    }
-    for t in &a.tmpfs {
-        berth_engine::options::Mount::parse_tmpfs_flag(t).map_err(coded)?;
-    }
-    berth_engine::options::SecurityOptions::parse(&a.security_opt).map_err(coded)?;
     let env = env_from(&a.env_file, &a.env)?;
     let mut labels = BTreeMap::new();
     for l in &a.labels {
@@ -131,19 +121,6 @@ fn config_from(a: &RunArgs) -> Result<ContainerConfig> {
         retries: a.health_retries,
         disabled: a.no_healthcheck,
     };
-    if health.disabled && health.cmd.is_some() {
-        bail!("--no-healthcheck conflicts with --health-* options");
-    }
-    for (flag, v) in [
-        ("--health-interval", &health.interval),
-        ("--health-timeout", &health.timeout),
-        ("--health-start-period", &health.start_period),
-    ] {
-        if let Some(v) = v {
-            berth_engine::health::parse_duration(v)
-                .map_err(|e| anyhow::anyhow!("invalid argument {v:?} for \"{flag}\" flag: {e}"))?;
-        }
-    }
     let memory = match &a.memory {
         Some(m) => Some(berth_engine::config::parse_size(m).map_err(|e| {
             coded(EngineError::Invalid(format!(
@@ -207,11 +184,13 @@ fn create_record(ctx: &Ctx, a: &RunArgs) -> Result<(Engine, Record)> {
     })?;
     let mut eng = engine(ctx)?;
     let lines = berth_registry_client::progress::Lines(std::sync::Mutex::new(std::io::stderr()));
-    berth_service::containers::ensure_image(&mut eng, &a.image, a.pull, &lines)
-        .map_err(run_coded)?;
-    let rec = eng
-        .create(&a.image, a.name.as_deref(), config)
-        .map_err(coded)?;
+    let req = berth_service::containers::CreateRequest {
+        image: a.image.clone(),
+        name: a.name.clone(),
+        config,
+        pull: a.pull,
+    };
+    let rec = berth_service::containers::create(&mut eng, req, &lines).map_err(run_coded)?;
     Ok((eng, rec))
 }
 

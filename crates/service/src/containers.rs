@@ -722,3 +722,115 @@ pub fn start(eng: Engine, key: &str) -> Result<()> {
         r => r.map_err(Into::into),
     }
 }
+
+/// What `create` asks for (`berth create`/`run`, `POST
+/// /containers/create`): the image, an optional name, the options.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    pub image: String,
+    pub name: Option<String>,
+    pub config: ContainerConfig,
+    pub pull: PullPolicy,
+}
+
+/// The options' rules that are not a matter of one value's syntax, as
+/// docker's daemon checks them: conflicts between options, and the
+/// options kept as text (binds, tmpfs, security options, health
+/// durations) well formed.
+pub fn validate(c: &ContainerConfig) -> Result<()> {
+    use berth_engine::options::{Mount, RestartName, SecurityOptions};
+    if c.auto_remove && c.restart.name != RestartName::No {
+        return Err(Error::invalid(
+            "conflicting options: cannot specify both --restart and --rm",
+        ));
+    }
+    if c.health.disabled && c.health.cmd.is_some() {
+        return Err(Error::invalid(
+            "--no-healthcheck conflicts with --health-* options",
+        ));
+    }
+    for (what, v) in [
+        ("--health-interval", &c.health.interval),
+        ("--health-timeout", &c.health.timeout),
+        ("--health-start-period", &c.health.start_period),
+    ] {
+        if let Some(v) = v {
+            berth_engine::health::parse_duration(v).map_err(|e| {
+                Error::invalid(format!("invalid argument {v:?} for \"{what}\" flag: {e}"))
+            })?;
+        }
+    }
+    for v in &c.volumes {
+        Mount::parse_volume_flag(v)?;
+    }
+    for t in &c.tmpfs {
+        Mount::parse_tmpfs_flag(t)?;
+    }
+    SecurityOptions::parse(&c.security_opt)?;
+    Ok(())
+}
+
+/// `create`: checks the options, makes sure the image is there as the
+/// pull policy says (pull progress to `progress`), and creates the
+/// container.
+pub fn create(
+    eng: &mut Engine,
+    req: CreateRequest,
+    progress: &dyn berth_registry_client::progress::Progress,
+) -> Result<Record> {
+    validate(&req.config)?;
+    ensure_image(eng, &req.image, req.pull, progress)?;
+    Ok(eng.create(&req.image, req.name.as_deref(), req.config)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn invalid(c: ContainerConfig) -> String {
+        let e = validate(&c).expect_err("rejected");
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert_eq!(e.kind().run_exit_code(), 125);
+        e.to_string()
+    }
+
+    #[test]
+    fn create_options_are_checked_as_dockers_daemon_checks_them() {
+        assert!(validate(&ContainerConfig::default()).is_ok());
+        let e = invalid(ContainerConfig {
+            auto_remove: true,
+            restart: "always".parse().unwrap(),
+            ..Default::default()
+        });
+        assert!(e.contains("--restart and --rm"), "{e}");
+        let mut c = ContainerConfig::default();
+        c.health.disabled = true;
+        c.health.cmd = Some("true".into());
+        assert!(invalid(c).contains("--no-healthcheck"));
+        let mut c = ContainerConfig::default();
+        c.health.interval = Some("5 parsecs".into());
+        assert!(invalid(c).contains("--health-interval"));
+        let e = invalid(ContainerConfig {
+            volumes: vec!["/a:relative/dest".into()],
+            ..Default::default()
+        });
+        assert!(e.contains("relative"), "{e}");
+        invalid(ContainerConfig {
+            tmpfs: vec!["relative".into()],
+            ..Default::default()
+        });
+        invalid(ContainerConfig {
+            security_opt: vec!["seccomp".into()],
+            ..Default::default()
+        });
+        assert!(validate(&ContainerConfig {
+            restart: "on-failure:3".parse().unwrap(),
+            volumes: vec!["/src:/dst:ro".into()],
+            tmpfs: vec!["/run:size=1m".into()],
+            security_opt: vec!["no-new-privileges".into()],
+            ..Default::default()
+        })
+        .is_ok());
+    }
+}
