@@ -114,6 +114,8 @@ pub enum Command {
     /// Run an OCI distribution registry
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// Serve the Docker Engine API (for the docker CLI, SDKs and Compose)
+    Daemon(DaemonArgs),
     /// Build an image from a Dockerfile
     Build(BuildArgs),
     /// Manage the build cache
@@ -826,6 +828,16 @@ pub struct LoginArgs {
     pub password_stdin: bool,
     /// The registry (HOST[:PORT])
     pub server: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Where to listen: unix:///path (several allowed) [default: unix:///run/berth/docker.sock]
+    #[arg(short = 'H', long = "host")]
+    pub hosts: Vec<String>,
+    /// Write the daemon's pid here [default: RUNROOT/berth-daemon.pid]
+    #[arg(short = 'p', long)]
+    pub pidfile: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

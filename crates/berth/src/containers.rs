@@ -120,6 +120,7 @@ fn config_from(a: &RunArgs) -> Result<ContainerConfig> {
         start_period: a.health_start_period.clone(),
         retries: a.health_retries,
         disabled: a.no_healthcheck,
+        test: None,
     };
     let memory = match &a.memory {
         Some(m) => Some(berth_engine::config::parse_size(m).map_err(|e| {
@@ -131,7 +132,7 @@ fn config_from(a: &RunArgs) -> Result<ContainerConfig> {
     };
     Ok(ContainerConfig {
         cmd: a.command.clone(),
-        entrypoint: a.entrypoint.clone(),
+        entrypoint: a.entrypoint.clone().map(|e| vec![e]),
         env,
         workdir: a.workdir.clone(),
         user: a.user.clone(),

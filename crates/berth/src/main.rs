@@ -146,6 +146,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Volume(v) => return volumes::command(&ctx, &v),
         Command::Registry(cli::RegistryCommand::Serve(a)) => return registry_serve(&a),
+        Command::Daemon(a) => return daemon(&ctx, &a),
         Command::Registry(cli::RegistryCommand::Gc(a)) => return registry_gc(&a),
         Command::Registry(cli::RegistryCommand::Htpasswd { user }) => {
             let mut password = String::new();
@@ -463,6 +464,33 @@ fn login(a: &cli::LoginArgs) -> Result<u8> {
 
 /// `berth registry serve`: the config file under the flags, then a tokio
 /// runtime for the server's life.
+fn daemon(ctx: &images::Ctx, a: &cli::DaemonArgs) -> Result<u8> {
+    let hosts = if a.hosts.is_empty() {
+        vec!["unix:///run/berth/docker.sock".to_string()]
+    } else {
+        a.hosts.clone()
+    };
+    let settings = berth_daemon::Settings {
+        paths: ctx.paths(),
+        hosts,
+        pid_file: Some(
+            a.pidfile
+                .clone()
+                .unwrap_or_else(|| ctx.runroot.join("berth-daemon.pid")),
+        ),
+        on_listening: Some(Box::new(|socks: &[std::path::PathBuf]| {
+            for s in socks {
+                println!("berth daemon listening on unix://{}", s.display());
+            }
+        })),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(berth_daemon::serve(settings))?;
+    Ok(0)
+}
+
 fn registry_serve(a: &cli::RegistryServeArgs) -> Result<u8> {
     use berth_registry::config::{duration, Config};
     use std::time::Duration;

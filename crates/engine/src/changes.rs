@@ -59,10 +59,10 @@ fn image_config_for(eng: &Engine, rec: &Record) -> Result<Map<String, Value>, En
         .collect();
     cfg.insert("Env".into(), json!(env));
     if let Some(e) = &c.entrypoint {
-        let ep = if e.is_empty() {
+        let ep = if e.iter().all(|s| s.is_empty()) {
             json!(null)
         } else {
-            json!([e])
+            json!(e)
         };
         cfg.insert("Entrypoint".into(), ep);
         let cmd = if c.cmd.is_empty() {

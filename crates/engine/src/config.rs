@@ -13,8 +13,9 @@ use crate::EngineError;
 pub struct ContainerConfig {
     /// The command after the image name (replaces the image's Cmd).
     pub cmd: Vec<String>,
-    /// `--entrypoint` ("" clears the image's).
-    pub entrypoint: Option<String>,
+    /// `--entrypoint` (`[""]` clears the image's; none or `[]` keeps it).
+    #[serde(deserialize_with = "crate::options::de_entrypoint")]
+    pub entrypoint: Option<Vec<String>>,
     /// `-e` and `--env-file` entries, in order.
     pub env: Vec<String>,
     pub workdir: Option<String>,
@@ -70,6 +71,10 @@ pub struct ContainerConfig {
 #[serde(default)]
 pub struct HealthFlags {
     pub cmd: Option<String>,
+    /// The Engine API's `Test` (`["CMD", ...]`, `["CMD-SHELL", cmd]`,
+    /// `["NONE"]`), over `cmd` and the image's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<Vec<String>>,
     pub interval: Option<String>,
     pub timeout: Option<String>,
     pub start_period: Option<String>,
@@ -124,9 +129,9 @@ impl ImageConfig {
 /// also drops the image's Cmd; a command given replaces Cmd.
 pub fn process_args(opts: &ContainerConfig, image: &ImageConfig) -> Vec<String> {
     let (entrypoint, image_cmd): (Vec<String>, Vec<String>) = match &opts.entrypoint {
-        Some(e) if e.is_empty() => (Vec::new(), Vec::new()),
-        Some(e) => (vec![e.clone()], Vec::new()),
-        None => (
+        Some(e) if e.len() == 1 && e[0].is_empty() => (Vec::new(), Vec::new()),
+        Some(e) if !e.is_empty() => (e.clone(), Vec::new()),
+        _ => (
             image.entrypoint.clone().unwrap_or_default(),
             image.cmd.clone().unwrap_or_default(),
         ),
@@ -185,7 +190,7 @@ mod tests {
 
     fn opts(ep: Option<&str>, cmd: &[&str]) -> ContainerConfig {
         ContainerConfig {
-            entrypoint: ep.map(str::to_string),
+            entrypoint: ep.map(|e| vec![e.to_string()]),
             cmd: cmd.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         }
@@ -209,6 +214,33 @@ mod tests {
         let img = image(None, Some(&["sh"]));
         assert_eq!(process_args(&opts(None, &[]), &img), ["sh"]);
         assert_eq!(process_args(&opts(None, &["true"]), &img), ["true"]);
+        // The API's list form; an empty list keeps the image's.
+        let img = image(Some(&["/ep"]), Some(&["a"]));
+        let list = ContainerConfig {
+            entrypoint: Some(vec!["sh".into(), "-c".into()]),
+            cmd: vec!["echo hi".into()],
+            ..Default::default()
+        };
+        assert_eq!(process_args(&list, &img), ["sh", "-c", "echo hi"]);
+        let empty = ContainerConfig {
+            entrypoint: Some(Vec::new()),
+            ..Default::default()
+        };
+        assert_eq!(process_args(&empty, &img), ["/ep", "a"]);
+    }
+
+    /// Records written when the entrypoint was one string still load.
+    #[test]
+    fn an_entrypoint_kept_as_one_string_loads_as_a_list() {
+        let old: ContainerConfig =
+            serde_json::from_str(r#"{"entrypoint": "", "cmd": ["ls"]}"#).unwrap();
+        assert_eq!(old.entrypoint, Some(vec![String::new()]));
+        let old: ContainerConfig = serde_json::from_str(r#"{"entrypoint": "/bin/sh"}"#).unwrap();
+        assert_eq!(old.entrypoint, Some(vec!["/bin/sh".to_string()]));
+        let none: ContainerConfig = serde_json::from_str(r#"{"entrypoint": null}"#).unwrap();
+        assert_eq!(none.entrypoint, None);
+        let absent: ContainerConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(absent.entrypoint, None);
     }
 
     #[test]

@@ -73,13 +73,16 @@ pub fn check_for(
             .filter(|n| *n > 0)
             .map(Duration::from_nanos)
     };
-    let args: Vec<String> = match &flags.cmd {
-        Some(c) => vec!["/bin/sh".into(), "-c".into(), c.clone()],
-        None => {
-            let test: Vec<String> = img
-                .get("Test")
-                .and_then(|t| serde_json::from_value(t.clone()).ok())
-                .unwrap_or_default();
+    let args: Vec<String> = match (&flags.cmd, &flags.test) {
+        (Some(c), None) => vec!["/bin/sh".into(), "-c".into(), c.clone()],
+        (_, given) => {
+            let test: Vec<String> = match given {
+                Some(t) if !t.is_empty() => t.clone(),
+                _ => img
+                    .get("Test")
+                    .and_then(|t| serde_json::from_value(t.clone()).ok())
+                    .unwrap_or_default(),
+            };
             match test.first().map(String::as_str) {
                 Some("CMD") => test[1..].to_vec(),
                 Some("CMD-SHELL") => {
@@ -369,6 +372,20 @@ mod tests {
         let c = check_for(&flags, Some(&img)).unwrap().unwrap();
         assert_eq!(c.interval, Duration::from_millis(200));
         assert_eq!(c.retries, 1);
+        // The Engine API's Test form wins over the image's.
+        let api = HealthFlags {
+            test: Some(vec!["CMD".into(), "/bin/true".into()]),
+            ..Default::default()
+        };
+        assert_eq!(
+            check_for(&api, Some(&img)).unwrap().unwrap().args,
+            ["/bin/true"]
+        );
+        let api_none = HealthFlags {
+            test: Some(vec!["NONE".into()]),
+            ..Default::default()
+        };
+        assert!(check_for(&api_none, Some(&img)).unwrap().is_none());
         let none = serde_json::json!({"Test": ["NONE"]});
         assert!(check_for(&HealthFlags::default(), Some(&none))
             .unwrap()

@@ -498,6 +498,22 @@ impl fmt::Display for Ulimit {
     }
 }
 
+/// An entrypoint as kept: a list, or (records before lists) one string.
+pub(crate) fn de_entrypoint<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Many(Vec<String>),
+        One(String),
+    }
+    Ok(Option::<Stored>::deserialize(d)?.map(|s| match s {
+        Stored::Many(v) => v,
+        Stored::One(e) => vec![e],
+    }))
+}
+
 pub(crate) fn de_ulimits<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Ulimit>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]

@@ -155,7 +155,7 @@ fn run_mounted(
     };
     let opts = ContainerConfig {
         cmd: step.args.to_vec(),
-        entrypoint: Some(String::new()),
+        entrypoint: Some(vec![String::new()]),
         network: step.network.to_string(),
         mounts: step.mounts.clone(),
         tmpfs: step.tmpfs.clone(),

@@ -168,7 +168,7 @@ impl World {
     fn create(&self, script: &str, edit: impl FnOnce(&mut ContainerConfig)) -> String {
         let mut c = ContainerConfig {
             cmd: vec!["sh".into(), "-c".into(), script.into()],
-            entrypoint: Some(String::new()),
+            entrypoint: Some(vec![String::new()]),
             ..Default::default()
         };
         edit(&mut c);

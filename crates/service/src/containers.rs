@@ -336,7 +336,8 @@ pub struct HostConfig {
     pub memory: i64,
     pub nano_cpus: i64,
     pub pids_limit: Option<i64>,
-    pub tmpfs: Vec<String>,
+    /// Path to mount options, as the Engine API has it.
+    pub tmpfs: BTreeMap<String, String>,
     pub log_config: LogConfig,
     pub init: bool,
 }
@@ -424,7 +425,14 @@ pub fn inspect(eng: &Engine, r: &Record) -> ContainerInspect {
             memory: c.memory.unwrap_or(0),
             nano_cpus: c.cpus.map(|x| (x * 1e9) as i64).unwrap_or(0),
             pids_limit: c.pids_limit,
-            tmpfs: c.tmpfs.clone(),
+            tmpfs: c
+                .tmpfs
+                .iter()
+                .map(|t| {
+                    let (p, o) = t.split_once(':').unwrap_or((t.as_str(), ""));
+                    (p.to_string(), o.to_string())
+                })
+                .collect(),
             log_config: LogConfig {
                 typ: if c.log_driver.is_empty() {
                     "json-file".into()
@@ -452,7 +460,7 @@ pub fn inspect(eng: &Engine, r: &Record) -> ContainerInspect {
             cmd: c.cmd.clone(),
             image: r.image.clone(),
             working_dir: c.workdir.clone().unwrap_or_default(),
-            entrypoint: c.entrypoint.as_ref().map(|e| vec![e.clone()]),
+            entrypoint: c.entrypoint.clone(),
             labels: c.labels.clone(),
             stop_signal: c.stop_signal.clone(),
             stop_timeout: c.stop_timeout,
@@ -622,10 +630,7 @@ pub fn ensure_image(
     };
     if !pull {
         if !present {
-            return Err(Error::not_found(format!(
-                "No such image: {} (and --pull=never)",
-                r.familiar()
-            )));
+            return Err(Error::not_found(format!("No such image: {}", r.familiar())));
         }
         return Ok(());
     }
@@ -684,26 +689,45 @@ pub struct WaitError {
     pub message: String,
 }
 
-/// `wait`: blocks until `condition` holds for container `key` and returns
-/// its exit code. A container `--rm` has removed is answered from the code
-/// kept for it.
-pub fn wait(eng: &mut Engine, key: &str, condition: WaitCondition) -> Result<WaitResponse> {
-    let code = match eng.wait(key, condition, None) {
-        Ok(c) => c,
-        Err(berth_engine::EngineError::NoSuchContainer(_))
-            if condition == WaitCondition::NotRunning =>
-        {
-            eng.wait_code(key, None)?
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let record = eng.db.get(key).ok().flatten();
+/// Subscribes to container `key`'s exits and removal, before anything
+/// else happens to it: `wait_on` then sees an exit however soon it comes
+/// (the daemon answers the wait's headers in between).
+pub fn waiter(eng: &mut Engine, key: &str) -> Result<berth_engine::wait::Waiter> {
+    Ok(eng.waiter(key)?)
+}
+
+/// Blocks until `condition` holds for the container `w` follows.
+pub fn wait_on(
+    eng: &mut Engine,
+    mut w: berth_engine::wait::Waiter,
+    condition: WaitCondition,
+) -> Result<WaitResponse> {
+    let code = w.wait(eng, condition, None)?.map(|o| o.exit_code);
+    let record = eng.db.get(w.id()).ok().flatten();
     Ok(WaitResponse {
         status_code: code.unwrap_or(0).into(),
         error: record
             .filter(|r| !r.error.is_empty())
             .map(|r| WaitError { message: r.error }),
     })
+}
+
+/// `wait`: blocks until `condition` holds for container `key` and returns
+/// its exit code. A container `--rm` has removed is answered from the code
+/// kept for it.
+pub fn wait(eng: &mut Engine, key: &str, condition: WaitCondition) -> Result<WaitResponse> {
+    match eng.waiter(key) {
+        Ok(w) => wait_on(eng, w, condition),
+        Err(berth_engine::EngineError::NoSuchContainer(_))
+            if condition == WaitCondition::NotRunning =>
+        {
+            Ok(WaitResponse {
+                status_code: eng.wait_code(key, None)?.unwrap_or(0).into(),
+                error: None,
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `start`: starts each stopped container with its own monitor; one that

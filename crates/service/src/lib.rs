@@ -7,6 +7,7 @@
 
 pub mod build;
 pub mod containers;
+pub mod create;
 pub mod error;
 pub mod events;
 pub mod filters;

@@ -1,0 +1,246 @@
+//! `/containers/...`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::Response;
+use serde_json::json;
+
+use crate::route::ContainerOp;
+use crate::{empty, json, ApiError, Body, Call, Daemon, Reply};
+
+/// JSON request bodies past this are refused (413).
+const JSON_LIMIT: usize = 4 << 20;
+
+pub(super) async fn list(d: &Arc<Daemon>, call: Call) -> Reply {
+    let q = &call.query;
+    let limit = q.int("limit")?.filter(|n| *n > 0).map(|n| n as usize);
+    let opts = berth_service::containers::ListOptions {
+        all: q.bool("all") || limit.is_some(),
+        limit,
+        filters: q.filters()?,
+    };
+    let list = d
+        .engine(move |eng| Ok(berth_service::containers::list(eng, &opts)?))
+        .await?;
+    Ok(json(200, &list))
+}
+
+pub(super) async fn create(d: &Arc<Daemon>, call: Call) -> Reply {
+    let name = call.query.get("name").filter(|n| !n.is_empty());
+    let name = name.map(|n| n.trim_start_matches('/').to_string());
+    let body: berth_service::create::CreateBody = crate::read_json(call.req, JSON_LIMIT).await?;
+    let req = body.into_request(name)?;
+    let rec = d
+        .engine(move |eng| {
+            Ok(berth_service::containers::create(
+                eng,
+                req,
+                &berth_registry_client::progress::Quiet,
+            )?)
+        })
+        .await?;
+    Ok(json(201, &json!({"Id": rec.id, "Warnings": []})))
+}
+
+pub(super) async fn prune(d: &Arc<Daemon>) -> Reply {
+    let report = d
+        .engine(|eng| Ok(berth_service::containers::prune(eng)?))
+        .await?;
+    Ok(json(
+        200,
+        &json!({
+            "ContainersDeleted": report.containers_deleted,
+            "SpaceReclaimed": 0,
+        }),
+    ))
+}
+
+fn signal(q: &crate::query::Query, key: &str) -> Result<Option<i32>, ApiError> {
+    match q.get(key) {
+        None | Some("") => Ok(None),
+        Some(s) => berth_engine::parse_signal(s)
+            .map(Some)
+            .map_err(|e| ApiError::bad_request(e.to_string())),
+    }
+}
+
+pub(super) async fn op(d: &Arc<Daemon>, id: String, op: ContainerOp, call: Call) -> Reply {
+    let q = call.query.clone();
+    match op {
+        ContainerOp::Inspect => {
+            let v = d
+                .engine(move |eng| {
+                    let r = eng.get(&id)?;
+                    Ok(berth_service::containers::inspect(eng, &r))
+                })
+                .await?;
+            Ok(json(200, &v))
+        }
+        ContainerOp::Delete => {
+            let (force, volumes) = (q.bool("force"), q.bool("v"));
+            d.engine(move |eng| Ok(eng.remove(&id, force, volumes)?))
+                .await?;
+            Ok(empty(204))
+        }
+        ContainerOp::Start => {
+            d.owned_engine(move |eng| Ok(berth_service::containers::start(eng, &id)?))
+                .await?;
+            Ok(empty(204))
+        }
+        ContainerOp::Stop | ContainerOp::Restart => {
+            let t = q.int("t")?;
+            let sig = signal(&q, "signal")?;
+            d.owned_engine(move |mut eng| {
+                if op == ContainerOp::Stop {
+                    eng.stop(&id, t, sig)?;
+                    Ok(())
+                } else {
+                    Ok(berth_service::containers::restart(eng, &id, t, sig)?)
+                }
+            })
+            .await?;
+            Ok(empty(204))
+        }
+        ContainerOp::Kill => {
+            let sig = signal(&q, "signal")?.unwrap_or(libc_sigkill());
+            d.engine(move |eng| Ok(eng.kill(&id, sig)?)).await?;
+            Ok(empty(204))
+        }
+        ContainerOp::Pause | ContainerOp::Unpause => {
+            let paused = op == ContainerOp::Pause;
+            d.engine(move |eng| Ok(eng.set_paused(&id, paused)?))
+                .await?;
+            Ok(empty(204))
+        }
+        ContainerOp::Rename => {
+            let new = q
+                .get("name")
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| ApiError::bad_request("rename needs a new name: ?name="))?
+                .trim_start_matches('/')
+                .to_string();
+            d.engine(move |eng| Ok(eng.rename(&id, &new)?)).await?;
+            Ok(empty(204))
+        }
+        ContainerOp::Wait => wait(d, id, &q).await,
+        ContainerOp::Top => {
+            let ps: Vec<String> = q
+                .get("ps_args")
+                .filter(|a| !a.is_empty())
+                .map(|a| a.split_whitespace().map(String::from).collect())
+                .unwrap_or_default();
+            let (header, rows) = d.engine(move |eng| Ok(eng.top(&id, &ps)?)).await?;
+            let titles: Vec<&str> = header.split_whitespace().collect();
+            let n = titles.len().max(1);
+            let procs: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    // The last column (the command) keeps its spaces.
+                    let mut cols: Vec<String> = Vec::new();
+                    let mut rest = r.trim_start();
+                    while cols.len() + 1 < n {
+                        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                        cols.push(rest[..end].to_string());
+                        rest = rest[end..].trim_start();
+                    }
+                    cols.push(rest.to_string());
+                    cols
+                })
+                .collect();
+            Ok(json(200, &json!({"Titles": titles, "Processes": procs})))
+        }
+        ContainerOp::Changes => {
+            let changes = d
+                .engine(move |eng| Ok(berth_engine::changes::diff(eng, &id)?))
+                .await?;
+            let v: Vec<_> = changes
+                .iter()
+                .map(|c| {
+                    let kind = match c.kind.letter() {
+                        'C' => 0,
+                        'A' => 1,
+                        _ => 2,
+                    };
+                    json!({"Path": c.path, "Kind": kind})
+                })
+                .collect();
+            Ok(json(200, &v))
+        }
+        other => Err(crate::unserved(&crate::route::Route::Container(id, other))),
+    }
+}
+
+fn libc_sigkill() -> i32 {
+    9
+}
+
+/// `POST /containers/{id}/wait`: the status line goes out at once (the
+/// docker CLI waits for it before it starts the container), the body
+/// when the condition holds. The waiter subscribes before the answer
+/// goes, so an exit right after is not missed.
+async fn wait(d: &Arc<Daemon>, id: String, q: &crate::query::Query) -> Reply {
+    use berth_service::containers::WaitCondition;
+    let condition = match q.get("condition").unwrap_or("") {
+        "" | "not-running" => WaitCondition::NotRunning,
+        "next-exit" => WaitCondition::NextExit,
+        "removed" => WaitCondition::Removed,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "invalid condition: {other:?}: use not-running, next-exit or removed"
+            )))
+        }
+    };
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), ApiError>>();
+    let (tx, body) = Body::channel();
+    let paths = d.paths.clone();
+    tokio::task::spawn_blocking(move || {
+        let answer = (|| -> Result<_, ApiError> {
+            let mut eng = berth_engine::Engine::open(&paths)?;
+            match berth_service::containers::waiter(&mut eng, &id) {
+                Ok(w) => {
+                    let _ = ready_tx.send(Ok(()));
+                    Ok(berth_service::containers::wait_on(&mut eng, w, condition)?)
+                }
+                // Gone already: the code `--rm` kept, or not found.
+                Err(_) if condition == WaitCondition::NotRunning => {
+                    let r = berth_service::containers::wait(&mut eng, &id, condition);
+                    match r {
+                        Ok(r) => {
+                            let _ = ready_tx.send(Ok(()));
+                            Ok(r)
+                        }
+                        Err(e) => {
+                            let e: ApiError = e.into();
+                            let _ = ready_tx.send(Err(e.clone()));
+                            Err(e)
+                        }
+                    }
+                }
+                Err(e) => {
+                    let e: ApiError = e.into();
+                    let _ = ready_tx.send(Err(e.clone()));
+                    Err(e)
+                }
+            }
+        })();
+        let body = match answer {
+            Ok(r) => serde_json::to_vec(&r).unwrap_or_default(),
+            Err(e) => {
+                serde_json::to_vec(&json!({"StatusCode": -1, "Error": {"Message": e.message}}))
+                    .unwrap_or_default()
+            }
+        };
+        let _ = tx.blocking_send(Bytes::from(body));
+    });
+    match ready_rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(ApiError::new(500, "the wait failed")),
+    }
+    Ok(Response::builder()
+        .status(200)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .expect("a valid response"))
+}

@@ -1,0 +1,35 @@
+//! One function per endpoint: read the request, ask the service, render
+//! the answer in the Engine API's shape.
+
+mod containers;
+mod images;
+mod system;
+mod volumes;
+
+use std::sync::Arc;
+
+use crate::route::Route;
+use crate::{Call, Daemon, Reply};
+
+pub(crate) async fn dispatch(d: &Arc<Daemon>, r: Route, call: Call) -> Reply {
+    match r {
+        Route::Ping => Ok(system::ping(&call)),
+        Route::Version => system::version(d).await,
+        Route::Info => system::info(d).await,
+        Route::SystemDf => system::df(d).await,
+        Route::ContainerList => containers::list(d, call).await,
+        Route::ContainerCreate => containers::create(d, call).await,
+        Route::ContainerPrune => containers::prune(d).await,
+        Route::Container(id, op) => containers::op(d, id, op, call).await,
+        Route::ImageList => images::list(d, call).await,
+        Route::ImagePrune => images::prune(d, call).await,
+        Route::Image(name, op) => images::op(d, name, op, call).await,
+        Route::VolumeList => volumes::list(d, call).await,
+        Route::VolumeCreate => volumes::create(d, call).await,
+        Route::VolumePrune => volumes::prune(d, call).await,
+        Route::Volume(name, delete) => volumes::one(d, name, delete, call).await,
+        // Until the networking issue: the modes berth has, as networks.
+        Route::NetworkList => Ok(crate::json(200, &system::networks())),
+        r => Err(crate::unserved(&r)),
+    }
+}

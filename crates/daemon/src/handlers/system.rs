@@ -1,0 +1,146 @@
+//! `/_ping`, `/version`, `/info`, `/system/df`.
+
+use std::sync::Arc;
+
+use hyper::Response;
+use serde_json::{json, Value};
+
+use crate::route::{MAX_VERSION, MIN_VERSION};
+use crate::{Body, Call, Daemon, Reply};
+
+pub(super) fn ping(call: &Call) -> Response<Body> {
+    let head = call.req.method() == hyper::Method::HEAD;
+    Response::builder()
+        .status(200)
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .header("Builder-Version", "1")
+        .header("Cache-Control", "no-cache, no-store, must-revalidate")
+        .header("Pragma", "no-cache")
+        .body(if head {
+            Body::empty()
+        } else {
+            Body::full("OK")
+        })
+        .expect("a valid response")
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+pub(super) async fn version(_d: &Arc<Daemon>) -> Reply {
+    let v = berth_service::system::version();
+    let api = MAX_VERSION.to_string();
+    let min = MIN_VERSION.to_string();
+    Ok(crate::json(
+        200,
+        &json!({
+            "Platform": {"Name": "berth"},
+            "Components": [{
+                "Name": "Engine",
+                "Version": v.version,
+                "Details": {
+                    "ApiVersion": api,
+                    "MinAPIVersion": min,
+                    "Os": v.os,
+                    "Arch": go_arch(&v.arch),
+                    "KernelVersion": kernel(),
+                    "Experimental": "false",
+                },
+            }],
+            "Version": v.version,
+            "ApiVersion": api,
+            "MinAPIVersion": min,
+            "GitCommit": "",
+            "GoVersion": "",
+            "Os": v.os,
+            "Arch": go_arch(&v.arch),
+            "KernelVersion": kernel(),
+            "BuildTime": "",
+        }),
+    ))
+}
+
+/// Go's name for an architecture (what docker reports).
+pub(super) fn go_arch(rust: &str) -> &str {
+    match rust {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    }
+}
+
+pub(super) async fn info(d: &Arc<Daemon>) -> Reply {
+    let info = d
+        .engine(|eng| {
+            let i = berth_service::system::info(&eng.paths, &eng.store)?;
+            let recs = eng.list()?;
+            Ok((i, recs))
+        })
+        .await?;
+    let (i, recs) = info;
+    let count = |s: &[berth_engine::State]| recs.iter().filter(|r| s.contains(&r.state)).count();
+    use berth_engine::State as S;
+    let mut v = serde_json::to_value(&i).unwrap_or(Value::Null);
+    let hostname = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let mem_total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|k| k.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024;
+    if let Some(o) = v.as_object_mut() {
+        let extra = json!({
+            "ID": hostname,
+            "Name": hostname,
+            "Containers": recs.len(),
+            "ContainersRunning": count(&[S::Running, S::Restarting]),
+            "ContainersPaused": count(&[S::Paused]),
+            "ContainersStopped": count(&[S::Created, S::Exited, S::Dead]),
+            "OSType": "linux",
+            "Architecture": i.architecture,
+            "MemTotal": mem_total,
+            "LoggingDriver": "json-file",
+            "CgroupDriver": "cgroupfs",
+            "DefaultRuntime": "berth-runc",
+            "Runtimes": {"berth-runc": {"path": "berth-runc"}},
+            "SecurityOptions": ["name=seccomp,profile=builtin"],
+            "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": ""},
+            "IndexServerAddress": "https://index.docker.io/v1/",
+            "DriverStatus": [["Backing Filesystem", "extfs"]],
+            "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Log": ["json-file", "none"]},
+            "ExperimentalBuild": false,
+            "Labels": [],
+        });
+        if let Some(e) = extra.as_object() {
+            for (k, x) in e {
+                o.insert(k.clone(), x.clone());
+            }
+        }
+    }
+    Ok(crate::json(200, &v))
+}
+
+pub(super) async fn df(d: &Arc<Daemon>) -> Reply {
+    let usage = d.engine(|eng| Ok(berth_service::system::df(eng)?)).await?;
+    Ok(crate::json(200, &usage))
+}
+
+/// The network modes berth has today, as `GET /networks` lists networks.
+pub(super) fn networks() -> Value {
+    json!([
+        {"Name": "host", "Id": "host", "Driver": "host", "Scope": "local",
+         "IPAM": {"Driver": "default", "Config": []}, "Containers": {}, "Options": {}, "Labels": {}},
+        {"Name": "none", "Id": "none", "Driver": "null", "Scope": "local",
+         "IPAM": {"Driver": "default", "Config": []}, "Containers": {}, "Options": {}, "Labels": {}},
+    ])
+}

@@ -1,0 +1,165 @@
+//! `berth daemon`: the Docker Engine API over berth's service layer, so
+//! that the docker CLI, the SDKs and Compose drive berth unchanged. It
+//! parses requests and renders answers; every Docker decision is the
+//! service's. Engine work (SQLite, the store, helper processes) runs on
+//! tokio's blocking pool, one engine handle per request.
+
+pub mod body;
+pub mod error;
+mod handlers;
+pub mod listen;
+pub mod query;
+pub mod route;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+
+pub use body::Body;
+pub use error::ApiError;
+pub use listen::{serve, Settings};
+use route::{ApiVersion, Route, MAX_VERSION};
+
+/// What every request shares.
+pub struct Daemon {
+    pub paths: berth_engine::Paths,
+}
+
+/// A request, parsed: what handlers see.
+pub struct Call {
+    pub version: ApiVersion,
+    pub query: query::Query,
+    pub req: Request<Incoming>,
+}
+
+pub type Reply = Result<Response<Body>, ApiError>;
+
+impl Daemon {
+    /// Runs `f` with an engine on the blocking pool.
+    pub async fn engine<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut berth_engine::Engine) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let paths = self.paths.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut eng = berth_engine::Engine::open(&paths)?;
+            f(&mut eng)
+        })
+        .await
+        .map_err(|e| ApiError::new(500, format!("the request's work failed: {e}")))?
+    }
+}
+
+impl Daemon {
+    /// Runs `f` with an engine it owns (work that hands the engine on,
+    /// such as a start to its monitor) on the blocking pool.
+    pub async fn owned_engine<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(berth_engine::Engine) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let paths = self.paths.clone();
+        tokio::task::spawn_blocking(move || f(berth_engine::Engine::open(&paths)?))
+            .await
+            .map_err(|e| ApiError::new(500, format!("the request's work failed: {e}")))?
+    }
+}
+
+/// Headers every answer carries, as dockerd's do.
+fn common_headers(resp: &mut Response<Body>) {
+    let h = resp.headers_mut();
+    h.insert(
+        "Api-Version",
+        MAX_VERSION.to_string().parse().expect("ascii"),
+    );
+    h.insert("Ostype", "linux".parse().expect("ascii"));
+    h.insert(
+        "Server",
+        concat!("berth/", env!("CARGO_PKG_VERSION"), " (linux)")
+            .parse()
+            .expect("ascii"),
+    );
+    h.insert("Docker-Experimental", "false".parse().expect("ascii"));
+}
+
+/// A JSON answer.
+pub fn json(status: u16, v: &impl serde::Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(v).unwrap_or_else(|_| b"null".to_vec());
+    Response::builder()
+        .status(status)
+        .header("Content-Type", "application/json")
+        .body(Body::full(body))
+        .expect("a valid response")
+}
+
+/// An empty answer (204 and the like).
+pub fn empty(status: u16) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .body(Body::empty())
+        .expect("a valid response")
+}
+
+fn error_response(e: &ApiError) -> Response<Body> {
+    Response::builder()
+        .status(e.status)
+        .header("Content-Type", "application/json")
+        .body(Body::full(Bytes::from(e.body())))
+        .expect("a valid response")
+}
+
+/// Answers one request.
+pub async fn handle(d: Arc<Daemon>, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    let mut resp = match route::route(&method, &path) {
+        Err(e) => error_response(&e.into()),
+        Ok((version, r)) => {
+            let call = Call {
+                version: version.unwrap_or(MAX_VERSION),
+                query: query::Query::parse(req.uri().query()),
+                req,
+            };
+            match handlers::dispatch(&d, r, call).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!("{method} {path}: {e}");
+                    error_response(&e)
+                }
+            }
+        }
+    };
+    common_headers(&mut resp);
+    resp
+}
+
+/// Reads a JSON request body (at most `limit` bytes; an empty body is
+/// `T::default()` as docker allows for optional bodies).
+pub async fn read_json<T: serde::de::DeserializeOwned + Default>(
+    req: Request<Incoming>,
+    limit: usize,
+) -> Result<T, ApiError> {
+    use http_body_util::BodyExt;
+    let body = http_body_util::Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::new(413, format!("the request body is over {limit} bytes"))
+            } else {
+                ApiError::bad_request(format!("reading the request body: {e}"))
+            }
+        })?
+        .to_bytes();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON in the request body: {e}")))
+}
+
+/// Routes the daemon has but does not serve yet answer this.
+pub(crate) fn unserved(r: &Route) -> ApiError {
+    ApiError::not_implemented(&format!("{r:?}"))
+}

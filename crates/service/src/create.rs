@@ -1,0 +1,252 @@
+//! `POST /containers/create`'s body (the Engine API's `Config` with its
+//! `HostConfig` and `NetworkingConfig`) read into berth's options: what
+//! docker's daemon takes from each field, unknown fields ignored as it
+//! ignores them.
+
+use std::collections::BTreeMap;
+
+use berth_engine::config::{ContainerConfig, HealthFlags};
+use berth_engine::options::{Mount, RestartPolicy, Ulimit};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::containers::CreateRequest;
+use crate::{Error, Result};
+
+/// A list that Go clients send as a list, a string, or null.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(untagged)]
+pub enum StrList {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StrList {
+    fn into_vec(self) -> Option<Vec<String>> {
+        match self {
+            StrList::None => None,
+            StrList::One(s) => Some(vec![s]),
+            StrList::Many(v) => Some(v),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct HealthConfig {
+    pub test: Option<Vec<String>>,
+    /// Nanoseconds; 0 inherits.
+    pub interval: i64,
+    pub timeout: i64,
+    pub start_period: i64,
+    pub retries: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct LogConfig {
+    #[serde(rename = "Type")]
+    pub typ: String,
+    pub config: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct HostConfigBody {
+    pub binds: Option<Vec<String>>,
+    pub mounts: Option<Vec<Mount>>,
+    pub tmpfs: Option<BTreeMap<String, String>>,
+    pub memory: i64,
+    pub nano_cpus: i64,
+    pub cpu_quota: i64,
+    pub cpu_period: i64,
+    pub pids_limit: Option<i64>,
+    pub cap_add: Option<Vec<String>>,
+    pub cap_drop: Option<Vec<String>>,
+    pub privileged: bool,
+    pub security_opt: Option<Vec<String>>,
+    pub init: Option<bool>,
+    pub ulimits: Option<Vec<Ulimit>>,
+    pub restart_policy: Option<RestartPolicy>,
+    pub network_mode: String,
+    pub auto_remove: bool,
+    pub log_config: Option<LogConfig>,
+    pub readonly_rootfs: bool,
+    pub port_bindings: Option<BTreeMap<String, Value>>,
+    pub publish_all_ports: bool,
+}
+
+/// The body of `POST /containers/create`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct CreateBody {
+    pub hostname: String,
+    pub domainname: String,
+    pub user: String,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub env: Option<Vec<String>>,
+    pub cmd: StrList,
+    pub entrypoint: StrList,
+    pub image: String,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub working_dir: String,
+    pub stop_signal: String,
+    pub stop_timeout: Option<i64>,
+    pub healthcheck: Option<HealthConfig>,
+    /// Anonymous volumes: `{"/data": {}}`.
+    pub volumes: Option<BTreeMap<String, Value>>,
+    pub network_disabled: bool,
+    pub host_config: Option<HostConfigBody>,
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// Nanoseconds as a duration text the options keep; 0 inherits.
+fn nanos(n: i64, field: &str) -> Result<Option<String>> {
+    match n {
+        0 => Ok(None),
+        n if n < 0 => Err(Error::invalid(format!(
+            "Healthcheck.{field} must not be negative"
+        ))),
+        n => Ok(Some(format!("{n}ns"))),
+    }
+}
+
+impl CreateBody {
+    /// The request this body makes, for a container named `name`.
+    pub fn into_request(self, name: Option<String>) -> Result<CreateRequest> {
+        if self.image.is_empty() {
+            return Err(Error::invalid("no image given: Config.Image is empty"));
+        }
+        let h = self.host_config.unwrap_or_default();
+        if h.port_bindings.as_ref().is_some_and(|p| !p.is_empty()) || h.publish_all_ports {
+            return Err(Error::invalid(
+                "published ports need bridge networking, which berth does not have yet; use NetworkMode \"host\" to reach the container's ports",
+            ));
+        }
+        let network = match h.network_mode.as_str() {
+            _ if self.network_disabled => "none".to_string(),
+            // docker's "default" is its bridge; berth's default is a
+            // private namespace (the bridge comes with networking).
+            "" | "default" | "bridge" => String::new(),
+            "host" | "none" => h.network_mode.clone(),
+            other => {
+                return Err(Error::invalid(format!(
+                    "network {other} not found: berth has host and none (user networks come with bridge networking)"
+                )))
+            }
+        };
+        let cpus = if h.nano_cpus > 0 {
+            Some(h.nano_cpus as f64 / 1e9)
+        } else if h.cpu_quota > 0 {
+            let period = if h.cpu_period > 0 {
+                h.cpu_period
+            } else {
+                100_000
+            };
+            Some(h.cpu_quota as f64 / period as f64)
+        } else {
+            None
+        };
+        let mut health = HealthFlags::default();
+        if let Some(hc) = self.healthcheck {
+            if hc
+                .test
+                .as_deref()
+                .and_then(|t| t.first())
+                .map(String::as_str)
+                == Some("NONE")
+            {
+                health.disabled = true;
+            } else {
+                health.test = hc.test.filter(|t| !t.is_empty());
+            }
+            health.interval = nanos(hc.interval, "Interval")?;
+            health.timeout = nanos(hc.timeout, "Timeout")?;
+            health.start_period = nanos(hc.start_period, "StartPeriod")?;
+            if hc.retries < 0 {
+                return Err(Error::invalid("Healthcheck.Retries must not be negative"));
+            }
+            health.retries = (hc.retries > 0).then_some(hc.retries as u32);
+        }
+        let mounts = h.mounts.unwrap_or_default();
+        let binds = h.binds.unwrap_or_default();
+        // Config.Volumes: anonymous volumes at these paths, unless a bind
+        // or mount covers the path.
+        let mut volumes = binds.clone();
+        for path in self.volumes.unwrap_or_default().into_keys() {
+            let covered = mounts.iter().any(|m| m.target == path)
+                || binds.iter().any(|b| {
+                    let mut parts = b.split(':');
+                    parts.next();
+                    parts.next() == Some(path.as_str())
+                });
+            if !covered {
+                volumes.push(path);
+            }
+        }
+        for m in &mounts {
+            if !m.target.starts_with('/') {
+                return Err(Error::invalid(format!(
+                    "invalid mount config: the mount target {:?} is not an absolute path",
+                    m.target
+                )));
+            }
+        }
+        let tmpfs: Vec<String> = h
+            .tmpfs
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(p, o)| if o.is_empty() { p } else { format!("{p}:{o}") })
+            .collect();
+        let log = h.log_config.unwrap_or_default();
+        let config = ContainerConfig {
+            cmd: self.cmd.into_vec().unwrap_or_default(),
+            entrypoint: self.entrypoint.into_vec(),
+            env: self.env.unwrap_or_default(),
+            workdir: non_empty(self.working_dir),
+            user: non_empty(self.user),
+            hostname: non_empty(self.hostname),
+            labels: self.labels.unwrap_or_default(),
+            tty: self.tty,
+            interactive: self.open_stdin,
+            read_only: h.readonly_rootfs,
+            tmpfs,
+            volumes,
+            mounts,
+            memory: (h.memory > 0).then_some(h.memory),
+            cpus,
+            pids_limit: h.pids_limit.filter(|n| *n != 0),
+            cap_add: h.cap_add.unwrap_or_default(),
+            cap_drop: h.cap_drop.unwrap_or_default(),
+            privileged: h.privileged,
+            security_opt: h.security_opt.unwrap_or_default(),
+            init: h.init.unwrap_or(false),
+            ulimits: h.ulimits.unwrap_or_default(),
+            stop_signal: non_empty(self.stop_signal),
+            stop_timeout: self.stop_timeout,
+            restart: h.restart_policy.unwrap_or_default(),
+            network,
+            auto_remove: h.auto_remove,
+            log_driver: if log.typ == "json-file" {
+                String::new()
+            } else {
+                log.typ
+            },
+            log_opts: log.config.unwrap_or_default(),
+            health,
+            ..Default::default()
+        };
+        Ok(CreateRequest {
+            image: self.image,
+            name,
+            config,
+            pull: crate::pull::PullPolicy::Never,
+        })
+    }
+}
