@@ -140,6 +140,7 @@ fn config_from(a: &RunArgs) -> Result<ContainerConfig> {
         labels,
         tty: a.tty,
         interactive: a.interactive,
+        stdin_once: false,
         read_only: a.read_only,
         tmpfs: a.tmpfs.clone(),
         volumes: a.volume.clone(),
@@ -591,12 +592,14 @@ pub fn logs(ctx: &Ctx, a: &LogsArgs) -> Result<u8> {
         } else {
             e.log.clone()
         };
+        // A reader gone (`logs -f | head`) ends a follow.
         if e.stream == "stderr" {
-            let _ = std::io::stderr().write_all(line.as_bytes());
+            std::io::stderr().write_all(line.as_bytes()).is_ok()
         } else {
             let mut o = std::io::stdout().lock();
-            let _ = o.write_all(line.as_bytes());
-            let _ = o.flush();
+            o.write_all(line.as_bytes())
+                .and_then(|()| o.flush())
+                .is_ok()
         }
     };
     berth_service::containers::logs(&mut eng, &a.container, &opts, &mut print)?;

@@ -22,9 +22,51 @@ pub use error::ApiError;
 pub use listen::{serve, Settings};
 use route::{ApiVersion, Route, MAX_VERSION};
 
+/// An attach waiting for its container's start.
+type PendingAttach = tokio::sync::oneshot::Sender<std::os::unix::net::UnixStream>;
+
 /// What every request shares.
 pub struct Daemon {
     pub paths: berth_engine::Paths,
+    /// Attaches to created containers, by container id, waiting for the
+    /// start that will hand them their connections.
+    pending: std::sync::Mutex<std::collections::HashMap<String, Vec<PendingAttach>>>,
+}
+
+impl Daemon {
+    pub fn new(paths: berth_engine::Paths) -> Daemon {
+        Daemon {
+            paths,
+            pending: Default::default(),
+        }
+    }
+
+    /// Registers an attach to container `id` until its start.
+    pub(crate) fn pending_attach(
+        &self,
+        id: &str,
+    ) -> tokio::sync::oneshot::Receiver<std::os::unix::net::UnixStream> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if let Ok(mut m) = self.pending.lock() {
+            // Attaches whose clients went away are forgotten.
+            let list = m.entry(id.to_string()).or_default();
+            list.retain(|t| !t.is_closed());
+            list.push(tx);
+        }
+        rx
+    }
+
+    /// The attaches waiting for container `id`'s start.
+    pub(crate) fn take_attaches(&self, id: &str) -> Vec<PendingAttach> {
+        let mut list = self
+            .pending
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(id))
+            .unwrap_or_default();
+        list.retain(|t| !t.is_closed());
+        list
+    }
 }
 
 /// A request, parsed: what handlers see.

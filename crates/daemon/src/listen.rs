@@ -99,9 +99,7 @@ pub async fn serve(settings: Settings) -> Result<(), ListenError> {
     if let Some(f) = settings.on_listening {
         f(&paths);
     }
-    let daemon = Arc::new(Daemon {
-        paths: settings.paths,
-    });
+    let daemon = Arc::new(Daemon::new(settings.paths));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     for l in listeners {
         let daemon = daemon.clone();

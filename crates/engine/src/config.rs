@@ -24,6 +24,9 @@ pub struct ContainerConfig {
     pub labels: BTreeMap<String, String>,
     pub tty: bool,
     pub interactive: bool,
+    /// The Engine API's `StdinOnce`: the container's stdin closes when
+    /// the first attached client that wrote to it closes its side.
+    pub stdin_once: bool,
     pub read_only: bool,
     /// `--tmpfs PATH[:OPTIONS]`, as given (HostConfig's `Tmpfs`).
     pub tmpfs: Vec<String>,

@@ -28,7 +28,8 @@ fn run(args: &[OsString]) -> i32 {
     match role.to_str().unwrap_or_default() {
         "monitor" => {
             crate::helper::detach();
-            crate::monitor::monitor_main(&paths, arg(0), &mut reporter)
+            let await_clients = arg(1).parse().unwrap_or(0);
+            crate::monitor::monitor_main(&paths, arg(0), await_clients, &mut reporter)
         }
         "exec" => {
             crate::helper::detach();

@@ -289,6 +289,8 @@ pub(crate) struct AttachServer {
     /// one).
     clients: Vec<Option<Client>>,
     tty: bool,
+    /// The container's stdin closes when a client's input ends.
+    stdin_once: bool,
 }
 
 struct Client {
@@ -299,7 +301,11 @@ struct Client {
 
 impl AttachServer {
     /// Listens at `path` (replacing a stale socket).
-    pub fn bind(path: &std::path::Path, tty: bool) -> Result<AttachServer, EngineError> {
+    pub fn bind(
+        path: &std::path::Path,
+        tty: bool,
+        stdin_once: bool,
+    ) -> Result<AttachServer, EngineError> {
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d)
                 .map_err(|e| EngineError::io(format!("create {}", d.display()), e))?;
@@ -315,7 +321,32 @@ impl AttachServer {
             path: path.to_path_buf(),
             clients: Vec::new(),
             tty,
+            stdin_once,
         })
+    }
+
+    /// Waits (at most `limit`) until `n` clients are connected: a start
+    /// whose callers attached before it, so they see all its output.
+    pub fn wait_for_clients(&mut self, n: usize, limit: std::time::Duration) {
+        use rustix::event::{poll, PollFd, PollFlags};
+        let end = std::time::Instant::now() + limit;
+        loop {
+            self.accept();
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if self.clients.len() >= n || left.is_zero() {
+                return;
+            }
+            let ts = rustix::event::Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: left.subsec_nanos() as i64,
+            };
+            let mut fds = [PollFd::new(&self.listener, PollFlags::IN)];
+            if let Err(e) = poll(&mut fds, Some(&ts)) {
+                if e != rustix::io::Errno::INTR {
+                    return;
+                }
+            }
+        }
     }
 
     fn accept(&mut self) {
@@ -562,7 +593,12 @@ pub(crate) fn relay(running: &mut Running, sigfd: &OwnedFd, o: RelayOpts<'_, '_>
                         continue;
                     };
                     match rustix::io::read(&c.sock, &mut buf) {
-                        Ok(0) => c.reading = false,
+                        Ok(0) => {
+                            c.reading = false;
+                            if a.stdin_once {
+                                close_after = true;
+                            }
+                        }
                         Err(_) => a.clients[k] = None,
                         Ok(n) => {
                             if running.stdin.is_some() {

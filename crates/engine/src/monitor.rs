@@ -307,7 +307,7 @@ pub fn run_foreground(
     id: &str,
     caller: &mut crate::io::Caller<'_>,
 ) -> Result<i32, EngineError> {
-    serve(eng, id, Some(caller), &mut Reporter::none())
+    serve(eng, id, Some(caller), 0, &mut Reporter::none())
 }
 
 /// `berth start`/`run -d`: starts the container's monitor, a process of
@@ -328,9 +328,65 @@ pub fn start_detached(eng: Engine, id: &str) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// How long a start waits for the callers that attached before it.
+const ATTACH_WAIT: Duration = Duration::from_secs(10);
+
+/// `start` for callers attached before it (the Engine API's attach, then
+/// start): the monitor binds its attach socket and, before the container
+/// starts, waits for `clients` connections, which are made here and
+/// given to `hand_over`; then returns as `start_detached` does. A
+/// connection not made (the monitor failed first) is not given.
+pub fn start_detached_attached(
+    eng: Engine,
+    id: &str,
+    clients: usize,
+    hand_over: impl FnOnce(Vec<std::os::unix::net::UnixStream>),
+) -> Result<(), EngineError> {
+    let paths = eng.paths.clone();
+    let socket = eng.attach_socket(id);
+    let running = eng
+        .db
+        .get(id)?
+        .is_some_and(|r| matches!(r.state, State::Running | State::Paused));
+    if !running {
+        // A socket left by the last monitor must not take the connections.
+        let _ = std::fs::remove_file(&socket);
+    }
+    drop(eng);
+    let n = clients.to_string();
+    let mut child = crate::helper::spawn(
+        "monitor",
+        &paths,
+        &[std::ffi::OsStr::new(id), std::ffi::OsStr::new(&n)],
+        std::process::Stdio::null(),
+    )?;
+    let mut streams = Vec::new();
+    let end = std::time::Instant::now() + ATTACH_WAIT;
+    while streams.len() < clients && std::time::Instant::now() < end {
+        match std::os::unix::net::UnixStream::connect(&socket) {
+            Ok(s) => streams.push(s),
+            Err(_) => {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+    hand_over(streams);
+    crate::helper::report(&mut child, "the container's monitor")?;
+    crate::helper::reap_later(child);
+    Ok(())
+}
+
 /// The detached monitor's life (helper role `monitor`): start, report,
 /// relay to the log, record the exit, restart as the policy says.
-pub(crate) fn monitor_main(paths: &crate::Paths, id: &str, reporter: &mut Reporter) -> i32 {
+pub(crate) fn monitor_main(
+    paths: &crate::Paths,
+    id: &str,
+    await_clients: usize,
+    reporter: &mut Reporter,
+) -> i32 {
     let mut eng = match Engine::open(paths) {
         Ok(e) => e,
         Err(e) => {
@@ -338,7 +394,7 @@ pub(crate) fn monitor_main(paths: &crate::Paths, id: &str, reporter: &mut Report
             return 1;
         }
     };
-    match serve(&mut eng, id, None, reporter) {
+    match serve(&mut eng, id, None, await_clients, reporter) {
         Ok(_) => 0,
         Err(e) => {
             // Reported already if it came before the start.
@@ -351,7 +407,7 @@ pub(crate) fn monitor_main(paths: &crate::Paths, id: &str, reporter: &mut Report
 /// A detached monitor's whole life in this process (what the `monitor`
 /// helper runs): returns the last exit code once no restart follows.
 pub fn serve_detached(eng: &mut Engine, id: &str) -> Result<i32, EngineError> {
-    serve(eng, id, None, &mut Reporter::none())
+    serve(eng, id, None, 0, &mut Reporter::none())
 }
 
 /// One monitor, foreground (`caller`) or detached: claims the container,
@@ -361,6 +417,7 @@ fn serve(
     eng: &mut Engine,
     id: &str,
     mut caller: Option<&mut crate::io::Caller<'_>>,
+    await_clients: usize,
     reporter: &mut Reporter,
 ) -> Result<i32, EngineError> {
     let first = eng.get(id)?;
@@ -395,7 +452,15 @@ fn serve(
     let sigfd = signal_fd(caller.is_some())?;
     // Served from before the start is reported, so that an attach right
     // after `run -d` finds it, and across restarts.
-    let mut attach = crate::io::AttachServer::bind(&eng.attach_socket(&id), first.config.tty).ok();
+    let mut attach = crate::io::AttachServer::bind(
+        &eng.attach_socket(&id),
+        first.config.tty,
+        first.config.stdin_once,
+    )
+    .ok();
+    if let Some(a) = attach.as_mut().filter(|_| await_clients > 0) {
+        a.wait_for_clients(await_clients, ATTACH_WAIT);
+    }
     let mut delay = Duration::from_millis(100);
     loop {
         let mut rec = eng.get(&id)?;

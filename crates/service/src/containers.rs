@@ -560,20 +560,28 @@ pub fn parse_tail(s: &str) -> Result<Option<usize>> {
     }
 }
 
-/// Gives the container's log entries `opts` selects to `sink`, in order;
-/// with `follow`, new ones until the container is no longer running.
-pub fn logs(
-    eng: &mut Engine,
-    container: &str,
-    opts: &LogsOptions,
-    sink: &mut dyn FnMut(&berth_engine::logs::Entry),
-) -> Result<()> {
+/// The container whose logs `logs` would read, or why they cannot be
+/// read (no such container, a logging driver that keeps none).
+pub fn logs_of(eng: &mut Engine, container: &str) -> Result<Record> {
     let rec = eng.get(container)?;
     if rec.config.log_driver == "none" {
         return Err(Error::invalid(
             "configured logging driver does not support reading",
         ));
     }
+    Ok(rec)
+}
+
+/// Gives the container's log entries `opts` selects to `sink`, in order;
+/// with `follow`, new ones until the container is no longer running.
+/// `sink` returns false to stop (its reader went away).
+pub fn logs(
+    eng: &mut Engine,
+    container: &str,
+    opts: &LogsOptions,
+    sink: &mut dyn FnMut(&berth_engine::logs::Entry) -> bool,
+) -> Result<()> {
+    let rec = logs_of(eng, container)?;
     let path = eng.layout(&rec.id).log();
     let keep = |e: &berth_engine::logs::Entry| {
         let t = chrono::DateTime::parse_from_rfc3339(&e.time)
@@ -589,7 +597,9 @@ pub fn logs(
         .map(|n| entries.len().saturating_sub(n))
         .unwrap_or(0);
     for e in &entries[skip..] {
-        sink(e);
+        if !sink(e) {
+            return Ok(());
+        }
     }
     if opts.follow {
         loop {
@@ -598,7 +608,9 @@ pub fn logs(
                 Ok(State::Running | State::Paused | State::Restarting)
             );
             for e in follower.poll().iter().filter(|e| keep(e)) {
-                sink(e);
+                if !sink(e) {
+                    return Ok(());
+                }
             }
             if !running {
                 break;
@@ -727,6 +739,25 @@ pub fn wait(eng: &mut Engine, key: &str, condition: WaitCondition) -> Result<Wai
             })
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// `start` for callers that attached before it (the Engine API's attach
+/// of a created container): `hand_over` gets one connection to the
+/// container's output and input per caller before the container starts.
+pub fn start_attached(
+    mut eng: Engine,
+    key: &str,
+    clients: usize,
+    hand_over: impl FnOnce(Vec<std::os::unix::net::UnixStream>),
+) -> Result<()> {
+    let rec = eng.get(key)?;
+    if matches!(rec.state, State::Running | State::Paused) {
+        return Ok(());
+    }
+    match berth_engine::monitor::start_detached_attached(eng, &rec.id, clients, hand_over) {
+        Err(berth_engine::EngineError::Conflict(_)) => Ok(()),
+        r => r.map_err(Into::into),
     }
 }
 

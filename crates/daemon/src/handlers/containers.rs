@@ -84,8 +84,26 @@ pub(super) async fn op(d: &Arc<Daemon>, id: String, op: ContainerOp, call: Call)
             Ok(empty(204))
         }
         ContainerOp::Start => {
-            d.owned_engine(move |eng| Ok(berth_service::containers::start(eng, &id)?))
-                .await?;
+            let daemon = d.clone();
+            d.owned_engine(move |mut eng| {
+                let full = eng.get(&id)?.id;
+                let waiting = daemon.take_attaches(&full);
+                if waiting.is_empty() {
+                    return Ok(berth_service::containers::start(eng, &id)?);
+                }
+                let n = waiting.len();
+                Ok(berth_service::containers::start_attached(
+                    eng,
+                    &full,
+                    n,
+                    |streams| {
+                        for (tx, s) in waiting.into_iter().zip(streams) {
+                            let _ = tx.send(s);
+                        }
+                    },
+                )?)
+            })
+            .await?;
             Ok(empty(204))
         }
         ContainerOp::Stop | ContainerOp::Restart => {
@@ -124,6 +142,7 @@ pub(super) async fn op(d: &Arc<Daemon>, id: String, op: ContainerOp, call: Call)
             Ok(empty(204))
         }
         ContainerOp::Wait => wait(d, id, &q).await,
+        ContainerOp::Logs => logs(d, id, &q).await,
         ContainerOp::Top => {
             let ps: Vec<String> = q
                 .get("ps_args")
@@ -241,6 +260,80 @@ async fn wait(d: &Arc<Daemon>, id: String, q: &crate::query::Query) -> Reply {
     Ok(Response::builder()
         .status(200)
         .header("Content-Type", "application/json")
+        .body(body)
+        .expect("a valid response"))
+}
+
+/// `GET /containers/{id}/logs`: the entries asked for, framed as docker's
+/// multiplexed stream (raw for a tty container); with `follow`, until the
+/// container stops or the client goes.
+pub(super) async fn logs(d: &Arc<Daemon>, id: String, q: &crate::query::Query) -> Reply {
+    use berth_service::containers::{parse_tail, parse_time, LogsOptions};
+    let (stdout, stderr) = (q.bool("stdout"), q.bool("stderr"));
+    if !stdout && !stderr {
+        return Err(ApiError::bad_request(
+            "Bad parameters: you must choose at least one stream",
+        ));
+    }
+    let time = |k: &str| -> Result<_, ApiError> {
+        match q.get(k) {
+            None | Some("") | Some("0") => Ok(None),
+            Some(t) => Ok(Some(parse_time(t)?)),
+        }
+    };
+    let opts = LogsOptions {
+        since: time("since")?,
+        until: time("until")?,
+        tail: parse_tail(q.get("tail").filter(|t| !t.is_empty()).unwrap_or("all"))?,
+        follow: q.bool("follow"),
+    };
+    let timestamps = q.bool("timestamps");
+    let rec = d
+        .engine(move |eng| Ok(berth_service::containers::logs_of(eng, &id)?))
+        .await?;
+    let tty = rec.config.tty;
+    let (tx, body) = Body::channel();
+    let paths = d.paths.clone();
+    tokio::task::spawn_blocking(move || {
+        let Ok(mut eng) = berth_engine::Engine::open(&paths) else {
+            return;
+        };
+        let mut sink = |e: &berth_engine::logs::Entry| {
+            let is_err = e.stream == "stderr";
+            if (is_err && !stderr) || (!is_err && !stdout) {
+                return true;
+            }
+            let mut line = Vec::with_capacity(e.log.len() + 40);
+            if timestamps {
+                line.extend_from_slice(e.time.as_bytes());
+                line.push(b' ');
+            }
+            line.extend_from_slice(e.log.as_bytes());
+            let chunk = if tty {
+                line
+            } else {
+                use berth_engine::stream::{frame, Stream};
+                frame(
+                    if is_err {
+                        Stream::Stderr
+                    } else {
+                        Stream::Stdout
+                    },
+                    &line,
+                )
+            };
+            tx.blocking_send(Bytes::from(chunk)).is_ok()
+        };
+        let _ = berth_service::containers::logs(&mut eng, &rec.id, &opts, &mut sink);
+    });
+    let content_type = if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
+    Ok(Response::builder()
+        .status(200)
+        .header("Content-Type", content_type)
         .body(body)
         .expect("a valid response"))
 }

@@ -1,6 +1,7 @@
 //! One function per endpoint: read the request, ask the service, render
 //! the answer in the Engine API's shape.
 
+mod attach;
 mod containers;
 mod images;
 mod system;
@@ -20,6 +21,9 @@ pub(crate) async fn dispatch(d: &Arc<Daemon>, r: Route, call: Call) -> Reply {
         Route::ContainerList => containers::list(d, call).await,
         Route::ContainerCreate => containers::create(d, call).await,
         Route::ContainerPrune => containers::prune(d).await,
+        Route::Container(id, crate::route::ContainerOp::Attach) => {
+            attach::attach(d, id, call).await
+        }
         Route::Container(id, op) => containers::op(d, id, op, call).await,
         Route::ImageList => images::list(d, call).await,
         Route::ImagePrune => images::prune(d, call).await,

@@ -1,0 +1,142 @@
+//! `POST /containers/{id}/attach`: the connection is hijacked (101
+//! UPGRADED) and joined to the container's monitor, whose attach socket
+//! speaks Docker's stream format already (multiplexed, raw with a tty).
+//! An attach to a created container waits for its start: the start hands
+//! it a connection made before the container runs, so no output is lost.
+
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+
+use hyper::Response;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{ApiError, Body, Call, Daemon, Reply};
+
+/// What the client asked to see and send.
+#[derive(Debug, Clone, Copy)]
+struct Wanted {
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+}
+
+pub(super) async fn attach(d: &Arc<Daemon>, id: String, mut call: Call) -> Reply {
+    let q = &call.query;
+    let want = Wanted {
+        stdin: q.bool("stdin"),
+        stdout: q.bool("stdout"),
+        stderr: q.bool("stderr"),
+    };
+    let rec = d.engine(move |eng| Ok(eng.get(&id)?)).await?;
+    let tty = rec.config.tty;
+    let source = match rec.state {
+        berth_engine::State::Paused => {
+            return Err(ApiError::new(
+                409,
+                "You cannot attach to a paused container, unpause it first",
+            ))
+        }
+        berth_engine::State::Running => {
+            let id = rec.id.clone();
+            let s = d
+                .engine(move |eng| {
+                    UnixStream::connect(eng.attach_socket(&id)).map_err(|e| {
+                        ApiError::new(500, format!("attach to container {id}: its monitor: {e}"))
+                    })
+                })
+                .await?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = tx.send(s);
+            rx
+        }
+        _ => d.pending_attach(&rec.id),
+    };
+    let on_upgrade = hyper::upgrade::on(&mut call.req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let Ok(sock) = source.await else {
+            return;
+        };
+        relay(TokioIo::new(upgraded), sock, tty, want).await;
+    });
+    let content_type = if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
+    Ok(Response::builder()
+        .status(101)
+        .header("Content-Type", content_type)
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "tcp")
+        .body(Body::empty())
+        .expect("a valid response"))
+}
+
+/// Copies the container's output to the client (only the streams it
+/// asked for) until the monitor closes it, and the client's input to the
+/// container's stdin when it asked to send it. The client's end of input
+/// is passed on as a half-close (the monitor closes the container's stdin
+/// for a `StdinOnce` container).
+async fn relay<C>(client: C, sock: UnixStream, tty: bool, want: Wanted)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if sock.set_nonblocking(true).is_err() {
+        return;
+    }
+    let Ok(sock) = tokio::net::UnixStream::from_std(sock) else {
+        return;
+    };
+    let (mut sr, mut sw) = sock.into_split();
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let input = async {
+        if want.stdin {
+            let _ = tokio::io::copy(&mut cr, &mut sw).await;
+            let _ = sw.shutdown().await;
+        }
+        // Without stdin the monitor never hears from this client; wait
+        // for the output side to end.
+        std::future::pending::<()>().await
+    };
+    let all = tty || (want.stdout && want.stderr);
+    let output = async {
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut deframer = berth_engine::stream::Deframer::default();
+        loop {
+            let n = match sr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let out = if all {
+                buf[..n].to_vec()
+            } else {
+                let mut kept = Vec::new();
+                deframer.push(&buf[..n], |s, data| {
+                    use berth_engine::stream::Stream;
+                    let keep = match s {
+                        Stream::Stdout => want.stdout,
+                        Stream::Stderr => want.stderr,
+                        Stream::Stdin => false,
+                    };
+                    if keep {
+                        kept.extend(berth_engine::stream::frame(s, data));
+                    }
+                });
+                kept
+            };
+            if !out.is_empty() && cw.write_all(&out).await.is_err() {
+                return;
+            }
+            let _ = cw.flush().await;
+        }
+        let _ = cw.shutdown().await;
+    };
+    tokio::select! {
+        _ = output => {}
+        _ = input => {}
+    }
+}
