@@ -487,7 +487,11 @@ fn daemon(ctx: &images::Ctx, a: &cli::DaemonArgs) -> Result<u8> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(berth_daemon::serve(settings))?;
+    let served = rt.block_on(berth_daemon::serve(settings));
+    // Work still running for clients that went (a follow) is not waited
+    // for at exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    served?;
     Ok(0)
 }
 

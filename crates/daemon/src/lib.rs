@@ -5,9 +5,11 @@
 //! tokio's blocking pool, one engine handle per request.
 
 pub mod body;
+pub mod bridge;
 pub mod error;
 mod handlers;
 pub mod listen;
+pub mod progress;
 pub mod query;
 pub mod route;
 

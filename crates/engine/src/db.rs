@@ -59,6 +59,9 @@ pub struct ExecRecord {
     pub running: bool,
     pub pid: i32,
     pub exit_code: Option<i32>,
+    /// Its stdin is open for an attached client (`exec -i`).
+    #[serde(default)]
+    pub open_stdin: bool,
 }
 
 /// A container's lifecycle state, as docker names them.
@@ -169,6 +172,22 @@ const COLUMNS: &str = "id, name, image_id, image, created, config, state, pid, m
                        exit_code, error, started_at, finished_at, restart_count, health, \
                        monitor_start, stop_requested, oom_killed";
 
+/// Adds a column to a table of an older store (a concurrent opener may
+/// have added it first).
+fn add_column(conn: &Connection, table: &str, column: &str, decl: &str) -> Result<(), EngineError> {
+    let has = conn
+        .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
+        .exists([table, column])?;
+    if has {
+        return Ok(());
+    }
+    match conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}")) {
+        Ok(()) => Ok(()),
+        Err(e) if e.to_string().contains("duplicate column") => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Db {
     /// Opens the table in `root/berth.db` (the image store creates the file).
     pub fn open(root: &Path) -> Result<Db, EngineError> {
@@ -176,20 +195,14 @@ impl Db {
         conn.busy_timeout(Duration::from_secs(30))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
-        // Stores made before OOMKilled was recorded get the column (a
-        // concurrent opener may have added it first).
-        let has_oom = conn
-            .prepare("SELECT 1 FROM pragma_table_info('containers') WHERE name = 'oom_killed'")?
-            .exists([])?;
-        if !has_oom {
-            match conn.execute_batch(
-                "ALTER TABLE containers ADD COLUMN oom_killed INTEGER NOT NULL DEFAULT 0",
-            ) {
-                Ok(()) => {}
-                Err(e) if e.to_string().contains("duplicate column") => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        // Stores made before these were recorded get the columns.
+        add_column(
+            &conn,
+            "containers",
+            "oom_killed",
+            "INTEGER NOT NULL DEFAULT 0",
+        )?;
+        add_column(&conn, "execs", "open_stdin", "INTEGER NOT NULL DEFAULT 0")?;
         Ok(Db { conn })
     }
 
@@ -307,9 +320,17 @@ impl Db {
 
     pub fn insert_exec(&self, e: &ExecRecord) -> Result<(), EngineError> {
         self.conn.execute(
-            "INSERT INTO execs (id, container, config, running, pid, exit_code) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![e.id, e.container, e.config, e.running, e.pid, e.exit_code],
+            "INSERT INTO execs (id, container, config, running, pid, exit_code, open_stdin) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                e.id,
+                e.container,
+                e.config,
+                e.running,
+                e.pid,
+                e.exit_code,
+                e.open_stdin
+            ],
         )?;
         Ok(())
     }
@@ -336,7 +357,8 @@ impl Db {
         Ok(self
             .conn
             .query_row(
-                "SELECT id, container, config, running, pid, exit_code FROM execs WHERE id = ?1",
+                "SELECT id, container, config, running, pid, exit_code, open_stdin \
+                 FROM execs WHERE id = ?1",
                 [id],
                 |r| {
                     Ok(ExecRecord {
@@ -346,6 +368,7 @@ impl Db {
                         running: r.get(3)?,
                         pid: r.get(4)?,
                         exit_code: r.get(5)?,
+                        open_stdin: r.get(6)?,
                     })
                 },
             )

@@ -118,6 +118,15 @@ fn prepare(
 
 /// A new exec instance of container `id`, recorded (Docker's exec id).
 fn record(eng: &Engine, id: &str, process: &Process) -> Result<String, EngineError> {
+    record_with(eng, id, process, false)
+}
+
+fn record_with(
+    eng: &Engine,
+    id: &str,
+    process: &Process,
+    open_stdin: bool,
+) -> Result<String, EngineError> {
     let exec_id = crate::new_id();
     eng.db.insert_exec(&crate::db::ExecRecord {
         id: exec_id.clone(),
@@ -126,8 +135,119 @@ fn record(eng: &Engine, id: &str, process: &Process) -> Result<String, EngineErr
         running: false,
         pid: 0,
         exit_code: None,
+        open_stdin,
     })?;
     Ok(exec_id)
+}
+
+/// The Engine API's exec create: an exec instance of `cfg` in the running
+/// container `key`, made now and started later (`start_attached`,
+/// `start_detached`). Returns its id.
+pub fn create(eng: &mut Engine, key: &str, cfg: &ExecConfig) -> Result<String, EngineError> {
+    let (id, process) = prepare(eng, key, cfg, None)?;
+    record_with(eng, &id, &process, cfg.interactive)
+}
+
+/// An exec instance that may still be started.
+fn startable(eng: &mut Engine, exec_id: &str) -> Result<crate::db::ExecRecord, EngineError> {
+    let e = eng
+        .db
+        .get_exec(exec_id)?
+        .ok_or_else(|| EngineError::NoSuchExec(exec_id.to_string()))?;
+    if e.running || e.exit_code.is_some() || e.pid != 0 {
+        return Err(EngineError::Conflict(format!(
+            "exec {exec_id} has been started already"
+        )));
+    }
+    let rec = eng.get(&e.container)?;
+    if rec.state != State::Running {
+        return Err(EngineError::Conflict(format!(
+            "container {} is not running",
+            rec.id
+        )));
+    }
+    Ok(e)
+}
+
+/// Where an attached exec's keeper serves its process's streams.
+fn exec_socket(eng: &Engine, exec_id: &str) -> std::path::PathBuf {
+    eng.paths
+        .runroot
+        .join("attach")
+        .join(format!("exec-{}.sock", &exec_id[..exec_id.len().min(16)]))
+}
+
+/// Starts a created exec whose caller stays attached: its keeper serves
+/// the process's output and input on a socket (Docker's stream format)
+/// and waits for the connection made here, given to `hand_over`, before
+/// it starts the process. The exit code is recorded before the keeper
+/// closes the connection. `size` is a terminal's rows and columns.
+pub fn start_attached(
+    eng: &mut Engine,
+    exec_id: &str,
+    size: Option<(u16, u16)>,
+    hand_over: impl FnOnce(Option<std::os::unix::net::UnixStream>),
+) -> Result<(), EngineError> {
+    let e = startable(eng, exec_id)?;
+    let mut process: Process = serde_json::from_str(&e.config)
+        .map_err(|err| EngineError::Invalid(format!("exec {exec_id}: its process: {err}")))?;
+    if let (Some(true), Some((rows, cols))) = (process.terminal(), size) {
+        process.set_console_size(Some(crate::spec::console_size(rows, cols)));
+    }
+    let socket = exec_socket(eng, exec_id);
+    let _ = std::fs::remove_file(&socket);
+    let mut child = crate::helper::spawn_with_request(
+        "exec",
+        &eng.paths,
+        &KeeperRequest {
+            exec_id: exec_id.to_string(),
+            container: e.container.clone(),
+            process,
+            attach: Some(AttachRequest {
+                socket: socket.clone(),
+                stdin: e.open_stdin,
+            }),
+        },
+    )?;
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let stream = loop {
+        match std::os::unix::net::UnixStream::connect(&socket) {
+            Ok(s) => break Some(s),
+            Err(_) if std::time::Instant::now() < end => {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    break None;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(_) => break None,
+        }
+    };
+    hand_over(stream);
+    crate::helper::report(&mut child, "the exec keeper")?;
+    crate::helper::reap_later(child);
+    Ok(())
+}
+
+/// Starts a created exec with nobody attached (`Detach`).
+pub fn start_detached(eng: &mut Engine, exec_id: &str) -> Result<(), EngineError> {
+    let e = startable(eng, exec_id)?;
+    let mut process: Process = serde_json::from_str(&e.config)
+        .map_err(|err| EngineError::Invalid(format!("exec {exec_id}: its process: {err}")))?;
+    process.set_terminal(Some(false));
+    process.set_console_size(None);
+    let mut child = crate::helper::spawn_with_request(
+        "exec",
+        &eng.paths,
+        &KeeperRequest {
+            exec_id: exec_id.to_string(),
+            container: e.container,
+            process,
+            attach: None,
+        },
+    )?;
+    crate::helper::report(&mut child, "the exec keeper")?;
+    crate::helper::reap_later(child);
+    Ok(())
 }
 
 fn options(
@@ -194,6 +314,16 @@ struct KeeperRequest {
     exec_id: String,
     container: String,
     process: Process,
+    /// Serve the process's streams to one attached client.
+    #[serde(default)]
+    attach: Option<AttachRequest>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AttachRequest {
+    socket: std::path::PathBuf,
+    /// The client's input is the process's stdin.
+    stdin: bool,
 }
 
 /// `exec -d`: returns the exec's id once its process runs. A keeper (helper
@@ -212,6 +342,7 @@ pub fn exec_detached(eng: &mut Engine, key: &str, cfg: &ExecConfig) -> Result<St
             exec_id: exec_id.clone(),
             container: id,
             process,
+            attach: None,
         },
     )?;
     crate::helper::report(&mut child, "the exec keeper")?;
@@ -221,8 +352,27 @@ pub fn exec_detached(eng: &mut Engine, key: &str, cfg: &ExecConfig) -> Result<St
 
 /// The exec keeper's life (helper role `exec`).
 pub(crate) fn keeper_main(paths: &crate::Paths, reporter: &mut Reporter) -> i32 {
-    let run = || -> Result<(Engine, KeeperRequest, i32), EngineError> {
-        let req: KeeperRequest = crate::helper::read_request()?;
+    let req: KeeperRequest = match crate::helper::read_request() {
+        Ok(r) => r,
+        Err(e) => {
+            reporter.fail(&e);
+            return 1;
+        }
+    };
+    if let Some(a) = req.attach.as_ref() {
+        let a = AttachRequest {
+            socket: a.socket.clone(),
+            stdin: a.stdin,
+        };
+        return match keep_attached(paths, &req, &a, reporter) {
+            Ok(()) => 0,
+            Err(e) => {
+                reporter.fail(&e);
+                1
+            }
+        };
+    }
+    let run = move || -> Result<(Engine, KeeperRequest, i32), EngineError> {
         let eng = Engine::open(paths)?;
         let null = crate::io::dev_null()?;
         let fd = std::os::fd::AsRawFd::as_raw_fd(&null);
@@ -254,6 +404,54 @@ pub(crate) fn keeper_main(paths: &crate::Paths, reporter: &mut Reporter) -> i32 
             1
         }
     }
+}
+
+/// An attached exec's keeper: serves the process's streams on the
+/// socket (to the one client its caller connects before the start),
+/// relays until the process exits, records the exit code, and only then
+/// closes the client's connection.
+fn keep_attached(
+    paths: &crate::Paths,
+    req: &KeeperRequest,
+    a: &AttachRequest,
+    reporter: &mut Reporter,
+) -> Result<(), EngineError> {
+    let eng = Engine::open(paths)?;
+    let tty = req.process.terminal().unwrap_or(false);
+    let mut server = crate::io::AttachServer::bind(&a.socket, tty, true)?;
+    server.wait_for_clients(1, std::time::Duration::from_secs(10));
+    let sigfd = signal_fd(false)?;
+    let wiring = Wiring::new(tty, a.stdin)?;
+    let opts = options(
+        &eng,
+        &req.container,
+        req.process.clone(),
+        wiring.stdio(),
+        wiring.console_fd(),
+    );
+    let pid = match berth_runtime::container::spawn(&opts) {
+        Ok(pid) => pid,
+        Err(e) => {
+            let e = exec_error(e);
+            eng.db
+                .exec_exited(&req.exec_id, Some(e.exit_code().into()))?;
+            return Err(e);
+        }
+    };
+    eng.db.exec_started(&req.exec_id, pid)?;
+    let mut running = wiring.started(pid)?;
+    reporter.ok();
+    let code = relay(
+        &mut running,
+        &sigfd,
+        crate::io::RelayOpts {
+            attach: Some(&mut server),
+            ..Default::default()
+        },
+    );
+    eng.db.exec_exited(&req.exec_id, Some(code))?;
+    drop(server);
+    Ok(())
 }
 
 fn exec_error(e: berth_runtime::container::ContainerError) -> EngineError {

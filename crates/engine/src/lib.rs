@@ -64,6 +64,8 @@ pub enum EngineError {
     Invalid(String),
     #[error("No such container: {0}")]
     NoSuchContainer(String),
+    #[error("No such exec instance: {0}")]
+    NoSuchExec(String),
     /// The image is not in the store (a front end decides whether to pull).
     #[error("No such image: {0}")]
     NoSuchImage(String),

@@ -581,6 +581,19 @@ pub fn logs(
     opts: &LogsOptions,
     sink: &mut dyn FnMut(&berth_engine::logs::Entry) -> bool,
 ) -> Result<()> {
+    logs_while(eng, container, opts, sink, &|| true)
+}
+
+/// `logs`, also ended once `alive` says the reader is gone, though no
+/// entry comes to tell (a follow of a quiet container by a daemon's
+/// client).
+pub fn logs_while(
+    eng: &mut Engine,
+    container: &str,
+    opts: &LogsOptions,
+    sink: &mut dyn FnMut(&berth_engine::logs::Entry) -> bool,
+    alive: &dyn Fn() -> bool,
+) -> Result<()> {
     let rec = logs_of(eng, container)?;
     let path = eng.layout(&rec.id).log();
     let keep = |e: &berth_engine::logs::Entry| {
@@ -612,7 +625,7 @@ pub fn logs(
                     return Ok(());
                 }
             }
-            if !running {
+            if !running || !alive() {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));

@@ -59,17 +59,34 @@ fn in_window(e: &Event, opts: &EventsOptions) -> bool {
 /// Gives `sink` the events of the log `opts` selects, oldest first (none
 /// of the past without `since` or `until`, as docker); then follows the
 /// log (until `until`, or while `sink` returns true).
-pub fn events(
-    paths: &berth_engine::Paths,
-    opts: &EventsOptions,
-    sink: &mut dyn FnMut(&Event) -> bool,
-) -> Result<()> {
+/// Whether `opts` can be served: known filter keys, a window in order.
+pub fn check(_paths: &berth_engine::Paths, opts: &EventsOptions) -> Result<()> {
     opts.filters.check_keys(FILTERS, "berth events")?;
     if let (Some(s), Some(u)) = (&opts.since, &opts.until) {
         if s > u {
             return Err(Error::invalid("--since must be before --until"));
         }
     }
+    Ok(())
+}
+
+pub fn events(
+    paths: &berth_engine::Paths,
+    opts: &EventsOptions,
+    sink: &mut dyn FnMut(&Event) -> bool,
+) -> Result<()> {
+    events_while(paths, opts, sink, &|| true)
+}
+
+/// `events`, also ended (within a second) once `alive` says the reader
+/// is gone, though no event comes to tell (the daemon's clients).
+pub fn events_while(
+    paths: &berth_engine::Paths,
+    opts: &EventsOptions,
+    sink: &mut dyn FnMut(&Event) -> bool,
+    alive: &dyn Fn() -> bool,
+) -> Result<()> {
+    check(paths, opts)?;
     let keep = |e: &Event| {
         in_window(e, opts)
             && opts
@@ -105,6 +122,9 @@ pub fn events(
             if !sink(e) {
                 return Ok(());
             }
+        }
+        if !alive() {
+            return Ok(());
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod containers;
 pub mod create;
 pub mod error;
 pub mod events;
+pub mod exec;
 pub mod filters;
 pub mod images;
 pub mod objects;

@@ -15,10 +15,10 @@ use crate::{ApiError, Body, Call, Daemon, Reply};
 
 /// What the client asked to see and send.
 #[derive(Debug, Clone, Copy)]
-struct Wanted {
-    stdin: bool,
-    stdout: bool,
-    stderr: bool,
+pub(super) struct Wanted {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
 }
 
 pub(super) async fn attach(d: &Arc<Daemon>, id: String, mut call: Call) -> Reply {
@@ -60,7 +60,7 @@ pub(super) async fn attach(d: &Arc<Daemon>, id: String, mut call: Call) -> Reply
         let Ok(sock) = source.await else {
             return;
         };
-        relay(TokioIo::new(upgraded), sock, tty, want).await;
+        relay_or_fail(TokioIo::new(upgraded), sock, tty, want, async { None }).await;
     });
     let content_type = if tty {
         "application/vnd.docker.raw-stream"
@@ -76,13 +76,38 @@ pub(super) async fn attach(d: &Arc<Daemon>, id: String, mut call: Call) -> Reply
         .expect("a valid response"))
 }
 
+/// An error told to a hijacked client (on its stderr; raw with a tty),
+/// then its connection closed.
+pub(super) async fn fail<C>(mut client: C, tty: bool, e: &ApiError)
+where
+    C: tokio::io::AsyncWrite + Unpin,
+{
+    let _ = client.write_all(&error_bytes(tty, e)).await;
+    let _ = client.shutdown().await;
+}
+
+fn error_bytes(tty: bool, e: &ApiError) -> Vec<u8> {
+    let text = format!("{}\r\n", e.message);
+    if tty {
+        text.into_bytes()
+    } else {
+        berth_engine::stream::frame(berth_engine::stream::Stream::Stderr, text.as_bytes())
+    }
+}
+
 /// Copies the container's output to the client (only the streams it
 /// asked for) until the monitor closes it, and the client's input to the
 /// container's stdin when it asked to send it. The client's end of input
 /// is passed on as a half-close (the monitor closes the container's stdin
-/// for a `StdinOnce` container).
-async fn relay<C>(client: C, sock: UnixStream, tty: bool, want: Wanted)
-where
+/// for a `StdinOnce` container). When the output ends, `failure` says
+/// whether the process failed to start; its words go to the client.
+pub(super) async fn relay_or_fail<C>(
+    client: C,
+    sock: UnixStream,
+    tty: bool,
+    want: Wanted,
+    failure: impl std::future::Future<Output = Option<ApiError>>,
+) where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     if sock.set_nonblocking(true).is_err() {
@@ -132,6 +157,9 @@ where
                 return;
             }
             let _ = cw.flush().await;
+        }
+        if let Some(e) = failure.await {
+            let _ = cw.write_all(&error_bytes(tty, &e)).await;
         }
         let _ = cw.shutdown().await;
     };

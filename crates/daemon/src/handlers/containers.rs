@@ -298,6 +298,7 @@ pub(super) async fn logs(d: &Arc<Daemon>, id: String, q: &crate::query::Query) -
         let Ok(mut eng) = berth_engine::Engine::open(&paths) else {
             return;
         };
+        let probe = tx.clone();
         let mut sink = |e: &berth_engine::logs::Entry| {
             let is_err = e.stream == "stderr";
             if (is_err && !stderr) || (!is_err && !stdout) {
@@ -324,7 +325,8 @@ pub(super) async fn logs(d: &Arc<Daemon>, id: String, q: &crate::query::Query) -
             };
             tx.blocking_send(Bytes::from(chunk)).is_ok()
         };
-        let _ = berth_service::containers::logs(&mut eng, &rec.id, &opts, &mut sink);
+        let alive = || !probe.is_closed();
+        let _ = berth_service::containers::logs_while(&mut eng, &rec.id, &opts, &mut sink, &alive);
     });
     let content_type = if tty {
         "application/vnd.docker.raw-stream"

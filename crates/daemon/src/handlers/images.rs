@@ -116,6 +116,163 @@ pub(super) async fn op(d: &Arc<Daemon>, name: String, op: ImageOp, call: Call) -
             let v: Vec<Value> = removed.iter().map(self::removed).collect();
             Ok(json(200, &v))
         }
-        other => Err(crate::unserved(&crate::route::Route::Image(name, other))),
+        ImageOp::Push => push(d, name, &q).await,
+        ImageOp::Get => save(d, vec![name]).await,
     }
+}
+
+/// `POST /images/create?fromImage=&tag=`: a pull, its progress streamed
+/// as JSON lines.
+pub(super) async fn create(d: &Arc<Daemon>, call: Call) -> Reply {
+    let q = &call.query;
+    let Some(from) = q.get("fromImage").filter(|f| !f.is_empty()) else {
+        return Err(if q.get("fromSrc").is_some() {
+            crate::ApiError::not_implemented("import (fromSrc)")
+        } else {
+            ApiError::bad_request("fromImage is required")
+        });
+    };
+    let name = match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) if t.contains(':') => format!("{from}@{t}"),
+        Some(t) => format!("{from}:{t}"),
+        None => from.to_string(),
+    };
+    let reference = berth_image::reference::Reference::parse(&name)
+        .map_err(|e| ApiError::bad_request(format!("invalid reference format: {e}")))?;
+    let (tx, body) = crate::Body::channel();
+    let paths = d.paths.clone();
+    tokio::task::spawn_blocking(move || {
+        let progress = crate::progress::JsonProgress::new(tx);
+        let r = (|| -> Result<(), ApiError> {
+            let mut store = berth_image::store::Store::open(&paths.root)?;
+            berth_service::images::pull(&paths, &mut store, &reference, &progress)?;
+            Ok(())
+        })();
+        match r {
+            Ok(()) => progress.send(&json!({
+                "status": format!("Status: Downloaded newer image for {}", reference.familiar())
+            })),
+            Err(e) => progress.error(&e.message),
+        }
+    });
+    Ok(streamed(body))
+}
+
+fn streamed(body: crate::Body) -> hyper::Response<crate::Body> {
+    hyper::Response::builder()
+        .status(200)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .expect("a valid response")
+}
+
+/// `POST /images/{name}/push?tag=`.
+async fn push(d: &Arc<Daemon>, name: String, q: &crate::query::Query) -> Reply {
+    let name = match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) => format!("{name}:{t}"),
+        None => name,
+    };
+    let target = berth_image::reference::Reference::parse(&name)
+        .map_err(|e| ApiError::bad_request(format!("invalid reference format: {e}")))?;
+    // An image not here is a 404 before the stream starts.
+    d.engine({
+        let name = name.clone();
+        move |eng| Ok(eng.store.resolve(&name).map(|_| ())?)
+    })
+    .await?;
+    let (tx, body) = crate::Body::channel();
+    let paths = d.paths.clone();
+    tokio::task::spawn_blocking(move || {
+        let progress = crate::progress::JsonProgress::new(tx);
+        let r = (|| -> Result<(), ApiError> {
+            let mut store = berth_image::store::Store::open(&paths.root)?;
+            berth_service::images::push(&paths, &mut store, &name, &target, &progress)?;
+            Ok(())
+        })();
+        if let Err(e) = r {
+            progress.error(&e.message);
+        }
+    });
+    Ok(streamed(body))
+}
+
+/// `GET /images/get?names=` and `GET /images/{name}/get`: a
+/// docker-archive of the images, streamed.
+pub(super) async fn save(d: &Arc<Daemon>, names: Vec<String>) -> Reply {
+    use berth_image::reference::Reference;
+    if names.is_empty() {
+        return Err(ApiError::bad_request("no images named: ?names=IMAGE"));
+    }
+    // Every name is resolved before the stream starts (404 for a
+    // missing one).
+    let images = d
+        .engine(move |eng| {
+            let mut out = Vec::new();
+            for name in &names {
+                let image = eng.store.resolve(name)?;
+                let named = Reference::parse(name).ok().filter(|r| {
+                    r.digest().is_none()
+                        && eng.store.tag_target(r).ok().flatten().as_ref() == Some(&image.id)
+                });
+                out.push((image, named));
+            }
+            Ok(out)
+        })
+        .await?;
+    let (tx, body) = crate::Body::channel();
+    let paths = d.paths.clone();
+    tokio::task::spawn_blocking(move || {
+        let Ok(store) = berth_image::store::Store::open(&paths.root) else {
+            return;
+        };
+        let w = std::io::BufWriter::new(crate::bridge::ChannelWriter::new(tx));
+        let _ = berth_image::save::save_to_writer(
+            &store,
+            &images,
+            berth_image::save::Format::DockerArchive,
+            w,
+        );
+    });
+    Ok(hyper::Response::builder()
+        .status(200)
+        .header("Content-Type", "application/x-tar")
+        .body(body)
+        .expect("a valid response"))
+}
+
+/// `POST /images/load`: a docker-archive or OCI archive in the body
+/// (chunked); what was loaded, as JSON lines.
+pub(super) async fn load(d: &Arc<Daemon>, call: Call) -> Reply {
+    // `quiet` only silences progress, which a load here has none of: the
+    // loaded names are always told, as docker's daemon tells them.
+    let reader = crate::bridge::BodyReader::new(call.req.into_body());
+    let paths = d.paths.clone();
+    let loaded = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let mut store = berth_image::store::Store::open(&paths.root)?;
+        Ok(berth_service::images::load(
+            &paths,
+            &mut store,
+            berth_image::load::Input::Reader(Box::new(reader)),
+        )?)
+    })
+    .await
+    .map_err(|e| ApiError::new(500, e.to_string()))??;
+    let mut out = Vec::new();
+    let mut say = |text: String| {
+        out.extend(serde_json::to_vec(&json!({ "stream": text })).unwrap_or_default());
+        out.push(b'\n');
+    };
+    for img in loaded {
+        if img.tags.is_empty() {
+            say(format!("Loaded image ID: {}\n", img.id));
+        }
+        for t in &img.tags {
+            say(format!("Loaded image: {}\n", t.familiar()));
+        }
+    }
+    Ok(hyper::Response::builder()
+        .status(200)
+        .header("Content-Type", "application/json")
+        .body(crate::Body::full(out))
+        .expect("a valid response"))
 }

@@ -3,6 +3,7 @@
 
 mod attach;
 mod containers;
+mod exec;
 mod images;
 mod system;
 mod volumes;
@@ -18,14 +19,30 @@ pub(crate) async fn dispatch(d: &Arc<Daemon>, r: Route, call: Call) -> Reply {
         Route::Version => system::version(d).await,
         Route::Info => system::info(d).await,
         Route::SystemDf => system::df(d).await,
+        Route::Events => system::events(d, call).await,
         Route::ContainerList => containers::list(d, call).await,
         Route::ContainerCreate => containers::create(d, call).await,
         Route::ContainerPrune => containers::prune(d).await,
         Route::Container(id, crate::route::ContainerOp::Attach) => {
             attach::attach(d, id, call).await
         }
+        Route::Container(id, crate::route::ContainerOp::ExecCreate) => {
+            exec::create(d, id, call).await
+        }
         Route::Container(id, op) => containers::op(d, id, op, call).await,
+        Route::Exec(id, op) => exec::op(d, id, op, call).await,
         Route::ImageList => images::list(d, call).await,
+        Route::ImageCreate => images::create(d, call).await,
+        Route::ImageLoad => images::load(d, call).await,
+        Route::ImageGetAll => {
+            let names = call
+                .query
+                .all("names")
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            images::save(d, names).await
+        }
         Route::ImagePrune => images::prune(d, call).await,
         Route::Image(name, op) => images::op(d, name, op, call).await,
         Route::VolumeList => volumes::list(d, call).await,

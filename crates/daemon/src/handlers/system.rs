@@ -144,3 +144,40 @@ pub(super) fn networks() -> Value {
          "IPAM": {"Driver": "default", "Config": []}, "Containers": {}, "Options": {}, "Labels": {}},
     ])
 }
+
+/// `GET /events`: the event log, filtered; replayed from `since`, and
+/// followed until `until` or for as long as the client stays.
+pub(super) async fn events(d: &Arc<Daemon>, call: Call) -> Reply {
+    use berth_service::containers::parse_time;
+    let q = &call.query;
+    let time = |k: &str| -> Result<_, crate::ApiError> {
+        match q.get(k) {
+            None | Some("") => Ok(None),
+            Some(t) => Ok(Some(parse_time(t)?)),
+        }
+    };
+    let opts = berth_service::events::EventsOptions {
+        since: time("since")?,
+        until: time("until")?,
+        filters: q.filters()?,
+    };
+    // Bad filters and windows are answered before the stream starts.
+    let paths = d.paths.clone();
+    berth_service::events::check(&paths, &opts)?;
+    let (tx, body) = Body::channel();
+    tokio::task::spawn_blocking(move || {
+        let probe = tx.clone();
+        let mut sink = |e: &berth_engine::events::Event| {
+            let mut line = serde_json::to_vec(e).unwrap_or_default();
+            line.push(b'\n');
+            tx.blocking_send(bytes::Bytes::from(line)).is_ok()
+        };
+        let alive = || !probe.is_closed();
+        let _ = berth_service::events::events_while(&paths, &opts, &mut sink, &alive);
+    });
+    Ok(Response::builder()
+        .status(200)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .expect("a valid response"))
+}

@@ -1,0 +1,536 @@
+//! `berth daemon` driven by real clients: the docker CLI 28 (every
+//! machine here has it at /usr/local/bin/docker) and raw HTTP on the
+//! unix socket for what a client must see exactly (status codes, error
+//! bodies, headers sent before a wait ends).
+
+mod util;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use util::*;
+
+/// The docker CLI the tests drive.
+const DOCKER: &str = "/usr/local/bin/docker";
+
+/// A daemon on a private root and socket, stopped (SIGTERM) on drop.
+struct Daemon {
+    b: Berth,
+    sock: PathBuf,
+    child: Child,
+    config: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start() -> Daemon {
+        let b = Berth::with_busybox();
+        let sock = b.root.with_file_name("docker.sock");
+        let child = b
+            .command(&["daemon", "-H", &format!("unix://{}", sock.display())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("berth daemon starts");
+        let end = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&sock).is_err() {
+            assert!(Instant::now() < end, "the daemon never listened");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Daemon {
+            b,
+            sock,
+            child,
+            config: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn docker_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(DOCKER);
+        c.args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.config.path())
+            .env_remove("DOCKER_CONTEXT")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        self.docker_cmd(args)
+            .output()
+            .expect("the docker CLI at /usr/local/bin/docker")
+    }
+
+    /// Runs docker and asserts success; returns stdout.
+    #[track_caller]
+    fn docker_ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {:?}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// One raw HTTP/1.1 request; returns the status, the headers
+    /// (lowercased names) and the body.
+    fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        http(&self.sock, method, path, body)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            let end = Instant::now() + Duration::from_secs(10);
+            while matches!(self.child.try_wait(), Ok(None)) {
+                if Instant::now() > end {
+                    // A daemon that ignores SIGTERM fails the test that
+                    // owns it; it is not left behind.
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    if !std::thread::panicking() {
+                        panic!("the daemon did not stop on SIGTERM within 10 s");
+                    }
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+fn http(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    // A daemon that refuses a body (413) may close before reading it all.
+    let _ = s.write_all(body);
+    let mut r = BufReader::new(s);
+    let (status, headers) = read_head(&mut r);
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    (status, headers, if chunked { dechunk(&rest) } else { rest })
+}
+
+fn read_head(r: &mut impl BufRead) -> (u16, Vec<(String, String)>) {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("a status line: {line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).unwrap();
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    (status, headers)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 2 + n + 2..];
+    }
+}
+
+fn message(body: &[u8]) -> String {
+    let v: Value = serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("a JSON error body ({e}): {}", String::from_utf8_lossy(body)));
+    v["message"].as_str().expect("a message").to_string()
+}
+
+#[test]
+fn the_docker_cli_runs_containers_through_the_daemon() {
+    let d = Daemon::start();
+    let version = d.docker_ok(&[
+        "version",
+        "--format",
+        "{{.Server.Platform.Name}} {{.Server.APIVersion}}",
+    ]);
+    assert_eq!(version.trim(), "berth 1.50");
+
+    // Foreground: its output on the right streams, its exit code.
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+
+    // Stdin, closed when the client's ends (StdinOnce).
+    let mut child = d
+        .docker_cmd(&[
+            "run",
+            "-i",
+            "--rm",
+            "busybox:1.35",
+            "sh",
+            "-c",
+            "cat; echo done",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\ndone\n");
+
+    // Docker's exit codes for a command that cannot run.
+    assert_eq!(
+        d.docker(&["run", "--rm", "busybox:1.35", "/no/such"])
+            .status
+            .code(),
+        Some(127)
+    );
+    assert_eq!(
+        d.docker(&["run", "--rm", "busybox:1.35", "/etc/hostname"])
+            .status
+            .code(),
+        Some(126)
+    );
+
+    // Detached, with logs followed to the end.
+    let id = d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "counter",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line $i; sleep 0.1; done",
+    ]);
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "{id}");
+    let logs = d.docker_ok(&["logs", "-f", "counter"]);
+    assert_eq!(logs, "line 1\nline 2\nline 3\n");
+    assert_eq!(d.docker_ok(&["wait", "counter"]).trim(), "0");
+    assert_eq!(d.docker_ok(&["logs", "--tail", "1", "counter"]), "line 3\n");
+
+    // One truth: the CLI on the same root sees what the daemon made.
+    let ps = d.b.ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(ps.contains("counter Exited (0)"), "{ps}");
+    let ps = d.docker_ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        "name=counter",
+        "--format",
+        "{{.ID}} {{.Names}}",
+    ]);
+    assert_eq!(ps.trim(), format!("{} counter", &id[..12]));
+    let inspect = d.docker_ok(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        "counter",
+    ]);
+    assert_eq!(inspect.trim(), "exited 0");
+
+    // A long runner: top, stop, rm.
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sleeper",
+        "busybox:1.35",
+        "sleep",
+        "60",
+    ]);
+    let top = d.docker_ok(&["top", "sleeper"]);
+    assert!(top.contains("sleep 60"), "{top}");
+    d.docker_ok(&["stop", "-t", "1", "sleeper"]);
+    assert_eq!(
+        d.docker_ok(&["inspect", "--format", "{{.State.Running}}", "sleeper"])
+            .trim(),
+        "false"
+    );
+    d.docker_ok(&["rm", "sleeper", "counter"]);
+    assert!(d.b.ok(&["ps", "-aq"]).trim().is_empty());
+
+    // Images and volumes.
+    let images = d.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(images.trim(), "busybox:1.35");
+    d.docker_ok(&["tag", "busybox:1.35", "localhost:5000/team/box:v1"]);
+    let inspect = d.docker_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        "localhost:5000/team/box:v1",
+    ]);
+    assert_eq!(inspect.trim(), BUSYBOX_ID);
+    let rmi = d.docker_ok(&["rmi", "localhost:5000/team/box:v1"]);
+    assert!(
+        rmi.contains("Untagged: localhost:5000/team/box:v1"),
+        "{rmi}"
+    );
+    d.docker_ok(&["volume", "create", "data"]);
+    let vols = d.docker_ok(&["volume", "ls", "-q"]);
+    assert_eq!(vols.trim(), "data");
+    assert_eq!(d.b.ok(&["volume", "ls", "-q"]).trim(), "data");
+    d.docker_ok(&["volume", "rm", "data"]);
+    let df = d.docker_ok(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"]);
+    assert!(df.contains("Images 1"), "{df}");
+}
+
+#[test]
+fn errors_have_dockers_status_codes_and_json_messages() {
+    let d = Daemon::start();
+    let (status, headers, body) = d.http("HEAD", "/_ping", b"");
+    assert_eq!(status, 200);
+    let header = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(header("api-version").as_deref(), Some("1.50"));
+    assert_eq!(header("ostype").as_deref(), Some("linux"));
+    assert!(body.is_empty());
+    let (status, _, body) = d.http("GET", "/_ping", b"");
+    assert_eq!((status, body.as_slice()), (200, b"OK".as_slice()));
+
+    let (status, _, body) = d.http("GET", "/v1.50/containers/nope/json", b"");
+    assert_eq!(status, 404);
+    assert_eq!(message(&body), "No such container: nope");
+    let (status, _, body) = d.http("GET", "/no/such/endpoint", b"");
+    assert_eq!(status, 404);
+    assert_eq!(message(&body), "page not found");
+    let (status, _, body) = d.http("GET", "/v1.12/version", b"");
+    assert_eq!(status, 400);
+    assert!(message(&body).contains("Minimum supported API version is 1.24"));
+    let (status, _, body) = d.http("GET", "/v1.24/version", b"");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    // Bad bodies: malformed JSON, wrong types, a missing image; unknown
+    // fields are ignored.
+    let (status, _, body) = d.http("POST", "/containers/create", b"{\"Image\": ");
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    message(&body);
+    let (status, _, _) = d.http("POST", "/containers/create", br#"{"Image": 7}"#);
+    assert_eq!(status, 400);
+    let (status, _, body) = d.http("POST", "/containers/create", br#"{"Image": "nosuch:1"}"#);
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    let (status, _, body) = d.http(
+        "POST",
+        "/containers/create?name=made",
+        br#"{"Image": "busybox:1.35", "Cmd": ["true"], "SomethingNew": {"x": 1}}"#,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let created: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(created["Id"].as_str().unwrap().len(), 64);
+    let (status, _, body) = d.http(
+        "POST",
+        "/containers/create?name=made",
+        br#"{"Image": "busybox:1.35"}"#,
+    );
+    assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
+    let (status, _, body) = d.http(
+        "POST",
+        "/containers/create",
+        br#"{"Image": "busybox:1.35", "HostConfig": {"AutoRemove": true, "RestartPolicy": {"Name": "always"}}}"#,
+    );
+    assert_eq!(status, 400);
+    assert!(
+        message(&body).contains("--restart and --rm"),
+        "{}",
+        message(&body)
+    );
+
+    // A body past the limit.
+    let big = vec![b' '; 5 << 20];
+    let (status, _, _) = d.http("POST", "/containers/create", &big);
+    assert_eq!(status, 413);
+
+    // The daemon still serves after all of it.
+    let (status, _, body) = d.http("GET", "/containers/json?all=1", b"");
+    assert_eq!(status, 200);
+    let list: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["Names"][0], "/made");
+}
+
+/// The docker CLI reads a wait's status line before it starts the
+/// container: the headers must come at once, the body at the exit, and
+/// an exit right after the wait is not missed.
+#[test]
+fn a_waits_headers_come_at_once_and_its_body_at_the_exit() {
+    let d = Daemon::start();
+    let (status, _, body) = d.http(
+        "POST",
+        "/containers/create?name=quick",
+        br#"{"Image": "busybox:1.35", "Cmd": ["sh", "-c", "exit 7"]}"#,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let mut s = UnixStream::connect(&d.sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "POST /v1.50/containers/quick/wait?condition=next-exit HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    let (status, _) = read_head(&mut r);
+    assert_eq!(status, 200, "the headers before the start");
+    let (status, _, _) = d.http("POST", "/containers/quick/start", b"");
+    assert_eq!(status, 204);
+    let mut line = String::new();
+    // Chunked: a size line, then the JSON.
+    r.read_line(&mut line).unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    let v: Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(v["StatusCode"], 7);
+}
+
+#[test]
+fn exec_events_save_and_load_through_the_docker_cli() {
+    let d = Daemon::start();
+    // From before anything happens: the client may connect after the
+    // first events.
+    let since = (std::time::SystemTime::now() - Duration::from_secs(2))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let events = d
+        .docker_cmd(&[
+            "events",
+            "--since",
+            &since,
+            "--filter",
+            "type=container",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    d.docker_ok(&["run", "-d", "--name", "box", "busybox:1.35", "sleep", "60"]);
+
+    // exec: output, exit code, stdin, a tty, a missing program, detached.
+    let out = d.docker(&["exec", "box", "sh", "-c", "echo in; echo err >&2; exit 4"]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "in\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    let mut child = d
+        .docker_cmd(&["exec", "-i", "box", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"piped\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "piped\n");
+    let out = d.docker(&["exec", "-t", "box", "tty"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("/dev/pts/"),
+        "{out:?}"
+    );
+    let out = d.docker(&["exec", "box", "/no/such"]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/no/such"),
+        "{out:?}"
+    );
+    d.docker_ok(&["exec", "-d", "box", "touch", "/made"]);
+    let end = Instant::now() + Duration::from_secs(10);
+    while !d
+        .docker(&["exec", "box", "test", "-f", "/made"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < end, "the detached exec never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    d.docker_ok(&["rm", "-f", "box"]);
+
+    // events: what happened, in order, as the docker CLI shows them.
+    let pid = rustix::process::Pid::from_raw(events.id() as i32).unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut child = events;
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        // `destroy` is the last event of the container.
+        let log = std::fs::read_to_string(d.b.root.with_file_name("run").join("events.log"))
+            .unwrap_or_default();
+        if log.contains("\"destroy\"") || Instant::now() > end {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    let mut text = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    let _ = child.wait();
+    let actions: Vec<&str> = text.lines().collect();
+    for want in [
+        "create box",
+        "start box",
+        "kill box",
+        "die box",
+        "destroy box",
+    ] {
+        assert!(actions.contains(&want), "{want:?} missing from {actions:?}");
+    }
+    let pos = |a: &str| actions.iter().position(|x| *x == a).unwrap();
+    assert!(pos("create box") < pos("start box") && pos("die box") < pos("destroy box"));
+
+    // save, rmi, load: the same image back.
+    let tar = d.b.path("busybox.tar");
+    d.docker_ok(&["save", "-o", tar.to_str().unwrap(), "busybox:1.35"]);
+    d.docker_ok(&["rmi", "busybox:1.35"]);
+    assert!(d.docker_ok(&["images", "-q"]).trim().is_empty());
+    let out = d.docker_ok(&["load", "-i", tar.to_str().unwrap()]);
+    assert!(out.contains("Loaded image: busybox:1.35"), "{out}");
+    let id = d.docker_ok(&["image", "inspect", "--format", "{{.Id}}", "busybox:1.35"]);
+    assert_eq!(id.trim(), BUSYBOX_ID);
+    // The archive is docker's: docker's own tools read it.
+    let listing = Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
+    assert!(String::from_utf8_lossy(&listing.stdout).contains("manifest.json"));
+}
