@@ -26,6 +26,6 @@ bench: deps
 # Coverage-guided fuzzing of the untrusted-input parsers (cargo install cargo-fuzz).
 FUZZ_SECONDS ?= 60
 fuzz:
-	for t in reference layer load_index registry_input dockerfile; do \
+	for t in reference layer load_index registry_input dockerfile daemon_request; do \
 	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 || exit 1; \
 	done

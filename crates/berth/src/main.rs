@@ -227,29 +227,19 @@ fn build(ctx: &images::Ctx, a: &cli::BuildArgs) -> Result<u8> {
             a.context
         );
     }
-    let dockerfile = match stdin_ctx.as_ref().and_then(|t| t.dockerfile.clone()) {
-        Some(text) => text,
-        None => {
-            match (&a.file, stdin_ctx.is_some()) {
-                // From a stdin archive, inside it (its links cannot reach
-                // the host).
-                (f, true) => {
-                    let rel = f
-                        .as_ref()
-                        .map(|f| f.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| "Dockerfile".into());
-                    berth_builder::context::read_in_context(&context, &rel)?.ok_or_else(|| {
-                        anyhow::anyhow!("the context on stdin has no {rel}: name it with -f")
-                    })?
-                }
-                (Some(f), false) => std::fs::read_to_string(f)
-                    .with_context(|| format!("cannot read the Dockerfile {}", f.display()))?,
-                (None, false) => {
-                    let f = context.join("Dockerfile");
-                    std::fs::read_to_string(&f)
-                        .with_context(|| format!("cannot read the Dockerfile {}", f.display()))?
-                }
-            }
+    let dockerfile = match (&stdin_ctx, &a.file) {
+        // From a stdin archive, inside it (its links cannot reach the
+        // host).
+        (Some(t), f) => {
+            let rel = f.as_ref().map(|f| f.to_string_lossy().into_owned());
+            berth_service::build::dockerfile_in_context(t, rel.as_deref())?
+        }
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read the Dockerfile {}", f.display()))?,
+        (None, None) => {
+            let f = context.join("Dockerfile");
+            std::fs::read_to_string(&f)
+                .with_context(|| format!("cannot read the Dockerfile {}", f.display()))?
         }
     };
     let output = match &a.output {

@@ -534,3 +534,59 @@ fn exec_events_save_and_load_through_the_docker_cli() {
     let listing = Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
     assert!(String::from_utf8_lossy(&listing.stdout).contains("manifest.json"));
 }
+
+/// `docker build` (the classic builder endpoint the daemon announces):
+/// the context as a tar body, build args, a Dockerfile named with -f, a
+/// failing step's exit code and words, `-q`'s bare id.
+#[test]
+fn the_docker_cli_builds_through_the_daemon() {
+    let d = Daemon::start();
+    let ctx = d.b.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("greeting"), "hello from the context\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox:1.35\nARG WHO=nobody\nCOPY greeting /greeting\nRUN echo \"for $WHO\" >> /greeting\nCMD [\"cat\", \"/greeting\"]\n",
+    )
+    .unwrap();
+    std::fs::write(ctx.join("Failing"), "FROM busybox:1.35\nRUN exit 3\n").unwrap();
+    let c = ctx.to_str().unwrap();
+    let build = |args: &[&str]| {
+        d.docker_cmd(args)
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+            .unwrap()
+    };
+    let out = build(&["build", "-t", "greeter:1", "--build-arg", "WHO=you", c]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Successfully tagged greeter:1"),
+        "{out:?}"
+    );
+    assert_eq!(
+        d.docker_ok(&["run", "--rm", "greeter:1"]),
+        "hello from the context\nfor you\n"
+    );
+    // The CLI sees the same image.
+    assert_eq!(
+        d.b.ok(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config.Cmd}}",
+            "greeter:1"
+        ])
+        .trim(),
+        r#"["cat","/greeting"]"#
+    );
+    let out = build(&["build", "-q", c]);
+    assert!(out.status.success(), "{out:?}");
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id:?}");
+    let out = build(&["build", "-f", ctx.join("Failing").to_str().unwrap(), c]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("exited with code 3"),
+        "{out:?}"
+    );
+}

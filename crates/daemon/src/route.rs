@@ -362,6 +362,27 @@ mod tests {
         assert_eq!(r("POST", "/images/json"), Err(RouteError::NotFound));
     }
 
+    /// Any bytes route or fail cleanly (the fuzz target `daemon_request`
+    /// goes further; this runs with every test run).
+    #[test]
+    fn arbitrary_paths_never_panic() {
+        let alphabet: &[u8] = b"/v1.50%2F3Aimagescontainersjsonexec:.-_ \xc3\xa9";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let len = (x % 40) as usize;
+            let mut p = String::new();
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                p.push(alphabet[(x % alphabet.len() as u64) as usize] as char);
+            }
+            for m in ["GET", "POST", "DELETE", "HEAD", "PUT"] {
+                let _ = route(m, &p);
+            }
+        }
+    }
+
     #[test]
     fn container_operations_need_their_methods() {
         assert_eq!(

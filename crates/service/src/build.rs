@@ -170,3 +170,22 @@ pub fn write_output(
     }
     Ok(())
 }
+
+/// The Dockerfile of a build whose context came as an archive (`build -`,
+/// `POST /build`): the lone Dockerfile that was sent instead of an
+/// archive, or `name` (default `Dockerfile`) inside the context, read
+/// with its links resolved inside it.
+pub fn dockerfile_in_context(
+    ctx: &berth_builder::context::TempContext,
+    name: Option<&str>,
+) -> Result<String> {
+    if let Some(text) = &ctx.dockerfile {
+        return Ok(text.clone());
+    }
+    let rel = name.filter(|n| !n.is_empty()).unwrap_or("Dockerfile");
+    berth_builder::context::read_in_context(&ctx.path(), rel)?.ok_or_else(|| {
+        Error::invalid(format!(
+            "Cannot locate specified Dockerfile: {rel}: the context has no such file"
+        ))
+    })
+}

@@ -2,6 +2,7 @@
 //! the answer in the Engine API's shape.
 
 mod attach;
+mod build;
 mod containers;
 mod exec;
 mod images;
@@ -31,6 +32,7 @@ pub(crate) async fn dispatch(d: &Arc<Daemon>, r: Route, call: Call) -> Reply {
         }
         Route::Container(id, op) => containers::op(d, id, op, call).await,
         Route::Exec(id, op) => exec::op(d, id, op, call).await,
+        Route::Build => build::build(d, call).await,
         Route::ImageList => images::list(d, call).await,
         Route::ImageCreate => images::create(d, call).await,
         Route::ImageLoad => images::load(d, call).await,
