@@ -16,3 +16,8 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# The Python clients the daemon's tests drive (docker-py, testcontainers).
+if ! python3 -c 'import docker, testcontainers, sys; sys.exit(docker.__version__ != "7.2.0")' 2>/dev/null; then
+  echo "install-deps: installing docker==7.2.0 testcontainers==4.15.0 (PyPI)"
+  python3 -m pip install -q --disable-pip-version-check 'docker==7.2.0' 'testcontainers==4.15.0'
+fi

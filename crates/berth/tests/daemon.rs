@@ -590,3 +590,22 @@ fn the_docker_cli_builds_through_the_daemon() {
         "{out:?}"
     );
 }
+
+/// docker-py 7.2 and testcontainers-python 4.15 (installed by
+/// scripts/install-deps.sh): `tests/clients/docker_py.py`, a suite of
+/// their own calls against the daemon.
+#[test]
+fn docker_py_and_testcontainers_drive_the_daemon() {
+    let d = Daemon::start();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/docker_py.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+        .env("TESTCONTAINERS_RYUK_DISABLED", "true")
+        .env_remove("DOCKER_CONFIG")
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Ran 8 tests"), "{text}");
+}
