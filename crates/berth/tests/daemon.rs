@@ -609,3 +609,124 @@ fn docker_py_and_testcontainers_drive_the_daemon() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("Ran 8 tests"), "{text}");
 }
+
+/// Values that once overflowed a clock (and the shipped daemon aborts on
+/// a panic): huge `since`/`until`, a huge stop timeout. Each is answered,
+/// and the daemon serves on.
+#[test]
+fn huge_times_and_timeouts_do_not_kill_the_daemon() {
+    let d = Daemon::start();
+    for path in [
+        "/events?since=300000000000000s",
+        "/events?until=9223372036854775807h",
+        "/v1.50/events?since=99999999999999999999",
+    ] {
+        let (status, _, body) = d.http("GET", path, b"");
+        assert_eq!(status, 400, "{path}: {}", String::from_utf8_lossy(&body));
+    }
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "polite",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; sleep 60 & wait",
+    ]);
+    let (status, _, body) = d.http(
+        "GET",
+        "/containers/polite/logs?stdout=1&since=300000000000000s",
+        b"",
+    );
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    let (status, _, body) = d.http("POST", "/containers/polite/stop?t=9223372036854775807", b"");
+    assert_eq!(status, 204, "{}", String::from_utf8_lossy(&body));
+    let (status, _, _) = d.http("GET", "/_ping", b"");
+    assert_eq!(status, 200, "the daemon died");
+    d.docker_ok(&["rm", "polite"]);
+}
+
+/// Two racing starts of one exec instance run it once; the second is a
+/// conflict.
+#[test]
+fn an_exec_instance_starts_once() {
+    let d = Daemon::start();
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "host1",
+        "busybox:1.35",
+        "sleep",
+        "60",
+    ]);
+    let (status, _, body) = d.http(
+        "POST",
+        "/containers/host1/exec",
+        br#"{"Cmd": ["sh", "-c", "echo x >> /count"]}"#,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let id = serde_json::from_slice::<Value>(&body).unwrap()["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let start = format!("/exec/{id}/start");
+    let sock = d.sock.clone();
+    let racers: Vec<_> = (0..4)
+        .map(|_| {
+            let (sock, start) = (sock.clone(), start.clone());
+            std::thread::spawn(move || http(&sock, "POST", &start, br#"{"Detach": true}"#).0)
+        })
+        .collect();
+    let codes: Vec<u16> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 200 || *c == 409), "{codes:?}");
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = d.docker(&["exec", "host1", "cat", "/count"]);
+        if out.status.success() {
+            // Give a second run the time to show if there was one.
+            std::thread::sleep(Duration::from_millis(300));
+            let out = d.docker_ok(&["exec", "host1", "cat", "/count"]);
+            assert_eq!(out, "x\n");
+            break;
+        }
+        assert!(Instant::now() < end, "the exec never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    d.docker_ok(&["rm", "-f", "host1"]);
+}
+
+/// `resize` sets a tty container's terminal size (the docker CLI calls it
+/// for `run -t` and at each window change); a container without a tty
+/// has none to set.
+#[test]
+fn resize_sets_a_containers_terminal_size() {
+    let d = Daemon::start();
+    let (status, _, body) = d.http(
+        "POST",
+        "/containers/create?name=sized",
+        br#"{"Image": "busybox:1.35", "Tty": true, "Cmd": ["sh", "-c", "sleep 1; stty size"]}"#,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(d.http("POST", "/containers/sized/start", b"").0, 204);
+    let (status, _, body) = d.http("POST", "/containers/sized/resize?h=33&w=77", b"");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(d.docker_ok(&["wait", "sized"]).trim(), "0");
+    assert_eq!(d.docker_ok(&["logs", "sized"]).trim(), "33 77");
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "plain",
+        "busybox:1.35",
+        "sleep",
+        "30",
+    ]);
+    let (status, _, body) = d.http("POST", "/containers/plain/resize?h=10&w=10", b"");
+    assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
+    let (status, _, _) = d.http("POST", "/containers/plain/resize?h=-1&w=10", b"");
+    assert_eq!(status, 400);
+    d.docker_ok(&["rm", "-f", "plain", "sized"]);
+}

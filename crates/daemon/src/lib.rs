@@ -24,6 +24,55 @@ pub use error::ApiError;
 pub use listen::{serve, Settings};
 use route::{ApiVersion, Route, MAX_VERSION};
 
+/// The client connection's socket, for noticing a client that went
+/// (`gone`); put in each request's extensions by the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnFd(pub std::os::fd::RawFd);
+
+/// Resolves once the client's connection is hung up (both directions
+/// closed, or an error): a hijacked stream whose client sends nothing,
+/// or work waiting for a start, notices a client that went. `fd` must
+/// stay open while this runs: the caller holds the connection.
+pub(crate) async fn gone(fd: Option<ConnFd>) {
+    let Some(ConnFd(fd)) = fd else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        // SAFETY: the caller holds the connection that owns `fd` open for
+        // as long as this future runs; it is only polled, never closed.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let mut fds = [rustix::event::PollFd::new(
+            &borrowed,
+            rustix::event::PollFlags::empty(),
+        )];
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        if let Ok(n) = rustix::event::poll(&mut fds, Some(&zero)) {
+            let r = fds[0].revents();
+            if n > 0
+                && r.intersects(
+                    rustix::event::PollFlags::HUP
+                        | rustix::event::PollFlags::ERR
+                        | rustix::event::PollFlags::NVAL,
+                )
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// Streams (follows, waits, pulls, builds) served at once: each holds a
+/// thread of the blocking pool for its life, and short requests must
+/// always find one.
+pub const MAX_STREAMS: usize = 256;
+
+/// Attaches one container may have waiting for its start.
+pub const MAX_PENDING_ATTACHES: usize = 32;
+
 /// An attach waiting for its container's start.
 type PendingAttach = tokio::sync::oneshot::Sender<std::os::unix::net::UnixStream>;
 
@@ -33,6 +82,7 @@ pub struct Daemon {
     /// Attaches to created containers, by container id, waiting for the
     /// start that will hand them their connections.
     pending: std::sync::Mutex<std::collections::HashMap<String, Vec<PendingAttach>>>,
+    streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl Daemon {
@@ -40,22 +90,44 @@ impl Daemon {
         Daemon {
             paths,
             pending: Default::default(),
+            streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
         }
+    }
+
+    /// A slot for a long-lived stream, or 503 when all are taken.
+    pub(crate) fn stream_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.streams.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                503,
+                format!("the daemon serves {MAX_STREAMS} streams at once; try again later"),
+            )
+        })
     }
 
     /// Registers an attach to container `id` until its start.
     pub(crate) fn pending_attach(
         &self,
         id: &str,
-    ) -> tokio::sync::oneshot::Receiver<std::os::unix::net::UnixStream> {
+    ) -> Result<tokio::sync::oneshot::Receiver<std::os::unix::net::UnixStream>, ApiError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if let Ok(mut m) = self.pending.lock() {
-            // Attaches whose clients went away are forgotten.
-            let list = m.entry(id.to_string()).or_default();
+        let mut m = self
+            .pending
+            .lock()
+            .map_err(|_| ApiError::new(500, "the attach table is poisoned"))?;
+        // Attaches whose clients went away are forgotten.
+        m.retain(|_, list| {
             list.retain(|t| !t.is_closed());
-            list.push(tx);
+            !list.is_empty()
+        });
+        let list = m.entry(id.to_string()).or_default();
+        if list.len() >= MAX_PENDING_ATTACHES {
+            return Err(ApiError::new(
+                409,
+                format!("{MAX_PENDING_ATTACHES} attaches are waiting for this container's start already"),
+            ));
         }
-        rx
+        list.push(tx);
+        Ok(rx)
     }
 
     /// The attaches waiting for container `id`'s start.
@@ -167,7 +239,11 @@ pub async fn handle(d: Arc<Daemon>, req: Request<Incoming>) -> Response<Body> {
             };
             match handlers::dispatch(&d, r, call).await {
                 Ok(r) => r,
-                Err(e) => {
+                Err(mut e) => {
+                    if e.status == 501 && e.message.is_empty() {
+                        e.message =
+                            format!("{method} {path} is not implemented by berth daemon yet");
+                    }
                     tracing::debug!("{method} {path}: {e}");
                     error_response(&e)
                 }
@@ -204,6 +280,7 @@ pub async fn read_json<T: serde::de::DeserializeOwned + Default>(
 }
 
 /// Routes the daemon has but does not serve yet answer this.
-pub(crate) fn unserved(r: &Route) -> ApiError {
-    ApiError::not_implemented(&format!("{r:?}"))
+/// (The message names the request; `handle` fills it in.)
+pub(crate) fn unserved(_: &Route) -> ApiError {
+    ApiError::new(501, "")
 }

@@ -65,9 +65,28 @@ fn bind(path: &Path) -> Result<tokio::net::UnixListener, ListenError> {
             ),
         });
     }
-    let _ = std::fs::remove_file(path);
-    let l = tokio::net::UnixListener::bind(path)
-        .map_err(io(format!("listen on {}", path.display())))?;
+    // Only a dead daemon's socket is replaced, never another file.
+    match std::fs::symlink_metadata(path) {
+        Ok(md) if std::os::unix::fs::FileTypeExt::is_socket(&md.file_type()) => {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(_) => {
+            return Err(ListenError::Io {
+                what: format!("listen on {}", path.display()),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "a file that is not a socket is there: remove it or choose another path",
+                ),
+            })
+        }
+        Err(_) => {}
+    }
+    // Born 0660: no moment where others may connect (this runs before
+    // any other thread makes files).
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o117));
+    let bound = tokio::net::UnixListener::bind(path);
+    rustix::process::umask(old);
+    let l = bound.map_err(io(format!("listen on {}", path.display())))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(io(format!("chmod {}", path.display())))?;
     if let Some(gid) = group_id("docker") {
@@ -116,9 +135,11 @@ pub async fn serve(settings: Settings) -> Result<(), ListenError> {
                     continue;
                 };
                 let daemon = daemon.clone();
+                let fd = crate::ConnFd(std::os::fd::AsRawFd::as_raw_fd(&stream));
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
+                    let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                         let daemon = daemon.clone();
+                        req.extensions_mut().insert(fd);
                         async move {
                             Ok::<_, std::convert::Infallible>(crate::handle(daemon, req).await)
                         }

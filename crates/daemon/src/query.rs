@@ -14,11 +14,10 @@ impl Query {
         )
     }
 
-    /// The last value of `key`.
+    /// The first value of `key` (Go's `Form.Get`).
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
-            .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }

@@ -335,6 +335,18 @@ impl Db {
         Ok(())
     }
 
+    /// Claims a created exec for its one start (its pid set to -1 until
+    /// the process runs): false if it was started or claimed already, so
+    /// two racing starts run it once.
+    pub fn claim_exec(&self, id: &str) -> Result<bool, EngineError> {
+        let n = self.conn.execute(
+            "UPDATE execs SET pid = -1 WHERE id = ?1 AND running = 0 AND pid = 0 \
+             AND exit_code IS NULL",
+            [id],
+        )?;
+        Ok(n == 1)
+    }
+
     /// The exec's process runs as `pid`.
     pub fn exec_started(&self, id: &str, pid: i32) -> Result<(), EngineError> {
         self.conn.execute(

@@ -154,16 +154,16 @@ fn startable(eng: &mut Engine, exec_id: &str) -> Result<crate::db::ExecRecord, E
         .db
         .get_exec(exec_id)?
         .ok_or_else(|| EngineError::NoSuchExec(exec_id.to_string()))?;
-    if e.running || e.exit_code.is_some() || e.pid != 0 {
-        return Err(EngineError::Conflict(format!(
-            "exec {exec_id} has been started already"
-        )));
-    }
     let rec = eng.get(&e.container)?;
     if rec.state != State::Running {
         return Err(EngineError::Conflict(format!(
             "container {} is not running",
             rec.id
+        )));
+    }
+    if !eng.db.claim_exec(exec_id)? {
+        return Err(EngineError::Conflict(format!(
+            "exec {exec_id} has been started already"
         )));
     }
     Ok(e)

@@ -95,12 +95,14 @@ pub fn check_for(
     if args.is_empty() {
         return Ok(None);
     }
+    // Past a year is a year: a clock cannot add any length of time.
     let dur =
         |flag: &Option<String>, key: &str, default: Duration| -> Result<Duration, EngineError> {
-            match flag {
-                Some(s) => parse_duration(s),
-                None => Ok(ns(key).unwrap_or(default)),
-            }
+            let d = match flag {
+                Some(s) => parse_duration(s)?,
+                None => ns(key).unwrap_or(default),
+            };
+            Ok(d.min(Duration::from_secs(365 * 24 * 3600)))
         };
     let interval = dur(&flags.interval, "Interval", DEFAULT_INTERVAL)?;
     let timeout = dur(&flags.timeout, "Timeout", DEFAULT_TIMEOUT)?;

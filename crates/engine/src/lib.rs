@@ -30,6 +30,8 @@ pub mod monitor;
 pub mod names;
 /// Container options as types (mounts, restart policy, ulimits, security).
 pub mod options;
+/// A terminal's size, set from outside its monitor.
+pub mod resize;
 /// Overlay root filesystems and the /etc files.
 pub mod rootfs;
 /// The OCI runtime behind a trait (the library, or a fake in tests).
@@ -66,6 +68,8 @@ pub enum EngineError {
     NoSuchContainer(String),
     #[error("No such exec instance: {0}")]
     NoSuchExec(String),
+    #[error("get {0}: no such volume")]
+    NoSuchVolume(String),
     /// The image is not in the store (a front end decides whether to pull).
     #[error("No such image: {0}")]
     NoSuchImage(String),

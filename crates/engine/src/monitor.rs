@@ -347,9 +347,10 @@ pub fn start_detached_attached(
     let running = eng
         .db
         .get(id)?
-        .is_some_and(|r| matches!(r.state, State::Running | State::Paused));
+        .is_some_and(|r| matches!(r.state, State::Running | State::Paused | State::Restarting));
     if !running {
-        // A socket left by the last monitor must not take the connections.
+        // A socket left by the last monitor must not take the connections
+        // (a restarting container's monitor is alive and keeps its own).
         let _ = std::fs::remove_file(&socket);
     }
     drop(eng);

@@ -149,7 +149,7 @@ impl Volumes<'_> {
             if force {
                 return Ok(());
             }
-            return Err(EngineError::Invalid(format!("get {name}: no such volume")));
+            return Err(EngineError::NoSuchVolume(name.to_string()));
         }
         let users = self.users(name)?;
         if !users.is_empty() {

@@ -140,7 +140,8 @@ impl Waiter {
         condition: WaitCondition,
         limit: Option<Duration>,
     ) -> Result<Option<Outcome>, EngineError> {
-        let deadline = limit.map(|l| Instant::now() + l);
+        // A limit past what a clock can hold is no limit.
+        let deadline = limit.and_then(|l| Instant::now().checked_add(l));
         // A monitor whose pidfd has fired: not watched again.
         let mut fired: Option<i32> = None;
         loop {

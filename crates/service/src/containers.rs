@@ -530,7 +530,7 @@ pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
             .parse()
             .map_err(|_| Error::invalid(format!("invalid time {s:?}")))?;
         num.clear();
-        total += n * match c {
+        let unit = match c {
             's' => 1,
             'm' => 60,
             'h' => 3600,
@@ -540,13 +540,19 @@ pub fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
                 )))
             }
         };
+        total = n
+            .checked_mul(unit)
+            .and_then(|x| total.checked_add(x))
+            .ok_or_else(|| Error::invalid(format!("invalid time {s:?}: out of range")))?;
     }
     if !num.is_empty() {
         return Err(Error::invalid(format!(
             "invalid time {s:?}: a duration needs a unit (s, m, h)"
         )));
     }
-    Ok(chrono::Utc::now() - chrono::Duration::seconds(total))
+    chrono::TimeDelta::try_seconds(total)
+        .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
+        .ok_or_else(|| Error::invalid(format!("invalid time {s:?}: out of range")))
 }
 
 /// `--tail`: a number, or "all".
@@ -724,17 +730,35 @@ pub fn waiter(eng: &mut Engine, key: &str) -> Result<berth_engine::wait::Waiter>
 /// Blocks until `condition` holds for the container `w` follows.
 pub fn wait_on(
     eng: &mut Engine,
-    mut w: berth_engine::wait::Waiter,
+    w: berth_engine::wait::Waiter,
     condition: WaitCondition,
 ) -> Result<WaitResponse> {
-    let code = w.wait(eng, condition, None)?.map(|o| o.exit_code);
+    wait_on_while(eng, w, condition, &|| true)?
+        .ok_or_else(|| Error::new(crate::ErrorKind::Internal, "the wait ended early"))
+}
+
+/// `wait_on`, also ended (None, within a second) once `alive` says the
+/// caller is gone (a daemon's client that dropped its wait).
+pub fn wait_on_while(
+    eng: &mut Engine,
+    mut w: berth_engine::wait::Waiter,
+    condition: WaitCondition,
+    alive: &dyn Fn() -> bool,
+) -> Result<Option<WaitResponse>> {
+    let code = loop {
+        match w.wait(eng, condition, Some(std::time::Duration::from_secs(1)))? {
+            Some(o) => break Some(o.exit_code),
+            None if !alive() => return Ok(None),
+            None => {}
+        }
+    };
     let record = eng.db.get(w.id()).ok().flatten();
-    Ok(WaitResponse {
+    Ok(Some(WaitResponse {
         status_code: code.unwrap_or(0).into(),
         error: record
             .filter(|r| !r.error.is_empty())
             .map(|r| WaitError { message: r.error }),
-    })
+    }))
 }
 
 /// `wait`: blocks until `condition` holds for container `key` and returns
@@ -900,5 +924,29 @@ mod tests {
             ..Default::default()
         })
         .is_ok());
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    /// A huge duration or timestamp from a client is an invalid argument,
+    /// not an overflow (the daemon aborts on a panic).
+    #[test]
+    fn times_out_of_range_are_refused_not_overflowed() {
+        for t in [
+            "300000000000000s",
+            "9223372036854775807h",
+            "99999999999999999999",
+            "9223372036854775807",
+            "9223372036854775807.999999999",
+            "1h9223372036854775807s",
+        ] {
+            let e = parse_time(t).expect_err(t);
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{t}");
+        }
+        assert!(parse_time("10m").is_ok());
+        assert!(parse_time("1733347200.5").is_ok());
     }
 }

@@ -101,6 +101,7 @@ pub fn inspect(eng: &Engine, id: &str) -> Result<ExecInspect> {
         can_remove: false,
         container_id: e.container,
         detach_keys: String::new(),
-        pid: e.pid,
+        // -1: claimed by a start, not running yet.
+        pid: e.pid.max(0),
     })
 }

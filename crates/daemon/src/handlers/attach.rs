@@ -50,17 +50,40 @@ pub(super) async fn attach(d: &Arc<Daemon>, id: String, mut call: Call) -> Reply
             let _ = tx.send(s);
             rx
         }
-        _ => d.pending_attach(&rec.id),
+        // A restart by the policy keeps the monitor and its socket.
+        berth_engine::State::Restarting => {
+            let id = rec.id.clone();
+            let s = d
+                .engine(move |eng| {
+                    UnixStream::connect(eng.attach_socket(&id)).map_err(|e| {
+                        ApiError::new(500, format!("attach to container {id}: its monitor: {e}"))
+                    })
+                })
+                .await?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = tx.send(s);
+            rx
+        }
+        _ => d.pending_attach(&rec.id)?,
     };
+    let conn = call.req.extensions().get::<crate::ConnFd>().copied();
     let on_upgrade = hyper::upgrade::on(&mut call.req);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
-        let Ok(sock) = source.await else {
-            return;
+        // A client that goes while it waits for the start is forgotten.
+        let sock = tokio::select! {
+            s = source => match s {
+                Ok(s) => s,
+                Err(_) => return,
+            },
+            _ = crate::gone(conn) => return,
         };
-        relay_or_fail(TokioIo::new(upgraded), sock, tty, want, async { None }).await;
+        tokio::select! {
+            _ = relay_or_fail(TokioIo::new(upgraded), sock, tty, want, async { None }) => {}
+            _ = crate::gone(conn) => {}
+        }
     });
     let content_type = if tty {
         "application/vnd.docker.raw-stream"

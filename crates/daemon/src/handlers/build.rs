@@ -56,10 +56,12 @@ pub(super) async fn build(d: &Arc<Daemon>, call: Call) -> Reply {
         .map(String::from);
     let no_cache = q.bool("nocache");
     let always_pull = q.bool("pull");
+    let permit = d.stream_permit()?;
     let reader = crate::bridge::BodyReader::new(call.req.into_body());
     let (tx, body) = crate::Body::channel();
     let paths = d.paths.clone();
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let out = crate::progress::JsonProgress::new(tx);
         let r = (|| -> Result<berth_service::build::BuildResult, ApiError> {
             let ctx = berth_builder::context::from_reader(&paths.root, reader)
@@ -98,12 +100,13 @@ pub(super) async fn build(d: &Arc<Daemon>, call: Call) -> Reply {
         })();
         match r {
             Ok(built) => {
-                for w in &built.warnings {
-                    out.send(&json!({"stream": format!("{w}\n")}));
-                }
+                // With -q the CLI takes the whole stream as the id.
                 if quiet {
                     out.send(&json!({"stream": format!("{}\n", built.id)}));
                     return;
+                }
+                for w in &built.warnings {
+                    out.send(&json!({"stream": format!("{w}\n")}));
                 }
                 out.send(&json!({"aux": {"ID": built.id.to_string()}}));
                 out.send(

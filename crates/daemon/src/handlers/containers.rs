@@ -142,6 +142,11 @@ pub(super) async fn op(d: &Arc<Daemon>, id: String, op: ContainerOp, call: Call)
             Ok(empty(204))
         }
         ContainerOp::Wait => wait(d, id, &q).await,
+        ContainerOp::Resize => {
+            let (h, w) = size(&q)?;
+            d.engine(move |eng| Ok(eng.resize(&id, h, w)?)).await?;
+            Ok(empty(200))
+        }
         ContainerOp::Logs => logs(d, id, &q).await,
         ContainerOp::Top => {
             let ps: Vec<String> = q
@@ -190,6 +195,16 @@ pub(super) async fn op(d: &Arc<Daemon>, id: String, op: ContainerOp, call: Call)
     }
 }
 
+/// A resize's `h` and `w`.
+pub(super) fn size(q: &crate::query::Query) -> Result<(u16, u16), ApiError> {
+    let dim = |k: &str| -> Result<u16, ApiError> {
+        q.int(k)?
+            .and_then(|n| u16::try_from(n).ok())
+            .ok_or_else(|| ApiError::bad_request(format!("{k} must be a number from 0 to 65535")))
+    };
+    Ok((dim("h")?, dim("w")?))
+}
+
 fn libc_sigkill() -> i32 {
     9
 }
@@ -210,16 +225,25 @@ async fn wait(d: &Arc<Daemon>, id: String, q: &crate::query::Query) -> Reply {
             )))
         }
     };
+    let permit = d.stream_permit()?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), ApiError>>();
     let (tx, body) = Body::channel();
     let paths = d.paths.clone();
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let probe = tx.clone();
+        let alive = move || !probe.is_closed();
         let answer = (|| -> Result<_, ApiError> {
             let mut eng = berth_engine::Engine::open(&paths)?;
             match berth_service::containers::waiter(&mut eng, &id) {
                 Ok(w) => {
                     let _ = ready_tx.send(Ok(()));
-                    Ok(berth_service::containers::wait_on(&mut eng, w, condition)?)
+                    // None: the client went; nobody to answer.
+                    match berth_service::containers::wait_on_while(&mut eng, w, condition, &alive)?
+                    {
+                        Some(r) => Ok(r),
+                        None => Err(ApiError::new(499, "the client went away")),
+                    }
                 }
                 // Gone already: the code `--rm` kept, or not found.
                 Err(_) if condition == WaitCondition::NotRunning => {
@@ -292,9 +316,11 @@ pub(super) async fn logs(d: &Arc<Daemon>, id: String, q: &crate::query::Query) -
         .engine(move |eng| Ok(berth_service::containers::logs_of(eng, &id)?))
         .await?;
     let tty = rec.config.tty;
+    let permit = d.stream_permit()?;
     let (tx, body) = Body::channel();
     let paths = d.paths.clone();
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let Ok(mut eng) = berth_engine::Engine::open(&paths) else {
             return;
         };

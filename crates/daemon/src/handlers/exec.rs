@@ -37,8 +37,13 @@ pub(super) async fn op(d: &Arc<Daemon>, id: String, op: ExecOp, mut call: Call) 
                 .await?;
             Ok(json(200, &v))
         }
-        ExecOp::Resize => Ok(empty(200)),
+        ExecOp::Resize => {
+            let (h, w) = super::containers::size(&call.query)?;
+            d.engine(move |eng| Ok(eng.resize_exec(&id, h, w)?)).await?;
+            Ok(empty(200))
+        }
         ExecOp::Start => {
+            let conn = call.req.extensions().get::<crate::ConnFd>().copied();
             let on_upgrade = hyper::upgrade::on(&mut call.req);
             let body: StartBody = crate::read_json(call.req, 1 << 20).await?;
             // A missing or started exec is an error before any hijack.
@@ -48,7 +53,7 @@ pub(super) async fn op(d: &Arc<Daemon>, id: String, op: ExecOp, mut call: Call) 
                     move |eng| Ok(berth_service::exec::inspect(eng, &id)?)
                 })
                 .await?;
-            if info.running || info.exit_code.is_some() {
+            if info.running || info.exit_code.is_some() || info.pid != 0 {
                 return Err(ApiError::new(
                     409,
                     format!("exec {id} has been started already"),
@@ -99,7 +104,10 @@ pub(super) async fn op(d: &Arc<Daemon>, id: String, op: ExecOp, mut call: Call) 
                                 _ => None,
                             }
                         };
-                        super::attach::relay_or_fail(client, s, tty, want, failure).await;
+                        tokio::select! {
+                            _ = super::attach::relay_or_fail(client, s, tty, want, failure) => {}
+                            _ = crate::gone(conn) => {}
+                        }
                     }
                     None => {
                         let e = match done_rx.await {

@@ -139,9 +139,11 @@ pub(super) async fn create(d: &Arc<Daemon>, call: Call) -> Reply {
     };
     let reference = berth_image::reference::Reference::parse(&name)
         .map_err(|e| ApiError::bad_request(format!("invalid reference format: {e}")))?;
+    let permit = d.stream_permit()?;
     let (tx, body) = crate::Body::channel();
     let paths = d.paths.clone();
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let progress = crate::progress::JsonProgress::new(tx);
         let r = (|| -> Result<(), ApiError> {
             let mut store = berth_image::store::Store::open(&paths.root)?;
@@ -180,9 +182,11 @@ async fn push(d: &Arc<Daemon>, name: String, q: &crate::query::Query) -> Reply {
         move |eng| Ok(eng.store.resolve(&name).map(|_| ())?)
     })
     .await?;
+    let permit = d.stream_permit()?;
     let (tx, body) = crate::Body::channel();
     let paths = d.paths.clone();
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let progress = crate::progress::JsonProgress::new(tx);
         let r = (|| -> Result<(), ApiError> {
             let mut store = berth_image::store::Store::open(&paths.root)?;
@@ -219,9 +223,11 @@ pub(super) async fn save(d: &Arc<Daemon>, names: Vec<String>) -> Reply {
             Ok(out)
         })
         .await?;
+    let permit = d.stream_permit()?;
     let (tx, body) = crate::Body::channel();
     let paths = d.paths.clone();
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let Ok(store) = berth_image::store::Store::open(&paths.root) else {
             return;
         };
@@ -245,9 +251,11 @@ pub(super) async fn save(d: &Arc<Daemon>, names: Vec<String>) -> Reply {
 pub(super) async fn load(d: &Arc<Daemon>, call: Call) -> Reply {
     // `quiet` only silences progress, which a load here has none of: the
     // loaded names are always told, as docker's daemon tells them.
+    let permit = d.stream_permit()?;
     let reader = crate::bridge::BodyReader::new(call.req.into_body());
     let paths = d.paths.clone();
     let loaded = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let _permit = permit;
         let mut store = berth_image::store::Store::open(&paths.root)?;
         Ok(berth_service::images::load(
             &paths,

@@ -164,8 +164,10 @@ pub(super) async fn events(d: &Arc<Daemon>, call: Call) -> Reply {
     // Bad filters and windows are answered before the stream starts.
     let paths = d.paths.clone();
     berth_service::events::check(&paths, &opts)?;
+    let permit = d.stream_permit()?;
     let (tx, body) = Body::channel();
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let probe = tx.clone();
         let mut sink = |e: &berth_engine::events::Event| {
             let mut line = serde_json::to_vec(e).unwrap_or_default();
