@@ -730,3 +730,84 @@ fn resize_sets_a_containers_terminal_size() {
     assert_eq!(status, 400);
     d.docker_ok(&["rm", "-f", "plain", "sized"]);
 }
+
+/// `docker login` asks the daemon (`POST /auth`) whether a registry takes
+/// the credentials: a private berth registry on loopback.
+#[test]
+fn docker_login_checks_credentials_against_the_registry() {
+    let d = Daemon::start();
+    let htpasswd = d.b.path("htpasswd");
+    let mut gen =
+        d.b.command(&["registry", "htpasswd", "alice"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+    gen.stdin.take().unwrap().write_all(b"s3cret").unwrap();
+    let line = gen.wait_with_output().unwrap().stdout;
+    std::fs::write(&htpasswd, line).unwrap();
+    let mut reg =
+        d.b.command(&[
+            "registry",
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--storage",
+            d.b.path("registry").to_str().unwrap(),
+            "--htpasswd",
+            htpasswd.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(reg.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("berth registry listening on ")
+        .unwrap_or_else(|| panic!("{first:?}"))
+        .to_string();
+    let good = d.docker(&["login", "-u", "alice", "--password-stdin", &addr]);
+    let bad = d
+        .docker_cmd(&["login", "-u", "alice", "--password-stdin", &addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b"wrong\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let ok = d
+        .docker_cmd(&["login", "-u", "alice", "--password-stdin", &addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b"s3cret\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let _ = reg.kill();
+    let _ = reg.wait();
+    // (With no password at all the CLI refuses before asking.)
+    assert!(!good.status.success());
+    assert!(!bad.status.success(), "{bad:?}");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("401")
+            || String::from_utf8_lossy(&bad.stderr)
+                .to_lowercase()
+                .contains("unauthorized"),
+        "{bad:?}"
+    );
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("Login Succeeded"),
+        "{ok:?}"
+    );
+}

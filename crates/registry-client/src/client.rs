@@ -1071,13 +1071,20 @@ fn credentials(host: &str) -> Option<String> {
 /// `berth login`: checks the credentials against the registry (at its
 /// token endpoint, or basic auth on `/v2/`), then keeps them in the docker
 /// config (docker's format: base64 `auths`).
-pub fn login(host: &str, user: &str, password: &str) -> Result<(), ClientError> {
+/// Whether the registry at `host` takes these credentials (the daemon's
+/// `/auth`: the client keeps them, not berth); returns them encoded.
+pub fn check_login(host: &str, user: &str, password: &str) -> Result<String, ClientError> {
     let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     let client = Client::connect(host, Vec::new(), Some(b64.clone()))?;
     let resp = client.get("/v2/", None)?;
     if !resp.status().is_success() {
         return Err(client.failure("login", resp));
     }
+    Ok(b64)
+}
+
+pub fn login(host: &str, user: &str, password: &str) -> Result<(), ClientError> {
+    let b64 = check_login(host, user, password)?;
     update_config(|v| {
         v["auths"][host] = serde_json::json!({"auth": b64});
     })

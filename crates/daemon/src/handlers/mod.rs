@@ -21,6 +21,7 @@ pub(crate) async fn dispatch(d: &Arc<Daemon>, r: Route, call: Call) -> Reply {
         Route::Info => system::info(d).await,
         Route::SystemDf => system::df(d).await,
         Route::Events => system::events(d, call).await,
+        Route::Auth => system::auth(call).await,
         Route::ContainerList => containers::list(d, call).await,
         Route::ContainerCreate => containers::create(d, call).await,
         Route::ContainerPrune => containers::prune(d).await,

@@ -183,3 +183,44 @@ pub(super) async fn events(d: &Arc<Daemon>, call: Call) -> Reply {
         .body(body)
         .expect("a valid response"))
 }
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct AuthBody {
+    username: String,
+    password: String,
+    serveraddress: String,
+}
+
+/// `POST /auth` (`docker login`): whether the registry takes the
+/// credentials; the client keeps them.
+pub(super) async fn auth(call: Call) -> Reply {
+    let body: AuthBody = crate::read_json(call.req, 64 * 1024).await?;
+    // docker sends Docker Hub as its v1 URL, others as host[:port].
+    let host = body
+        .serveraddress
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .trim_end_matches("/v1")
+        .to_string();
+    if host.is_empty() || host.contains('/') {
+        return Err(crate::ApiError::bad_request(format!(
+            "invalid registry address {:?}: give host[:port]",
+            body.serveraddress
+        )));
+    }
+    let (user, password) = (body.username, body.password);
+    let checked = tokio::task::spawn_blocking(move || {
+        berth_registry_client::check_login(&host, &user, &password)
+    })
+    .await
+    .map_err(|e| crate::ApiError::new(500, e.to_string()))?;
+    match checked {
+        Ok(_) => Ok(crate::json(
+            200,
+            &json!({"Status": "Login Succeeded", "IdentityToken": ""}),
+        )),
+        Err(e) => Err(crate::ApiError::new(401, e.to_string())),
+    }
+}
