@@ -141,6 +141,7 @@ fn config_from(a: &RunArgs) -> Result<ContainerConfig> {
         tty: a.tty,
         interactive: a.interactive,
         stdin_once: false,
+        console_size: None,
         read_only: a.read_only,
         tmpfs: a.tmpfs.clone(),
         volumes: a.volume.clone(),

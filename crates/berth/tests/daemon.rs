@@ -715,6 +715,17 @@ fn resize_sets_a_containers_terminal_size() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(d.docker_ok(&["wait", "sized"]).trim(), "0");
     assert_eq!(d.docker_ok(&["logs", "sized"]).trim(), "33 77");
+    // ConsoleSize: the size from the start, before any resize.
+    let (status, _, body) = d.http(
+        "POST",
+        "/containers/create?name=sized2",
+        br#"{"Image": "busybox:1.35", "Tty": true, "ConsoleSize": [20, 50], "Cmd": ["stty", "size"]}"#,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(d.http("POST", "/containers/sized2/start", b"").0, 204);
+    assert_eq!(d.docker_ok(&["wait", "sized2"]).trim(), "0");
+    assert_eq!(d.docker_ok(&["logs", "sized2"]).trim(), "20 50");
+    d.docker_ok(&["rm", "sized2"]);
     d.docker_ok(&[
         "run",
         "-d",

@@ -27,6 +27,10 @@ pub struct ContainerConfig {
     /// The Engine API's `StdinOnce`: the container's stdin closes when
     /// the first attached client that wrote to it closes its side.
     pub stdin_once: bool,
+    /// The Engine API's `ConsoleSize`: rows and columns of a tty before
+    /// the first resize.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub console_size: Option<(u16, u16)>,
     pub read_only: bool,
     /// `--tmpfs PATH[:OPTIONS]`, as given (HostConfig's `Tmpfs`).
     pub tmpfs: Vec<String>,

@@ -470,7 +470,11 @@ fn serve(
             Some(c) => c.stdin.is_some(),
             None => rec.config.interactive,
         };
-        let size = caller.as_deref().and_then(|c| c.size());
+        // The caller's terminal, or the size the API's create gave.
+        let size = caller
+            .as_deref()
+            .and_then(|c| c.size())
+            .or(rec.config.console_size);
         let mut log = match open_log(eng, &rec) {
             Ok(l) => l,
             Err(e) => return Err(fail(eng, &mut rec, e)),

@@ -88,6 +88,8 @@ pub struct CreateBody {
     pub tty: bool,
     pub open_stdin: bool,
     pub stdin_once: bool,
+    /// `[rows, columns]`.
+    pub console_size: Option<Vec<u64>>,
     pub env: Option<Vec<String>>,
     pub cmd: StrList,
     pub entrypoint: StrList,
@@ -217,6 +219,13 @@ impl CreateBody {
             tty: self.tty,
             interactive: self.open_stdin,
             stdin_once: self.stdin_once,
+            console_size: match self.console_size.as_deref() {
+                Some([h, w]) if *h > 0 && *w > 0 => Some((
+                    (*h).min(u16::MAX as u64) as u16,
+                    (*w).min(u16::MAX as u64) as u16,
+                )),
+                _ => None,
+            },
             read_only: h.readonly_rootfs,
             tmpfs,
             volumes,
