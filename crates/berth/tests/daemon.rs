@@ -822,3 +822,24 @@ fn docker_login_checks_credentials_against_the_registry() {
         "{ok:?}"
     );
 }
+
+/// A save that fails halfway (a layer's blob gone from the store) breaks
+/// the stream off: `docker save` fails instead of writing a short archive
+/// and succeeding.
+#[test]
+fn a_save_that_fails_midway_is_not_a_whole_archive() {
+    let d = Daemon::start();
+    let blobs = d.b.root.join("blobs").join("sha256");
+    let biggest = std::fs::read_dir(&blobs)
+        .unwrap()
+        .flatten()
+        .max_by_key(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .unwrap()
+        .path();
+    std::fs::remove_file(&biggest).unwrap();
+    let tar = d.b.path("short.tar");
+    let out = d.docker(&["save", "-o", tar.to_str().unwrap(), "busybox:1.35"]);
+    assert!(!out.status.success(), "{out:?}");
+    let (status, _, _) = d.http("GET", "/_ping", b"");
+    assert_eq!(status, 200);
+}

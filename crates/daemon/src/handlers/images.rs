@@ -224,20 +224,27 @@ pub(super) async fn save(d: &Arc<Daemon>, names: Vec<String>) -> Reply {
         })
         .await?;
     let permit = d.stream_permit()?;
-    let (tx, body) = crate::Body::channel();
+    let (tx, abort, body) = crate::Body::abortable();
     let paths = d.paths.clone();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let Ok(store) = berth_image::store::Store::open(&paths.root) else {
-            return;
-        };
-        let w = std::io::BufWriter::new(crate::bridge::ChannelWriter::new(tx));
-        let _ = berth_image::save::save_to_writer(
-            &store,
-            &images,
-            berth_image::save::Format::DockerArchive,
-            w,
-        );
+        // Holds the stream open until the outcome is known.
+        let keep = tx.clone();
+        let saved = berth_image::store::Store::open(&paths.root).and_then(|store| {
+            let w = std::io::BufWriter::new(crate::bridge::ChannelWriter::new(tx));
+            berth_image::save::save_to_writer(
+                &store,
+                &images,
+                berth_image::save::Format::DockerArchive,
+                w,
+            )
+            .map(drop)
+        });
+        if let Err(e) = saved {
+            tracing::warn!("save broke off: {e}");
+            abort.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        drop(keep);
     });
     Ok(hyper::Response::builder()
         .status(200)
