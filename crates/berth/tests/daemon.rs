@@ -29,8 +29,11 @@ impl Daemon {
     fn start() -> Daemon {
         let b = Berth::with_busybox();
         let sock = b.root.with_file_name("docker.sock");
+        // The daemon's own docker config: empty (clients send theirs).
+        let own_config = b.root.with_file_name("daemon-docker-config");
         let child = b
             .command(&["daemon", "-H", &format!("unix://{}", sock.display())])
+            .env("DOCKER_CONFIG", &own_config)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -804,8 +807,23 @@ fn docker_login_checks_credentials_against_the_registry() {
             c.wait_with_output()
         })
         .unwrap();
+    // Pushed and pulled with the client's credentials (X-Registry-Auth):
+    // the daemon has none of its own.
+    let target = format!("{addr}/alice/box:1");
+    d.docker_ok(&["tag", "busybox:1.35", &target]);
+    let push = d.docker(&["push", &target]);
+    d.docker_ok(&["rmi", &target]);
+    let pull = d.docker(&["pull", &target]);
+    let anonymous = d
+        .docker_cmd(&["pull", &target])
+        .env("DOCKER_CONFIG", d.b.path("no-logins"))
+        .output()
+        .unwrap();
     let _ = reg.kill();
     let _ = reg.wait();
+    assert!(push.status.success(), "{push:?}");
+    assert!(pull.status.success(), "{pull:?}");
+    assert!(!anonymous.status.success(), "{anonymous:?}");
     // (With no password at all the CLI refuses before asking.)
     assert!(!good.status.success());
     assert!(!bad.status.success(), "{bad:?}");

@@ -230,8 +230,19 @@ impl Client {
     /// Reaches the registry of `r` and signs in for `actions` (such as
     /// "pull" or "pull,push") on its repository.
     pub fn for_reference(r: &Reference, actions: &str) -> Result<Client, ClientError> {
+        Client::for_reference_as(r, actions, None)
+    }
+
+    /// `for_reference` with the caller's own credentials (base64
+    /// `user:password`, as a docker client sends them to the daemon)
+    /// instead of the docker config's.
+    pub fn for_reference_as(
+        r: &Reference,
+        actions: &str,
+        basic: Option<String>,
+    ) -> Result<Client, ClientError> {
         let scope = format!("repository:{}:{actions}", r.path());
-        Client::connect(r.domain(), vec![scope], None)
+        Client::connect(r.domain(), vec![scope], basic)
     }
 
     /// Reaches `host`: HTTPS, or for a local or insecure registry HTTPS
@@ -791,8 +802,19 @@ pub fn push(
     target: &Reference,
     progress: &dyn Progress,
 ) -> Result<(Digest, usize), ClientError> {
+    push_as(store, image, target, progress, None)
+}
+
+/// `push` with the caller's credentials (base64 `user:password`).
+pub fn push_as(
+    store: &mut Store,
+    image: &str,
+    target: &Reference,
+    progress: &dyn Progress,
+    basic: Option<String>,
+) -> Result<(Digest, usize), ClientError> {
     let record = store.resolve(image)?;
-    let client = Client::for_reference(target, "pull,push")?;
+    let client = Client::for_reference_as(target, "pull,push", basic)?;
     let repo = repo_of(target);
     progress.line(&format!(
         "The push refers to repository [{}/{}]",
@@ -905,7 +927,17 @@ pub fn pull(
     r: &Reference,
     progress: &dyn Progress,
 ) -> Result<Digest, ClientError> {
-    let client = Client::for_reference(r, "pull")?;
+    pull_as(store, r, progress, None)
+}
+
+/// `pull` with the caller's credentials (base64 `user:password`).
+pub fn pull_as(
+    store: &mut Store,
+    r: &Reference,
+    progress: &dyn Progress,
+    basic: Option<String>,
+) -> Result<Digest, ClientError> {
+    let client = Client::for_reference_as(r, "pull", basic)?;
     let repo = repo_of(r);
     let reference = match (r.digest(), r.tag()) {
         (Some(d), _) => d.to_string(),

@@ -245,7 +245,19 @@ pub fn pull(
     reference: &berth_image::reference::Reference,
     progress: &dyn berth_registry_client::progress::Progress,
 ) -> Result<()> {
-    berth_registry_client::pull(store, reference, progress)?;
+    pull_as(paths, store, reference, progress, None)
+}
+
+/// `pull` with the caller's registry credentials (the Engine API's
+/// `X-Registry-Auth`) instead of berth's own logins.
+pub fn pull_as(
+    paths: &berth_engine::Paths,
+    store: &mut Store,
+    reference: &berth_image::reference::Reference,
+    progress: &dyn berth_registry_client::progress::Progress,
+    auth: Option<RegistryAuth>,
+) -> Result<()> {
+    berth_registry_client::pull_as(store, reference, progress, auth.map(|a| a.basic))?;
     image_event(
         paths,
         "pull",
@@ -263,7 +275,19 @@ pub fn push(
     target: &berth_image::reference::Reference,
     progress: &dyn berth_registry_client::progress::Progress,
 ) -> Result<()> {
-    berth_registry_client::push(store, name, target, progress)?;
+    push_as(paths, store, name, target, progress, None)
+}
+
+/// `push` with the caller's registry credentials.
+pub fn push_as(
+    paths: &berth_engine::Paths,
+    store: &mut Store,
+    name: &str,
+    target: &berth_image::reference::Reference,
+    progress: &dyn berth_registry_client::progress::Progress,
+    auth: Option<RegistryAuth>,
+) -> Result<()> {
+    berth_registry_client::push_as(store, name, target, progress, auth.map(|a| a.basic))?;
     image_event(
         paths,
         "push",
@@ -290,4 +314,71 @@ pub fn load(
         );
     }
     Ok(loaded)
+}
+
+/// A client's registry credentials, as the Engine API's `X-Registry-Auth`
+/// header carries them: base64url JSON (`username`/`password`, or an
+/// `auth` already encoded).
+#[derive(Debug, Clone)]
+pub struct RegistryAuth {
+    /// base64 `user:password`.
+    pub basic: String,
+}
+
+impl RegistryAuth {
+    /// The header's credentials; None for an empty one (`e30=`, `{}`).
+    pub fn from_header(value: &str) -> Result<Option<RegistryAuth>> {
+        use base64::Engine as _;
+        let value = value.trim();
+        if value.is_empty() {
+            return Ok(None);
+        }
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(value.trim_end_matches('='))
+            .or_else(|_| base64::engine::general_purpose::STANDARD.decode(value))
+            .map_err(|e| Error::invalid(format!("X-Registry-Auth is not base64: {e}")))?;
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default)]
+        struct Header {
+            username: String,
+            password: String,
+            auth: String,
+        }
+        let h: Header = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::invalid(format!("X-Registry-Auth is not JSON: {e}")))?;
+        let basic = if !h.username.is_empty() {
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", h.username, h.password))
+        } else if !h.auth.is_empty() {
+            h.auth
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(RegistryAuth { basic }))
+    }
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+    use base64::Engine as _;
+
+    #[test]
+    fn the_registry_auth_header_as_docker_clients_send_it() {
+        assert!(RegistryAuth::from_header("e30=").unwrap().is_none());
+        assert!(RegistryAuth::from_header("").unwrap().is_none());
+        let json = r#"{"username":"alice","password":"s3cret","serveraddress":"r:5000"}"#;
+        let url = base64::engine::general_purpose::URL_SAFE.encode(json);
+        let a = RegistryAuth::from_header(&url).unwrap().unwrap();
+        assert_eq!(
+            a.basic,
+            base64::engine::general_purpose::STANDARD.encode("alice:s3cret")
+        );
+        let std = base64::engine::general_purpose::STANDARD.encode(json);
+        assert_eq!(
+            RegistryAuth::from_header(&std).unwrap().unwrap().basic,
+            a.basic
+        );
+        assert!(RegistryAuth::from_header("!!!").is_err());
+    }
 }

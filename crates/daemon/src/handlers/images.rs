@@ -116,7 +116,10 @@ pub(super) async fn op(d: &Arc<Daemon>, name: String, op: ImageOp, call: Call) -
             let v: Vec<Value> = removed.iter().map(self::removed).collect();
             Ok(json(200, &v))
         }
-        ImageOp::Push => push(d, name, &q).await,
+        ImageOp::Push => {
+            let auth = registry_auth(&call.req)?;
+            push(d, name, &q, auth).await
+        }
         ImageOp::Get => save(d, vec![name]).await,
     }
 }
@@ -139,6 +142,7 @@ pub(super) async fn create(d: &Arc<Daemon>, call: Call) -> Reply {
     };
     let reference = berth_image::reference::Reference::parse(&name)
         .map_err(|e| ApiError::bad_request(format!("invalid reference format: {e}")))?;
+    let auth = registry_auth(&call.req)?;
     let permit = d.stream_permit()?;
     let (tx, body) = crate::Body::channel();
     let paths = d.paths.clone();
@@ -147,7 +151,7 @@ pub(super) async fn create(d: &Arc<Daemon>, call: Call) -> Reply {
         let progress = crate::progress::JsonProgress::new(tx);
         let r = (|| -> Result<(), ApiError> {
             let mut store = berth_image::store::Store::open(&paths.root)?;
-            berth_service::images::pull(&paths, &mut store, &reference, &progress)?;
+            berth_service::images::pull_as(&paths, &mut store, &reference, &progress, auth)?;
             Ok(())
         })();
         match r {
@@ -168,8 +172,29 @@ fn streamed(body: crate::Body) -> hyper::Response<crate::Body> {
         .expect("a valid response")
 }
 
+/// The client's registry credentials (`X-Registry-Auth`), if it sent
+/// any.
+fn registry_auth(
+    req: &hyper::Request<hyper::body::Incoming>,
+) -> Result<Option<berth_service::images::RegistryAuth>, ApiError> {
+    match req.headers().get("X-Registry-Auth") {
+        None => Ok(None),
+        Some(v) => {
+            let v = v
+                .to_str()
+                .map_err(|_| ApiError::bad_request("X-Registry-Auth is not text"))?;
+            Ok(berth_service::images::RegistryAuth::from_header(v)?)
+        }
+    }
+}
+
 /// `POST /images/{name}/push?tag=`.
-async fn push(d: &Arc<Daemon>, name: String, q: &crate::query::Query) -> Reply {
+async fn push(
+    d: &Arc<Daemon>,
+    name: String,
+    q: &crate::query::Query,
+    auth: Option<berth_service::images::RegistryAuth>,
+) -> Reply {
     let name = match q.get("tag").filter(|t| !t.is_empty()) {
         Some(t) => format!("{name}:{t}"),
         None => name,
@@ -190,7 +215,7 @@ async fn push(d: &Arc<Daemon>, name: String, q: &crate::query::Query) -> Reply {
         let progress = crate::progress::JsonProgress::new(tx);
         let r = (|| -> Result<(), ApiError> {
             let mut store = berth_image::store::Store::open(&paths.root)?;
-            berth_service::images::push(&paths, &mut store, &name, &target, &progress)?;
+            berth_service::images::push_as(&paths, &mut store, &name, &target, &progress, auth)?;
             Ok(())
         })();
         if let Err(e) = r {
