@@ -861,3 +861,60 @@ fn a_save_that_fails_midway_is_not_a_whole_archive() {
     let (status, _, _) = d.http("GET", "/_ping", b"");
     assert_eq!(status, 200);
 }
+
+/// Debian's docker CLI 20.10 (API 1.41, installed with docker.io by
+/// scripts/install-deps.sh): an older client on versioned paths.
+#[test]
+fn the_older_docker_cli_drives_the_daemon() {
+    let d = Daemon::start();
+    let old = |args: &[&str]| {
+        let mut cmd = Command::new("/usr/bin/docker");
+        cmd.args(args)
+            .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+            .env("DOCKER_CONFIG", d.config.path())
+            .env("DOCKER_BUILDKIT", "0")
+            .stdin(Stdio::null());
+        cmd.output()
+            .expect("Debian's docker CLI at /usr/bin/docker (docker.io)")
+    };
+    let v = old(&[
+        "version",
+        "--format",
+        "{{.Client.APIVersion}} {{.Server.Platform.Name}}",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&v.stdout).trim(),
+        "1.41 berth",
+        "{v:?}"
+    );
+    let out = old(&[
+        "run",
+        "--rm",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "echo old; exit 2",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "old\n");
+    let out = old(&[
+        "run",
+        "-d",
+        "--name",
+        "oldie",
+        "busybox:1.35",
+        "sleep",
+        "30",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let out = old(&["exec", "oldie", "echo", "exec-ok"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "exec-ok\n", "{out:?}");
+    let out = old(&["ps", "--format", "{{.Names}}"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "oldie",
+        "{out:?}"
+    );
+    let out = old(&["rm", "-f", "oldie"]);
+    assert!(out.status.success(), "{out:?}");
+}
