@@ -918,3 +918,77 @@ fn the_older_docker_cli_drives_the_daemon() {
     let out = old(&["rm", "-f", "oldie"]);
     assert!(out.status.success(), "{out:?}");
 }
+
+/// `docker cp` both ways (the archive endpoints), a directory with a
+/// link in it, a rename on the way in, and a missing path (404).
+#[test]
+fn docker_cp_copies_both_ways() {
+    let d = Daemon::start();
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "files",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "mkdir -p /data/sub; echo hello > /data/f; echo deep > /data/sub/g; ln -s f /data/link; touch /ready; sleep 60",
+    ]);
+    let end = Instant::now() + Duration::from_secs(10);
+    while !d
+        .docker(&["exec", "files", "test", "-f", "/ready"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < end, "the container never got ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = d.b.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    d.docker_ok(&["cp", "files:/data/f", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(out.join("f")).unwrap(), "hello\n");
+    d.docker_ok(&["cp", "files:/data", out.join("d").to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("d/sub/g")).unwrap(),
+        "deep\n"
+    );
+    assert_eq!(
+        std::fs::read_link(out.join("d/link")).unwrap(),
+        std::path::Path::new("f")
+    );
+    let local = d.b.path("local.txt");
+    std::fs::write(&local, "from the host\n").unwrap();
+    d.docker_ok(&["cp", local.to_str().unwrap(), "files:/data/"]);
+    d.docker_ok(&["cp", local.to_str().unwrap(), "files:/data/renamed.txt"]);
+    assert_eq!(
+        d.docker_ok(&[
+            "exec",
+            "files",
+            "cat",
+            "/data/local.txt",
+            "/data/renamed.txt"
+        ]),
+        "from the host\nfrom the host\n"
+    );
+    let missing = d.docker(&["cp", "files:/no/such", out.to_str().unwrap()]);
+    assert!(!missing.status.success());
+    let (status, _, body) = d.http("HEAD", "/containers/files/archive?path=/no/such", b"");
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    let (status, headers, _) = d.http("HEAD", "/containers/files/archive?path=/data/f", b"");
+    assert_eq!(status, 200);
+    let stat = headers
+        .iter()
+        .find(|(k, _)| k == "x-docker-container-path-stat")
+        .map(|(_, v)| v.clone())
+        .expect("the stat header");
+    use base64::Engine as _;
+    let stat: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(stat)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stat["name"], "f");
+    assert_eq!(stat["size"], 6);
+    d.docker_ok(&["rm", "-f", "files"]);
+}

@@ -222,31 +222,48 @@ pub(crate) fn helper_main(reporter: &mut crate::helper::Reporter) -> i32 {
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let mut buf = vec![0u8; 64 * 1024];
     let res = berth_runtime::console::receive_fd(&sock, &mut buf)
-        .map_err(|e| format!("the copy helper's job: {e}"))
+        .map_err(|e| JobError::Other(format!("the copy helper's job: {e}")))
         .and_then(|(root, n)| {
             let job: Job = buf[..n]
                 .strip_suffix(b"\n")
                 .and_then(|j| serde_json::from_slice(j).ok())
-                .ok_or("the copy helper's job came incomplete")?;
+                .ok_or_else(|| JobError::Other("the copy helper's job came incomplete".into()))?;
             rustix::process::fchdir(&root)
                 .map_err(std::io::Error::from)
                 .and_then(|()| std::os::unix::fs::chroot("."))
                 .and_then(|()| std::env::set_current_dir("/"))
-                .map_err(|e| format!("entering the container's root: {e}"))?;
+                .map_err(|e| JobError::Other(format!("entering the container's root: {e}")))?;
             drop(root);
             run_job(job, &sock)
         });
     match res {
         Ok(()) => 0,
-        Err(m) => {
+        Err(e) => {
+            // "N": the path is not there; "E": anything else.
+            let line = match e {
+                JobError::NotFound(m) => format!("N{m}\n"),
+                JobError::Other(m) => format!("E{m}\n"),
+            };
             let mut w = &sock;
-            let _ = w.write_all(format!("E{m}\n").as_bytes());
+            let _ = w.write_all(line.as_bytes());
             1
         }
     }
 }
 
-fn run_job(job: Job, sock: &UnixStream) -> Result<(), String> {
+/// Why a copy helper's job failed: its kind crosses to the caller.
+enum JobError {
+    NotFound(String),
+    Other(String),
+}
+
+impl From<String> for JobError {
+    fn from(m: String) -> JobError {
+        JobError::Other(m)
+    }
+}
+
+fn run_job(job: Job, sock: &UnixStream) -> Result<(), JobError> {
     let mut w = sock;
     match job {
         Job::Out {
@@ -257,7 +274,9 @@ fn run_job(job: Job, sock: &UnixStream) -> Result<(), String> {
             owner,
         } => {
             let kind = kind_of(&src, follow).map_err(|_| {
-                format!("Could not find the file {src_raw} in container {container}")
+                JobError::NotFound(format!(
+                    "Could not find the file {src_raw} in container {container}"
+                ))
             })?;
             w.write_all(if kind == Kind::Dir { b"d\n" } else { b"f\n" })
                 .map_err(|e| e.to_string())?;
@@ -265,7 +284,7 @@ fn run_job(job: Job, sock: &UnixStream) -> Result<(), String> {
             let top = line(&mut r)?;
             let top = top.strip_prefix('T').filter(|t| !t.is_empty());
             berth_image::diff::write_path_tar(&src, top, follow, owner, &mut w)
-                .map_err(|e| format!("reading {src_raw}: {e}"))
+                .map_err(|e| JobError::Other(format!("reading {src_raw}: {e}")))
         }
         Job::In {
             dest,
@@ -276,15 +295,16 @@ fn run_job(job: Job, sock: &UnixStream) -> Result<(), String> {
             from_stream,
         } => {
             if from_stream && !dest.is_dir() {
-                return Err(format!(
+                return Err(JobError::Other(format!(
                     "the destination {dest_raw} must be an existing directory to extract an archive into"
-                ));
+                )));
             }
             let (dir, top) = landing(&dest, &dest_raw, kind, contents, &base)?;
             w.write_all(format!("T{}\n", top.unwrap_or_default()).as_bytes())
                 .map_err(|e| e.to_string())?;
             unpack(BufReader::new(sock), &dir, false)?;
-            w.write_all(b"ok\n").map_err(|e| e.to_string())
+            w.write_all(b"ok\n")
+                .map_err(|e| JobError::Other(e.to_string()))
         }
     }
 }
@@ -296,6 +316,9 @@ fn reap(mut child: std::process::Child) -> bool {
 /// Reads the helper's reply: "E<message>" is an error.
 fn reply(r: &mut impl BufRead) -> Result<String, EngineError> {
     let l = line(r).map_err(EngineError::Invalid)?;
+    if let Some(m) = l.strip_prefix('N') {
+        return Err(EngineError::NoSuchPath(m.to_string()));
+    }
     match l.strip_prefix('E') {
         Some(m) => Err(EngineError::Invalid(m.to_string())),
         None => Ok(l),

@@ -70,6 +70,9 @@ pub enum EngineError {
     NoSuchExec(String),
     #[error("get {0}: no such volume")]
     NoSuchVolume(String),
+    /// A path a copy wants is not in the container (the message says it).
+    #[error("{0}")]
+    NoSuchPath(String),
     /// The image is not in the store (a front end decides whether to pull).
     #[error("No such image: {0}")]
     NoSuchImage(String),

@@ -129,9 +129,11 @@ impl From<berth_engine::EngineError> for Error {
         use berth_engine::EngineError as E;
         let kind = match &e {
             E::Invalid(_) | E::Ambiguous(_) => ErrorKind::InvalidArgument,
-            E::NoSuchContainer(_) | E::NoSuchImage(_) | E::NoSuchExec(_) | E::NoSuchVolume(_) => {
-                ErrorKind::NotFound
-            }
+            E::NoSuchContainer(_)
+            | E::NoSuchImage(_)
+            | E::NoSuchExec(_)
+            | E::NoSuchVolume(_)
+            | E::NoSuchPath(_) => ErrorKind::NotFound,
             E::NameInUse { .. } | E::Conflict(_) => ErrorKind::Conflict,
             E::Image(s) => store_kind(s),
             E::Exec { code: 127, .. } => ErrorKind::CommandNotFound,

@@ -1,6 +1,7 @@
 //! One function per endpoint: read the request, ask the service, render
 //! the answer in the Engine API's shape.
 
+mod archive;
 mod attach;
 mod build;
 mod containers;
@@ -27,6 +28,15 @@ pub(crate) async fn dispatch(d: &Arc<Daemon>, r: Route, call: Call) -> Reply {
         Route::ContainerPrune => containers::prune(d).await,
         Route::Container(id, crate::route::ContainerOp::Attach) => {
             attach::attach(d, id, call).await
+        }
+        Route::Container(id, crate::route::ContainerOp::ArchiveGet) => {
+            archive::get(d, id, call, false).await
+        }
+        Route::Container(id, crate::route::ContainerOp::ArchiveHead) => {
+            archive::get(d, id, call, true).await
+        }
+        Route::Container(id, crate::route::ContainerOp::ArchivePut) => {
+            archive::put(d, id, call).await
         }
         Route::Container(id, crate::route::ContainerOp::ExecCreate) => {
             exec::create(d, id, call).await
