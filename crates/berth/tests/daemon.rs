@@ -992,3 +992,67 @@ fn docker_cp_copies_both_ways() {
     assert_eq!(stat["size"], 6);
     d.docker_ok(&["rm", "-f", "files"]);
 }
+
+/// `docker stats`: CPU from the container's cgroups (a busy loop shows),
+/// memory against its limit, its pids; one-shot and streamed.
+#[test]
+fn docker_stats_reads_the_containers_cgroups() {
+    let d = Daemon::start();
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "busy",
+        "-m",
+        "64m",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "head -c 20000000 /dev/zero | cat > /big; touch /ready; while true; do :; done",
+    ]);
+    let end = Instant::now() + Duration::from_secs(10);
+    while !d
+        .docker(&["exec", "busy", "test", "-f", "/ready"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < end, "the container never got ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = d.docker_ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.PIDs}}",
+        "busy",
+    ]);
+    let f: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(f[0], "busy", "{out}");
+    let cpu: f64 = f[1].trim_end_matches('%').parse().unwrap();
+    assert!(cpu > 20.0, "a busy loop uses CPU: {out}");
+    assert!(f[2].ends_with("MiB") && f[4] == "64MiB", "{out}");
+    assert!(f[5].parse::<u32>().unwrap() >= 1, "{out}");
+    // Streamed: a sample a second, until the client goes.
+    let mut s = UnixStream::connect(&d.sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET /containers/busy/stats HTTP/1.1\r\nHost: d\r\n\r\n").unwrap();
+    let mut r = BufReader::new(s);
+    let (status, _) = read_head(&mut r);
+    assert_eq!(status, 200);
+    let mut samples = Vec::new();
+    while samples.len() < 2 {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line.trim_start().starts_with('{') {
+            samples.push(serde_json::from_str::<Value>(line.trim()).unwrap());
+        }
+    }
+    assert_eq!(samples[1]["name"], "/busy");
+    assert!(
+        samples[1]["cpu_stats"]["cpu_usage"]["total_usage"].as_u64()
+            > samples[1]["precpu_stats"]["cpu_usage"]["total_usage"].as_u64()
+    );
+    assert_eq!(samples[1]["memory_stats"]["limit"], 64 << 20);
+    drop(r);
+    d.docker_ok(&["rm", "-f", "busy"]);
+}

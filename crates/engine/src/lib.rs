@@ -40,6 +40,8 @@ pub mod runtime;
 pub mod seccomp;
 /// The OCI config derived from image and options.
 pub mod spec;
+/// Resource use of a running container (`docker stats`).
+pub mod stats;
 /// One process of a build step (RUN).
 pub mod step;
 /// `stop` and `rm`.

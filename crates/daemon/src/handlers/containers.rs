@@ -148,6 +148,7 @@ pub(super) async fn op(d: &Arc<Daemon>, id: String, op: ContainerOp, call: Call)
             Ok(empty(200))
         }
         ContainerOp::Logs => logs(d, id, &q).await,
+        ContainerOp::Stats => stats(d, id, &q).await,
         ContainerOp::Top => {
             let ps: Vec<String> = q
                 .get("ps_args")
@@ -362,6 +363,81 @@ pub(super) async fn logs(d: &Arc<Daemon>, id: String, q: &crate::query::Query) -
     Ok(Response::builder()
         .status(200)
         .header("Content-Type", content_type)
+        .body(body)
+        .expect("a valid response"))
+}
+
+/// `GET /containers/{id}/stats`: samples of the container's resource use
+/// as JSON, one a second (`stream`, the default), or one answer: with
+/// `one-shot` a single sample, otherwise two a second apart so the CPU
+/// share can be computed from `precpu_stats`, as docker's daemon does.
+pub(super) async fn stats(d: &Arc<Daemon>, id: String, q: &crate::query::Query) -> Reply {
+    let stream = q.get("stream").is_none_or(|_| q.bool("stream"));
+    let one_shot = q.bool("one-shot");
+    // A missing container is a 404 before any stream starts.
+    let first = d
+        .engine({
+            let id = id.clone();
+            move |eng| Ok(eng.stats(&id)?)
+        })
+        .await?;
+    let view = |(id, name, s): &(String, String, berth_engine::stats::Sample),
+                pre: Option<&berth_engine::stats::Sample>| {
+        let mut v = serde_json::to_value(s).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("id".into(), json!(id));
+            o.insert("name".into(), json!(format!("/{name}")));
+            o.insert(
+                "preread".into(),
+                json!(pre.map_or("0001-01-01T00:00:00Z".to_string(), |p| p.read.clone())),
+            );
+            o.insert(
+                "precpu_stats".into(),
+                pre.map_or(
+                    json!({"cpu_usage": {"total_usage": 0}, "throttling_data": {}}),
+                    |p| serde_json::to_value(&p.cpu_stats).unwrap_or_default(),
+                ),
+            );
+            o.insert("storage_stats".into(), json!({}));
+        }
+        v
+    };
+    if !stream {
+        let answer = if one_shot {
+            view(&first, None)
+        } else {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let second = d.engine(move |eng| Ok(eng.stats(&id)?)).await?;
+            view(&second, Some(&first.2))
+        };
+        return Ok(json(200, &answer));
+    }
+    let permit = d.stream_permit()?;
+    let (tx, body) = Body::channel();
+    let daemon = d.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut pre: Option<berth_engine::stats::Sample> = None;
+        let mut cur = first;
+        loop {
+            let mut line = serde_json::to_vec(&view(&cur, pre.as_ref())).unwrap_or_default();
+            line.push(b'\n');
+            if tx.send(Bytes::from(line)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let key = cur.0.clone();
+            let next = match daemon.engine(move |eng| Ok(eng.stats(&key)?)).await {
+                Ok(n) => n,
+                // Removed: the stream ends.
+                Err(_) => return,
+            };
+            pre = Some(std::mem::replace(&mut cur, next).2);
+        }
+    });
+    Ok(Response::builder()
+        .status(200)
+        .header("Content-Type", "application/json")
         .body(body)
         .expect("a valid response"))
 }
