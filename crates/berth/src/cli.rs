@@ -179,6 +179,15 @@ pub enum SystemCommand {
     Events(EventsArgs),
     /// Remove unused data
     Prune(PruneArgs),
+    /// Join standard input and output to the daemon's socket (docker's ssh transport runs this on the remote host)
+    DialStdio(DialStdioArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DialStdioArgs {
+    /// The daemon: unix:///path [default: $DOCKER_HOST, else unix:///run/berth/docker.sock]
+    #[arg(short = 'H', long = "host")]
+    pub host: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -166,6 +166,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Build(a) => return build(&ctx, &a),
         Command::Events(a) | Command::System(SystemCommand::Events(a)) => return events(&ctx, &a),
+        Command::System(SystemCommand::DialStdio(a)) => return dial_stdio(&a),
         Command::Builder(cli::BuilderCommand::Prune { .. }) => {
             let mut store = ctx.store()?;
             let report = berth_service::images::prune_build_cache(
@@ -449,6 +450,34 @@ fn login(a: &cli::LoginArgs) -> Result<u8> {
     };
     berth_registry_client::login(&a.server, &user, &password)?;
     println!("Login Succeeded");
+    Ok(0)
+}
+
+/// `berth system dial-stdio`: standard input to the daemon's socket and
+/// the socket to standard output, until both ends are done (input's end
+/// passed on as a half-close), as `docker system dial-stdio` does for
+/// `docker -H ssh://...`.
+fn dial_stdio(a: &cli::DialStdioArgs) -> Result<u8> {
+    let host = a
+        .host
+        .clone()
+        .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "unix:///run/berth/docker.sock".into());
+    let path = host.strip_prefix("unix://").ok_or_else(|| {
+        anyhow::anyhow!("dial-stdio reaches unix sockets: {host:?} is not unix:///path")
+    })?;
+    let sock = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| anyhow::anyhow!("cannot reach the daemon at {path}: {e}"))?;
+    let mut to_daemon = sock.try_clone()?;
+    let input = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to_daemon);
+        let _ = to_daemon.shutdown(std::net::Shutdown::Write);
+    });
+    let mut from_daemon = sock;
+    let mut out = std::io::stdout().lock();
+    std::io::copy(&mut from_daemon, &mut out)?;
+    std::io::Write::flush(&mut out)?;
+    drop(input);
     Ok(0)
 }
 

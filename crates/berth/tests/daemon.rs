@@ -1056,3 +1056,69 @@ fn docker_stats_reads_the_containers_cgroups() {
     drop(r);
     d.docker_ok(&["rm", "-f", "busy"]);
 }
+
+/// `docker commit`, `docker import`, the networks berth has, and
+/// `berth system dial-stdio` (what `docker -H ssh://` runs remotely).
+#[test]
+fn commit_import_networks_and_dial_stdio() {
+    let d = Daemon::start();
+    d.docker_ok(&[
+        "run",
+        "--name",
+        "maker",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "echo made > /made",
+    ]);
+    let id = d.docker_ok(&[
+        "commit",
+        "-c",
+        "CMD [\"cat\", \"/made\"]",
+        "maker",
+        "committed:1",
+    ]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(d.docker_ok(&["run", "--rm", "committed:1"]), "made\n");
+    d.docker_ok(&["rm", "maker"]);
+
+    let rootfs = tar_files(&[("hello.txt".to_string(), b"imported\n".to_vec())]);
+    let tar = d.b.path("rootfs.tar");
+    std::fs::write(&tar, rootfs).unwrap();
+    let out = d.docker_ok(&["import", tar.to_str().unwrap(), "imported:1"]);
+    assert!(out.trim().starts_with("sha256:"), "{out}");
+    let inspect = d.docker_ok(&["image", "inspect", "--format", "{{.Id}}", "imported:1"]);
+    assert_eq!(inspect.trim(), out.trim());
+
+    let nets = d.docker_ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    assert!(
+        nets.contains("host host") && nets.contains("none null"),
+        "{nets}"
+    );
+    let inspect = d.docker_ok(&["network", "inspect", "--format", "{{.Driver}}", "host"]);
+    assert_eq!(inspect.trim(), "host");
+    assert!(!d
+        .docker(&["network", "inspect", "nosuchnet"])
+        .status
+        .success());
+
+    let mut dial = Command::new(BERTH)
+        .args(["system", "dial-stdio", "-H"])
+        .arg(format!("unix://{}", d.sock.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    dial.stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let out = dial.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("OK"),
+        "{text}"
+    );
+}

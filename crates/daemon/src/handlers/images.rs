@@ -129,11 +129,13 @@ pub(super) async fn op(d: &Arc<Daemon>, name: String, op: ImageOp, call: Call) -
 pub(super) async fn create(d: &Arc<Daemon>, call: Call) -> Reply {
     let q = &call.query;
     let Some(from) = q.get("fromImage").filter(|f| !f.is_empty()) else {
-        return Err(if q.get("fromSrc").is_some() {
-            crate::ApiError::not_implemented("import (fromSrc)")
-        } else {
-            ApiError::bad_request("fromImage is required")
-        });
+        return match q.get("fromSrc") {
+            Some("-") => import(d, call).await,
+            Some(_) => Err(crate::ApiError::not_implemented(
+                "an import from a URL (fromSrc other than -)",
+            )),
+            None => Err(ApiError::bad_request("fromImage or fromSrc is required")),
+        };
     };
     let name = match q.get("tag").filter(|t| !t.is_empty()) {
         Some(t) if t.contains(':') => format!("{from}@{t}"),
@@ -315,4 +317,78 @@ pub(super) async fn load(d: &Arc<Daemon>, call: Call) -> Reply {
         .header("Content-Type", "application/json")
         .body(crate::Body::full(out))
         .expect("a valid response"))
+}
+
+/// `POST /images/create?fromSrc=-`: `docker import` of the body's tar as a
+/// one-layer image.
+async fn import(d: &Arc<Daemon>, call: Call) -> Reply {
+    let q = call.query.clone();
+    let reference = match q.get("repo").filter(|r| !r.is_empty()) {
+        Some(repo) => {
+            let name = match q.get("tag").filter(|t| !t.is_empty()) {
+                Some(t) => format!("{repo}:{t}"),
+                None => repo.to_string(),
+            };
+            Some(
+                berth_image::reference::Reference::parse(&name)
+                    .map_err(|e| ApiError::bad_request(format!("invalid reference format: {e}")))?,
+            )
+        }
+        None => None,
+    };
+    let opts = berth_image::import::Options {
+        changes: q.all("changes").iter().map(|c| c.to_string()).collect(),
+        message: q.get("message").filter(|m| !m.is_empty()).map(String::from),
+        platform: q
+            .get("platform")
+            .filter(|p| !p.is_empty())
+            .map(String::from),
+    };
+    let permit = d.stream_permit()?;
+    let reader = crate::bridge::BodyReader::new(call.req.into_body());
+    let paths = d.paths.clone();
+    let id = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let _permit = permit;
+        let mut store = berth_image::store::Store::open(&paths.root)?;
+        berth_image::import::import(&mut store, reader, reference.as_ref(), &opts)
+            .map_err(|e| ApiError::from(berth_service::Error::from(e)))
+    })
+    .await
+    .map_err(|e| ApiError::new(500, e.to_string()))??;
+    Ok(json(200, &json!({"status": id.to_string()})))
+}
+
+/// `POST /commit?container=&repo=&tag=`: a container's changes as a new
+/// image.
+pub(super) async fn commit(d: &Arc<Daemon>, call: Call) -> Reply {
+    let q = call.query.clone();
+    let container = q
+        .get("container")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError::bad_request("container is required: ?container="))?
+        .to_string();
+    let reference = q.get("repo").filter(|r| !r.is_empty()).map(|repo| {
+        match q.get("tag").filter(|t| !t.is_empty()) {
+            Some(t) => format!("{repo}:{t}"),
+            None => repo.to_string(),
+        }
+    });
+    let cfg = berth_engine::changes::CommitConfig {
+        changes: q.all("changes").iter().map(|c| c.to_string()).collect(),
+        message: q.get("comment").filter(|m| !m.is_empty()).map(String::from),
+        author: q.get("author").filter(|m| !m.is_empty()).map(String::from),
+        // docker pauses unless asked not to.
+        pause: q.get("pause").is_none_or(|_| q.bool("pause")),
+    };
+    let id = d
+        .engine(move |eng| {
+            Ok(berth_engine::changes::commit(
+                eng,
+                &container,
+                reference.as_deref(),
+                &cfg,
+            )?)
+        })
+        .await?;
+    Ok(json(201, &json!({"Id": id.to_string()})))
 }

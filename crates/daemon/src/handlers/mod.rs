@@ -46,6 +46,7 @@ pub(crate) async fn dispatch(d: &Arc<Daemon>, r: Route, call: Call) -> Reply {
         Route::Build => build::build(d, call).await,
         Route::ImageList => images::list(d, call).await,
         Route::ImageCreate => images::create(d, call).await,
+        Route::Commit => images::commit(d, call).await,
         Route::ImageLoad => images::load(d, call).await,
         Route::ImageGetAll => {
             let names = call
@@ -64,6 +65,20 @@ pub(crate) async fn dispatch(d: &Arc<Daemon>, r: Route, call: Call) -> Reply {
         Route::Volume(name, delete) => volumes::one(d, name, delete, call).await,
         // Until the networking issue: the modes berth has, as networks.
         Route::NetworkList => Ok(crate::json(200, &system::networks())),
+        Route::Network(name, crate::route::NetworkOp::Inspect) => {
+            let all = system::networks();
+            let found = all
+                .as_array()
+                .and_then(|a| a.iter().find(|n| n["Name"] == name.as_str() || n["Id"] == name.as_str()))
+                .cloned();
+            match found {
+                Some(n) => Ok(crate::json(200, &n)),
+                None => Err(crate::ApiError::not_found(format!("network {name} not found"))),
+            }
+        }
+        Route::NetworkCreate => Err(crate::ApiError::not_implemented(
+            "creating networks (bridge networking comes with the networking work; berth has host and none)",
+        )),
         r => Err(crate::unserved(&r)),
     }
 }
