@@ -841,9 +841,24 @@ pub struct LoginArgs {
 
 #[derive(Args, Debug)]
 pub struct DaemonArgs {
-    /// Where to listen: unix:///path (several allowed) [default: unix:///run/berth/docker.sock]
+    /// Where to listen: unix:///path or tcp://ip:port (several allowed) [default: unix:///run/berth/docker.sock]
     #[arg(short = 'H', long = "host")]
     pub hosts: Vec<String>,
+    /// Serve TCP hosts over TLS (with --tlscert and --tlskey)
+    #[arg(long)]
+    pub tls: bool,
+    /// Serve TCP hosts over TLS and require clients' certificates signed by --tlscacert
+    #[arg(long)]
+    pub tlsverify: bool,
+    /// The CA clients' certificates must be signed by
+    #[arg(long)]
+    pub tlscacert: Option<PathBuf>,
+    /// The server's TLS certificate (PEM)
+    #[arg(long)]
+    pub tlscert: Option<PathBuf>,
+    /// The server's TLS key (PEM)
+    #[arg(long)]
+    pub tlskey: Option<PathBuf>,
     /// Write the daemon's pid here [default: RUNROOT/berth-daemon.pid]
     #[arg(short = 'p', long)]
     pub pidfile: Option<PathBuf>,

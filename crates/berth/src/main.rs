@@ -489,18 +489,41 @@ fn daemon(ctx: &images::Ctx, a: &cli::DaemonArgs) -> Result<u8> {
     } else {
         a.hosts.clone()
     };
+    let tls = if a.tls || a.tlsverify {
+        let (Some(cert), Some(key)) = (a.tlscert.clone(), a.tlskey.clone()) else {
+            anyhow::bail!("--tls and --tlsverify need the server's --tlscert and --tlskey");
+        };
+        Some(berth_daemon::TlsSettings {
+            cert,
+            key,
+            ca: a.tlscacert.clone(),
+            verify: a.tlsverify,
+        })
+    } else {
+        None
+    };
+    if tls.is_none() && hosts.iter().any(|h| h.starts_with("tcp://")) {
+        eprintln!(
+            "WARNING: the API is served on TCP without TLS: anyone who can reach the port has \
+             root on this host. Use --tlsverify with --tlscacert, --tlscert and --tlskey."
+        );
+    }
     let settings = berth_daemon::Settings {
         paths: ctx.paths(),
         hosts,
+        tls,
         pid_file: Some(
             a.pidfile
                 .clone()
                 .unwrap_or_else(|| ctx.runroot.join("berth-daemon.pid")),
         ),
-        on_listening: Some(Box::new(|socks: &[std::path::PathBuf]| {
-            for s in socks {
-                println!("berth daemon listening on unix://{}", s.display());
+        on_listening: Some(Box::new(|addrs: &[String]| {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            for a in addrs {
+                let _ = writeln!(out, "berth daemon listening on {a}");
             }
+            let _ = out.flush();
         })),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

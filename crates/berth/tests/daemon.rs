@@ -1122,3 +1122,100 @@ fn commit_import_networks_and_dial_stdio() {
         "{text}"
     );
 }
+
+/// Certificates for mutual TLS, made with openssl in `dir`: ca.pem, the
+/// server's server.pem/server-key.pem (127.0.0.1) and a client's
+/// client.pem/client-key.pem, all signed by the CA; and a stranger's
+/// client certificate from another CA (other.pem/other-key.pem).
+fn make_tls(dir: &Path) {
+    let script = r#"set -e
+ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+openssl req -x509 $ec -keyout ca-key.pem -out ca.pem -days 2 -subj "/CN=berth test CA" 2>/dev/null
+openssl req -x509 $ec -keyout otherca-key.pem -out otherca.pem -days 2 -subj "/CN=other CA" 2>/dev/null
+openssl req $ec -keyout server-key.pem -out server.csr -subj "/CN=berth daemon" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > server.ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out server.pem -days 2 -extfile server.ext 2>/dev/null
+printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n' > client.ext
+openssl req $ec -keyout client-key.pem -out client.csr -subj "/CN=client" 2>/dev/null
+openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out client.pem -days 2 -extfile client.ext 2>/dev/null
+openssl req $ec -keyout other-key.pem -out other.csr -subj "/CN=stranger" 2>/dev/null
+openssl x509 -req -in other.csr -CA otherca.pem -CAkey otherca-key.pem -CAcreateserial -out other.pem -days 2 -extfile client.ext 2>/dev/null
+"#;
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "openssl (install-deps installs it): {out:?}"
+    );
+}
+
+/// `-H tcp://` with `--tlsverify`: the docker CLI with a client
+/// certificate the CA signed is served; without one, or with a
+/// stranger's, it is refused at the handshake.
+#[test]
+fn tcp_with_mutual_tls_serves_only_known_clients() {
+    let b = Berth::with_busybox();
+    let dir = b.path("tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    make_tls(&dir);
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let mut child = b
+        .command(&[
+            "daemon",
+            "-H",
+            "tcp://127.0.0.1:0",
+            "--tlsverify",
+            "--tlscacert",
+            &p("ca.pem"),
+            "--tlscert",
+            &p("server.pem"),
+            "--tlskey",
+            &p("server-key.pem"),
+        ])
+        .env("DOCKER_CONFIG", b.path("daemon-config"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let host = first
+        .trim()
+        .strip_prefix("berth daemon listening on ")
+        .unwrap_or_else(|| panic!("{first:?}"))
+        .to_string();
+    assert!(host.starts_with("tcp://127.0.0.1:"), "{host}");
+    let config = b.path("docker-config");
+    let docker = |cert: Option<(&str, &str)>, args: &[&str]| {
+        let mut c = Command::new(DOCKER);
+        c.args(["-H", &host, "--tlsverify", "--tlscacert", &p("ca.pem")]);
+        if let Some((cert, key)) = cert {
+            c.args(["--tlscert", &p(cert), "--tlskey", &p(key)]);
+        }
+        c.args(args)
+            .env("DOCKER_CONFIG", &config)
+            .env_remove("DOCKER_HOST")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let ok = docker(
+        Some(("client.pem", "client-key.pem")),
+        &["run", "--rm", "busybox:1.35", "echo", "over tls"],
+    );
+    let stranger = docker(Some(("other.pem", "other-key.pem")), &["version"]);
+    let nobody = docker(None, &["ps"]);
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    let _ = child.wait();
+    assert!(ok.status.success(), "{ok:?}");
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "over tls\n");
+    assert!(!stranger.status.success(), "{stranger:?}");
+    assert!(!nobody.status.success(), "{nobody:?}");
+}

@@ -12,6 +12,7 @@ pub mod listen;
 pub mod progress;
 pub mod query;
 pub mod route;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use hyper::{Request, Response};
 
 pub use body::Body;
 pub use error::ApiError;
-pub use listen::{serve, Settings};
+pub use listen::{serve, Settings, TlsSettings};
 use route::{ApiVersion, Route, MAX_VERSION};
 
 /// The client connection's socket, for noticing a client that went

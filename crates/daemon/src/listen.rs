@@ -11,22 +11,73 @@ use hyper_util::rt::TokioIo;
 
 use crate::Daemon;
 
-/// Told the sockets once they listen.
-pub type OnListening = Box<dyn FnOnce(&[PathBuf]) + Send>;
+/// Told the addresses (`unix:///path`, `tcp://ip:port`) once they
+/// listen.
+pub type OnListening = Box<dyn FnOnce(&[String]) + Send>;
+
+/// TLS for TCP hosts, as dockerd's flags give it.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// With `verify`, clients must show a certificate this CA signed.
+    pub ca: Option<PathBuf>,
+    pub verify: bool,
+}
+
+enum Listener {
+    Unix(tokio::net::UnixListener),
+    Tcp(tokio::net::TcpListener, Option<tokio_rustls::TlsAcceptor>),
+}
+
+enum Conn {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream, Option<tokio_rustls::TlsAcceptor>),
+}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<Conn> {
+        match self {
+            Listener::Unix(l) => l.accept().await.map(|(s, _)| Conn::Unix(s)),
+            Listener::Tcp(l, tls) => l.accept().await.map(|(s, _)| Conn::Tcp(s, tls.clone())),
+        }
+    }
+}
+
+/// Serves HTTP/1.1 (with upgrades, for hijacked streams) on one
+/// connection.
+async fn serve_conn<S>(daemon: Arc<Daemon>, io: S, fd: crate::ConnFd)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        let daemon = daemon.clone();
+        req.extensions_mut().insert(fd);
+        async move { Ok::<_, std::convert::Infallible>(crate::handle(daemon, req).await) }
+    });
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades()
+        .await;
+}
 
 /// What `serve` needs.
 pub struct Settings {
     pub paths: berth_engine::Paths,
-    /// `unix:///path` addresses.
+    /// `unix:///path` and `tcp://ip:port` addresses.
     pub hosts: Vec<String>,
+    /// TLS for the TCP addresses.
+    pub tls: Option<TlsSettings>,
     pub pid_file: Option<PathBuf>,
     pub on_listening: Option<OnListening>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
-    #[error("unsupported host {0:?}: use unix:///path/to/socket")]
+    #[error("unsupported host {0:?}: use unix:///path/to/socket or tcp://ip:port")]
     Host(String),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -98,15 +149,30 @@ fn bind(path: &Path) -> Result<tokio::net::UnixListener, ListenError> {
 /// Serves the Engine API until SIGTERM or SIGINT.
 pub async fn serve(settings: Settings) -> Result<(), ListenError> {
     let mut paths = Vec::new();
-    for h in &settings.hosts {
-        match h.strip_prefix("unix://") {
-            Some(p) if p.starts_with('/') => paths.push(PathBuf::from(p)),
-            _ => return Err(ListenError::Host(h.clone())),
-        }
-    }
     let mut listeners = Vec::new();
-    for p in &paths {
-        listeners.push(bind(p)?);
+    let mut bound = Vec::new();
+    let tls = match &settings.tls {
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+            t,
+        )?)),
+        None => None,
+    };
+    for h in &settings.hosts {
+        if let Some(p) = h.strip_prefix("unix://").filter(|p| p.starts_with('/')) {
+            let p = PathBuf::from(p);
+            listeners.push(Listener::Unix(bind(&p)?));
+            bound.push(format!("unix://{}", p.display()));
+            paths.push(p);
+        } else if let Some(addr) = h.strip_prefix("tcp://") {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(io(format!("listen on {h}")))?;
+            let local = l.local_addr().map_err(io("the bound address"))?;
+            bound.push(format!("tcp://{local}"));
+            listeners.push(Listener::Tcp(l, tls.clone()));
+        } else {
+            return Err(ListenError::Host(h.clone()));
+        }
     }
     if let Some(pf) = &settings.pid_file {
         if let Some(dir) = pf.parent() {
@@ -116,7 +182,7 @@ pub async fn serve(settings: Settings) -> Result<(), ListenError> {
             .map_err(io(format!("write {}", pf.display())))?;
     }
     if let Some(f) = settings.on_listening {
-        f(&paths);
+        f(&bound);
     }
     let daemon = Arc::new(Daemon::new(settings.paths));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -125,29 +191,39 @@ pub async fn serve(settings: Settings) -> Result<(), ListenError> {
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             loop {
-                let conn = tokio::select! {
+                let accepted = tokio::select! {
                     c = l.accept() => c,
                     _ = stop.changed() => return,
                 };
-                let Ok((stream, _)) = conn else {
+                let Ok(conn) = accepted else {
                     // Out of fds or the like: breathe, then go on.
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 };
                 let daemon = daemon.clone();
-                let fd = crate::ConnFd(std::os::fd::AsRawFd::as_raw_fd(&stream));
                 tokio::spawn(async move {
-                    let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                        let daemon = daemon.clone();
-                        req.extensions_mut().insert(fd);
-                        async move {
-                            Ok::<_, std::convert::Infallible>(crate::handle(daemon, req).await)
+                    match conn {
+                        Conn::Unix(s) => {
+                            let fd = crate::ConnFd(std::os::fd::AsRawFd::as_raw_fd(&s));
+                            serve_conn(daemon, s, fd).await
                         }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .with_upgrades()
-                        .await;
+                        Conn::Tcp(s, None) => {
+                            let fd = crate::ConnFd(std::os::fd::AsRawFd::as_raw_fd(&s));
+                            serve_conn(daemon, s, fd).await
+                        }
+                        Conn::Tcp(s, Some(acceptor)) => {
+                            let fd = crate::ConnFd(std::os::fd::AsRawFd::as_raw_fd(&s));
+                            // A handshake that stalls is dropped.
+                            let hs = tokio::time::timeout(
+                                std::time::Duration::from_secs(10),
+                                acceptor.accept(s),
+                            )
+                            .await;
+                            if let Ok(Ok(tls)) = hs {
+                                serve_conn(daemon, tls, fd).await
+                            }
+                        }
+                    }
                 });
             }
         });
