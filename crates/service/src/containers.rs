@@ -292,6 +292,35 @@ pub struct ContainerInspect {
     pub host_config: HostConfig,
     pub graph_driver: GraphDriver,
     pub config: Config,
+    pub network_settings: NetworkSettings,
+}
+
+/// The Engine API's `NetworkSettings` (berth's modes have no addresses
+/// yet: one entry, the mode, with empty endpoint settings).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkSettings {
+    pub bridge: String,
+    #[serde(rename = "SandboxID")]
+    pub sandbox_id: String,
+    pub sandbox_key: String,
+    pub ports: BTreeMap<String, Value>,
+    pub networks: BTreeMap<String, EndpointSettings>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointSettings {
+    pub aliases: Option<Vec<String>>,
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    pub gateway: String,
+    #[serde(rename = "IPAddress")]
+    pub ip_address: String,
+    pub ip_prefix_len: u32,
+    pub mac_address: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -442,6 +471,26 @@ pub fn inspect(eng: &Engine, r: &Record) -> ContainerInspect {
                 config: c.log_opts.clone(),
             },
             init: c.init,
+        },
+        network_settings: {
+            let net = network_mode(c);
+            NetworkSettings {
+                bridge: String::new(),
+                sandbox_id: String::new(),
+                sandbox_key: if r.pid > 0 {
+                    format!("/proc/{}/ns/net", r.pid)
+                } else {
+                    String::new()
+                },
+                ports: BTreeMap::new(),
+                networks: BTreeMap::from([(
+                    net.clone(),
+                    EndpointSettings {
+                        network_id: net,
+                        ..Default::default()
+                    },
+                )]),
+            }
         },
         graph_driver: GraphDriver {
             name: "overlay2".into(),

@@ -84,9 +84,19 @@ impl Filters {
         }
     }
 
-    /// Whether every key has a value for which `test` holds.
+    /// Whether every key has a value for which `test` holds; for `label`
+    /// every value must hold (docker's `MatchKVList`: `--filter label=a
+    /// --filter label=b` wants both).
     pub fn matches(&self, mut test: impl FnMut(&str, &str) -> Result<bool>) -> Result<bool> {
         for (k, vals) in &self.0 {
+            if k == "label" {
+                for v in vals {
+                    if !test(k, v)? {
+                        return Ok(false);
+                    }
+                }
+                continue;
+            }
             let mut any = false;
             for v in vals {
                 if test(k, v)? {
@@ -141,5 +151,25 @@ mod tests {
         assert!(glob_match("lib/*", "lib/busybox").unwrap());
         assert!(!glob_match("*", "lib/busybox").unwrap());
         assert!(glob_match("lib/[", "lib/busybox").is_err());
+    }
+
+    /// Compose lists a service's containers with several label filters:
+    /// each must hold (a container of another service once matched).
+    #[test]
+    fn several_label_filters_must_all_hold() {
+        let f = Filters::parse(&[
+            "label=com.docker.compose.project=p".into(),
+            "label=com.docker.compose.service=worker".into(),
+        ])
+        .unwrap();
+        let has = |labels: &[&str]| f.matches(|_, v| Ok(labels.contains(&v))).unwrap();
+        assert!(has(&[
+            "com.docker.compose.project=p",
+            "com.docker.compose.service=worker"
+        ]));
+        assert!(!has(&[
+            "com.docker.compose.project=p",
+            "com.docker.compose.service=web"
+        ]));
     }
 }
