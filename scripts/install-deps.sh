@@ -3,7 +3,7 @@
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 need=()
-for pair in skopeo:skopeo umoci:umoci dockerd:docker.io containerd:containerd runc:runc crun:crun podman:podman docker-registry:docker-registry buildah:buildah /usr/bin/docker-compose:docker-compose openssl:openssl curl:curl; do
+for pair in skopeo:skopeo umoci:umoci dockerd:docker.io containerd:containerd runc:runc crun:crun podman:podman docker-registry:docker-registry buildah:buildah /usr/bin/docker-compose:docker-compose systemd-socket-activate:systemd openssl:openssl curl:curl; do
   bin=${pair%%:*} pkg=${pair#*:}
   command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -1008,7 +1008,9 @@ fn docker_stats_reads_the_containers_cgroups() {
         "busybox:1.35",
         "sh",
         "-c",
-        "head -c 20000000 /dev/zero | cat > /big; touch /ready; while true; do :; done",
+        // 20 MB the shell holds (anonymous memory: docker's MEM USAGE
+        // leaves inactive page cache out).
+        "x=$(head -c 20000000 /dev/zero | tr '\\0' a); touch /ready; while true; do :; done",
     ]);
     let end = Instant::now() + Duration::from_secs(10);
     while !d
@@ -1029,8 +1031,13 @@ fn docker_stats_reads_the_containers_cgroups() {
     let f: Vec<&str> = out.split_whitespace().collect();
     assert_eq!(f[0], "busy", "{out}");
     let cpu: f64 = f[1].trim_end_matches('%').parse().unwrap();
-    assert!(cpu > 20.0, "a busy loop uses CPU: {out}");
-    assert!(f[2].ends_with("MiB") && f[4] == "64MiB", "{out}");
+    // (Other tests share the two cores: any real share shows.)
+    assert!(cpu > 5.0, "a busy loop uses CPU: {out}");
+    let mem: f64 = f[2].trim_end_matches("MiB").parse().unwrap_or(0.0);
+    assert!(
+        f[2].ends_with("MiB") && mem >= 15.0 && f[4] == "64MiB",
+        "{out}"
+    );
     assert!(f[5].parse::<u32>().unwrap() >= 1, "{out}");
     // Streamed: a sample a second, until the client goes.
     let mut s = UnixStream::connect(&d.sock).unwrap();
@@ -1288,4 +1295,37 @@ fn docker_compose_v2_and_v1_run_a_project() {
         run(&["down", "-t", "1"]);
         assert!(d.docker_ok(&["ps", "-aq"]).trim().is_empty(), "{compose}");
     }
+}
+
+/// `-H fd://`: the sockets systemd made (socket activation, as
+/// contrib/systemd/berth.socket does), here from systemd-socket-activate.
+#[test]
+fn socket_activation_serves_the_socket_systemd_made() {
+    let b = Berth::with_busybox();
+    let sock = b.root.with_file_name("activated.sock");
+    let mut child = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(&sock)
+        .arg(BERTH)
+        .args(["--root", b.root.to_str().unwrap()])
+        .arg("--runroot")
+        .arg(b.root.with_file_name("run"))
+        .args(["daemon", "-H", "fd://"])
+        .env("DOCKER_CONFIG", b.path("daemon-config"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("systemd-socket-activate (systemd)");
+    let end = Instant::now() + Duration::from_secs(10);
+    while UnixStream::connect(&sock).is_err() {
+        assert!(Instant::now() < end, "never listened");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (status, _, body) = http(&sock, "GET", "/v1.50/images/json", b"");
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    let _ = child.wait();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let images: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(images[0]["Id"], BUSYBOX_ID);
 }

@@ -44,6 +44,55 @@ impl Listener {
     }
 }
 
+/// The sockets systemd passed (`-H fd://`, socket activation:
+/// `LISTEN_PID` is us, `LISTEN_FDS` sockets from fd 3 on).
+fn systemd_listeners() -> Result<Vec<Listener>, ListenError> {
+    let none = || {
+        ListenError::Host(
+            "fd:// (systemd passed no sockets: LISTEN_FDS is unset or not for this process)".into(),
+        )
+    };
+    let pid: u32 = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(none)?;
+    if pid != std::process::id() {
+        return Err(none());
+    }
+    let n: i32 = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .filter(|n| *n > 0 && *n < 64)
+        .ok_or_else(none)?;
+    let mut out = Vec::new();
+    for fd in 3..3 + n {
+        // SAFETY: systemd passed fds 3.. LISTEN_FDS to this process (the
+        // pid was checked); each is taken once, here, and owned from now.
+        let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let unix = matches!(
+            rustix::net::getsockname(&owned),
+            Ok(a) if a.address_family() == rustix::net::AddressFamily::UNIX
+        );
+        if unix {
+            let l = std::os::unix::net::UnixListener::from(owned);
+            l.set_nonblocking(true).map_err(io("fd:// socket"))?;
+            out.push(Listener::Unix(
+                tokio::net::UnixListener::from_std(l).map_err(io("fd:// socket"))?,
+            ));
+        } else {
+            let l = std::net::TcpListener::from(owned);
+            l.set_nonblocking(true).map_err(io("fd:// socket"))?;
+            out.push(Listener::Tcp(
+                tokio::net::TcpListener::from_std(l).map_err(io("fd:// socket"))?,
+                None,
+            ));
+        }
+    }
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_PID");
+    Ok(out)
+}
+
 /// Serves HTTP/1.1 (with upgrades, for hijacked streams) on one
 /// connection.
 async fn serve_conn<S>(daemon: Arc<Daemon>, io: S, fd: crate::ConnFd)
@@ -55,7 +104,10 @@ where
         req.extensions_mut().insert(fd);
         async move { Ok::<_, std::convert::Infallible>(crate::handle(daemon, req).await) }
     });
+    // A client may shut down its side once its request is sent (docker's
+    // ssh transport through `dial-stdio` does): it still gets the answer.
     let _ = http1::Builder::new()
+        .half_close(true)
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades()
         .await;
@@ -163,6 +215,26 @@ pub async fn serve(settings: Settings) -> Result<(), ListenError> {
             listeners.push(Listener::Unix(bind(&p)?));
             bound.push(format!("unix://{}", p.display()));
             paths.push(p);
+        } else if h == "fd://" {
+            for l in systemd_listeners()? {
+                bound.push(match &l {
+                    Listener::Unix(u) => format!(
+                        "fd:// (unix://{})",
+                        u.local_addr()
+                            .ok()
+                            .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+                            .unwrap_or_default()
+                    ),
+                    Listener::Tcp(t, _) => format!(
+                        "fd:// (tcp://{})",
+                        t.local_addr().map(|a| a.to_string()).unwrap_or_default()
+                    ),
+                });
+                listeners.push(match l {
+                    Listener::Tcp(t, _) => Listener::Tcp(t, tls.clone()),
+                    u => u,
+                });
+            }
         } else if let Some(addr) = h.strip_prefix("tcp://") {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
