@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bench/results
 : > bench/results/latest.md
-for b in bench/unpack.sh bench/runc.sh bench/run_container.sh bench/registry.sh bench/build.sh; do
+for b in bench/unpack.sh bench/runc.sh bench/run_container.sh bench/daemon.sh bench/registry.sh bench/build.sh; do
   "$b" | tee -a bench/results/latest.md
 done

@@ -199,7 +199,7 @@ pub(crate) fn take_stdout() -> Reporter {
 }
 
 /// /dev/null onto the given standard fds.
-fn null_stdio(fds: &[i32]) {
+pub(crate) fn null_stdio(fds: &[i32]) {
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

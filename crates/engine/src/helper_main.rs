@@ -37,6 +37,7 @@ fn run(args: &[OsString]) -> i32 {
         }
         "health" => crate::health::checker_main(&paths, arg(0), arg(1)),
         "cp" => crate::cp::helper_main(&mut reporter),
+        "step" => crate::step::helper_main(&paths, arg(0), arg(1), &mut reporter),
         _ => 2,
     }
 }

@@ -189,31 +189,19 @@ fn run_mounted(
             .and_then(|mut f| f.write_all(&serde_json::to_vec(&spec).expect("serializes")))
             .map_err(|e| EngineError::io(format!("write {}", cfg.display()), e))?;
     }
+    // The container is started by a helper (the berth binary run again,
+    // helper role `step`): the runtime clones init from the process that
+    // calls it, which must be single-threaded, and a builder runs stages
+    // on threads. The helper's stdin is the output pipe's write end, which
+    // becomes the container's stdout and stderr; it exits with the
+    // container's exit code.
     let (out_r, out_w) = crate::io::pipe()?;
-    let null = crate::io::dev_null()?;
-    let rt = paths.runtime();
-    let _ = berth_runtime::container::delete(&rt, id, true);
-    let create = berth_runtime::container::CreateOptions {
-        id: id.to_string(),
-        bundle: layout.dir.clone(),
-        root: rt.clone(),
-        pid_file: None,
-        console_socket: None,
-        no_pivot: false,
-        preserve_fds: 0,
-        stdio: Some([null.as_raw_fd(), out_w.as_raw_fd(), out_w.as_raw_fd()]),
-        console_fd: None,
-        reaper: false,
-        loopback: true,
-        die_with_parent: true,
-    };
-    let pid = berth_runtime::container::create(&create).map_err(crate::monitor::exec_error)?;
-    drop(out_w);
-    drop(null);
-    if let Err(e) = berth_runtime::container::start(&rt, id) {
-        let _ = berth_runtime::container::delete(&rt, id, true);
-        return Err(e.into());
-    }
+    let mut child = crate::helper::spawn(
+        "step",
+        paths,
+        &[std::ffi::OsStr::new(id), layout.dir.as_os_str()],
+        std::process::Stdio::from(out_w),
+    )?;
     let mut pipe = std::fs::File::from(out_r);
     let mut buf = vec![0u8; 64 << 10];
     loop {
@@ -224,15 +212,85 @@ fn run_mounted(
             Err(_) => break,
         }
     }
-    let mut status = 0;
-    // SAFETY: pid is our child (the runtime cloned it); status is a valid
-    // out-parameter.
-    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-    let code = if r == pid {
-        berth_runtime::signal::exit_code(status)
-    } else {
-        255
+    crate::helper::report(&mut child, "the build step's helper")?;
+    let status = child
+        .wait()
+        .map_err(|e| EngineError::io("wait for the build step's helper", e))?;
+    Ok(status.code().unwrap_or(255))
+}
+
+/// The step helper's life (helper role `step`): its stdin is where the
+/// container's output goes. Creates and starts the container of the
+/// bundle `bundle`, reports, waits for it, removes it, and exits with its
+/// exit code. It dies with its caller (the builder), and the container
+/// with it.
+pub(crate) fn helper_main(
+    paths: &Paths,
+    id: &str,
+    bundle: &str,
+    reporter: &mut crate::helper::Reporter,
+) -> i32 {
+    // SAFETY: prctl with constant arguments: SIGKILL when the parent goes.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    if rustix::process::getppid().is_none() {
+        return 1;
+    }
+    let mut run = || -> Result<i32, EngineError> {
+        let null = crate::io::dev_null()?;
+        // The output pipe moved off fd 0, which the container's stdin
+        // (/dev/null) takes.
+        let out = rustix::io::fcntl_dupfd_cloexec(
+            // SAFETY: fd 0 is open (our caller gave it as stdin) for as
+            // long as this borrow is used.
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(0) },
+            3,
+        )
+        .map_err(|e| EngineError::io("the step's output pipe", e.into()))?;
+        crate::helper::null_stdio(&[0]);
+        let rt = paths.runtime();
+        let _ = berth_runtime::container::delete(&rt, id, true);
+        let create = berth_runtime::container::CreateOptions {
+            id: id.to_string(),
+            bundle: PathBuf::from(bundle),
+            root: rt.clone(),
+            pid_file: None,
+            console_socket: None,
+            no_pivot: false,
+            preserve_fds: 0,
+            stdio: Some([null.as_raw_fd(), out.as_raw_fd(), out.as_raw_fd()]),
+            console_fd: None,
+            reaper: false,
+            loopback: true,
+            die_with_parent: true,
+        };
+        let pid = berth_runtime::container::create(&create).map_err(crate::monitor::exec_error)?;
+        drop(null);
+        // Only the container writes the output from here: its end closes
+        // when the container is done.
+        drop(out);
+        if let Err(e) = berth_runtime::container::start(&rt, id) {
+            let _ = berth_runtime::container::delete(&rt, id, true);
+            return Err(e.into());
+        }
+        reporter.ok();
+        let mut status = 0;
+        // SAFETY: pid is our child (the runtime cloned it); status is a
+        // valid out-parameter.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        let code = if r == pid {
+            berth_runtime::signal::exit_code(status)
+        } else {
+            255
+        };
+        let _ = berth_runtime::container::delete(&rt, id, true);
+        Ok(code)
     };
-    let _ = berth_runtime::container::delete(&rt, id, true);
-    Ok(code)
+    let result = run();
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            reporter.fail(&e);
+            255
+        }
+    }
 }
