@@ -15,15 +15,7 @@ use crate::Daemon;
 /// listen.
 pub type OnListening = Box<dyn FnOnce(&[String]) + Send>;
 
-/// TLS for TCP hosts, as dockerd's flags give it.
-#[derive(Debug, Clone)]
-pub struct TlsSettings {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// With `verify`, clients must show a certificate this CA signed.
-    pub ca: Option<PathBuf>,
-    pub verify: bool,
-}
+pub use crate::tls::TlsSettings;
 
 enum Listener {
     Unix(tokio::net::UnixListener),
@@ -204,9 +196,9 @@ pub async fn serve(settings: Settings) -> Result<(), ListenError> {
     let mut listeners = Vec::new();
     let mut bound = Vec::new();
     let tls = match &settings.tls {
-        Some(t) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
-            t,
-        )?)),
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(
+            crate::tls::server_config(t).map_err(ListenError::Tls)?,
+        )),
         None => None,
     };
     for h in &settings.hosts {
