@@ -161,8 +161,16 @@ pub(crate) fn command_error(
 /// Records an exit and tidies up; removes the container with `--rm`.
 /// Returns whether the container still exists. The exit is recorded
 /// before its die event is written: whoever wakes for the event (`wait`)
-/// finds it.
-fn finish(eng: &mut Engine, rec: &mut Record, code: i32) -> Result<bool, EngineError> {
+/// finds it. A detached monitor (`may_restart`) whose policy restarts the
+/// container records it as restarting at once, never exited in between:
+/// a `not-running` wait woken by the die event must not take a restart
+/// for the end.
+fn finish(
+    eng: &mut Engine,
+    rec: &mut Record,
+    code: i32,
+    may_restart: bool,
+) -> Result<bool, EngineError> {
     // Read before delete removes the cgroup that counts it.
     let oom_killed = eng.runtime.oom_killed(&eng.paths.runtime(), &rec.id);
     let _ = eng.runtime.delete(&eng.paths.runtime(), &rec.id, true);
@@ -194,13 +202,18 @@ fn finish(eng: &mut Engine, rec: &mut Record, code: i32) -> Result<bool, EngineE
         died(eng, rec);
         return Ok(false);
     }
-    rec.state = State::Exited;
     rec.exit_code = code;
     rec.oom_killed = oom_killed;
     rec.pid = 0;
-    rec.monitor_pid = 0;
-    rec.monitor_start = 0;
     rec.finished_at = crate::clock::now();
+    if may_restart && should_restart(rec, code) {
+        // The monitor stays with it through the backoff.
+        rec.state = State::Restarting;
+    } else {
+        rec.state = State::Exited;
+        rec.monitor_pid = 0;
+        rec.monitor_start = 0;
+    }
     eng.db.update(rec)?;
     died(eng, rec);
     Ok(true)
@@ -504,7 +517,10 @@ fn serve(
         if let Some(l) = log.as_mut() {
             l.flush();
         }
-        if !finish(eng, &mut rec, code)? || caller.is_some() || !should_restart(&rec, code) {
+        if !finish(eng, &mut rec, code, caller.is_none())?
+            || caller.is_some()
+            || !should_restart(&rec, code)
+        {
             return Ok(code);
         }
         if !backoff(eng, &id, delay)? {
@@ -528,7 +544,15 @@ fn backoff(eng: &mut Engine, id: &str, delay: Duration) -> Result<bool, EngineEr
                 .unwrap_or(0);
             eng.db.update(&r)?;
         }
-        _ => return Ok(false),
+        Some(mut r) => {
+            // A stop came between the exit and the backoff: exited.
+            r.state = State::Exited;
+            r.monitor_pid = 0;
+            r.monitor_start = 0;
+            eng.db.update(&r)?;
+            return Ok(false);
+        }
+        None => return Ok(false),
     }
     // The backoff ends early when a stop is asked for.
     let until = std::time::Instant::now() + delay;

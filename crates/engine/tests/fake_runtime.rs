@@ -331,3 +331,39 @@ fn a_forced_remove_while_the_monitor_restarts_leaves_nothing() {
     eng.remove(&id, true, false).unwrap();
     monitor.join().unwrap().unwrap();
 }
+
+/// A container its policy restarts is never recorded as exited between
+/// the exit and the restart: a `not-running` wait woken by the die event
+/// once returned there (with one restart of two done).
+#[test]
+fn a_restarting_container_is_never_exited_between_its_runs() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = World::new();
+    let id = w.create("exit 5", |c| c.restart = "on-failure:2".parse().unwrap());
+    let mut watcher = w.engine();
+    let follower_id = id.clone();
+    let monitor = w.serve(&id);
+    // Every state a die event leaves behind, until the last exit.
+    let mut seen = Vec::new();
+    let end = Instant::now() + Duration::from_secs(20);
+    let (_, mut follower) = berth_engine::events::read(&w.paths.runroot);
+    loop {
+        for e in follower.poll() {
+            if e.actor.id == follower_id && e.action == "die" {
+                let r = watcher.get(&follower_id).unwrap();
+                seen.push((r.state, r.restart_count));
+            }
+        }
+        if seen.len() == 3 || Instant::now() > end {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(monitor.join().unwrap().unwrap(), 5);
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    for (state, count) in &seen[..2] {
+        assert_eq!(*state, State::Restarting, "after run {count}: {seen:?}");
+    }
+    let last = watcher.get(&id).unwrap();
+    assert_eq!((last.state, last.restart_count), (State::Exited, 2));
+}
