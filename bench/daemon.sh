@@ -15,6 +15,10 @@ work=$(mktemp -d /var/tmp/berth-bench-daemon.XXXXXX)
 dockerd_pid=""
 berth_pid=""
 cleanup() {
+  if [ -n "$berth_pid" ] && ! kill -0 "$berth_pid" 2>/dev/null; then
+    echo "berth daemon exited; its log:" >&2
+    tail -20 "$work/berth-daemon.log" >&2
+  fi
   [ -n "$berth_pid" ] && kill "$berth_pid" 2>/dev/null && wait "$berth_pid" 2>/dev/null || true
   if [ -n "$dockerd_pid" ]; then
     kill "$dockerd_pid" 2>/dev/null || true
@@ -41,15 +45,18 @@ export DOCKER_CONFIG="$work/docker-config"
 python3 bench/harness.py "docker run --rm busybox true (docker CLI 28)" "${RUNS:-20}" "true" -- \
   "berth daemon=exec $BD run --rm busybox:1.35 true" \
   "dockerd=exec $DD run --rm --network none busybox:1.35 true"
-batch() { # CLI, extra args: 20 runs at once
-  local pids=()
-  for _ in $(seq 20); do $1 run --rm $2 busybox:1.35 true >/dev/null & pids+=($!); done
-  for p in "${pids[@]}"; do wait "$p"; done
-}
-export -f batch
+# 20 runs at once: CLI and extra run flags as arguments.
+cat > "$work/batch.sh" <<'SCRIPT'
+#!/usr/bin/env bash
+set -e
+pids=()
+for _ in $(seq 20); do $1 run --rm $2 busybox:1.35 true >/dev/null & pids+=($!); done
+for p in "${pids[@]}"; do wait "$p"; done
+SCRIPT
+chmod +x "$work/batch.sh"
 python3 bench/harness.py "20 concurrent docker run --rm (wall time of the batch)" "${BATCHES:-5}" "true" -- \
-  "berth daemon=bash -c 'batch \"$BD\" \"\"'" \
-  "dockerd=bash -c 'batch \"$DD\" \"--network none\"'"
+  "berth daemon=$work/batch.sh '$BD' ''" \
+  "dockerd=$work/batch.sh '$DD' '--network none'"
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 echo "## Memory"
 echo
