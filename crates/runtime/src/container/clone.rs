@@ -76,6 +76,9 @@ pub(super) fn clone_init(
                 std::mem::size_of::<CloneArgs>(),
             )
         };
+        if pid == 0 {
+            panics_end_the_child();
+        }
         if pid >= 0 {
             return Ok(pid as i32);
         }
@@ -103,7 +106,21 @@ pub(super) fn clone_init(
     if pid < 0 {
         return Err(CloneError::Failed(io::Error::last_os_error()));
     }
+    if pid == 0 {
+        panics_end_the_child();
+    }
     Ok(pid as i32)
+}
+
+/// In a cloned child: a panic ends it at once, before any unwinding, so
+/// that no cleanup of the caller's frames (which belongs to the parent)
+/// runs in the child, whatever the binary's panic strategy.
+fn panics_end_the_child() {
+    std::panic::set_hook(Box::new(|_| {
+        // SAFETY: _exit ends this child process at once; nothing of the
+        // parent's state is touched.
+        unsafe { libc::_exit(255) }
+    }));
 }
 
 /// Writes /proc/PID/{uid,gid}_map from the config's mappings.
