@@ -47,22 +47,6 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-/// The message with its causes, as docker's daemon words wrapped errors
-/// ("outer: inner").
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
-}
-
 impl From<berth_service::Error> for ApiError {
     fn from(e: berth_service::Error) -> ApiError {
         let status = match e.kind() {
@@ -72,7 +56,9 @@ impl From<berth_service::Error> for ApiError {
             ErrorKind::NotExecutable | ErrorKind::CommandNotFound => 500,
             k => k.http_status(),
         };
-        ApiError::new(status, chain(&e))
+        // The message with its causes, as docker's daemon words wrapped
+        // errors ("outer: inner").
+        ApiError::new(status, berth_runtime::container::chain(&e))
     }
 }
 

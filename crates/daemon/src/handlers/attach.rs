@@ -37,21 +37,8 @@ pub(super) async fn attach(d: &Arc<Daemon>, id: String, mut call: Call) -> Reply
                 "You cannot attach to a paused container, unpause it first",
             ))
         }
-        berth_engine::State::Running => {
-            let id = rec.id.clone();
-            let s = d
-                .engine(move |eng| {
-                    UnixStream::connect(eng.attach_socket(&id)).map_err(|e| {
-                        ApiError::new(500, format!("attach to container {id}: its monitor: {e}"))
-                    })
-                })
-                .await?;
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let _ = tx.send(s);
-            rx
-        }
         // A restart by the policy keeps the monitor and its socket.
-        berth_engine::State::Restarting => {
+        berth_engine::State::Running | berth_engine::State::Restarting => {
             let id = rec.id.clone();
             let s = d
                 .engine(move |eng| {
@@ -85,18 +72,24 @@ pub(super) async fn attach(d: &Arc<Daemon>, id: String, mut call: Call) -> Reply
             _ = crate::gone(conn) => {}
         }
     });
+    Ok(hijacked(tty))
+}
+
+/// The answer that hijacks the connection (101 UPGRADED): a raw stream
+/// with a tty, docker's multiplexed one without.
+pub(super) fn hijacked(tty: bool) -> Response<Body> {
     let content_type = if tty {
         "application/vnd.docker.raw-stream"
     } else {
         "application/vnd.docker.multiplexed-stream"
     };
-    Ok(Response::builder()
+    Response::builder()
         .status(101)
         .header("Content-Type", content_type)
         .header("Connection", "Upgrade")
         .header("Upgrade", "tcp")
         .body(Body::empty())
-        .expect("a valid response"))
+        .expect("a valid response")
 }
 
 /// An error told to a hijacked client (on its stderr; raw with a tty),

@@ -5,13 +5,12 @@
 
 use std::sync::Arc;
 
-use hyper::Response;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::route::ExecOp;
-use crate::{empty, json, ApiError, Body, Call, Daemon, Reply};
+use crate::{empty, json, ApiError, Call, Daemon, Reply};
 
 pub(super) async fn create(d: &Arc<Daemon>, container: String, call: Call) -> Reply {
     let body: berth_service::exec::ExecCreateBody = crate::read_json(call.req, 1 << 20).await?;
@@ -118,18 +117,7 @@ pub(super) async fn op(d: &Arc<Daemon>, id: String, op: ExecOp, mut call: Call) 
                     }
                 }
             });
-            let content_type = if tty {
-                "application/vnd.docker.raw-stream"
-            } else {
-                "application/vnd.docker.multiplexed-stream"
-            };
-            Ok(Response::builder()
-                .status(101)
-                .header("Content-Type", content_type)
-                .header("Connection", "Upgrade")
-                .header("Upgrade", "tcp")
-                .body(Body::empty())
-                .expect("a valid response"))
+            Ok(super::attach::hijacked(tty))
         }
     }
 }
