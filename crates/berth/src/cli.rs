@@ -29,6 +29,12 @@ pub struct Cli {
         default_value = "/run/berth"
     )]
     pub runroot: PathBuf,
+    /// Whether --root (or BERTH_ROOT) was given rather than defaulted.
+    #[arg(skip)]
+    pub root_given: bool,
+    /// Whether --runroot (or BERTH_RUNROOT) was given.
+    #[arg(skip)]
+    pub runroot_given: bool,
     /// Log level
     #[arg(short = 'l', long, default_value = "warn",
           value_parser = ["trace", "debug", "info", "warn", "error", "fatal"])]
@@ -841,6 +847,9 @@ pub struct LoginArgs {
 
 #[derive(Args, Debug)]
 pub struct DaemonArgs {
+    /// dockerd's configuration file (hosts, data-root, insecure-registries, registry-mirrors, log-driver, log-opts, default-ulimits, live-restore, tls keys)
+    #[arg(long, default_value = "/etc/berth/daemon.json")]
+    pub config_file: PathBuf,
     /// Where to listen: unix:///path or tcp://ip:port (several allowed) [default: unix:///run/berth/docker.sock]
     #[arg(short = 'H', long = "host")]
     pub hosts: Vec<String>,

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 
 use cli::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
 
@@ -26,7 +26,14 @@ fn main() -> ExitCode {
     if let Some(code) = berth_engine::helper_main::dispatch() {
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
-    let cli = match Cli::try_parse() {
+    let parsed = Cli::command().try_get_matches().and_then(|m| {
+        let mut cli = <Cli as clap::FromArgMatches>::from_arg_matches(&m)?;
+        let given = |id| m.value_source(id) != Some(clap::parser::ValueSource::DefaultValue);
+        cli.root_given = given("root");
+        cli.runroot_given = given("runroot");
+        Ok(cli)
+    });
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_ENGINE } else { 0 };
@@ -146,7 +153,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Volume(v) => return volumes::command(&ctx, &v),
         Command::Registry(cli::RegistryCommand::Serve(a)) => return registry_serve(&a),
-        Command::Daemon(a) => return daemon(&ctx, &a),
+        Command::Daemon(a) => return daemon(&ctx, (cli.root_given, cli.runroot_given), &a),
         Command::Registry(cli::RegistryCommand::Gc(a)) => return registry_gc(&a),
         Command::Registry(cli::RegistryCommand::Htpasswd { user }) => {
             let mut password = String::new();
@@ -481,23 +488,69 @@ fn dial_stdio(a: &cli::DialStdioArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// `berth registry serve`: the config file under the flags, then a tokio
-/// runtime for the server's life.
-fn daemon(ctx: &images::Ctx, a: &cli::DaemonArgs) -> Result<u8> {
-    let hosts = if a.hosts.is_empty() {
-        vec!["unix:///run/berth/docker.sock".to_string()]
-    } else {
-        a.hosts.clone()
+/// `berth daemon`: the flags over the configuration file, then a tokio
+/// runtime for the daemon's life.
+fn daemon(ctx: &images::Ctx, given: (bool, bool), a: &cli::DaemonArgs) -> Result<u8> {
+    use berth_daemon::config::{conflicts, DaemonConfig};
+    let explicit = a.config_file != std::path::Path::new(berth_daemon::config::DEFAULT_PATH);
+    let (file, warnings) =
+        DaemonConfig::load(&a.config_file, explicit).map_err(anyhow::Error::msg)?;
+    for w in warnings {
+        eprintln!("WARNING: {w}");
+    }
+    let mut twice: Vec<(&str, String, String)> = Vec::new();
+    let show = |p: &std::path::Path| p.display().to_string();
+    if !a.hosts.is_empty() && !file.hosts.is_empty() {
+        twice.push((
+            "hosts",
+            format!("{:?}", a.hosts),
+            format!("{:?}", file.hosts),
+        ));
+    }
+    if let (true, Some(r)) = (given.0, &file.data_root) {
+        twice.push(("data-root", show(&ctx.root), show(r)));
+    }
+    if let (true, Some(r)) = (given.1, &file.exec_root) {
+        twice.push(("exec-root", show(&ctx.runroot), show(r)));
+    }
+    if let (Some(p), Some(f)) = (&a.pidfile, &file.pidfile) {
+        twice.push(("pidfile", show(p), show(f)));
+    }
+    for (key, flag, from_file) in [
+        ("tlscacert", &a.tlscacert, &file.tlscacert),
+        ("tlscert", &a.tlscert, &file.tlscert),
+        ("tlskey", &a.tlskey, &file.tlskey),
+    ] {
+        if let (Some(p), Some(f)) = (flag, from_file) {
+            twice.push((key, show(p), show(f)));
+        }
+    }
+    conflicts(&twice).map_err(anyhow::Error::msg)?;
+    let ctx = images::Ctx {
+        root: file.data_root.clone().unwrap_or_else(|| ctx.root.clone()),
+        runroot: file
+            .exec_root
+            .clone()
+            .unwrap_or_else(|| ctx.runroot.clone()),
     };
-    let tls = if a.tls || a.tlsverify {
-        let (Some(cert), Some(key)) = (a.tlscert.clone(), a.tlskey.clone()) else {
+    let hosts = match (a.hosts.is_empty(), file.hosts.is_empty()) {
+        (false, _) => a.hosts.clone(),
+        (true, false) => file.hosts.clone(),
+        (true, true) => vec!["unix:///run/berth/docker.sock".to_string()],
+    };
+    let tlsverify = a.tlsverify || file.tlsverify == Some(true);
+    let tls_on = a.tls || file.tls == Some(true) || tlsverify;
+    let tlscert = a.tlscert.clone().or(file.tlscert.clone());
+    let tlskey = a.tlskey.clone().or(file.tlskey.clone());
+    let tls = if tls_on {
+        let (Some(cert), Some(key)) = (tlscert, tlskey) else {
             anyhow::bail!("--tls and --tlsverify need the server's --tlscert and --tlskey");
         };
         Some(berth_daemon::TlsSettings {
             cert,
             key,
-            ca: a.tlscacert.clone(),
-            verify: a.tlsverify,
+            ca: a.tlscacert.clone().or(file.tlscacert.clone()),
+            verify: tlsverify,
         })
     } else {
         None
@@ -508,6 +561,24 @@ fn daemon(ctx: &images::Ctx, a: &cli::DaemonArgs) -> Result<u8> {
              root on this host. Use --tlsverify with --tlscacert, --tlscert and --tlskey."
         );
     }
+    // The registry settings of every pull and push the daemon makes: the
+    // client config's, with the daemon's file's added.
+    let mut registries = berth_registry_client::Settings::load_file()?;
+    registries
+        .insecure_registries
+        .extend(file.insecure_registries.iter().cloned());
+    registries
+        .registry_mirrors
+        .extend(file.registry_mirrors.iter().cloned());
+    berth_registry_client::Settings::install(registries)?;
+    let defaults = berth_service::create::Defaults {
+        log_driver: file.log_driver.clone().unwrap_or_default(),
+        log_opts: file.log_opts.clone(),
+        ulimits: file.ulimits(),
+    };
+    defaults
+        .check()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.config_file.display()))?;
     let settings = berth_daemon::Settings {
         paths: ctx.paths(),
         hosts,
@@ -515,6 +586,7 @@ fn daemon(ctx: &images::Ctx, a: &cli::DaemonArgs) -> Result<u8> {
         pid_file: Some(
             a.pidfile
                 .clone()
+                .or(file.pidfile.clone())
                 .unwrap_or_else(|| ctx.runroot.join("berth-daemon.pid")),
         ),
         on_listening: Some(Box::new(|addrs: &[String]| {
@@ -525,6 +597,8 @@ fn daemon(ctx: &images::Ctx, a: &cli::DaemonArgs) -> Result<u8> {
             }
             let _ = out.flush();
         })),
+        defaults,
+        live_restore: file.live_restore.unwrap_or(true),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -31,8 +31,17 @@ impl Daemon {
         let sock = b.root.with_file_name("docker.sock");
         // The daemon's own docker config: empty (clients send theirs).
         let own_config = b.root.with_file_name("daemon-docker-config");
+        // No daemon.json: the host's /etc/berth/daemon.json must not leak in.
+        let daemon_json = b.root.with_file_name("daemon.json");
+        std::fs::write(&daemon_json, "{}").unwrap();
         let child = b
-            .command(&["daemon", "-H", &format!("unix://{}", sock.display())])
+            .command(&[
+                "daemon",
+                "--config-file",
+                daemon_json.to_str().unwrap(),
+                "-H",
+                &format!("unix://{}", sock.display()),
+            ])
             .env("DOCKER_CONFIG", &own_config)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -745,6 +754,37 @@ fn resize_sets_a_containers_terminal_size() {
     d.docker_ok(&["rm", "-f", "plain", "sized"]);
 }
 
+/// A berth registry on loopback with storage under `b`'s directory;
+/// returns it and its address.
+fn registry(b: &Berth, extra: &[&str]) -> (Child, String) {
+    let storage = b.path("registry");
+    let mut args = vec![
+        "registry",
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--storage",
+        storage.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let mut reg = b
+        .command(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(reg.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("berth registry listening on ")
+        .unwrap_or_else(|| panic!("{first:?}"))
+        .to_string();
+    (reg, addr)
+}
+
 /// `docker login` asks the daemon (`POST /auth`) whether a registry takes
 /// the credentials: a private berth registry on loopback.
 #[test]
@@ -760,30 +800,7 @@ fn docker_login_checks_credentials_against_the_registry() {
     gen.stdin.take().unwrap().write_all(b"s3cret").unwrap();
     let line = gen.wait_with_output().unwrap().stdout;
     std::fs::write(&htpasswd, line).unwrap();
-    let mut reg =
-        d.b.command(&[
-            "registry",
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--storage",
-            d.b.path("registry").to_str().unwrap(),
-            "--htpasswd",
-            htpasswd.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(reg.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = first
-        .trim()
-        .strip_prefix("berth registry listening on ")
-        .unwrap_or_else(|| panic!("{first:?}"))
-        .to_string();
+    let (mut reg, addr) = registry(&d.b, &["--htpasswd", htpasswd.to_str().unwrap()]);
     let good = d.docker(&["login", "-u", "alice", "--password-stdin", &addr]);
     let bad = d
         .docker_cmd(&["login", "-u", "alice", "--password-stdin", &addr])
@@ -1328,4 +1345,218 @@ fn socket_activation_serves_the_socket_systemd_made() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let images: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(images[0]["Id"], BUSYBOX_ID);
+}
+
+/// `/etc/berth/daemon.json` (here `--config-file`): hosts, data-root and
+/// exec-root, registry mirrors for pulls of Docker Hub names (the CLI's
+/// config file has them too), the default log driver and ulimits, and
+/// live-restore off: containers stop with the daemon, and the one that
+/// restarts `always` is back when the daemon starts again. A setting
+/// given twice, or a key nobody knows, is refused.
+#[test]
+fn the_daemons_configuration_file_applies() {
+    let src = Berth::with_busybox();
+    let (mut reg, addr) = registry(&src, &[]);
+    src.ok(&[
+        "tag",
+        "busybox:1.35",
+        &format!("{addr}/library/busybox:1.35"),
+    ]);
+    src.ok(&["push", &format!("{addr}/library/busybox:1.35")]);
+
+    // The CLI, daemonless: a dead mirror, then the live one.
+    let cli = Berth::new();
+    let mirrors = serde_json::json!(["http://127.0.0.1:1", format!("http://{addr}")]);
+    std::fs::write(
+        cli.config_path(),
+        serde_json::json!({"registry-mirrors": mirrors}).to_string(),
+    )
+    .unwrap();
+    cli.ok(&["pull", "busybox:1.35"]);
+    assert_eq!(cli.inspect("busybox:1.35")["Id"], BUSYBOX_ID);
+    assert!(cli.ok(&["images"]).contains("busybox"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let run = dir.path().join("exec");
+    let sock = dir.path().join("d.sock");
+    let file = dir.path().join("daemon.json");
+    std::fs::write(
+        &file,
+        serde_json::json!({
+            "hosts": [format!("unix://{}", sock.display())],
+            "data-root": root,
+            "exec-root": run,
+            "registry-mirrors": mirrors,
+            "log-opts": {"max-size": "1k", "max-file": "2"},
+            "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 1234, "Hard": 1234}},
+            "live-restore": false,
+            "storage-driver": "overlay2"
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let daemon = |extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+        c.arg("daemon")
+            .arg("--config-file")
+            .arg(&file)
+            .args(extra)
+            .env_remove("BERTH_ROOT")
+            .env_remove("BERTH_RUNROOT")
+            .env("BERTH_CONFIG", dir.path().join("no-config.json"))
+            .env("DOCKER_CONFIG", dir.path().join("docker-config"))
+            .stdin(Stdio::null());
+        c
+    };
+    // Twice given, or unknown: refused before anything is served.
+    let twice = daemon(&["-H", "unix:///nonexistent/x.sock"])
+        .output()
+        .unwrap();
+    assert!(!twice.status.success());
+    let err = String::from_utf8_lossy(&twice.stderr);
+    assert!(
+        err.contains("specified both as a flag and in the configuration file")
+            && err.contains("hosts"),
+        "{err}"
+    );
+    assert!(!sock.exists() && !root.exists());
+
+    let start = || {
+        let child = daemon(&[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&sock).is_err() {
+            assert!(
+                Instant::now() < end,
+                "the daemon never listened on daemon.json's host"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child
+    };
+    let docker = |args: &[&str]| {
+        Command::new(DOCKER)
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+            .env("DOCKER_CONFIG", dir.path().join("client-config"))
+            .env_remove("DOCKER_CONTEXT")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let out = docker(args);
+        assert!(out.status.success(), "docker {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let stop = |child: Child| {
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let d = start();
+    // The mirror serves Docker Hub's name, into daemon.json's data-root.
+    ok(&["pull", "busybox:1.35"]);
+    assert_eq!(
+        ok(&["run", "--rm", "busybox:1.35", "sh", "-c", "ulimit -n"]).trim(),
+        "1234"
+    );
+    // The container's own limit wins over the default.
+    assert_eq!(
+        ok(&[
+            "run",
+            "--rm",
+            "--ulimit",
+            "nofile=99:99",
+            "busybox:1.35",
+            "sh",
+            "-c",
+            "ulimit -n"
+        ])
+        .trim(),
+        "99"
+    );
+    ok(&[
+        "run",
+        "-d",
+        "--name",
+        "back",
+        "--restart",
+        "always",
+        "--stop-timeout",
+        "1",
+        "busybox:1.35",
+        "sleep",
+        "1000",
+    ]);
+    ok(&[
+        "run",
+        "-d",
+        "--name",
+        "once",
+        "--stop-timeout",
+        "1",
+        "busybox:1.35",
+        "sleep",
+        "1000",
+    ]);
+    let log: Value = serde_json::from_str(&ok(&[
+        "inspect",
+        "-f",
+        "{{json .HostConfig.LogConfig}}",
+        "once",
+    ]))
+    .unwrap();
+    assert_eq!(log["Type"], "json-file");
+    assert_eq!(log["Config"]["max-size"], "1k");
+    let stderr = stop(d);
+    assert!(
+        stderr.contains("storage-driver"),
+        "the key berth does not apply is warned of: {stderr}"
+    );
+    // live-restore off: both stopped with the daemon.
+    let state = |name: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args([
+                "--root",
+                root.to_str().unwrap(),
+                "--runroot",
+                run.to_str().unwrap(),
+            ])
+            .args(["inspect", "-f", "{{.State.Status}}", name])
+            .env("BERTH_CONFIG", dir.path().join("no-config.json"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(state("back"), "exited");
+    assert_eq!(state("once"), "exited");
+    // Started again: the `always` one is back, the other stays stopped.
+    let d = start();
+    assert_eq!(
+        ok(&["inspect", "-f", "{{.State.Status}}", "back"]).trim(),
+        "running"
+    );
+    assert_eq!(
+        ok(&["inspect", "-f", "{{.State.Status}}", "once"]).trim(),
+        "exited"
+    );
+    stop(d);
+    let _ = reg.kill();
+    let _ = reg.wait();
+
+    // A key nobody knows.
+    std::fs::write(&file, r#"{"hostz": ["unix:///tmp/x"]}"#).unwrap();
+    let out = daemon(&[]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("don't match any configuration option: hostz"),
+        "{out:?}"
+    );
 }

@@ -6,6 +6,7 @@
 
 pub mod body;
 pub mod bridge;
+pub mod config;
 pub mod error;
 mod handlers;
 pub mod listen;
@@ -80,6 +81,8 @@ type PendingAttach = tokio::sync::oneshot::Sender<std::os::unix::net::UnixStream
 /// What every request shares.
 pub struct Daemon {
     pub paths: berth_engine::Paths,
+    /// What containers get when their create request does not say.
+    pub defaults: berth_service::create::Defaults,
     /// Attaches to created containers, by container id, waiting for the
     /// start that will hand them their connections.
     pending: std::sync::Mutex<std::collections::HashMap<String, Vec<PendingAttach>>>,
@@ -90,6 +93,7 @@ impl Daemon {
     pub fn new(paths: berth_engine::Paths) -> Daemon {
         Daemon {
             paths,
+            defaults: Default::default(),
             pending: Default::default(),
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
         }

@@ -114,6 +114,11 @@ pub struct Settings {
     pub tls: Option<TlsSettings>,
     pub pid_file: Option<PathBuf>,
     pub on_listening: Option<OnListening>,
+    /// What containers get when their create request does not say.
+    pub defaults: berth_service::create::Defaults,
+    /// Containers keep running when the daemon stops (`false`: they are
+    /// stopped with it, as dockerd without live-restore does).
+    pub live_restore: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -248,7 +253,26 @@ pub async fn serve(settings: Settings) -> Result<(), ListenError> {
     if let Some(f) = settings.on_listening {
         f(&bound);
     }
-    let daemon = Arc::new(Daemon::new(settings.paths));
+    // Containers whose restart policies bring them back with the daemon.
+    let restore_paths = settings.paths.clone();
+    let restored =
+        tokio::task::spawn_blocking(move || berth_service::containers::restore(&restore_paths))
+            .await;
+    match restored {
+        Ok(Ok(list)) => {
+            for (id, r) in list {
+                match r {
+                    Ok(()) => tracing::info!("started container {id} again (its restart policy)"),
+                    Err(e) => tracing::warn!("cannot start container {id} again: {e}"),
+                }
+            }
+        }
+        Ok(Err(e)) => tracing::warn!("cannot restore containers: {e}"),
+        Err(e) => tracing::warn!("cannot restore containers: {e}"),
+    }
+    let mut daemon = Daemon::new(settings.paths);
+    daemon.defaults = settings.defaults;
+    let daemon = Arc::new(daemon);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     for l in listeners {
         let daemon = daemon.clone();
@@ -299,6 +323,10 @@ pub async fn serve(settings: Settings) -> Result<(), ListenError> {
         _ = tokio::signal::ctrl_c() => {}
     }
     let _ = stop_tx.send(true);
+    if !settings.live_restore {
+        let paths = daemon.paths.clone();
+        let _ = tokio::task::spawn_blocking(move || stop_all(&paths)).await;
+    }
     for p in &paths {
         let _ = std::fs::remove_file(p);
     }
@@ -306,4 +334,27 @@ pub async fn serve(settings: Settings) -> Result<(), ListenError> {
         let _ = std::fs::remove_file(pf);
     }
     Ok(())
+}
+
+/// Stops every running container (each with its own stop timeout, all
+/// at once): the daemon's shutdown without live restore.
+fn stop_all(paths: &berth_engine::Paths) {
+    let running = match berth_engine::Engine::open(paths).and_then(|mut e| e.running_ids()) {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!("cannot list the running containers to stop them: {e}");
+            return;
+        }
+    };
+    std::thread::scope(|s| {
+        for id in running {
+            s.spawn(move || {
+                let stopped =
+                    berth_engine::Engine::open(paths).and_then(|mut e| e.stop_for_shutdown(&id));
+                if let Err(e) = stopped {
+                    tracing::warn!("cannot stop container {id}: {e}");
+                }
+            });
+        }
+    });
 }

@@ -71,6 +71,26 @@ impl Engine {
         }
     }
 
+    /// `stop` as a daemon's shutdown does it: the container is not taken
+    /// as stopped by hand, so its restart policy brings it back when the
+    /// daemon starts again (docker's `unless-stopped`).
+    pub fn stop_for_shutdown(&mut self, key: &str) -> Result<Record, EngineError> {
+        let mut rec = self.stop(key, None, None)?;
+        self.db.set_stop_requested(&rec.id, false)?;
+        rec.stop_requested = false;
+        Ok(rec)
+    }
+
+    /// The ids of the containers running now (paused ones included).
+    pub fn running_ids(&mut self) -> Result<Vec<String>, EngineError> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|r| matches!(r.state, State::Running | State::Paused | State::Restarting))
+            .map(|r| r.id)
+            .collect())
+    }
+
     /// `berth rm`: a running container only with `force` (killed first);
     /// with `volumes`, its anonymous volumes too.
     pub fn remove(&mut self, key: &str, force: bool, volumes: bool) -> Result<Record, EngineError> {

@@ -39,7 +39,7 @@ pub enum ClientError {
 
 /// berth's client settings: `$BERTH_CONFIG`, else `/etc/berth/config.json`
 /// (docker's daemon.json keys).
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, Clone, serde::Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
 pub struct Settings {
     /// Registries (HOST or HOST:PORT) reached without TLS verification,
@@ -48,10 +48,41 @@ pub struct Settings {
     /// Where `HOST[:PORT]/ca.crt` (and `client.cert`/`client.key`) are
     /// looked for first.
     pub certs_dir: Option<PathBuf>,
+    /// Mirrors of Docker Hub (`http://HOST[:PORT]` or `https://...`),
+    /// tried in order before it for pulls of docker.io names.
+    pub registry_mirrors: Vec<String>,
 }
 
+/// Settings a daemon installed for the whole process (its configuration
+/// file's), instead of the config file's.
+static INSTALLED: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
+
 impl Settings {
+    /// Makes `s` the settings of every later connection of this process;
+    /// once only (a second call is an error).
+    pub fn install(s: Settings) -> Result<(), ClientError> {
+        s.check()?;
+        INSTALLED
+            .set(s)
+            .map_err(|_| ClientError::Invalid("registry settings were installed already".into()))
+    }
+
+    /// The installed settings, else the config file's.
     pub fn load() -> Result<Settings, ClientError> {
+        if let Some(s) = INSTALLED.get() {
+            return Ok(s.clone());
+        }
+        Settings::load_file()
+    }
+
+    /// The config file's: `$BERTH_CONFIG`, else `/etc/berth/config.json`.
+    pub fn load_file() -> Result<Settings, ClientError> {
+        let s = Settings::read_file()?;
+        s.check()?;
+        Ok(s)
+    }
+
+    fn read_file() -> Result<Settings, ClientError> {
         let path = std::env::var_os("BERTH_CONFIG")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/etc/berth/config.json"));
@@ -61,6 +92,14 @@ impl Settings {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
             Err(e) => Err(ClientError::Invalid(format!("{}: {e}", path.display()))),
         }
+    }
+
+    /// Every mirror well formed.
+    pub fn check(&self) -> Result<(), ClientError> {
+        for m in &self.registry_mirrors {
+            mirror_host(m)?;
+        }
+        Ok(())
     }
 
     fn insecure(&self, host: &str) -> bool {
@@ -111,6 +150,32 @@ pub struct Client {
 struct Challenge {
     realm: String,
     service: Option<String>,
+}
+
+/// A mirror's `HOST[:PORT]`, and whether it is reached over plain HTTP.
+/// A mirror is a URL with a scheme and nothing after the host, as
+/// dockerd takes it.
+pub fn mirror_host(url: &str) -> Result<(String, bool), ClientError> {
+    let bad = |why: &str| {
+        ClientError::Invalid(format!(
+            "registry mirror {url:?} {why}: give it as http://HOST[:PORT] or https://HOST[:PORT]"
+        ))
+    };
+    let (plain, rest) = if let Some(r) = url.strip_prefix("http://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (false, r)
+    } else {
+        return Err(bad("has no http:// or https:// scheme"));
+    };
+    let host = rest.strip_suffix('/').unwrap_or(rest);
+    if host.is_empty() {
+        return Err(bad("names no host"));
+    }
+    if host.contains(['/', '?', '#', '@']) || host.chars().any(|c| c.is_whitespace()) {
+        return Err(bad("has a path, query, fragment or user after the host"));
+    }
+    Ok((host.to_string(), plain))
 }
 
 fn is_local(host: &str) -> bool {
@@ -254,10 +319,21 @@ impl Client {
         scopes: Vec<String>,
         basic: Option<String>,
     ) -> Result<Client, ClientError> {
-        let settings = Settings::load()?;
+        Client::connect_with(&Settings::load()?, host, false, scopes, basic)
+    }
+
+    /// `connect` with given settings; `plain` tries plain HTTP first as
+    /// for an insecure registry (a mirror given as `http://`).
+    fn connect_with(
+        settings: &Settings,
+        host: &str,
+        plain: bool,
+        scopes: Vec<String>,
+        basic: Option<String>,
+    ) -> Result<Client, ClientError> {
         let host = host.to_string();
         let basic = basic.or_else(|| credentials(&host));
-        let insecure = settings.insecure(&host);
+        let insecure = plain || settings.insecure(&host);
         // An insecure registry is tried over plain HTTP first (the usual
         // case for a local one, and no certificates to load), then over
         // HTTPS without verification; any other over verified HTTPS.
@@ -265,7 +341,7 @@ impl Client {
             agent: if insecure {
                 agent(ureq::tls::TlsConfig::default())
             } else {
-                agent(tls_for(&settings, &host, true))
+                agent(tls_for(settings, &host, true))
             },
             base: format!("{}://{host}", if insecure { "http" } else { "https" }),
             auth: Mutex::new(None),
@@ -279,7 +355,7 @@ impl Client {
             Ok(r) => r,
             Err(e) if insecure => {
                 tracing::debug!(error = %e, "plain HTTP failed; trying HTTPS");
-                client.agent = agent(tls_for(&settings, &client.host, false));
+                client.agent = agent(tls_for(settings, &client.host, false));
                 client.base = format!("https://{}", client.host);
                 client
                     .agent
@@ -937,7 +1013,38 @@ pub fn pull_as(
     progress: &dyn Progress,
     basic: Option<String>,
 ) -> Result<Digest, ClientError> {
+    let settings = Settings::load()?;
+    // Docker Hub's names are tried on its mirrors first, with the
+    // mirrors' own credentials; a mirror that fails passes to the next.
+    if r.domain() == DOCKER_HUB {
+        for m in &settings.registry_mirrors {
+            let (host, plain) = mirror_host(m)?;
+            let scope = format!("repository:{}:pull", r.path());
+            let tried = Client::connect_with(&settings, &host, plain, vec![scope], None)
+                .and_then(|c| pull_from(&c, store, r, progress));
+            match tried {
+                Ok(id) => return Ok(id),
+                Err(e) => {
+                    tracing::info!(mirror = %m, error = %e, "the mirror failed; trying the next");
+                    progress.line(&format!("mirror {m}: {e}"));
+                }
+            }
+        }
+    }
     let client = Client::for_reference_as(r, "pull", basic)?;
+    pull_from(&client, store, r, progress)
+}
+
+/// Docker Hub's domain in references.
+const DOCKER_HUB: &str = "docker.io";
+
+/// `pull` from the registry `client` reaches.
+fn pull_from(
+    client: &Client,
+    store: &mut Store,
+    r: &Reference,
+    progress: &dyn Progress,
+) -> Result<Digest, ClientError> {
     let repo = repo_of(r);
     let reference = match (r.digest(), r.tag()) {
         (Some(d), _) => d.to_string(),
@@ -1046,7 +1153,7 @@ pub fn pull_as(
             f.push(l.digest.short().to_string());
         }
         let mut r = Resuming {
-            client: &client,
+            client,
             path: format!("/v2/{repo}/blobs/{}", l.digest),
             id: l.digest.short().to_string(),
             total: l.size,
@@ -1167,4 +1274,31 @@ fn update_config(f: impl FnOnce(&mut serde_json::Value)) -> Result<(), ClientErr
     .map_err(io)?;
     drop(file);
     std::fs::rename(&tmp, &path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirrors_are_urls_of_a_host() {
+        assert_eq!(
+            mirror_host("http://127.0.0.1:5000/").unwrap(),
+            ("127.0.0.1:5000".to_string(), true)
+        );
+        assert_eq!(
+            mirror_host("https://mirror.example").unwrap(),
+            ("mirror.example".to_string(), false)
+        );
+        for bad in [
+            "mirror.example",
+            "ftp://m",
+            "https://",
+            "https://m/v2/",
+            "https://user@m",
+            "https://m?x",
+        ] {
+            assert!(mirror_host(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -911,6 +911,44 @@ pub fn validate(c: &ContainerConfig) -> Result<()> {
     Ok(())
 }
 
+/// Whether a daemon starting up starts this stopped container again, as
+/// dockerd's restore does: `always`, `unless-stopped` unless stopped by
+/// hand, `on-failure` after a failure it was not stopped by hand from.
+pub fn starts_with_daemon(rec: &Record) -> bool {
+    use berth_engine::options::RestartName;
+    if !matches!(rec.state, State::Exited | State::Created) || rec.started_at.is_empty() {
+        return false;
+    }
+    match rec.config.restart.name {
+        RestartName::Always => true,
+        RestartName::UnlessStopped => !rec.stop_requested,
+        RestartName::OnFailure => !rec.stop_requested && rec.exit_code != 0,
+        RestartName::No => false,
+    }
+}
+
+/// What a daemon does as it starts: the stopped containers its restart
+/// policies bring back are started. Returns each one tried, with the
+/// outcome.
+pub fn restore(paths: &berth_engine::Paths) -> Result<Vec<(String, Result<()>)>> {
+    let mut eng = Engine::open(paths)?;
+    let ids: Vec<String> = eng
+        .list()?
+        .into_iter()
+        .filter(starts_with_daemon)
+        .map(|r| r.id)
+        .collect();
+    Ok(ids
+        .into_iter()
+        .map(|id| {
+            let r = Engine::open(paths)
+                .map_err(Error::from)
+                .and_then(|e| start(e, &id));
+            (id, r)
+        })
+        .collect())
+}
+
 /// `create`: checks the options, makes sure the image is there as the
 /// pull policy says (pull progress to `progress`), and creates the
 /// container.

@@ -120,9 +120,78 @@ fn nanos(n: i64, field: &str) -> Result<Option<String>> {
     }
 }
 
+/// What a daemon's configuration gives containers that do not say
+/// (dockerd's `log-driver`, `log-opts` and `default-ulimits`).
+#[derive(Debug, Clone, Default)]
+pub struct Defaults {
+    /// The log driver of a container whose `LogConfig.Type` is empty.
+    pub log_driver: String,
+    /// Its options, when the container gives none.
+    pub log_opts: BTreeMap<String, String>,
+    /// Limits a container has unless it sets the same one itself.
+    pub ulimits: Vec<Ulimit>,
+}
+
+impl Defaults {
+    /// Defaults every container could be created with: a log driver
+    /// berth has, its options, limits the kernel knows.
+    pub fn check(&self) -> Result<()> {
+        for u in &self.ulimits {
+            u.check()?;
+        }
+        let c = ContainerConfig {
+            log_driver: if self.log_driver == "json-file" {
+                String::new()
+            } else {
+                self.log_driver.clone()
+            },
+            log_opts: self.log_opts.clone(),
+            ..Default::default()
+        };
+        berth_engine::spec::check(&c)?;
+        Ok(())
+    }
+
+    /// The container's log configuration: its own, or the defaults'.
+    fn log(&self, own: LogConfig) -> LogConfig {
+        if !own.typ.is_empty() {
+            return own;
+        }
+        LogConfig {
+            typ: self.log_driver.clone(),
+            config: match own.config {
+                Some(c) if !c.is_empty() => Some(c),
+                _ => Some(self.log_opts.clone()),
+            },
+        }
+    }
+
+    /// The container's limits with the defaults it does not override.
+    fn ulimits(&self, own: Vec<Ulimit>) -> Vec<Ulimit> {
+        let mut all: Vec<Ulimit> = self
+            .ulimits
+            .iter()
+            .filter(|d| !own.iter().any(|u| u.name == d.name))
+            .cloned()
+            .collect();
+        all.extend(own);
+        all
+    }
+}
+
 impl CreateBody {
     /// The request this body makes, for a container named `name`.
     pub fn into_request(self, name: Option<String>) -> Result<CreateRequest> {
+        self.into_request_with(name, &Defaults::default())
+    }
+
+    /// `into_request` with a daemon's defaults for what the body leaves
+    /// out.
+    pub fn into_request_with(
+        self,
+        name: Option<String>,
+        defaults: &Defaults,
+    ) -> Result<CreateRequest> {
         if self.image.is_empty() {
             return Err(Error::invalid("no image given: Config.Image is empty"));
         }
@@ -207,7 +276,7 @@ impl CreateBody {
             .into_iter()
             .map(|(p, o)| if o.is_empty() { p } else { format!("{p}:{o}") })
             .collect();
-        let log = h.log_config.unwrap_or_default();
+        let log = defaults.log(h.log_config.unwrap_or_default());
         let config = ContainerConfig {
             cmd: self.cmd.into_vec().unwrap_or_default(),
             entrypoint: self.entrypoint.into_vec(),
@@ -238,7 +307,7 @@ impl CreateBody {
             privileged: h.privileged,
             security_opt: h.security_opt.unwrap_or_default(),
             init: h.init.unwrap_or(false),
-            ulimits: h.ulimits.unwrap_or_default(),
+            ulimits: defaults.ulimits(h.ulimits.unwrap_or_default()),
             stop_signal: non_empty(self.stop_signal),
             stop_timeout: self.stop_timeout,
             restart: h.restart_policy.unwrap_or_default(),
@@ -259,5 +328,58 @@ impl CreateBody {
             config,
             pull: crate::pull::PullPolicy::Never,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(host: serde_json::Value) -> CreateBody {
+        serde_json::from_value(serde_json::json!({"Image": "busybox", "HostConfig": host})).unwrap()
+    }
+
+    #[test]
+    fn a_daemons_defaults_fill_what_the_request_leaves_out() {
+        let d = Defaults {
+            log_driver: "json-file".into(),
+            log_opts: [("max-size".to_string(), "1k".to_string())].into(),
+            ulimits: vec![
+                "nofile=100:200".parse().unwrap(),
+                "nproc=10:20".parse().unwrap(),
+            ],
+        };
+        let c = body(serde_json::json!({"Ulimits": [{"Name": "nofile", "Soft": 5, "Hard": 6}]}))
+            .into_request_with(None, &d)
+            .unwrap()
+            .config;
+        assert_eq!(c.log_driver, "");
+        assert_eq!(c.log_opts["max-size"], "1k");
+        let mut u: Vec<String> = c.ulimits.iter().map(|u| u.to_string()).collect();
+        u.sort();
+        assert_eq!(u, ["nofile=5:6", "nproc=10:20"]);
+        // A container's own driver keeps its own options, none of the
+        // defaults'.
+        let c = body(serde_json::json!({"LogConfig": {"Type": "none"}}))
+            .into_request_with(None, &d)
+            .unwrap()
+            .config;
+        assert_eq!(c.log_driver, "none");
+        assert!(c.log_opts.is_empty());
+        assert!(d.check().is_ok());
+        let bad = Defaults {
+            log_driver: "splunk".into(),
+            ..Default::default()
+        };
+        assert!(bad.check().unwrap_err().to_string().contains("splunk"));
+        let bad = Defaults {
+            ulimits: vec![Ulimit {
+                name: "nofile".into(),
+                soft: 10,
+                hard: 5,
+            }],
+            ..Default::default()
+        };
+        assert!(bad.check().is_err());
     }
 }

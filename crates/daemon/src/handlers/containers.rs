@@ -30,7 +30,7 @@ pub(super) async fn create(d: &Arc<Daemon>, call: Call) -> Reply {
     let name = call.query.get("name").filter(|n| !n.is_empty());
     let name = name.map(|n| n.trim_start_matches('/').to_string());
     let body: berth_service::create::CreateBody = crate::read_json(call.req, JSON_LIMIT).await?;
-    let req = body.into_request(name)?;
+    let req = body.into_request_with(name, &d.defaults)?;
     let rec = d
         .engine(move |eng| {
             Ok(berth_service::containers::create(
