@@ -394,7 +394,11 @@ pub enum ContainerCommand {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(disable_help_flag = true)]
 pub struct RunArgs {
+    /// Print help (`-h` is --hostname, as in docker)
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
     /// Run container in background and print container ID
     #[arg(short, long)]
     pub detach: bool,
@@ -994,4 +998,16 @@ pub struct PushPullArgs {
     pub quiet: bool,
     /// NAME[:TAG|@DIGEST]
     pub name: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own checks of the definition (unique short flags, say),
+    /// which otherwise only a debug build hits, at the first use.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }
