@@ -103,6 +103,10 @@ pub enum Command {
     Unpause(ContainersArgs),
     /// Rename a container
     Rename(RenameArgs),
+    /// Update the resource limits and restart policy of one or more containers
+    Update(UpdateArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(ExportArgs),
     /// Display the running processes of a container
     Top(TopArgs),
     /// Inspect changes to files or directories on a container's filesystem
@@ -380,6 +384,10 @@ pub enum ContainerCommand {
     Unpause(ContainersArgs),
     /// Rename a container
     Rename(RenameArgs),
+    /// Update the resource limits and restart policy of one or more containers
+    Update(UpdateArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(ExportArgs),
     /// Display the running processes of a container
     Top(TopArgs),
     /// Inspect changes to files or directories on a container's filesystem
@@ -680,6 +688,38 @@ pub struct ContainersArgs {
 pub struct RenameArgs {
     pub container: String,
     pub new_name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// Memory limit
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long)]
+    pub cpu_quota: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long)]
+    pub cpu_period: Option<i64>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long, allow_negative_numbers = true)]
+    pub pids_limit: Option<i64>,
+    /// Restart policy to apply when a container exits
+    #[arg(long)]
+    pub restart: Option<String>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Write to a file, instead of STDOUT
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    pub container: String,
 }
 
 #[derive(Args, Debug)]

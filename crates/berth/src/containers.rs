@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 
 use crate::cli::{
     AttachArgs, CommitArgs, ContainerInspectArgs, ContainerPruneArgs, ContainersArgs, CpArgs,
-    DiffArgs, ExecArgs, KillArgs, LogsArgs, PsArgs, RenameArgs, RmArgs, RunArgs, StartArgs,
-    StopArgs, TopArgs, WaitArgs,
+    DiffArgs, ExecArgs, ExportArgs, KillArgs, LogsArgs, PsArgs, RenameArgs, RmArgs, RunArgs,
+    StartArgs, StopArgs, TopArgs, UpdateArgs, WaitArgs,
 };
 use crate::images::Ctx;
 use crate::output;
@@ -310,6 +310,98 @@ pub fn rename(ctx: &Ctx, a: &RenameArgs) -> Result<u8> {
     let mut eng = engine(ctx)?;
     eng.rename(&a.container, &a.new_name)
         .map_err(anyhow::Error::from)?;
+    Ok(0)
+}
+
+/// `berth update`: each container's limits and restart policy; the
+/// names are printed as they are updated, as docker does.
+pub fn update(ctx: &Ctx, a: &UpdateArgs) -> Result<u8> {
+    let memory = match &a.memory {
+        Some(m) => Some(berth_engine::config::parse_size(m).map_err(|e| {
+            coded(EngineError::Invalid(format!(
+                "invalid argument {m:?} for \"-m, --memory\" flag: {e}"
+            )))
+        })?),
+        None => None,
+    };
+    let cpus = match (a.cpus, a.cpu_quota) {
+        (Some(_), Some(_)) => {
+            return Err(coded(EngineError::Invalid(
+                "conflicting options: --cpus and --cpu-quota".into(),
+            )))
+        }
+        (Some(c), None) => Some(c),
+        (None, Some(q)) if q > 0 => {
+            Some(q as f64 / a.cpu_period.filter(|p| *p > 0).unwrap_or(100_000) as f64)
+        }
+        _ => None,
+    };
+    let restart = match &a.restart {
+        Some(r) => Some(r.parse().map_err(coded)?),
+        None => None,
+    };
+    let u = berth_engine::update::Update {
+        memory,
+        cpus,
+        pids_limit: a.pids_limit.filter(|p| *p != 0),
+        restart,
+    };
+    let mut eng = engine(ctx)?;
+    let mut failed = false;
+    for c in &a.containers {
+        match eng.update(c, &u) {
+            Ok(_) => println!("{c}"),
+            Err(e) => {
+                eprintln!("Error response from daemon: {}", crate::chain(&e.into()));
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// `berth export`: the container's file system as a tar archive, to a
+/// file (written whole or not at all) or to a stdout that is not a
+/// terminal.
+pub fn export(ctx: &Ctx, a: &ExportArgs) -> Result<u8> {
+    use std::io::IsTerminal;
+    let mut eng = engine(ctx)?;
+    match &a.output {
+        Some(path) => {
+            let name = path
+                .file_name()
+                .with_context(|| format!("{} names no file", path.display()))?;
+            let mut tmp_name = std::ffi::OsString::from(".");
+            tmp_name.push(name);
+            tmp_name.push(format!(".export-{}", std::process::id()));
+            let tmp = path.with_file_name(tmp_name);
+            let written = (|| -> Result<()> {
+                let f = std::fs::File::create(&tmp)
+                    .with_context(|| format!("cannot write {}", tmp.display()))?;
+                let mut w = std::io::BufWriter::new(f);
+                berth_engine::cp::export(&mut eng, &a.container, &mut w)?;
+                w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+                std::fs::rename(&tmp, path)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                Ok(())
+            })();
+            if written.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            written?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            if stdout.is_terminal() {
+                anyhow::bail!(
+                    "cowardly refusing to save to a terminal. Use the -o flag or redirect"
+                );
+            }
+            let mut w = std::io::BufWriter::new(stdout.lock());
+            berth_engine::cp::export(&mut eng, &a.container, &mut w)?;
+            w.flush()?;
+        }
+    }
     Ok(0)
 }
 

@@ -136,6 +136,12 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => {
             return containers::rename(&ctx, &a)
         }
+        Command::Update(a) | Command::Container(ContainerCommand::Update(a)) => {
+            return containers::update(&ctx, &a)
+        }
+        Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => {
+            return containers::export(&ctx, &a)
+        }
         Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => {
             return containers::top(&ctx, &a)
         }

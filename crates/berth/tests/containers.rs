@@ -1997,3 +1997,163 @@ fn a_detached_run_of_a_missing_program_fails_at_the_start() {
     assert_eq!(r.code, Some(126), "{r}");
     r.one_error_line(&["/etc/hostname", "permission denied"]);
 }
+
+/// `berth update`: limits written to the running container's cgroup and
+/// kept for its next start, the restart policy taken by its monitor at
+/// the next exit; a limit the kernel or docker refuses changes nothing.
+#[test]
+fn update_changes_a_containers_limits_live_and_for_later() {
+    let b = berth(false);
+    let limits = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; \
+                  cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max";
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "upd",
+        "-m",
+        "64m",
+        "--stop-timeout",
+        "1",
+        "busybox:1.35",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(
+        b.ok(&["exec", "upd", "sh", "-c", limits]),
+        "67108864\nmax\n"
+    );
+    assert_eq!(
+        b.ok(&[
+            "update",
+            "-m",
+            "128m",
+            "--pids-limit",
+            "50",
+            "--restart",
+            "on-failure:2",
+            "upd"
+        ]),
+        "upd\n"
+    );
+    assert_eq!(
+        b.ok(&["exec", "upd", "sh", "-c", limits]),
+        "134217728\n50\n"
+    );
+    let c = b.inspect_container("upd");
+    assert_eq!(c["HostConfig"]["Memory"], 134217728);
+    assert_eq!(c["HostConfig"]["PidsLimit"], 50);
+    assert_eq!(c["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
+    assert_eq!(c["HostConfig"]["RestartPolicy"]["MaximumRetryCount"], 2);
+    // Refused: nothing changes.
+    let r = b.fail(&["update", "-m", "1m", "upd"]);
+    assert!(r.stderr.contains("Minimum memory limit"), "{}", r.stderr);
+    let r = b.fail(&["update", "upd"]);
+    assert!(r.stderr.contains("one or more flags"), "{}", r.stderr);
+    assert_eq!(
+        b.inspect_container("upd")["HostConfig"]["Memory"],
+        134217728
+    );
+    // Kept for the next start.
+    b.ok(&["stop", "upd"]);
+    b.ok(&["update", "--pids-limit", "7", "upd"]);
+    b.ok(&["start", "upd"]);
+    assert_eq!(b.ok(&["exec", "upd", "sh", "-c", limits]), "134217728\n7\n");
+    // The monitor restarts on the policy given after the container
+    // started: a failure brings it back.
+    b.ok(&["update", "--restart", "always", "upd"]);
+    let pid = b.inspect_container("upd")["State"]["Pid"].as_i64().unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    wait_for(|| b.inspect_container("upd")["RestartCount"].as_i64() == Some(1));
+    b.ok(&["rm", "-f", "upd"]);
+    // --rm and a restart policy do not go together.
+    b.ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        "gone",
+        "busybox:1.35",
+        "sleep",
+        "1000",
+    ]);
+    let r = b.fail(&["update", "--restart", "always", "gone"]);
+    assert!(r.stderr.contains("AutoRemove"), "{}", r.stderr);
+    b.ok(&["rm", "-f", "gone"]);
+}
+
+/// `berth export`: the container's own file system (image and changes),
+/// not its volumes, running or stopped, to a file or a pipe; a missing
+/// container leaves no file.
+#[test]
+fn export_writes_the_containers_file_system() {
+    let b = berth(false);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "exp",
+        "-v",
+        "/data",
+        "--stop-timeout",
+        "1",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "echo made > /made; echo vol > /data/v; rm /bin/ls; sleep 1000",
+    ]);
+    wait_for(|| b.run(&["exec", "exp", "test", "-e", "/data/v"]).success());
+    let names = |tar: &[u8]| -> Vec<String> {
+        let mut ar = tar::Archive::new(tar);
+        ar.entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    let check = |tar: &[u8]| {
+        let n = names(tar);
+        assert!(n.contains(&"made".to_string()), "{n:?}");
+        assert!(n.contains(&"bin/busybox".to_string()), "{n:?}");
+        assert!(
+            !n.contains(&"bin/ls".to_string()),
+            "a deleted file is not exported"
+        );
+        assert!(
+            !n.iter().any(|p| p.starts_with("data/v")),
+            "volumes are not exported: {n:?}"
+        );
+        assert!(
+            !n.iter().any(|p| p.starts_with("proc/") && p.len() > 5),
+            "{n:?}"
+        );
+        assert!(
+            !n.iter().any(|p| p.starts_with('/') || p.contains("..")),
+            "{n:?}"
+        );
+    };
+    let out = b.command(&["export", "exp"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    check(&out.stdout);
+    b.ok(&["stop", "exp"]);
+    let file = b.path("x.tar");
+    b.ok(&["export", "-o", file.to_str().unwrap(), "exp"]);
+    check(&fs::read(&file).unwrap());
+    assert!(
+        mounts_under(&b).is_empty(),
+        "the stopped container's export unmounted its root"
+    );
+    let missing = b.path("missing.tar");
+    b.fail(&["export", "-o", missing.to_str().unwrap(), "nosuch"]);
+    assert!(!missing.exists());
+    let left: Vec<_> = fs::read_dir(missing.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("missing"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    b.ok(&["rm", "exp"]);
+}

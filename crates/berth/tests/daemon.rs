@@ -1560,3 +1560,81 @@ fn the_daemons_configuration_file_applies() {
         "{out:?}"
     );
 }
+
+/// `docker update` and `docker export` through the daemon: the limit is
+/// live in the container's cgroup, an update berth cannot apply is a 400
+/// that changes nothing, and the export is the container's own files.
+#[test]
+fn docker_update_and_export() {
+    let d = Daemon::start();
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "-v",
+        "/vol",
+        "--stop-timeout",
+        "1",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "echo made > /made; echo v > /vol/v; sleep 1000",
+    ]);
+    assert_eq!(
+        d.docker_ok(&[
+            "update",
+            "--memory",
+            "96m",
+            "--memory-swap",
+            "-1",
+            "--pids-limit",
+            "33",
+            "box"
+        ])
+        .trim(),
+        "box"
+    );
+    let limits = d.docker_ok(&[
+        "exec", "box", "sh", "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; \
+         cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
+    ]);
+    assert_eq!(limits, "100663296\n33\n");
+    assert_eq!(
+        d.docker_ok(&["inspect", "-f", "{{.HostConfig.Memory}}", "box"])
+            .trim(),
+        "100663296"
+    );
+    let (status, _, body) = d.http(
+        "POST",
+        "/v1.50/containers/box/update",
+        br#"{"CpuShares": 512}"#,
+    );
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(message(&body).contains("CpuShares"), "{}", message(&body));
+    let (status, _, body) = d.http(
+        "POST",
+        "/v1.50/containers/nosuch/update",
+        br#"{"Memory": 100000000}"#,
+    );
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("box.tar");
+    d.docker_ok(&["export", "-o", out.to_str().unwrap(), "box"]);
+    let mut ar = tar::Archive::new(std::fs::File::open(&out).unwrap());
+    let names: Vec<String> = ar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.contains(&"made".to_string()) && names.contains(&"bin/busybox".to_string()),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.starts_with("vol/v")), "{names:?}");
+    let (status, _, _) = d.http("GET", "/containers/nosuch/export", b"");
+    assert_eq!(status, 404);
+    d.docker_ok(&["rm", "-f", "box"]);
+}

@@ -383,6 +383,60 @@ pub fn copy(
     result
 }
 
+/// `berth export`: the container's root filesystem (its image's layers
+/// and what it changed; not its volumes, binds or the kernel's file
+/// systems) as a tar stream on `out`, owners kept. Running or stopped.
+pub fn export(eng: &mut Engine, key: &str, out: &mut dyn Write) -> Result<(), EngineError> {
+    let rec = eng.get(key)?;
+    let layout = eng.layout(&rec.id);
+    // The overlay is mounted on the host while the container runs (its
+    // own mounts are in its namespace); a stopped one's is mounted for
+    // the export.
+    let mounted_here = if crate::rootfs::is_mounted(&layout) {
+        false
+    } else {
+        crate::rootfs::prepare(&layout, &rec.id[..12], rec.config.network == "host")?;
+        let lowers = eng.image_lowers(&rec.image_id)?;
+        crate::rootfs::mount(&layout, &lowers, false)?;
+        true
+    };
+    let result = open_dir(&layout.merged()).and_then(|root| {
+        let job = Job::Out {
+            src: PathBuf::from("/"),
+            src_raw: "/".into(),
+            container: rec.name.clone(),
+            follow: false,
+            owner: None,
+        };
+        let (sock, pid) = helper(eng, &root, &job)?;
+        let mut r = BufReader::new(sock.try_clone().map_err(|e| EngineError::io("socket", e))?);
+        let mut w = sock;
+        // The kind, then "no top entry": the root's contents.
+        if let Err(e) = reply(&mut r) {
+            reap(pid);
+            return Err(e);
+        }
+        let copied = w
+            .write_all(b"T\n")
+            .and_then(|()| std::io::copy(&mut r, out))
+            .and_then(|_| out.flush());
+        let _ = w.shutdown(std::net::Shutdown::Both);
+        let ok = reap(pid);
+        copied.map_err(|e| EngineError::io("write the export", e))?;
+        if !ok {
+            return Err(EngineError::Invalid(format!(
+                "exporting container {} failed: its files could not all be read",
+                rec.name
+            )));
+        }
+        Ok(())
+    });
+    if mounted_here {
+        let _ = crate::rootfs::unmount(&layout);
+    }
+    result
+}
+
 fn open_dir(p: &Path) -> Result<std::os::fd::OwnedFd, EngineError> {
     rustix::fs::open(
         p,

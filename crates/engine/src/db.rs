@@ -231,18 +231,16 @@ impl Db {
         }
     }
 
-    /// Every field but id, name, created, health and stop_requested (each
-    /// of those changes only through its own setter, so that a monitor's
-    /// update from an older copy cannot undo it).
+    /// Every field but id, name, created, config, health and
+    /// stop_requested (each of those changes only through its own setter,
+    /// so that a monitor's update from an older copy cannot undo it).
     pub fn update(&self, r: &Record) -> Result<(), EngineError> {
-        let config = serde_json::to_string(&r.config).expect("config serializes");
         self.conn.execute(
-            "UPDATE containers SET config = ?2, state = ?3, pid = ?4, monitor_pid = ?5, \
-             exit_code = ?6, error = ?7, started_at = ?8, finished_at = ?9, restart_count = ?10, \
-             monitor_start = ?11, oom_killed = ?12 WHERE id = ?1",
+            "UPDATE containers SET state = ?2, pid = ?3, monitor_pid = ?4, \
+             exit_code = ?5, error = ?6, started_at = ?7, finished_at = ?8, restart_count = ?9, \
+             monitor_start = ?10, oom_killed = ?11 WHERE id = ?1",
             params![
                 r.id,
-                config,
                 r.state.as_str(),
                 r.pid,
                 r.monitor_pid,
@@ -254,6 +252,20 @@ impl Db {
                 r.monitor_start as i64,
                 r.oom_killed
             ],
+        )?;
+        Ok(())
+    }
+
+    /// The container's options (`update`).
+    pub fn set_config(
+        &self,
+        id: &str,
+        config: &crate::config::ContainerConfig,
+    ) -> Result<(), EngineError> {
+        let config = serde_json::to_string(config).expect("config serializes");
+        self.conn.execute(
+            "UPDATE containers SET config = ?2 WHERE id = ?1",
+            params![id, config],
         )?;
         Ok(())
     }

@@ -48,6 +48,7 @@ pub mod step;
 pub mod stop;
 /// Docker's multiplexed stream framing.
 pub mod stream;
+pub mod update;
 /// Users and groups from the image.
 pub mod users;
 pub mod volumes;

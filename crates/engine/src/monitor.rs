@@ -194,10 +194,12 @@ fn finish(
         eng.volumes().remove_anonymous(&rec.config.volume_mounts)?;
         return Ok(false);
     }
-    // Re-read: `stop` may have marked the container meanwhile.
+    // Re-read: `stop` may have marked the container meanwhile, and
+    // `update` changed its restart policy or limits.
     if let Some(now) = eng.db.get(&rec.id)? {
         rec.stop_requested = now.stop_requested;
         rec.restart_count = now.restart_count;
+        rec.config = now.config;
     } else {
         died(eng, rec);
         return Ok(false);

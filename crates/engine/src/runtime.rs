@@ -20,6 +20,15 @@ pub trait Runtime: Send + Sync {
     fn kill(&self, root: &Path, id: &str, signal: i32) -> Result<(), ContainerError>;
     /// Removes the container's runtime state (`force`: killing it first).
     fn delete(&self, root: &Path, id: &str, force: bool) -> Result<(), ContainerError>;
+    /// Changes the resource limits of a live container.
+    fn update(
+        &self,
+        root: &Path,
+        id: &str,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<(), ContainerError> {
+        berth_runtime::container::update(root, id, resources)
+    }
     /// Freezes or thaws every process of the container.
     fn set_paused(&self, root: &Path, id: &str, paused: bool) -> Result<(), ContainerError>;
     /// Thaws a container frozen by a process that is gone.

@@ -105,6 +105,118 @@ pub struct CreateBody {
     pub host_config: Option<HostConfigBody>,
 }
 
+/// CPUs from `NanoCpus`, else from `CpuQuota` over `CpuPeriod`.
+fn cpus_of(nano_cpus: i64, quota: i64, period: i64) -> Option<f64> {
+    if nano_cpus > 0 {
+        Some(nano_cpus as f64 / 1e9)
+    } else if quota > 0 {
+        let period = if period > 0 { period } else { 100_000 };
+        Some(quota as f64 / period as f64)
+    } else {
+        None
+    }
+}
+
+/// The body of `POST /containers/{id}/update`: the resources and restart
+/// policy to change; a zero (or absent) field is left as it is.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct UpdateBody {
+    pub memory: i64,
+    pub nano_cpus: i64,
+    pub cpu_quota: i64,
+    pub cpu_period: i64,
+    pub pids_limit: Option<i64>,
+    /// An empty name (what the docker CLI sends when `--restart` is not
+    /// given) leaves the policy as it is.
+    pub restart_policy: Option<UpdateRestart>,
+    pub cpu_shares: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    pub blkio_weight: i64,
+    pub memory_reservation: i64,
+    pub memory_swap: i64,
+    pub kernel_memory: i64,
+    pub cpu_realtime_period: i64,
+    pub cpu_realtime_runtime: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct UpdateRestart {
+    pub name: String,
+    pub maximum_retry_count: u32,
+}
+
+impl UpdateRestart {
+    fn policy(self) -> Result<Option<RestartPolicy>> {
+        if self.name.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_value(serde_json::json!({
+            "Name": self.name,
+            "MaximumRetryCount": self.maximum_retry_count
+        }))
+        .map(Some)
+        .map_err(|_| {
+            Error::invalid(format!(
+                "invalid restart policy {:?}: use no, always, unless-stopped or on-failure",
+                self.name
+            ))
+        })
+    }
+}
+
+impl UpdateBody {
+    /// The engine's update; a setting berth cannot apply is refused, not
+    /// ignored.
+    pub fn into_update(self) -> Result<berth_engine::update::Update> {
+        let unsupported = [
+            ("CpuShares (--cpu-shares)", self.cpu_shares != 0),
+            ("CpusetCpus (--cpuset-cpus)", !self.cpuset_cpus.is_empty()),
+            ("CpusetMems (--cpuset-mems)", !self.cpuset_mems.is_empty()),
+            ("BlkioWeight (--blkio-weight)", self.blkio_weight != 0),
+            (
+                "MemoryReservation (--memory-reservation)",
+                self.memory_reservation != 0,
+            ),
+            ("MemorySwap (--memory-swap)", self.memory_swap > 0),
+            ("KernelMemory (--kernel-memory)", self.kernel_memory != 0),
+            (
+                "CpuRealtimePeriod (--cpu-rt-period)",
+                self.cpu_realtime_period != 0,
+            ),
+            (
+                "CpuRealtimeRuntime (--cpu-rt-runtime)",
+                self.cpu_realtime_runtime != 0,
+            ),
+        ];
+        let named: Vec<&str> = unsupported
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(n, _)| *n)
+            .collect();
+        if !named.is_empty() {
+            return Err(Error::invalid(format!(
+                "berth cannot update {}: it updates memory, cpus, pids-limit and the restart policy",
+                named.join(", ")
+            )));
+        }
+        if self.memory < 0 {
+            return Err(Error::invalid("Memory must not be negative"));
+        }
+        Ok(berth_engine::update::Update {
+            memory: (self.memory > 0).then_some(self.memory),
+            cpus: cpus_of(self.nano_cpus, self.cpu_quota, self.cpu_period),
+            pids_limit: self.pids_limit.filter(|p| *p != 0),
+            restart: match self.restart_policy {
+                Some(r) => r.policy()?,
+                None => None,
+            },
+        })
+    }
+}
+
 fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
@@ -213,18 +325,7 @@ impl CreateBody {
                 )))
             }
         };
-        let cpus = if h.nano_cpus > 0 {
-            Some(h.nano_cpus as f64 / 1e9)
-        } else if h.cpu_quota > 0 {
-            let period = if h.cpu_period > 0 {
-                h.cpu_period
-            } else {
-                100_000
-            };
-            Some(h.cpu_quota as f64 / period as f64)
-        } else {
-            None
-        };
+        let cpus = cpus_of(h.nano_cpus, h.cpu_quota, h.cpu_period);
         let mut health = HealthFlags::default();
         if let Some(hc) = self.healthcheck {
             if hc

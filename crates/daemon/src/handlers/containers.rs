@@ -142,6 +142,14 @@ pub(super) async fn op(d: &Arc<Daemon>, id: String, op: ContainerOp, call: Call)
             Ok(empty(204))
         }
         ContainerOp::Wait => wait(d, id, &q).await,
+        ContainerOp::Update => {
+            let body: berth_service::create::UpdateBody =
+                crate::read_json(call.req, JSON_LIMIT).await?;
+            let u = body.into_update()?;
+            d.engine(move |eng| Ok(eng.update(&id, &u)?)).await?;
+            Ok(json(200, &json!({"Warnings": []})))
+        }
+        ContainerOp::Export => export(d, id).await,
         ContainerOp::Resize => {
             let (h, w) = size(&q)?;
             d.engine(move |eng| Ok(eng.resize(&id, h, w)?)).await?;
@@ -438,6 +446,36 @@ pub(super) async fn stats(d: &Arc<Daemon>, id: String, q: &crate::query::Query) 
     Ok(Response::builder()
         .status(200)
         .header("Content-Type", "application/json")
+        .body(body)
+        .expect("a valid response"))
+}
+
+/// `GET /containers/{id}/export`: the container's file system as a tar
+/// stream; a failure midway breaks the stream off (never a short archive
+/// that looks whole).
+async fn export(d: &Arc<Daemon>, id: String) -> Reply {
+    // A missing container is a 404 before anything streams.
+    let id = d.engine(move |eng| Ok(eng.get(&id)?.id)).await?;
+    let permit = d.stream_permit()?;
+    let (tx, abort, body) = crate::Body::abortable();
+    let paths = d.paths.clone();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        // Holds the stream open until the outcome is known.
+        let keep = tx.clone();
+        let done = berth_engine::Engine::open(&paths).and_then(|mut eng| {
+            let mut w = std::io::BufWriter::new(crate::bridge::ChannelWriter::new(tx));
+            berth_engine::cp::export(&mut eng, &id, &mut w)
+        });
+        if let Err(e) = done {
+            tracing::warn!("export of {id} broke off: {e}");
+            abort.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        drop(keep);
+    });
+    Ok(hyper::Response::builder()
+        .status(200)
+        .header("Content-Type", "application/x-tar")
         .body(body)
         .expect("a valid response"))
 }
