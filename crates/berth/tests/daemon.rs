@@ -389,6 +389,32 @@ fn errors_have_dockers_status_codes_and_json_messages() {
         message(&body)
     );
 
+    // What berth has no part of: a 501 that says so; prunes of what it
+    // has nothing of, an empty report.
+    let (status, _, body) = d.http("GET", "/images/search?term=busybox", b"");
+    assert_eq!(status, 501);
+    assert!(
+        message(&body).contains("no image search"),
+        "{}",
+        message(&body)
+    );
+    let (status, _, body) = d.http("POST", "/networks/prune", b"");
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["NetworksDeleted"],
+        serde_json::json!([])
+    );
+    let (status, _, body) = d.http("POST", "/build/prune", b"");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(serde_json::from_slice::<Value>(&body).unwrap()["SpaceReclaimed"].is_u64());
+    let (status, _, body) = d.http("GET", "/containers/made/attach/ws", b"");
+    assert_eq!(status, 501);
+    assert!(
+        message(&body).contains("not implemented"),
+        "{}",
+        message(&body)
+    );
+
     // A body past the limit.
     let big = vec![b' '; 5 << 20];
     let (status, _, _) = d.http("POST", "/containers/create", &big);

@@ -34,6 +34,23 @@ pub(super) async fn prune(d: &Arc<Daemon>, call: Call) -> Reply {
     ))
 }
 
+/// `POST /build/prune`: the build cache dropped.
+pub(super) async fn prune_build_cache(d: &Arc<Daemon>) -> Reply {
+    let report = d
+        .engine(move |eng| {
+            let paths = eng.paths.clone();
+            Ok(berth_service::images::prune_build_cache(
+                &paths,
+                &mut eng.store,
+            )?)
+        })
+        .await?;
+    Ok(json(
+        200,
+        &json!({"CachesDeleted": [], "SpaceReclaimed": report.space_reclaimed}),
+    ))
+}
+
 /// Docker's `ImageDeleteResponseItem`.
 fn removed(r: &berth_image::gc::Removed) -> Value {
     match r {

@@ -79,6 +79,15 @@ pub(crate) async fn dispatch(d: &Arc<Daemon>, r: Route, call: Call) -> Reply {
         Route::NetworkCreate => Err(crate::ApiError::not_implemented(
             "creating networks (bridge networking comes with the networking work; berth has host and none)",
         )),
+        Route::BuildPrune => images::prune_build_cache(d).await,
+        // Only host and none exist until bridge networking: nothing to
+        // prune.
+        Route::NetworkPrune => Ok(crate::json(200, &serde_json::json!({"NetworksDeleted": []}))),
+        Route::ImageSearch => Err(crate::ApiError::new(
+            501,
+            "berth daemon has no image search: registries speak the distribution API, which has none \
+             (a registry's repositories are listed by its GET /v2/_catalog)",
+        )),
         r => Err(crate::unserved(&r)),
     }
 }
