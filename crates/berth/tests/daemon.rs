@@ -29,6 +29,17 @@ impl Daemon {
     fn start() -> Daemon {
         let b = Berth::with_busybox();
         let sock = b.root.with_file_name("docker.sock");
+        let child = Daemon::spawn(&b, &sock);
+        Daemon {
+            b,
+            sock,
+            child,
+            config: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `berth daemon` on `b`'s root, listening on `sock` once this returns.
+    fn spawn(b: &Berth, sock: &Path) -> Child {
         // The daemon's own docker config: empty (clients send theirs).
         let own_config = b.root.with_file_name("daemon-docker-config");
         // No daemon.json: the host's /etc/berth/daemon.json must not leak in.
@@ -48,15 +59,37 @@ impl Daemon {
             .spawn()
             .expect("berth daemon starts");
         let end = Instant::now() + Duration::from_secs(10);
-        while UnixStream::connect(&sock).is_err() {
+        while UnixStream::connect(sock).is_err() {
             assert!(Instant::now() < end, "the daemon never listened");
             std::thread::sleep(Duration::from_millis(10));
         }
-        Daemon {
-            b,
-            sock,
-            child,
-            config: tempfile::tempdir().unwrap(),
+        child
+    }
+
+    /// Stops the daemon (SIGTERM) and starts it again on the same root.
+    fn restart(&mut self) {
+        self.terminate();
+        self.child = Daemon::spawn(&self.b, &self.sock);
+    }
+
+    /// SIGTERM, and the wait for the daemon to end (10 s at most).
+    fn terminate(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            let end = Instant::now() + Duration::from_secs(10);
+            while matches!(self.child.try_wait(), Ok(None)) {
+                if Instant::now() > end {
+                    // A daemon that ignores SIGTERM fails the test that
+                    // owns it; it is not left behind.
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    if !std::thread::panicking() {
+                        panic!("the daemon did not stop on SIGTERM within 10 s");
+                    }
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 
@@ -99,23 +132,7 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            let end = Instant::now() + Duration::from_secs(10);
-            while matches!(self.child.try_wait(), Ok(None)) {
-                if Instant::now() > end {
-                    // A daemon that ignores SIGTERM fails the test that
-                    // owns it; it is not left behind.
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    if !std::thread::panicking() {
-                        panic!("the daemon did not stop on SIGTERM within 10 s");
-                    }
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        self.terminate();
     }
 }
 
@@ -1663,4 +1680,68 @@ fn docker_update_and_export() {
     let (status, _, _) = d.http("GET", "/containers/nosuch/export", b"");
     assert_eq!(status, 404);
     d.docker_ok(&["rm", "-f", "box"]);
+}
+
+/// Live restore: containers the daemon started keep running while it is
+/// down (each has its own monitor), and the daemon started again serves
+/// them as before: ps, logs, exec, stop, wait; the CLI sees them too.
+#[test]
+fn containers_outlive_a_daemon_restart() {
+    let mut d = Daemon::start();
+    let id = d
+        .docker_ok(&[
+            "run",
+            "-d",
+            "--name",
+            "keep",
+            "--stop-timeout",
+            "1",
+            "busybox:1.35",
+            "sh",
+            "-c",
+            "echo before; trap 'exit 3' TERM; while true; do sleep 0.1; done",
+        ])
+        .trim()
+        .to_string();
+    let pid = d.docker_ok(&["inspect", "-f", "{{.State.Pid}}", "keep"]);
+    d.terminate();
+    // Down: the CLI on the same root sees it running, same process.
+    assert_eq!(
+        d.b.ok(&["inspect", "-f", "{{.State.Status}} {{.State.Pid}}", "keep"])
+            .trim(),
+        format!("running {}", pid.trim())
+    );
+    d.child = Daemon::spawn(&d.b, &d.sock);
+    let ps = d.docker_ok(&[
+        "ps",
+        "--filter",
+        "name=keep",
+        "--format",
+        "{{.ID}} {{.Status}}",
+    ]);
+    assert!(ps.starts_with(&id[..12]) && ps.contains("Up"), "{ps}");
+    assert_eq!(d.docker_ok(&["exec", "keep", "echo", "inside"]), "inside\n");
+    assert!(d.docker_ok(&["logs", "keep"]).contains("before"));
+    // Restarted once more: a wait asked of it sees the exit the stop
+    // makes.
+    d.restart();
+    let waiter = d
+        .docker_cmd(&["wait", "keep"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    d.docker_ok(&["stop", "keep"]);
+    let waited = waiter.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&waited.stdout).trim(),
+        "3",
+        "{waited:?}"
+    );
+    assert_eq!(d.docker_ok(&["wait", "keep"]).trim(), "3");
+    assert_eq!(
+        d.docker_ok(&["inspect", "-f", "{{.State.ExitCode}}", "keep"])
+            .trim(),
+        "3"
+    );
 }
