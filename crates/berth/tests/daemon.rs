@@ -1745,3 +1745,50 @@ fn containers_outlive_a_daemon_restart() {
         "3"
     );
 }
+
+/// An attach with `logs=1` gets what the container wrote before it, each
+/// line on its own stream; with `stream=0` only that, then the end (as
+/// docker-compose 1.29's `up` and docker-py's `attach(logs=True)` ask).
+#[test]
+fn an_attach_with_logs_replays_the_output_so_far() {
+    let d = Daemon::start();
+    d.docker_ok(&[
+        "run",
+        "--name",
+        "said",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "echo one; echo two >&2; echo three",
+    ]);
+    let mut s = UnixStream::connect(&d.sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"POST /v1.50/containers/said/attach?logs=1&stream=0&stdout=1&stderr=1 HTTP/1.1\r\n\
+          Host: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n",
+    )
+    .unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let split = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers")
+        + 4;
+    let head = String::from_utf8_lossy(&all[..split]).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut rest = &all[split..];
+    while rest.len() >= 8 {
+        let n = u32::from_be_bytes(rest[4..8].try_into().unwrap()) as usize;
+        match rest[0] {
+            1 => out.extend_from_slice(&rest[8..8 + n]),
+            2 => err.extend_from_slice(&rest[8..8 + n]),
+            k => panic!("stream {k}"),
+        }
+        rest = &rest[8 + n..];
+    }
+    assert!(rest.is_empty());
+    assert_eq!(String::from_utf8_lossy(&out), "one\nthree\n");
+    assert_eq!(String::from_utf8_lossy(&err), "two\n");
+}

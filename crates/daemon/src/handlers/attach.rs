@@ -30,6 +30,33 @@ pub(super) async fn attach(d: &Arc<Daemon>, id: String, mut call: Call) -> Reply
     };
     let rec = d.engine(move |eng| Ok(eng.get(&id)?)).await?;
     let tty = rec.config.tty;
+    // `logs`: what the container wrote so far comes first; without
+    // `stream`, only that.
+    let past = if q.bool("logs") {
+        Some(past_logs(d, &rec.id, tty, want)?)
+    } else {
+        None
+    };
+    let stream = q.get("stream").is_none() || q.bool("stream");
+    if !stream {
+        let Some(mut past) = past else {
+            return Ok(hijacked(tty));
+        };
+        let on_upgrade = hyper::upgrade::on(&mut call.req);
+        tokio::spawn(async move {
+            let Ok(upgraded) = on_upgrade.await else {
+                return;
+            };
+            let mut io = TokioIo::new(upgraded);
+            while let Some(chunk) = past.recv().await {
+                if io.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+            let _ = io.shutdown().await;
+        });
+        return Ok(hijacked(tty));
+    }
     let source = match rec.state {
         berth_engine::State::Paused => {
             return Err(ApiError::new(
@@ -59,6 +86,14 @@ pub(super) async fn attach(d: &Arc<Daemon>, id: String, mut call: Call) -> Reply
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
+        let mut io = TokioIo::new(upgraded);
+        if let Some(mut past) = past {
+            while let Some(chunk) = past.recv().await {
+                if io.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+        }
         // A client that goes while it waits for the start is forgotten.
         let sock = tokio::select! {
             s = source => match s {
@@ -68,11 +103,52 @@ pub(super) async fn attach(d: &Arc<Daemon>, id: String, mut call: Call) -> Reply
             _ = crate::gone(conn) => return,
         };
         tokio::select! {
-            _ = relay_or_fail(TokioIo::new(upgraded), sock, tty, want, async { None }) => {}
+            _ = relay_or_fail(io, sock, tty, want, async { None }) => {}
             _ = crate::gone(conn) => {}
         }
     });
     Ok(hijacked(tty))
+}
+
+/// The container's log so far, as the attach stream carries it, read by
+/// a blocking task into a bounded channel (a client that does not read
+/// holds the reader, not memory).
+fn past_logs(
+    d: &Arc<Daemon>,
+    id: &str,
+    tty: bool,
+    want: Wanted,
+) -> Result<tokio::sync::mpsc::Receiver<bytes::Bytes>, ApiError> {
+    let permit = d.stream_permit()?;
+    let (tx, rx) = tokio::sync::mpsc::channel(crate::body::STREAM_DEPTH);
+    let paths = d.paths.clone();
+    let id = id.to_string();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let Ok(mut eng) = berth_engine::Engine::open(&paths) else {
+            return;
+        };
+        let opts = berth_service::containers::LogsOptions {
+            since: None,
+            until: None,
+            tail: None,
+            follow: false,
+        };
+        let probe = tx.clone();
+        let mut sink = |e: &berth_engine::logs::Entry| match super::containers::log_chunk(
+            e,
+            tty,
+            false,
+            want.stdout,
+            want.stderr,
+        ) {
+            None => true,
+            Some(c) => tx.blocking_send(bytes::Bytes::from(c)).is_ok(),
+        };
+        let alive = || !probe.is_closed();
+        let _ = berth_service::containers::logs_while(&mut eng, &id, &opts, &mut sink, &alive);
+    });
+    Ok(rx)
 }
 
 /// The answer that hijacks the connection (101 UPGRADED): a raw stream

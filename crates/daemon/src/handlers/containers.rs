@@ -334,32 +334,11 @@ pub(super) async fn logs(d: &Arc<Daemon>, id: String, q: &crate::query::Query) -
             return;
         };
         let probe = tx.clone();
-        let mut sink = |e: &berth_engine::logs::Entry| {
-            let is_err = e.stream == "stderr";
-            if (is_err && !stderr) || (!is_err && !stdout) {
-                return true;
-            }
-            let mut line = Vec::with_capacity(e.log.len() + 40);
-            if timestamps {
-                line.extend_from_slice(e.time.as_bytes());
-                line.push(b' ');
-            }
-            line.extend_from_slice(e.log.as_bytes());
-            let chunk = if tty {
-                line
-            } else {
-                use berth_engine::stream::{frame, Stream};
-                frame(
-                    if is_err {
-                        Stream::Stderr
-                    } else {
-                        Stream::Stdout
-                    },
-                    &line,
-                )
+        let mut sink =
+            |e: &berth_engine::logs::Entry| match log_chunk(e, tty, timestamps, stdout, stderr) {
+                None => true,
+                Some(chunk) => tx.blocking_send(Bytes::from(chunk)).is_ok(),
             };
-            tx.blocking_send(Bytes::from(chunk)).is_ok()
-        };
         let alive = || !probe.is_closed();
         let _ = berth_service::containers::logs_while(&mut eng, &rec.id, &opts, &mut sink, &alive);
     });
@@ -373,6 +352,37 @@ pub(super) async fn logs(d: &Arc<Daemon>, id: String, q: &crate::query::Query) -
         .header("Content-Type", content_type)
         .body(body)
         .expect("a valid response"))
+}
+
+/// One log entry as a logs or attach stream carries it: raw with a tty,
+/// framed by stream without; None for a stream not asked for.
+pub(super) fn log_chunk(
+    e: &berth_engine::logs::Entry,
+    tty: bool,
+    timestamps: bool,
+    stdout: bool,
+    stderr: bool,
+) -> Option<Vec<u8>> {
+    let is_err = e.stream == "stderr";
+    if (is_err && !stderr) || (!is_err && !stdout) {
+        return None;
+    }
+    let mut line = Vec::with_capacity(e.log.len() + 40);
+    if timestamps {
+        line.extend_from_slice(e.time.as_bytes());
+        line.push(b' ');
+    }
+    line.extend_from_slice(e.log.as_bytes());
+    if tty {
+        return Some(line);
+    }
+    use berth_engine::stream::{frame, Stream};
+    let s = if is_err {
+        Stream::Stderr
+    } else {
+        Stream::Stdout
+    };
+    Some(frame(s, &line))
 }
 
 /// `GET /containers/{id}/stats`: samples of the container's resource use
