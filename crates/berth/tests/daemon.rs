@@ -1792,3 +1792,113 @@ fn an_attach_with_logs_replays_the_output_so_far() {
     assert_eq!(String::from_utf8_lossy(&out), "one\nthree\n");
     assert_eq!(String::from_utf8_lossy(&err), "two\n");
 }
+
+/// A hijacked attach on the socket: the request sent, the 101 read;
+/// returns the stream positioned at the container's output.
+fn hijack(sock: &Path, path: &str) -> UnixStream {
+    let mut s = UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut byte).unwrap(),
+            1,
+            "the headers ended early: {head:?}"
+        );
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s
+}
+
+/// Reads from `s` until `want` has been seen (10 s at most).
+#[track_caller]
+fn read_until(s: &mut UnixStream, want: &str) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(want) {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => panic!("{want:?} never came: {:?}", String::from_utf8_lossy(&seen)),
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// The detach keys (ctrl-p ctrl-q, or `detachKeys`) end an attach to a
+/// tty and leave the container running with its stdin open, even a
+/// `StdinOnce` one (docker run -it): a later attach talks to the same
+/// shell.
+#[test]
+fn the_detach_keys_leave_the_container_running() {
+    let d = Daemon::start();
+    let (status, _, body) = d.http(
+        "POST",
+        "/containers/create?name=shell",
+        br#"{"Image": "busybox:1.35", "Cmd": ["sh"], "Tty": true, "OpenStdin": true, "StdinOnce": true,
+            "AttachStdin": true, "AttachStdout": true}"#,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let mut a = hijack(
+        &d.sock,
+        "/v1.50/containers/shell/attach?stream=1&stdin=1&stdout=1",
+    );
+    let (status, _, body) = d.http("POST", "/v1.50/containers/shell/start", b"");
+    assert_eq!(status, 204, "{}", String::from_utf8_lossy(&body));
+    a.write_all(b"echo one$((1+1))\n").unwrap();
+    read_until(&mut a, "one2");
+    a.write_all(&[0x10, 0x11]).unwrap();
+    // The daemon ends the attach: the stream closes.
+    let mut rest = Vec::new();
+    let _ = a.read_to_end(&mut rest);
+    let running = d.docker_ok(&["inspect", "-f", "{{.State.Running}}", "shell"]);
+    assert_eq!(running.trim(), "true");
+    // The same shell, its stdin still open; other keys this time.
+    let mut b = hijack(
+        &d.sock,
+        "/v1.50/containers/shell/attach?stream=1&stdin=1&stdout=1&detachKeys=ctrl-x",
+    );
+    b.write_all(b"echo two$((2+1))\n").unwrap();
+    read_until(&mut b, "two3");
+    b.write_all(&[0x18]).unwrap();
+    let _ = b.read_to_end(&mut rest);
+    assert_eq!(
+        d.docker_ok(&["inspect", "-f", "{{.State.Running}}", "shell"])
+            .trim(),
+        "true"
+    );
+    // Bad keys are a 400.
+    let (status, _, body) = d.http(
+        "POST",
+        "/v1.50/containers/shell/attach?stream=1&stdin=1&detachKeys=ctrl-",
+        b"",
+    );
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    // With a tty an end of input ends the attach, not the shell (as
+    // docker's).
+    let mut c = hijack(
+        &d.sock,
+        "/v1.50/containers/shell/attach?stream=1&stdin=1&stdout=1",
+    );
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let _ = c.read_to_end(&mut rest);
+    assert_eq!(
+        d.docker_ok(&["inspect", "-f", "{{.State.Running}}", "shell"])
+            .trim(),
+        "true"
+    );
+    d.docker_ok(&["kill", "shell"]);
+    assert_eq!(d.docker_ok(&["wait", "shell"]).trim(), "137");
+}

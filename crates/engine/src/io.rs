@@ -595,7 +595,9 @@ pub(crate) fn relay(running: &mut Running, sigfd: &OwnedFd, o: RelayOpts<'_, '_>
                     match rustix::io::read(&c.sock, &mut buf) {
                         Ok(0) => {
                             c.reading = false;
-                            if a.stdin_once {
+                            // Not with a tty, as docker: the shell stays
+                            // for the next attach.
+                            if a.stdin_once && running.tty.is_none() {
                                 close_after = true;
                             }
                         }

@@ -14,11 +14,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::{ApiError, Body, Call, Daemon, Reply};
 
 /// What the client asked to see and send.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct Wanted {
     pub stdin: bool,
     pub stdout: bool,
     pub stderr: bool,
+    /// With a tty, typing these on stdin ends the attach and leaves the
+    /// container running (docker's ctrl-p ctrl-q by default).
+    pub detach_keys: Vec<u8>,
+    /// The end of the client's input closes the process's stdin (an exec;
+    /// a `StdinOnce` container without a tty).
+    pub close_stdin: bool,
 }
 
 pub(super) async fn attach(d: &Arc<Daemon>, id: String, mut call: Call) -> Reply {
@@ -27,13 +33,23 @@ pub(super) async fn attach(d: &Arc<Daemon>, id: String, mut call: Call) -> Reply
         stdin: q.bool("stdin"),
         stdout: q.bool("stdout"),
         stderr: q.bool("stderr"),
+        detach_keys: match q.get("detachKeys").filter(|k| !k.is_empty()) {
+            Some(k) => berth_engine::attach::parse_detach_keys(k)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            None => berth_engine::attach::DETACH_KEYS.to_vec(),
+        },
+        close_stdin: false,
     };
     let rec = d.engine(move |eng| Ok(eng.get(&id)?)).await?;
     let tty = rec.config.tty;
+    let want = Wanted {
+        close_stdin: rec.config.stdin_once && !tty,
+        ..want
+    };
     // `logs`: what the container wrote so far comes first; without
     // `stream`, only that.
     let past = if q.bool("logs") {
-        Some(past_logs(d, &rec.id, tty, want)?)
+        Some(past_logs(d, &rec.id, tty, want.clone())?)
     } else {
         None
     };
@@ -210,9 +226,50 @@ pub(super) async fn relay_or_fail<C>(
     };
     let (mut sr, mut sw) = sock.into_split();
     let (mut cr, mut cw) = tokio::io::split(client);
+    // Ends only when the client types the detach keys (with a tty, as
+    // docker's).
+    let keys: &[u8] = if tty { &want.detach_keys } else { &[] };
     let input = async {
         if want.stdin {
-            let _ = tokio::io::copy(&mut cr, &mut sw).await;
+            let mut buf = vec![0u8; 32 * 1024];
+            let mut held: Vec<u8> = Vec::new();
+            loop {
+                let n = match cr.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let mut out = Vec::with_capacity(n + held.len());
+                for &b in &buf[..n] {
+                    if keys.is_empty() {
+                        out.push(b);
+                        continue;
+                    }
+                    if b != keys[held.len()] {
+                        // Not the keys after all: what was held goes on.
+                        out.append(&mut held);
+                    }
+                    if b == keys[held.len()] {
+                        held.push(b);
+                        if held.len() == keys.len() {
+                            if !out.is_empty() {
+                                let _ = sw.write_all(&out).await;
+                            }
+                            return;
+                        }
+                    } else {
+                        out.push(b);
+                    }
+                }
+                if !out.is_empty() && sw.write_all(&out).await.is_err() {
+                    break;
+                }
+            }
+            // docker's rule: the end of a client's input closes the
+            // container's stdin when that was asked for (and the output
+            // goes on to the end); otherwise it ends the attach.
+            if !want.close_stdin {
+                return;
+            }
             let _ = sw.shutdown().await;
         }
         // Without stdin the monitor never hears from this client; wait
@@ -255,6 +312,8 @@ pub(super) async fn relay_or_fail<C>(
         }
         let _ = cw.shutdown().await;
     };
+    // Detached: the connection closes, the container runs on (with a tty
+    // its stdin stays open whatever its clients do).
     tokio::select! {
         _ = output => {}
         _ = input => {}

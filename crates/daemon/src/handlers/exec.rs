@@ -93,6 +93,8 @@ pub(super) async fn op(d: &Arc<Daemon>, id: String, op: ExecOp, mut call: Call) 
                             stdin: info.open_stdin,
                             stdout: true,
                             stderr: true,
+                            detach_keys: berth_engine::attach::DETACH_KEYS.to_vec(),
+                            close_stdin: true,
                         };
                         // The keeper reports a failed start before it
                         // closes the connection: its words go to the
