@@ -1902,3 +1902,68 @@ fn the_detach_keys_leave_the_container_running() {
     d.docker_ok(&["kill", "shell"]);
     assert_eq!(d.docker_ok(&["wait", "shell"]).trim(), "137");
 }
+
+/// A thousand idle connections, half of them stuck in their headers,
+/// and a client that attaches and never reads: the daemon serves
+/// everyone else at once, and the container is not held up by the
+/// client (the monitor drops a client that stops reading).
+#[test]
+fn idle_connections_and_a_client_that_never_reads_do_not_stop_the_daemon() {
+    let d = Daemon::start();
+    // This test's own descriptors: a thousand and more.
+    let lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        },
+    )
+    .unwrap();
+    let mut idle = Vec::new();
+    for i in 0..1000 {
+        let mut s = UnixStream::connect(&d.sock).unwrap();
+        if i % 2 == 0 {
+            s.write_all(b"GET /_ping HTTP/1.1\r\nHo").unwrap();
+        }
+        idle.push(s);
+    }
+    let (status, _, body) = d.http("GET", "/_ping", b"");
+    assert_eq!((status, body.as_slice()), (200, b"OK".as_slice()));
+    assert!(
+        d.docker_ok(&["version", "--format", "{{.Server.Version}}"])
+            .trim()
+            .len()
+            > 0
+    );
+
+    d.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "loud",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "sleep 1; head -c 30000000 /dev/zero; echo end",
+    ]);
+    // Attached, and never read from.
+    let _deaf = hijack(
+        &d.sock,
+        "/v1.50/containers/loud/attach?stream=1&stdout=1&stderr=1",
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = d.docker_cmd(&["wait", "loud"]);
+    std::thread::spawn(move || {
+        let mut waiter = waiter;
+        let _ = tx.send(waiter.output());
+    });
+    let waited = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the container ended although a client does not read its output")
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&waited.stdout).trim(), "0");
+    let (status, _, _) = d.http("GET", "/_ping", b"");
+    assert_eq!(status, 200);
+    drop(idle);
+}

@@ -98,11 +98,33 @@ where
     });
     // A client may shut down its side once its request is sent (docker's
     // ssh transport through `dial-stdio` does): it still gets the answer.
+    // A client that sends a request's headers this slowly is dropped
+    // (idle keep-alive connections are not: the clock starts with a
+    // request's first byte).
     let _ = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
         .half_close(true)
         .serve_connection(TokioIo::new(io), svc)
         .with_upgrades()
         .await;
+}
+
+/// How long a request's headers may take to arrive.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Raises the soft limit of open files to the hard one: every client
+/// connection is a descriptor (dockerd does the same).
+fn raise_nofile() {
+    if let Some(l) = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum {
+        let _ = rustix::process::setrlimit(
+            rustix::process::Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(l),
+                maximum: Some(l),
+            },
+        );
+    }
 }
 
 /// What `serve` needs.
@@ -197,6 +219,7 @@ fn bind(path: &Path) -> Result<tokio::net::UnixListener, ListenError> {
 
 /// Serves the Engine API until SIGTERM or SIGINT.
 pub async fn serve(settings: Settings) -> Result<(), ListenError> {
+    raise_nofile();
     let mut paths = Vec::new();
     let mut listeners = Vec::new();
     let mut bound = Vec::new();
