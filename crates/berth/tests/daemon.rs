@@ -1930,12 +1930,10 @@ fn idle_connections_and_a_client_that_never_reads_do_not_stop_the_daemon() {
     }
     let (status, _, body) = d.http("GET", "/_ping", b"");
     assert_eq!((status, body.as_slice()), (200, b"OK".as_slice()));
-    assert!(
-        d.docker_ok(&["version", "--format", "{{.Server.Version}}"])
-            .trim()
-            .len()
-            > 0
-    );
+    assert!(!d
+        .docker_ok(&["version", "--format", "{{.Server.Version}}"])
+        .trim()
+        .is_empty());
 
     d.docker_ok(&[
         "run",
