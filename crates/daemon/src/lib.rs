@@ -87,15 +87,26 @@ pub struct Daemon {
     /// start that will hand them their connections.
     pending: std::sync::Mutex<std::collections::HashMap<String, Vec<PendingAttach>>>,
     streams: Arc<tokio::sync::Semaphore>,
+    /// A connection to the store's database held for the daemon's life:
+    /// SQLite checkpoints and deletes the write-ahead log when its last
+    /// connection closes, which every request's own connections would
+    /// otherwise do, at the cost of fsyncs and a copy of the log on the
+    /// answer's path.
+    _keep: std::sync::Mutex<Option<berth_image::store::Store>>,
+    /// Requests answered so far (an idle daemon trims its memory).
+    pub requests: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Daemon {
     pub fn new(paths: berth_engine::Paths) -> Daemon {
+        let keep = berth_image::store::Store::open(&paths.root).ok();
         Daemon {
             paths,
             defaults: Default::default(),
             pending: Default::default(),
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
+            _keep: std::sync::Mutex::new(keep),
+            requests: Default::default(),
         }
     }
 
@@ -232,6 +243,8 @@ fn error_response(e: &ApiError) -> Response<Body> {
 
 /// Answers one request.
 pub async fn handle(d: Arc<Daemon>, req: Request<Incoming>) -> Response<Body> {
+    d.requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let mut resp = match route::route(&method, &path) {

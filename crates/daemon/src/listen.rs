@@ -127,6 +127,38 @@ fn raise_nofile() {
     }
 }
 
+/// glibc gives each thread that allocates an arena of its own, and the
+/// blocking pool's threads come and go: a few arenas keep an idle
+/// daemon's memory small.
+fn few_arenas() {
+    // SAFETY: mallopt with a documented parameter and value; called before
+    // the runtime's other threads allocate.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+}
+
+/// Gives freed memory back to the system once the daemon has been idle a
+/// while (`requests` unchanged since the last look).
+async fn trim_when_idle(requests: Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::Ordering;
+    let mut seen = u64::MAX;
+    let mut trimmed = false;
+    loop {
+        tokio::time::sleep(IDLE_TRIM).await;
+        let now = requests.load(Ordering::Relaxed);
+        if now != seen {
+            seen = now;
+            trimmed = false;
+        } else if !trimmed {
+            // SAFETY: malloc_trim only returns free pages to the kernel.
+            unsafe { libc::malloc_trim(0) };
+            trimmed = true;
+        }
+    }
+}
+
+/// How long without a request before freed memory is given back.
+const IDLE_TRIM: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What `serve` needs.
 pub struct Settings {
     pub paths: berth_engine::Paths,
@@ -220,6 +252,8 @@ fn bind(path: &Path) -> Result<tokio::net::UnixListener, ListenError> {
 /// Serves the Engine API until SIGTERM or SIGINT.
 pub async fn serve(settings: Settings) -> Result<(), ListenError> {
     raise_nofile();
+    few_arenas();
+    berth_engine::watch::close_in_background();
     let mut paths = Vec::new();
     let mut listeners = Vec::new();
     let mut bound = Vec::new();
@@ -296,6 +330,7 @@ pub async fn serve(settings: Settings) -> Result<(), ListenError> {
     let mut daemon = Daemon::new(settings.paths);
     daemon.defaults = settings.defaults;
     let daemon = Arc::new(daemon);
+    tokio::spawn(trim_when_idle(daemon.requests.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     for l in listeners {
         let daemon = daemon.clone();

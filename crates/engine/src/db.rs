@@ -3,7 +3,6 @@
 //! volumes. This module owns their schema.
 
 use std::path::Path;
-use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -191,8 +190,8 @@ fn add_column(conn: &Connection, table: &str, column: &str, decl: &str) -> Resul
 impl Db {
     /// Opens the table in `root/berth.db` (the image store creates the file).
     pub fn open(root: &Path) -> Result<Db, EngineError> {
-        let conn = Connection::open(root.join("berth.db"))?;
-        conn.busy_timeout(Duration::from_secs(30))?;
+        let mut conn = Connection::open(root.join("berth.db"))?;
+        berth_image::store::busy_wait(&mut conn)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
         // Stores made before these were recorded get the columns.

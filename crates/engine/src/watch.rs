@@ -12,7 +12,8 @@ use rustix::fs::inotify;
 
 /// Changes to one name in one directory.
 pub struct Watch {
-    fd: OwnedFd,
+    /// Always Some but in `drop`.
+    fd: Option<OwnedFd>,
     name: OsString,
 }
 
@@ -33,18 +34,22 @@ impl Watch {
                 | inotify::WatchFlags::MOVED_TO
                 | inotify::WatchFlags::CLOSE_WRITE,
         )?;
-        Ok(Watch { fd, name })
+        Ok(Watch { fd: Some(fd), name })
     }
 
     /// Blocks until the file changed (since the last wait), `also` is
     /// readable (a pidfd: its process exited) or `timeout` passed; returns
     /// whether something happened.
+    fn fd(&self) -> &OwnedFd {
+        self.fd.as_ref().expect("the inotify fd until drop")
+    }
+
     pub fn wait(&self, timeout: Duration, also: Option<BorrowedFd<'_>>) -> bool {
         use rustix::event::{poll, PollFd, PollFlags, Timespec};
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let mut fds = vec![PollFd::new(&self.fd, PollFlags::IN)];
+            let mut fds = vec![PollFd::new(self.fd(), PollFlags::IN)];
             if let Some(a) = also.as_ref() {
                 fds.push(PollFd::new(a, PollFlags::IN));
             }
@@ -72,7 +77,7 @@ impl Watch {
     /// Reads the queued inotify events; whether one was about our name.
     fn drain(&self) -> bool {
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
-        let mut reader = inotify::Reader::new(self.fd.as_fd(), &mut buf);
+        let mut reader = inotify::Reader::new(self.fd().as_fd(), &mut buf);
         let mut ours = false;
         while let Ok(ev) = reader.next() {
             // An overflowed queue may have lost ours.
@@ -85,6 +90,35 @@ impl Watch {
             }
         }
         ours
+    }
+}
+
+/// Whether watches are closed on a thread of their own (see `Drop`).
+static CLOSE_IN_BACKGROUND: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Makes every later `Watch` close on a thread of its own: for a process
+/// that answers others (the daemon), which is multi-threaded anyway. A
+/// process that may clone a container must stay single-threaded and
+/// does not call this.
+pub fn close_in_background() {
+    CLOSE_IN_BACKGROUND.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Closing an inotify instance waits for the kernel's SRCU grace period
+/// (8 to 14 ms seen here): where `close_in_background` was asked for, a
+/// waiter that ends does not make its caller's answer wait for that.
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let Some(fd) = self.fd.take() else { return };
+        if !CLOSE_IN_BACKGROUND.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let closer = std::thread::Builder::new()
+            .name("inotify-close".into())
+            .spawn(move || drop(fd));
+        // No thread to be had: closed here, slowly.
+        drop(closer);
     }
 }
 

@@ -272,6 +272,22 @@ pub(crate) fn seal_blob(path: &Path) -> io::Result<()> {
 /// How long a store operation waits for another process's database lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How a connection waits for a lock another process holds: short sleeps
+/// (0.1 ms, doubling to 2 ms) for about 30 s. SQLite's own busy timeout
+/// sleeps 1, 2, 5, 10, 15, 20, 25 ms and on, so a lock held for a
+/// millisecond (a container's exit recorded) cost a waiter 10 ms or more.
+pub fn busy_wait(conn: &mut Connection) -> rusqlite::Result<()> {
+    fn handler(tries: i32) -> bool {
+        const MAX: u64 = 2_000;
+        let micros = (100u64 << tries.clamp(0, 5)).min(MAX);
+        std::thread::sleep(Duration::from_micros(micros));
+        // After the first steps every wait is MAX: this many of them
+        // make BUSY_TIMEOUT.
+        (tries as u64) < BUSY_TIMEOUT.as_micros() as u64 / MAX
+    }
+    conn.busy_handler(Some(handler))
+}
+
 /// Settings and schema of a store database connection.
 fn init_db(db: &Connection) -> rusqlite::Result<()> {
     db.pragma_update(None, "journal_mode", "WAL")?;
@@ -301,8 +317,8 @@ impl Store {
         // The root alone keeps out what is made under it later
         // (containers, volumes, builds); these are made here.
         private_dirs(root, &["blobs", "snapshots", "tmp"]).map_err(root_err)?;
-        let db = Connection::open(root.join("berth.db"))?;
-        db.busy_timeout(BUSY_TIMEOUT)?;
+        let mut db = Connection::open(root.join("berth.db"))?;
+        busy_wait(&mut db)?;
         // Two processes creating the database at once both hold a read lock
         // on the new (rollback-journal) file and want to upgrade it to
         // switch to WAL: SQLite breaks that deadlock by failing one with
