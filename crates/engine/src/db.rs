@@ -188,6 +188,11 @@ fn add_column(conn: &Connection, table: &str, column: &str, decl: &str) -> Resul
 }
 
 impl Db {
+    /// Gives back the memory the connection's page cache holds.
+    pub fn release_memory(&self) {
+        let _ = self.conn.execute_batch("PRAGMA shrink_memory");
+    }
+
     /// Opens the table in `root/berth.db` (the image store creates the file).
     pub fn open(root: &Path) -> Result<Db, EngineError> {
         let mut conn = Connection::open(root.join("berth.db"))?;

@@ -505,6 +505,15 @@ fn serve(
             .filter(|c| rec.config.tty && c.stdin.is_some())
             .and_then(|c| c.raw());
         let mut ticker = health_ticker(eng, &rec).unwrap_or_default();
+        // A detached monitor per container: what starting it took (the
+        // database's page caches, parsed configs) is given back for the
+        // container's life.
+        if caller.is_none() {
+            eng.db.release_memory();
+            eng.store.release_memory();
+            // SAFETY: malloc_trim only returns free pages to the kernel.
+            unsafe { libc::malloc_trim(0) };
+        }
         let code = relay(
             &mut running,
             &sigfd,
