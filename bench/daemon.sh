@@ -65,13 +65,27 @@ echo "| --- | --- | --- |"
 containerd_pid=$(pgrep -f "containerd --config /var/run/docker/containerd" | head -1 || true)
 cd_rss=0
 for p in $(pgrep -x containerd); do cd_rss=$((cd_rss + $(rss "$p"))); done
-echo "| idle RSS | $(( $(rss $berth_pid) / 1024 )) MB | $(( $(rss $dockerd_pid) / 1024 )) MB (+ $((cd_rss / 1024)) MB containerd) |"
-$BD run -d --name idle busybox:1.35 sleep 60 >/dev/null
-$DD run -d --name idle --network none busybox:1.35 sleep 60 >/dev/null
-mon=$(pgrep -f -- "--berth-helper monitor $work/berth" | head -1)
-shim=$(pgrep -f "containerd-shim.*berth-bench-$$" | head -1 || pgrep -f containerd-shim | head -1)
-echo "| per container (monitor / shim) RSS | $(( $(rss "$mon") )) kB | $(( $(rss "$shim") )) kB |"
-$BD rm -f idle >/dev/null
-$DD rm -f idle >/dev/null
+# Idle: ten seconds without a request (the daemon gives freed memory
+# back then).
+sleep 12
+echo "| idle RSS (12 s after the runs) | $(( $(rss $berth_pid) / 1024 )) MB | $(( $(rss $dockerd_pid) / 1024 )) MB (+ $((cd_rss / 1024)) MB containerd) |"
+# Two running containers each: the second one's monitor (shim), whose
+# shared pages (the binary's text) the first already has.
+for n in 1 2; do
+  $BD run -d --name idle$n busybox:1.35 sleep 60 >/dev/null
+  $DD run -d --name idle$n --network none busybox:1.35 sleep 60 >/dev/null
+done
+sleep 1
+mon=$(pgrep -f -- "--berth-helper monitor $work/berth" | tail -1)
+shim=$(pgrep -f containerd-shim | tail -1)
+roll() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/smaps_rollup"; }
+private() { echo $(( $(roll "$1" Private_Clean) + $(roll "$1" Private_Dirty) )); }
+echo "| per container (monitor / shim): RSS | $(rss "$mon") kB | $(rss "$shim") kB |"
+echo "| per container (monitor / shim): private (USS) | $(private "$mon") kB | $(private "$shim") kB |"
+echo "| per container (monitor / shim): private dirty | $(roll "$mon" Private_Dirty) kB | $(roll "$shim" Private_Dirty) kB |"
+for n in 1 2; do
+  $BD rm -f idle$n >/dev/null
+  $DD rm -f idle$n >/dev/null
+done
 echo
 echo "Goals: berth <= 0.2x dockerd's median, >= 5x its throughput; idle RSS <= 15 MB; monitor <= 1 MB."

@@ -260,6 +260,26 @@ impl Db {
         Ok(())
     }
 
+    /// Takes over a container whose monitor died, once: true only for the
+    /// one caller that finds the row still running under that monitor
+    /// (pid and start time) and clears the monitor from it. A caller that
+    /// read the row before the monitor recorded the exit (or removed the
+    /// container) gets false.
+    pub fn claim_orphan(
+        &self,
+        id: &str,
+        monitor_pid: i32,
+        monitor_start: u64,
+    ) -> Result<bool, EngineError> {
+        let n = self.conn.execute(
+            "UPDATE containers SET monitor_pid = 0, monitor_start = 0 \
+             WHERE id = ?1 AND monitor_pid = ?2 AND monitor_start = ?3 \
+             AND state IN ('running', 'paused', 'restarting')",
+            params![id, monitor_pid, monitor_start as i64],
+        )?;
+        Ok(n == 1)
+    }
+
     /// The container's options (`update`).
     pub fn set_config(
         &self,

@@ -235,6 +235,19 @@ impl Engine {
         {
             return Ok(rec);
         }
+        // This record may be older than the monitor's last word: it may
+        // have recorded the exit, or removed the container (`--rm`), just
+        // before it ended. Only a record still running under the dead
+        // monitor is taken over, by one caller only.
+        if !self
+            .db
+            .claim_orphan(&rec.id, rec.monitor_pid, rec.monitor_start)?
+        {
+            return match self.db.get(&rec.id)? {
+                Some(now) => Ok(now),
+                None => Err(EngineError::NoSuchContainer(rec.name.clone())),
+            };
+        }
         let rt = self.paths.runtime();
         let was_alive = matches!(
             self.runtime.status(&rt, &rec.id),

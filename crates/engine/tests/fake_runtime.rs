@@ -300,6 +300,49 @@ fn a_dead_monitor_is_reconciled_honestly() {
     assert_eq!((r.state, r.exit_code), (State::Exited, 255));
 }
 
+/// A record read while the container ran, taken up after its monitor
+/// recorded the exit (or removed a `--rm` container) and ended: it is not
+/// taken for a monitor that died (once, twenty concurrent `docker run
+/// --rm` saw exit code 255 this way: the reconcile overwrote the code the
+/// monitor had kept).
+#[test]
+fn a_stale_record_does_not_overwrite_the_exit_its_monitor_recorded() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = World::new();
+    let mut eng = w.engine();
+    let dead_monitor = |eng: &mut Engine, id: &str| {
+        let mut rec = eng.db.get(id).unwrap().unwrap();
+        rec.state = State::Running;
+        rec.monitor_pid = i32::MAX - 1;
+        eng.db.update(&rec).unwrap();
+        eng.db.get(id).unwrap().unwrap()
+    };
+    // The monitor recorded the exit after the record was read.
+    let id = w.create("exit 0", |_| {});
+    let stale = dead_monitor(&mut eng, &id);
+    let mut done = stale.clone();
+    done.state = State::Exited;
+    done.exit_code = 3;
+    done.monitor_pid = 0;
+    eng.db.update(&done).unwrap();
+    let r = eng.reconcile(stale).unwrap();
+    assert_eq!((r.state, r.exit_code), (State::Exited, 3));
+    assert!(r.error.is_empty(), "{}", r.error);
+    // `--rm`: the monitor kept the code and removed the container.
+    let id = w.create("exit 0", |c| c.auto_remove = true);
+    let stale = dead_monitor(&mut eng, &id);
+    let exit = eng.paths.runroot.join("exits").join(&id);
+    std::fs::create_dir_all(exit.parent().unwrap()).unwrap();
+    std::fs::write(&exit, "0").unwrap();
+    eng.db.delete(&id).unwrap();
+    assert!(matches!(
+        eng.reconcile(stale),
+        Err(EngineError::NoSuchContainer(_))
+    ));
+    assert_eq!(std::fs::read_to_string(&exit).unwrap(), "0");
+    assert_eq!(eng.wait_code(&id, None).unwrap(), Some(0));
+}
+
 #[test]
 fn a_forced_remove_while_the_monitor_restarts_leaves_nothing() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
