@@ -606,8 +606,11 @@ fn daemon(ctx: &images::Ctx, given: (bool, bool), a: &cli::DaemonArgs) -> Result
         defaults,
         live_restore: file.live_restore.unwrap_or(true),
     };
+    // Blocking-pool threads (each request's engine work) end soon after
+    // a burst, and their stacks with them.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_keep_alive(std::time::Duration::from_secs(3))
         .build()?;
     let served = rt.block_on(berth_daemon::serve(settings));
     // Work still running for clients that went (a follow) is not waited

@@ -157,7 +157,7 @@ async fn trim_when_idle(requests: Arc<std::sync::atomic::AtomicU64>) {
 }
 
 /// How long without a request before freed memory is given back.
-const IDLE_TRIM: std::time::Duration = std::time::Duration::from_secs(10);
+const IDLE_TRIM: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What `serve` needs.
 pub struct Settings {
