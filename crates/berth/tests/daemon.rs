@@ -1965,3 +1965,47 @@ fn idle_connections_and_a_client_that_never_reads_do_not_stop_the_daemon() {
     assert_eq!(status, 200);
     drop(idle);
 }
+
+/// A client that goes in the middle of a build: the build is finished
+/// (never half recorded: the tag names a whole image, its steps leave no
+/// mounts or processes), and the daemon serves on.
+#[test]
+fn a_build_whose_client_goes_is_finished_whole() {
+    let d = Daemon::start();
+    let ctx = tar_of(&[Member::File(
+        "Dockerfile",
+        b"FROM busybox:1.35\nRUN sleep 2 && echo one > /one\nRUN echo two > /two\n",
+    )]);
+    let mut s = UnixStream::connect(&d.sock).unwrap();
+    s.write_all(
+        format!(
+            "POST /v1.50/build?t=half:1 HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+            ctx.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    s.write_all(&ctx).unwrap();
+    // The first step has begun; then the client is gone.
+    read_until(&mut s, "[2/3]");
+    drop(s);
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, _, body) = d.http("GET", "/v1.50/images/half:1/json", b"");
+        if status == 200 {
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["RootFS"]["Layers"].as_array().unwrap().len(), 3, "{v}");
+            break;
+        }
+        assert_eq!(status, 404);
+        assert!(Instant::now() < end, "the build never finished");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        d.docker_ok(&["run", "--rm", "half:1", "cat", "/one", "/two"]),
+        "one\ntwo\n"
+    );
+    let root = d.b.root.to_string_lossy().into_owned();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&root), "mounts left: {mounts}");
+}
