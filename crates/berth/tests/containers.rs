@@ -2157,3 +2157,76 @@ fn export_writes_the_containers_file_system() {
     assert!(left.is_empty(), "{left:?}");
     b.ok(&["rm", "exp"]);
 }
+
+/// `--add-host`, `--dns`, `--dns-search`, `--dns-option`, `--hostname`
+/// and `--domainname` shape /etc/hosts, /etc/resolv.conf and the UTS
+/// names as docker's do; a bad address is a flag error (125) that leaves
+/// nothing.
+#[test]
+fn add_host_dns_and_domainname_shape_the_etc_files() {
+    let b = berth(false);
+    let out = b.ok(&[
+        "run", "--rm", "-h", "web", "--domainname", "example.org",
+        "--add-host", "db:10.1.2.3", "--add-host", "v6=[2001:db8::1]",
+        "--dns", "10.0.0.53", "--dns", "10.0.0.54", "--dns-search", "corp.example",
+        "--dns-option", "ndots:2", "busybox:1.35", "sh", "-c",
+        "cat /etc/hosts; echo ---; cat /etc/resolv.conf; echo ---; hostname; cat /proc/sys/kernel/domainname",
+    ]);
+    let parts: Vec<&str> = out.split("---\n").collect();
+    let hosts: Vec<&str> = parts[0].lines().collect();
+    assert!(
+        hosts.contains(&"127.0.1.1\tweb.example.org\tweb"),
+        "{hosts:?}"
+    );
+    assert!(hosts.contains(&"10.1.2.3\tdb"), "{hosts:?}");
+    assert!(hosts.contains(&"2001:db8::1\tv6"), "{hosts:?}");
+    let resolv: Vec<&str> = parts[1].lines().collect();
+    assert!(resolv.contains(&"search corp.example"), "{resolv:?}");
+    assert!(resolv.contains(&"options ndots:2"), "{resolv:?}");
+    let servers: Vec<&&str> = resolv
+        .iter()
+        .filter(|l| l.starts_with("nameserver"))
+        .collect();
+    assert_eq!(servers, [&"nameserver 10.0.0.53", &"nameserver 10.0.0.54"]);
+    assert_eq!(parts[2], "web\nexample.org\n");
+    // `--dns-search .`: no search domains at all.
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--dns-search",
+        ".",
+        "busybox:1.35",
+        "cat",
+        "/etc/resolv.conf",
+    ]);
+    assert!(!out.lines().any(|l| l.starts_with("search")), "{out}");
+    // The host's network: its own files, with the extra hosts added.
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--add-host",
+        "db:10.1.2.3",
+        "busybox:1.35",
+        "cat",
+        "/etc/hosts",
+    ]);
+    assert!(out.lines().any(|l| l == "10.1.2.3\tdb"), "{out}");
+    let before = containers_dir(&b);
+    for bad in [
+        &["--add-host", "db:not-an-ip"][..],
+        &["--add-host", "nocolon"],
+        &["--add-host", "db:host-gateway"],
+        &["--dns", "resolver.example"],
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(bad);
+        args.extend_from_slice(&["busybox:1.35", "true"]);
+        let r = b.run(&args);
+        assert_eq!(r.code, Some(125), "{bad:?}: {}", r.stderr);
+        assert!(r.stderr.contains(bad[0]), "{bad:?}: {}", r.stderr);
+    }
+    assert_eq!(containers_dir(&b), before);
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+}

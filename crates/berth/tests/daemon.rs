@@ -2009,3 +2009,64 @@ fn a_build_whose_client_goes_is_finished_whole() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&root), "mounts left: {mounts}");
 }
+
+/// The docker CLI's `--add-host`, `--dns`, `--dns-search`, `--dns-option`
+/// and `--domainname` reach the container through the daemon, and
+/// inspect shows them where docker does.
+#[test]
+fn docker_run_names_hosts_and_resolvers_through_the_daemon() {
+    let d = Daemon::start();
+    let out = d.docker_ok(&[
+        "run",
+        "--name",
+        "named",
+        "--add-host",
+        "db:10.1.2.3",
+        "--dns",
+        "10.0.0.53",
+        "--dns-search",
+        "corp.example",
+        "--dns-option",
+        "ndots:2",
+        "--hostname",
+        "web",
+        "--domainname",
+        "example.org",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "grep -h -e db -e web -e nameserver -e search -e options /etc/hosts /etc/resolv.conf",
+    ]);
+    assert_eq!(
+        out,
+        "127.0.1.1\tweb.example.org\tweb\n10.1.2.3\tdb\nsearch corp.example\nnameserver 10.0.0.53\noptions ndots:2\n"
+    );
+    let v: Value = serde_json::from_str(&d.docker_ok(&["inspect", "named"])).unwrap();
+    assert_eq!(
+        v[0]["HostConfig"]["ExtraHosts"],
+        serde_json::json!(["db:10.1.2.3"])
+    );
+    assert_eq!(v[0]["HostConfig"]["Dns"], serde_json::json!(["10.0.0.53"]));
+    assert_eq!(
+        v[0]["HostConfig"]["DnsSearch"],
+        serde_json::json!(["corp.example"])
+    );
+    assert_eq!(
+        v[0]["HostConfig"]["DnsOptions"],
+        serde_json::json!(["ndots:2"])
+    );
+    assert_eq!(v[0]["Config"]["Domainname"], "example.org");
+    let bad = d.docker(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "db:host-gateway",
+        "busybox:1.35",
+        "true",
+    ]);
+    assert_eq!(bad.status.code(), Some(125), "{bad:?}");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("host-gateway"),
+        "{bad:?}"
+    );
+}

@@ -21,6 +21,22 @@ pub struct ContainerConfig {
     pub workdir: Option<String>,
     pub user: Option<String>,
     pub hostname: Option<String>,
+    /// `--domainname`: the UTS domain name, and the host's name in
+    /// /etc/hosts is `HOSTNAME.DOMAIN`.
+    #[serde(default)]
+    pub domainname: Option<String>,
+    /// `--add-host NAME:IP`, as given.
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
+    /// `--dns`: the nameservers of /etc/resolv.conf instead of the host's.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// `--dns-search`: its search domains ("." for none).
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    /// `--dns-option`: its options.
+    #[serde(default)]
+    pub dns_options: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub tty: bool,
     pub interactive: bool,

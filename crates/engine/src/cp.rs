@@ -340,7 +340,13 @@ pub fn copy(
     let mounted_here = if running || crate::rootfs::is_mounted(&layout) {
         false
     } else {
-        crate::rootfs::prepare(&layout, &rec.id[..12], rec.config.network == "host")?;
+        crate::rootfs::prepare(
+            &layout,
+            &crate::rootfs::EtcFiles::of(
+                &rec.config,
+                rec.config.hostname.as_deref().unwrap_or(&rec.id[..12]),
+            ),
+        )?;
         let lowers = eng.image_lowers(&rec.image_id)?;
         crate::rootfs::mount(&layout, &lowers, false)?;
         true
@@ -395,7 +401,13 @@ pub fn export(eng: &mut Engine, key: &str, out: &mut dyn Write) -> Result<(), En
     let mounted_here = if crate::rootfs::is_mounted(&layout) {
         false
     } else {
-        crate::rootfs::prepare(&layout, &rec.id[..12], rec.config.network == "host")?;
+        crate::rootfs::prepare(
+            &layout,
+            &crate::rootfs::EtcFiles::of(
+                &rec.config,
+                rec.config.hostname.as_deref().unwrap_or(&rec.id[..12]),
+            ),
+        )?;
         let lowers = eng.image_lowers(&rec.image_id)?;
         crate::rootfs::mount(&layout, &lowers, false)?;
         true

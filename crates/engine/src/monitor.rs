@@ -32,7 +32,10 @@ fn launch(
         .hostname
         .clone()
         .unwrap_or_else(|| rec.id[..12].to_string());
-    crate::rootfs::prepare(&layout, &hostname, rec.config.network == "host")?;
+    crate::rootfs::prepare(
+        &layout,
+        &crate::rootfs::EtcFiles::of(&rec.config, &hostname),
+    )?;
     if !crate::rootfs::is_mounted(&layout) {
         let lowers = eng.image_lowers(&rec.image_id)?;
         crate::rootfs::mount(&layout, &lowers, rec.config.auto_remove)?;

@@ -587,6 +587,48 @@ impl SecurityOptions {
 
 /// `512m`, `1g`, `100k`, `1024` (bytes): docker's sizes (powers of 1024;
 /// a trailing `b` allowed).
+/// `--add-host NAME:IP` (or `NAME=IP`; an IPv6 address may be written in
+/// brackets): the name and the address. `host-gateway` names the bridge's
+/// gateway, which needs bridge networking.
+pub fn parse_extra_host(s: &str) -> Result<(String, std::net::IpAddr), EngineError> {
+    let bad = |why: &str| {
+        EngineError::Invalid(format!(
+            "invalid argument {s:?} for \"--add-host\" flag: {why}; use NAME:IP, e.g. db:10.0.0.5"
+        ))
+    };
+    let (name, ip) = s
+        .split_once('=')
+        .or_else(|| s.split_once(':'))
+        .ok_or_else(|| bad("no address"))?;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+    {
+        return Err(bad("not a host name"));
+    }
+    let ip = ip
+        .strip_prefix('[')
+        .and_then(|i| i.strip_suffix(']'))
+        .unwrap_or(ip);
+    if ip == "host-gateway" {
+        return Err(bad(
+            "host-gateway is the bridge network's gateway, and berth has no bridge networking yet",
+        ));
+    }
+    let addr = ip.parse().map_err(|_| bad("not an IP address"))?;
+    Ok((name.to_string(), addr))
+}
+
+/// A `--dns` server: an IP address.
+pub fn check_dns_server(s: &str) -> Result<(), EngineError> {
+    s.parse::<std::net::IpAddr>().map(|_| ()).map_err(|_| {
+        EngineError::Invalid(format!(
+            "invalid argument {s:?} for \"--dns\" flag: not an IP address"
+        ))
+    })
+}
+
 pub fn parse_size(s: &str) -> Result<i64, EngineError> {
     let n = berth_image::units::parse_size(s).map_err(EngineError::Invalid)?;
     i64::try_from(n).map_err(|_| EngineError::Invalid(format!("invalid size: {s:?}: too large")))

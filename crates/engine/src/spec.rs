@@ -145,6 +145,12 @@ pub fn check(opts: &ContainerConfig) -> Result<Vec<String>, EngineError> {
             )))
         }
     }
+    for h in &opts.extra_hosts {
+        crate::options::parse_extra_host(h)?;
+    }
+    for d in &opts.dns {
+        crate::options::check_dns_server(d)?;
+    }
     if opts.memory.is_some_and(|m| m < 6 << 20) {
         return Err(EngineError::Invalid(
             "Minimum memory limit allowed is 6MB".into(),
@@ -541,6 +547,9 @@ pub fn derive(opts: &ContainerConfig, i: &Inputs<'_>) -> Result<Spec, EngineErro
     spec.set_process(Some(process));
     spec.set_root(Some(root));
     spec.set_hostname(Some(i.hostname.to_string()));
+    if let Some(d) = opts.domainname.as_deref().filter(|d| !d.is_empty()) {
+        spec.set_domainname(Some(d.to_string()));
+    }
     spec.set_mounts(Some(mounts));
     spec.set_linux(Some(linux));
     spec.set_annotations(Some(

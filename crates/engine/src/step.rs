@@ -52,7 +52,10 @@ pub fn run(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(crate::new_id);
     let hostname = "buildkitsandbox";
-    crate::rootfs::prepare(&layout, hostname, step.network == "host")?;
+    crate::rootfs::prepare(
+        &layout,
+        &crate::rootfs::EtcFiles::plain(hostname, step.network == "host"),
+    )?;
     crate::rootfs::mount(&layout, step.lowers, true)?;
     // Mount points the runtime will make that the image lacks: removed
     // from the layer afterwards, as BuildKit removes its mount stubs.

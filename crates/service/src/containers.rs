@@ -369,6 +369,10 @@ pub struct HostConfig {
     pub tmpfs: BTreeMap<String, String>,
     pub log_config: LogConfig,
     pub init: bool,
+    pub extra_hosts: Vec<String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -382,6 +386,7 @@ pub struct GraphDriver {
 #[serde(rename_all = "PascalCase")]
 pub struct Config {
     pub hostname: String,
+    pub domainname: String,
     pub user: String,
     pub tty: bool,
     pub open_stdin: bool,
@@ -448,6 +453,10 @@ pub fn inspect(eng: &Engine, r: &Record) -> ContainerInspect {
             auto_remove: c.auto_remove,
             cap_add: c.cap_add.clone(),
             cap_drop: c.cap_drop.clone(),
+            extra_hosts: c.extra_hosts.clone(),
+            dns: c.dns.clone(),
+            dns_search: c.dns_search.clone(),
+            dns_options: c.dns_options.clone(),
             privileged: c.privileged,
             readonly_rootfs: c.read_only,
             security_opt: c.security_opt.clone(),
@@ -502,6 +511,7 @@ pub fn inspect(eng: &Engine, r: &Record) -> ContainerInspect {
         },
         config: Config {
             hostname: c.hostname.clone().unwrap_or_else(|| r.id[..12].to_string()),
+            domainname: c.domainname.clone().unwrap_or_default(),
             user: c.user.clone().unwrap_or_default(),
             tty: c.tty,
             open_stdin: c.interactive,

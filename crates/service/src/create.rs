@@ -76,6 +76,10 @@ pub struct HostConfigBody {
     pub readonly_rootfs: bool,
     pub port_bindings: Option<BTreeMap<String, Value>>,
     pub publish_all_ports: bool,
+    pub extra_hosts: Option<Vec<String>>,
+    pub dns: Option<Vec<String>>,
+    pub dns_search: Option<Vec<String>>,
+    pub dns_options: Option<Vec<String>>,
 }
 
 /// The body of `POST /containers/create`.
@@ -385,6 +389,11 @@ impl CreateBody {
             workdir: non_empty(self.working_dir),
             user: non_empty(self.user),
             hostname: non_empty(self.hostname),
+            domainname: non_empty(self.domainname),
+            extra_hosts: h.extra_hosts.unwrap_or_default(),
+            dns: h.dns.unwrap_or_default(),
+            dns_search: h.dns_search.unwrap_or_default(),
+            dns_options: h.dns_options.unwrap_or_default(),
             labels: self.labels.unwrap_or_default(),
             tty: self.tty,
             interactive: self.open_stdin,

@@ -295,7 +295,10 @@ impl<'a, 'o> Builder<'a, 'o> {
         let layout = berth_engine::rootfs::Layout {
             dir: dir.to_path_buf(),
         };
-        berth_engine::rootfs::prepare(&layout, "buildkitsandbox", true)?;
+        berth_engine::rootfs::prepare(
+            &layout,
+            &berth_engine::rootfs::EtcFiles::plain("buildkitsandbox", true),
+        )?;
         berth_engine::rootfs::mount(&layout, &lowers, true)?;
         let res = (|| -> Result<(), BuildError> {
             let merged = layout.merged();
