@@ -2230,3 +2230,81 @@ fn add_host_dns_and_domainname_shape_the_etc_files() {
     assert_eq!(containers_dir(&b), before);
     assert_eq!(b.ok(&["ps", "-aq"]), "");
 }
+
+/// `--network container:NAME` joins a running container's network
+/// namespace (its loopback services are reachable, its host name and
+/// /etc files are shared), kept by that container's id; a missing or
+/// stopped container, or a host name of its own, is refused (125).
+#[test]
+fn network_container_joins_another_containers_namespace() {
+    let b = berth(false);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "-h",
+        "srvhost",
+        "--stop-timeout",
+        "1",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "echo hello > /i; exec httpd -p 127.0.0.1:8080 -h / -f",
+    ]);
+    let srv = b.inspect_container("srv")["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = b.ok(&[
+        "run", "--rm", "--network", "container:srv", "busybox:1.35", "sh", "-c",
+        "for i in $(seq 50); do wget -qO- http://127.0.0.1:8080/i && break; sleep 0.1; done; hostname; \
+         readlink /proc/self/ns/net",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..2], ["hello", "srvhost"], "{out}");
+    let srv_pid = b.inspect_container("srv")["State"]["Pid"].as_i64().unwrap();
+    let srv_ns = std::fs::read_link(format!("/proc/{srv_pid}/ns/net")).unwrap();
+    assert_eq!(lines[2], srv_ns.to_string_lossy());
+    let id = b.ok(&[
+        "create",
+        "--network",
+        "container:srv",
+        "busybox:1.35",
+        "true",
+    ]);
+    let c = b.inspect_container(id.trim());
+    assert_eq!(c["HostConfig"]["NetworkMode"], format!("container:{srv}"));
+    assert_eq!(c["NetworkSettings"]["Networks"], serde_json::json!({}));
+    b.ok(&["rm", id.trim()]);
+    for (args, says) in [
+        (&["--network", "container:nosuch"][..], "No such container"),
+        (
+            &["--network", "container:srv", "-h", "x"],
+            "conflicting options: hostname",
+        ),
+        (
+            &["--network", "container:srv", "--dns", "1.1.1.1"],
+            "conflicting options: dns",
+        ),
+    ] {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["busybox:1.35", "true"]);
+        let r = b.run(&a);
+        assert_eq!(r.code, Some(125), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
+    }
+    b.ok(&["stop", "srv"]);
+    let r = b.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:srv",
+        "busybox:1.35",
+        "true",
+    ]);
+    assert_eq!(r.code, Some(125), "{}", r.stderr);
+    assert!(r.stderr.contains("non running container"), "{}", r.stderr);
+    b.ok(&["rm", "srv"]);
+}

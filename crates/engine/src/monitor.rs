@@ -27,30 +27,82 @@ fn launch(
     size: Option<(u16, u16)>,
 ) -> Result<Running, EngineError> {
     let layout = eng.layout(&rec.id);
-    let hostname = rec
-        .config
-        .hostname
-        .clone()
-        .unwrap_or_else(|| rec.id[..12].to_string());
+    let joined = joined_network(eng, rec)?;
+    let hostname = match &joined {
+        // The other container's name, hosts and resolvers, as docker.
+        Some(j) => j.hostname.clone(),
+        None => rec
+            .config
+            .hostname
+            .clone()
+            .unwrap_or_else(|| rec.id[..12].to_string()),
+    };
     crate::rootfs::prepare(
         &layout,
         &crate::rootfs::EtcFiles::of(&rec.config, &hostname),
     )?;
+    if let Some(j) = &joined {
+        for f in ["hosts", "resolv.conf"] {
+            let (from, to) = (j.dir.join(f), layout.dir.join(f));
+            std::fs::copy(&from, &to).map_err(|e| {
+                EngineError::io(format!("copy {} to {}", from.display(), to.display()), e)
+            })?;
+        }
+    }
     if !crate::rootfs::is_mounted(&layout) {
         let lowers = eng.image_lowers(&rec.image_id)?;
         crate::rootfs::mount(&layout, &lowers, rec.config.auto_remove)?;
     }
-    let result = launch_mounted(eng, rec, &layout, &hostname, stdin_pipe, size);
+    let result = launch_mounted(
+        eng,
+        rec,
+        &layout,
+        joined.as_ref(),
+        &hostname,
+        stdin_pipe,
+        size,
+    );
     if result.is_err() {
         let _ = crate::rootfs::unmount(&layout);
     }
     result
 }
 
+/// The container whose network namespace `--network container:NAME`
+/// joins: where its namespace and /etc files are, and its host name.
+struct Joined {
+    net: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    hostname: String,
+}
+
+fn joined_network(eng: &mut Engine, rec: &Record) -> Result<Option<Joined>, EngineError> {
+    let Some(other) = rec.config.network.strip_prefix("container:") else {
+        return Ok(None);
+    };
+    let o = eng.get(other)?;
+    if !matches!(o.state, State::Running | State::Paused) || o.pid <= 0 {
+        return Err(EngineError::Conflict(format!(
+            "cannot join network of a non running container: {}",
+            o.name
+        )));
+    }
+    Ok(Some(Joined {
+        net: std::path::PathBuf::from(format!("/proc/{}/ns/net", o.pid)),
+        dir: eng.layout(&o.id).dir,
+        hostname: o
+            .config
+            .hostname
+            .clone()
+            .unwrap_or_else(|| o.id[..12].to_string()),
+    }))
+}
+
 fn launch_mounted(
     eng: &mut Engine,
     rec: &mut Record,
     layout: &crate::rootfs::Layout,
+    joined: Option<&Joined>,
     hostname: &str,
     stdin_pipe: bool,
     size: Option<(u16, u16)>,
@@ -75,6 +127,7 @@ fn launch_mounted(
             image: &image,
             user: &user,
             store_root: &eng.paths.root,
+            join_net: joined.map(|j| j.net.as_path()),
         },
     )?;
     if let (true, Some((rows, cols)), Some(p)) = (rec.config.tty, size, spec.process_mut()) {
@@ -100,7 +153,8 @@ fn launch_mounted(
         stdio: Some(wiring.stdio()),
         console_fd: wiring.console_fd(),
         reaper: rec.config.init,
-        loopback: true,
+        // A joined namespace is the other container's to set up.
+        loopback: joined.is_none(),
         die_with_parent: false,
     };
     let pid = eng.runtime.create(&opts).map_err(exec_error)?;

@@ -66,6 +66,8 @@ pub struct Inputs<'a> {
     pub user: &'a crate::users::User,
     /// The store root, where volumes live.
     pub store_root: &'a Path,
+    /// `--network container:NAME`: that container's network namespace.
+    pub join_net: Option<&'a Path>,
 }
 
 /// `--cap-add`/`--cap-drop` names as docker takes them: case-insensitive,
@@ -320,7 +322,10 @@ fn namespace(typ: LinuxNamespaceType) -> LinuxNamespace {
 
 /// The namespaces of a container: its own of each but the network with
 /// `--network host` (and the cgroup's on a cgroup v1 host, as Docker).
-fn namespaces(opts: &ContainerConfig) -> Result<Vec<LinuxNamespace>, EngineError> {
+fn namespaces(
+    opts: &ContainerConfig,
+    join_net: Option<&Path>,
+) -> Result<Vec<LinuxNamespace>, EngineError> {
     use LinuxNamespaceType as T;
     let mut out = vec![
         namespace(T::Pid),
@@ -331,6 +336,14 @@ fn namespaces(opts: &ContainerConfig) -> Result<Vec<LinuxNamespace>, EngineError
     match opts.network.as_str() {
         "host" => {}
         "" | "none" => out.push(namespace(T::Network)),
+        n if n.starts_with("container:") => {
+            let path = join_net.ok_or_else(|| {
+                EngineError::Invalid(format!("network {n:?}: the container to join is not running"))
+            })?;
+            let mut ns = namespace(T::Network);
+            ns.set_path(Some(path.to_path_buf()));
+            out.push(ns);
+        }
         "default" | "bridge" => {
             return Err(EngineError::Invalid(format!(
                 "network {:?} is not available yet: berth has no bridge networking; use --network none \
@@ -340,7 +353,7 @@ fn namespaces(opts: &ContainerConfig) -> Result<Vec<LinuxNamespace>, EngineError
         }
         other => {
             return Err(EngineError::Invalid(format!(
-                "network {other:?} not found: berth has none, host (bridge networks come later)"
+                "network {other:?} not found: berth has none, host and container:NAME (bridge networks come later)"
             )))
         }
     }
@@ -525,7 +538,7 @@ pub fn derive(opts: &ContainerConfig, i: &Inputs<'_>) -> Result<Spec, EngineErro
     let process = process(opts, i, &caps, &sec)?;
     let mounts = mounts(opts, i)?;
     let mut linux = Linux::default();
-    linux.set_namespaces(Some(namespaces(opts)?));
+    linux.set_namespaces(Some(namespaces(opts, i.join_net)?));
     linux.set_cgroups_path(Some(format!("/berth/{}", i.id).into()));
     linux.set_resources(Some(resources(opts)?));
     linux.set_masked_paths(
@@ -650,6 +663,7 @@ mod tests {
                 image: &image,
                 user: &user,
                 store_root: d.path(),
+                join_net: None,
             },
         )
         .unwrap();

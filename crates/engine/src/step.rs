@@ -176,6 +176,7 @@ fn run_mounted(
             image: &image,
             user: &user,
             store_root: &paths.root,
+            join_net: None,
         },
     )?;
     // 0600: it holds the step's environment, secrets from env= included.

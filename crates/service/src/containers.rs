@@ -167,7 +167,13 @@ pub fn summary(eng: &Engine, r: &Record) -> ContainerSummary {
             network_mode: net.clone(),
         },
         network_settings: SummaryNetworks {
-            networks: BTreeMap::from([(net, Value::Object(Default::default()))]),
+            // A joined namespace is the other container's: no network of
+            // its own, as docker shows it.
+            networks: if net.starts_with("container:") {
+                BTreeMap::new()
+            } else {
+                BTreeMap::from([(net, Value::Object(Default::default()))])
+            },
         },
         size_rw: None,
         size_root_fs: None,
@@ -492,13 +498,17 @@ pub fn inspect(eng: &Engine, r: &Record) -> ContainerInspect {
                     String::new()
                 },
                 ports: BTreeMap::new(),
-                networks: BTreeMap::from([(
-                    net.clone(),
-                    EndpointSettings {
-                        network_id: net,
-                        ..Default::default()
-                    },
-                )]),
+                networks: if net.starts_with("container:") {
+                    BTreeMap::new()
+                } else {
+                    BTreeMap::from([(
+                        net.clone(),
+                        EndpointSettings {
+                            network_id: net,
+                            ..Default::default()
+                        },
+                    )])
+                },
             }
         },
         graph_driver: GraphDriver {
@@ -895,6 +905,23 @@ pub fn validate(c: &ContainerConfig) -> Result<()> {
             "conflicting options: cannot specify both --restart and --rm",
         ));
     }
+    if c.network.starts_with("container:") {
+        let conflicts = [
+            ("hostname", c.hostname.is_some()),
+            ("dns", !c.dns.is_empty()),
+            ("custom host-to-IP mapping", !c.extra_hosts.is_empty()),
+        ];
+        if let Some((what, _)) = conflicts.iter().find(|(_, set)| *set) {
+            return Err(Error::invalid(format!(
+                "conflicting options: {what} and the network mode"
+            )));
+        }
+        if c.network == "container:" {
+            return Err(Error::invalid(
+                "--network container: needs a container: container:NAME",
+            ));
+        }
+    }
     if c.health.disabled && c.health.cmd.is_some() {
         return Err(Error::invalid(
             "--no-healthcheck conflicts with --health-* options",
@@ -967,7 +994,13 @@ pub fn create(
     req: CreateRequest,
     progress: &dyn berth_registry_client::progress::Progress,
 ) -> Result<Record> {
+    let mut req = req;
     validate(&req.config)?;
+    // The container whose network is joined is kept by its id.
+    if let Some(other) = req.config.network.strip_prefix("container:") {
+        let o = eng.get(other)?;
+        req.config.network = format!("container:{}", o.id);
+    }
     ensure_image(eng, &req.image, req.pull, progress)?;
     Ok(eng.create(&req.image, req.name.as_deref(), req.config)?)
 }

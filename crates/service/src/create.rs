@@ -323,6 +323,7 @@ impl CreateBody {
             // private namespace (the bridge comes with networking).
             "" | "default" | "bridge" => String::new(),
             "host" | "none" => h.network_mode.clone(),
+            n if n.starts_with("container:") => n.to_string(),
             other => {
                 return Err(Error::invalid(format!(
                     "network {other} not found: berth has host and none (user networks come with bridge networking)"
