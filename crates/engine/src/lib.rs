@@ -28,6 +28,7 @@ pub mod logs;
 pub mod monitor;
 /// Random container names.
 pub mod names;
+pub mod net;
 /// Container options as types (mounts, restart policy, ulimits, security).
 pub mod options;
 /// A terminal's size, set from outside its monitor.
