@@ -45,6 +45,26 @@ CREATE TABLE IF NOT EXISTS volumes (
     options TEXT NOT NULL DEFAULT '{}',
     anonymous INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS networks (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    driver TEXT NOT NULL,
+    subnet TEXT NOT NULL,
+    gateway TEXT NOT NULL,
+    ip_range TEXT NOT NULL DEFAULT '',
+    internal INTEGER NOT NULL DEFAULT 0,
+    bridge TEXT NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}',
+    options TEXT NOT NULL DEFAULT '{}',
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS endpoints (
+    network TEXT NOT NULL,
+    container TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    PRIMARY KEY (network, container),
+    UNIQUE (network, ip)
+);
 "#;
 
 /// One process run in a container by `exec` (Docker's exec instance): what

@@ -7,4 +7,5 @@
 //! single-threaded, it clones containers) can set up a container's
 //! interfaces without an async runtime.
 
+pub mod ipam;
 pub mod link;
