@@ -292,6 +292,31 @@ impl Netlink {
         .map(drop)
     }
 
+    /// The IPv4 destinations of this namespace's routes, every table (a
+    /// new network's subnet must overlap none of them). The default route
+    /// is left out.
+    pub fn routes_v4(&mut self) -> Result<Vec<ipnet::IpNet>, LinkError> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        let answers = self.request("list routes", RouteNetlinkMessage::GetRoute(m), NLM_F_DUMP)?;
+        Ok(answers
+            .into_iter()
+            .filter_map(|a| match a {
+                RouteNetlinkMessage::NewRoute(r) if r.header.destination_prefix_length > 0 => {
+                    r.attributes.iter().find_map(|x| match x {
+                        RouteAttribute::Destination(RouteAddress::Inet(d)) => {
+                            ipnet::Ipv4Net::new(*d, r.header.destination_prefix_length)
+                                .ok()
+                                .map(ipnet::IpNet::V4)
+                        }
+                        _ => None,
+                    })
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Adds the default route via `gateway`.
     pub fn add_default_route(&mut self, gateway: IpAddr) -> Result<(), LinkError> {
         let mut m = RouteMessage::default();
@@ -392,6 +417,28 @@ mod tests {
             let mut names = inner.names().unwrap();
             names.sort();
             assert_eq!(names, ["eth0", "lo"]);
+            // The subnet's route (the default one is left out), in both.
+            let routes: Vec<String> = inner
+                .routes_v4()
+                .unwrap()
+                .iter()
+                .map(|r| r.to_string())
+                .collect();
+            assert!(routes.contains(&"10.99.0.0/24".to_string()), "{routes:?}");
+            assert!(!routes.iter().any(|r| r.ends_with("/0")), "{routes:?}");
+            let taken = nl.routes_v4().unwrap();
+            assert_eq!(
+                crate::net::ipam::pick_subnet(
+                    &[
+                        "10.99.0.0/16".parse().unwrap(),
+                        "10.98.0.0/16".parse().unwrap()
+                    ],
+                    &taken
+                )
+                .unwrap()
+                .to_string(),
+                "10.98.0.0/16"
+            );
 
             // The receiver's socket in b, the sender's in a.
             enter(&b);
