@@ -170,6 +170,27 @@ pub fn write_path_tar(
     w.finish()
 }
 
+/// Opens the regular file `full` was when `md` was read, or fails: the
+/// tree may be a running container's, which can swap a file for a device
+/// node, a FIFO or a symlink between the look and the open. Nothing is
+/// followed, nothing blocks (a FIFO), no terminal is taken, and what was
+/// opened must be the very file looked at.
+fn open_regular(full: &Path, md: &fs::Metadata) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(full)?;
+    let now = f.metadata()?;
+    if !now.file_type().is_file() || now.dev() != md.dev() || now.ino() != md.ino() {
+        return Err(io::Error::other(format!(
+            "{} changed while it was being read",
+            full.display()
+        )));
+    }
+    Ok(f)
+}
+
 fn header_for(md: &fs::Metadata, kind: tar::EntryType, owner: Option<(u32, u32)>) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
@@ -277,7 +298,7 @@ impl<W: Write> TreeWriter<W> {
             let len = md.len();
             self.content += len;
             let body = io::Read::take(
-                io::Read::chain(io::Read::take(fs::File::open(full)?, len), io::repeat(0)),
+                io::Read::chain(io::Read::take(open_regular(full, &md)?, len), io::repeat(0)),
                 len,
             );
             self.b.append_data(&mut h, r, body)?;
@@ -318,6 +339,43 @@ impl<W: Write> TreeWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file swapped for a FIFO, a device node or a symlink after it was
+    /// looked at is not opened as what it became (a running container's
+    /// tree, exported or copied, can do this on purpose).
+    #[test]
+    fn a_file_swapped_after_the_look_is_not_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        fs::write(&p, "data").unwrap();
+        let md = fs::symlink_metadata(&p).unwrap();
+        assert!(open_regular(&p, &md).is_ok());
+        // A FIFO: refused at once, not waited on.
+        fs::remove_file(&p).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &p,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        assert!(open_regular(&p, &md).is_err());
+        // /dev/null's node: refused (and never opened as a device).
+        fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink("/dev/null", &p).unwrap();
+        assert!(open_regular(&p, &md).is_err());
+        fs::remove_file(&p).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &p,
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            rustix::fs::makedev(1, 3),
+        )
+        .unwrap();
+        assert!(open_regular(&p, &md).is_err());
+    }
 
     fn mknod_whiteout(p: &Path) {
         rustix::fs::mknodat(
