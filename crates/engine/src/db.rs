@@ -281,21 +281,22 @@ impl Db {
     }
 
     /// Takes over a container whose monitor died, once: true only for the
-    /// one caller that finds the row still running under that monitor
-    /// (pid and start time) and clears the monitor from it. A caller that
-    /// read the row before the monitor recorded the exit (or removed the
-    /// container) gets false.
+    /// one caller that finds the row still running under monitor `from`
+    /// (pid and start time), which becomes `to` (the caller, while it
+    /// takes over; `(0, 0)` once it gives up). A caller that read the row
+    /// before the monitor recorded the exit (or removed the container)
+    /// gets false.
     pub fn claim_orphan(
         &self,
         id: &str,
-        monitor_pid: i32,
-        monitor_start: u64,
+        from: (i32, u64),
+        to: (i32, u64),
     ) -> Result<bool, EngineError> {
         let n = self.conn.execute(
-            "UPDATE containers SET monitor_pid = 0, monitor_start = 0 \
+            "UPDATE containers SET monitor_pid = ?4, monitor_start = ?5 \
              WHERE id = ?1 AND monitor_pid = ?2 AND monitor_start = ?3 \
              AND state IN ('running', 'paused', 'restarting')",
-            params![id, monitor_pid, monitor_start as i64],
+            params![id, from.0, from.1 as i64, to.0, to.1 as i64],
         )?;
         Ok(n == 1)
     }

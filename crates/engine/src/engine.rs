@@ -226,7 +226,7 @@ impl Engine {
     /// its process is killed, its rootfs unmounted and its runtime state
     /// removed, and it is marked exited, with 137 if berth killed it here
     /// and 255 if its real exit code was lost.
-    pub fn reconcile(&mut self, mut rec: Record) -> Result<Record, EngineError> {
+    pub fn reconcile(&mut self, rec: Record) -> Result<Record, EngineError> {
         self.thaw_orphaned_freeze(&rec);
         if !matches!(
             rec.state,
@@ -239,15 +239,33 @@ impl Engine {
         // have recorded the exit, or removed the container (`--rm`), just
         // before it ended. Only a record still running under the dead
         // monitor is taken over, by one caller only.
-        if !self
-            .db
-            .claim_orphan(&rec.id, rec.monitor_pid, rec.monitor_start)?
-        {
+        // The claim names this process as the container's monitor while
+        // it works, so that every other caller sees a live monitor and
+        // leaves the record alone (and, should this process die midway,
+        // the next one takes over from it).
+        let me = std::process::id() as i32;
+        let me_start = berth_runtime::state::proc_stat(me).map_or(0, |(_, t)| t);
+        if !self.db.claim_orphan(
+            &rec.id,
+            (rec.monitor_pid, rec.monitor_start),
+            (me, me_start),
+        )? {
             return match self.db.get(&rec.id)? {
                 Some(now) => Ok(now),
                 None => Err(EngineError::NoSuchContainer(rec.name.clone())),
             };
         }
+        let id = rec.id.clone();
+        let taken = self.take_over(rec);
+        if taken.is_err() {
+            // Let the next caller try again.
+            let _ = self.db.claim_orphan(&id, (me, me_start), (0, 0));
+        }
+        taken
+    }
+
+    /// What `reconcile` does once it holds a container whose monitor died.
+    fn take_over(&mut self, mut rec: Record) -> Result<Record, EngineError> {
         let rt = self.paths.runtime();
         let was_alive = matches!(
             self.runtime.status(&rt, &rec.id),

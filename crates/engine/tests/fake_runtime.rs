@@ -341,6 +341,27 @@ fn a_stale_record_does_not_overwrite_the_exit_its_monitor_recorded() {
     ));
     assert_eq!(std::fs::read_to_string(&exit).unwrap(), "0");
     assert_eq!(eng.wait_code(&id, None).unwrap(), Some(0));
+    // While one caller takes a container over, it is that container's
+    // monitor: another caller reading the record then leaves it alone
+    // (it once took it over a second time, with a second die event).
+    let id = w.create("exit 0", |_| {});
+    let stale = dead_monitor(&mut eng, &id);
+    let me = std::process::id() as i32;
+    let start = berth_runtime::state::proc_stat(me).unwrap().1;
+    assert!(eng
+        .db
+        .claim_orphan(&id, (stale.monitor_pid, stale.monitor_start), (me, start))
+        .unwrap());
+    let now = eng.db.get(&id).unwrap().unwrap();
+    let r = eng.reconcile(now).unwrap();
+    assert_eq!((r.state, r.monitor_pid), (State::Running, me));
+    // The one that claimed it gives up: the next caller takes over.
+    assert!(eng.db.claim_orphan(&id, (me, start), (0, 0)).unwrap());
+    let r = eng.get(&id).unwrap();
+    assert_eq!(
+        (r.state, r.exit_code, r.monitor_pid),
+        (State::Exited, 255, 0)
+    );
 }
 
 #[test]
