@@ -381,7 +381,11 @@ pub fn export(ctx: &Ctx, a: &ExportArgs) -> Result<u8> {
             tmp_name.push(format!(".export-{}", std::process::id()));
             let tmp = path.with_file_name(tmp_name);
             let written = (|| -> Result<()> {
-                let f = std::fs::File::create(&tmp)
+                // A new file of our own: never one planted at that name.
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&tmp)
                     .with_context(|| format!("cannot write {}", tmp.display()))?;
                 let mut w = std::io::BufWriter::new(f);
                 berth_engine::cp::export(&mut eng, &a.container, &mut w)?;

@@ -2219,6 +2219,11 @@ fn add_host_dns_and_domainname_shape_the_etc_files() {
         &["--add-host", "nocolon"],
         &["--add-host", "db:host-gateway"],
         &["--dns", "resolver.example"],
+        // A line break would write a line of its own into the files.
+        &["--dns-search", "corp.example\nnameserver 6.6.6.6"],
+        &["--dns-option", "ndots:1 rotate"],
+        &["--hostname", "web\n10.0.0.9 db"],
+        &["--domainname", "a b"],
     ] {
         let mut args = vec!["run", "--rm"];
         args.extend_from_slice(bad);
@@ -2226,6 +2231,12 @@ fn add_host_dns_and_domainname_shape_the_etc_files() {
         let r = b.run(&args);
         assert_eq!(r.code, Some(125), "{bad:?}: {}", r.stderr);
         assert!(r.stderr.contains(bad[0]), "{bad:?}: {}", r.stderr);
+    }
+    // CPUs: docker's range, not a limit so small it is none.
+    for cpus in ["0.001", "100000"] {
+        let r = b.run(&["run", "--rm", "--cpus", cpus, "busybox:1.35", "true"]);
+        assert_eq!(r.code, Some(125), "{cpus}: {}", r.stderr);
+        assert!(r.stderr.contains("range of CPUs"), "{cpus}: {}", r.stderr);
     }
     assert_eq!(containers_dir(&b), before);
     assert_eq!(b.ok(&["ps", "-aq"]), "");

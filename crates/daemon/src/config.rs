@@ -51,11 +51,9 @@ pub struct DaemonConfig {
 const NOT_APPLIED: &[&str] = &[
     "allow-nondistributable-artifacts",
     "api-cors-header",
-    "authorization-plugins",
     "bip",
     "bridge",
     "builder",
-    "cgroup-parent",
     "containerd",
     "debug",
     "containerd-namespace",
@@ -78,7 +76,6 @@ const NOT_APPLIED: &[&str] = &[
     "fixed-cidr",
     "fixed-cidr-v6",
     "group",
-    "icc",
     "init",
     "init-path",
     "ip",
@@ -94,20 +91,29 @@ const NOT_APPLIED: &[&str] = &[
     "max-download-attempts",
     "metrics-addr",
     "mtu",
-    "no-new-privileges",
     "node-generic-resources",
     "oom-score-adjust",
     "raw-logs",
     "runtimes",
-    "seccomp-profile",
-    "selinux-enabled",
     "shutdown-timeout",
     "storage-driver",
     "storage-opts",
     "swarm-default-advertise-addr",
     "userland-proxy",
     "userland-proxy-path",
-    "userns-remap",
+];
+
+/// dockerd's security settings: a file that sets one to anything but its
+/// default is refused (berth does not apply them, and starting without
+/// them would silently weaken what the file asked for).
+const SECURITY: &[(&str, &str)] = &[
+    ("authorization-plugins", "[]"),
+    ("cgroup-parent", "\"\""),
+    ("icc", "true"),
+    ("no-new-privileges", "false"),
+    ("seccomp-profile", "\"\""),
+    ("selinux-enabled", "false"),
+    ("userns-remap", "\"\""),
 ];
 
 impl DaemonConfig {
@@ -130,11 +136,22 @@ impl DaemonConfig {
             return Ok((DaemonConfig::default(), Vec::new()));
         }
         let c: DaemonConfig = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        for (key, default) in SECURITY {
+            if let Some(v) = c.other.get(*key) {
+                let default: serde_json::Value =
+                    serde_json::from_str(default).expect("a JSON default");
+                if *v != default && !v.is_null() {
+                    return Err(format!(
+                        "{key} is set to {v}, and berth does not apply it: remove it, or run dockerd for it"
+                    ));
+                }
+            }
+        }
         let unknown: Vec<&str> = c
             .other
             .keys()
             .map(String::as_str)
-            .filter(|k| !NOT_APPLIED.contains(k))
+            .filter(|k| !NOT_APPLIED.contains(k) && !SECURITY.iter().any(|(s, _)| s == k))
             .collect();
         if !unknown.is_empty() {
             return Err(format!(
@@ -218,6 +235,16 @@ mod tests {
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("storage-driver"), "{warnings:?}");
 
+        for refused in [
+            r#"{"userns-remap": "default"}"#,
+            r#"{"authorization-plugins": ["authz"]}"#,
+            r#"{"no-new-privileges": true}"#,
+            r#"{"icc": false}"#,
+        ] {
+            let e = DaemonConfig::parse(refused).unwrap_err();
+            assert!(e.contains("berth does not apply it"), "{e}");
+        }
+        assert!(DaemonConfig::parse(r#"{"icc": true, "userns-remap": ""}"#).is_ok());
         let e = DaemonConfig::parse(r#"{"hostz": []}"#).unwrap_err();
         assert!(
             e.contains("don't match any configuration option: hostz"),

@@ -72,6 +72,9 @@ fn launch(
 /// joins: where its namespace and /etc files are, and its host name.
 struct Joined {
     net: std::path::PathBuf,
+    /// A pidfd of its init, held until the runtime has joined: the pid in
+    /// `net` cannot be given to another process meanwhile.
+    _pin: std::os::fd::OwnedFd,
     dir: std::path::PathBuf,
     hostname: String,
 }
@@ -87,8 +90,20 @@ fn joined_network(eng: &mut Engine, rec: &Record) -> Result<Option<Joined>, Engi
             o.name
         )));
     }
+    // The runtime's record of its init (pid and start time), checked
+    // alive through a pidfd that keeps the pid from being reused.
+    let not_running = || {
+        EngineError::Conflict(format!(
+            "cannot join network of a non running container: {}",
+            o.name
+        ))
+    };
+    let saved = berth_runtime::state::Saved::load(&eng.paths.runtime(), &o.id)
+        .map_err(|_| not_running())?;
+    let pin = crate::watch::pidfd(saved.pid, saved.start_time).ok_or_else(not_running)?;
     Ok(Some(Joined {
-        net: std::path::PathBuf::from(format!("/proc/{}/ns/net", o.pid)),
+        net: std::path::PathBuf::from(format!("/proc/{}/ns/net", saved.pid)),
+        _pin: pin,
         dir: eng.layout(&o.id).dir,
         hostname: o
             .config

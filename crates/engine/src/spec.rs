@@ -150,6 +150,35 @@ pub fn check(opts: &ContainerConfig) -> Result<Vec<String>, EngineError> {
     for h in &opts.extra_hosts {
         crate::options::parse_extra_host(h)?;
     }
+    // Words written into /etc/hosts and /etc/resolv.conf and set as UTS
+    // names: one word each, no line breaks, within the kernel's limits.
+    let words = [
+        ("--hostname", opts.hostname.iter().collect::<Vec<_>>(), 64),
+        ("--domainname", opts.domainname.iter().collect(), 64),
+        ("--dns-search", opts.dns_search.iter().collect(), 253),
+        ("--dns-option", opts.dns_options.iter().collect(), 253),
+    ];
+    for (flag, values, max) in words {
+        for v in values {
+            if v.is_empty() && flag != "--domainname"
+                || v.len() > max
+                || v.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(EngineError::Invalid(format!(
+                    "invalid argument {v:?} for \"{flag}\" flag: one word of at most {max} characters, without spaces or line breaks"
+                )));
+            }
+        }
+    }
+    if let Some(c) = opts.cpus {
+        // SAFETY: sysconf with a constant name.
+        let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as f64;
+        if !(0.01..=online).contains(&c) {
+            return Err(EngineError::Invalid(format!(
+                "range of CPUs is from 0.01 to {online:.2}, as there are only {online} CPUs available"
+            )));
+        }
+    }
     for d in &opts.dns {
         crate::options::check_dns_server(d)?;
     }

@@ -959,7 +959,13 @@ pub fn starts_with_daemon(rec: &Record) -> bool {
     match rec.config.restart.name {
         RestartName::Always => true,
         RestartName::UnlessStopped => !rec.stop_requested,
-        RestartName::OnFailure => !rec.stop_requested && rec.exit_code != 0,
+        RestartName::OnFailure => {
+            !rec.stop_requested
+                && rec
+                    .config
+                    .restart
+                    .restarts(rec.exit_code, rec.restart_count)
+        }
         RestartName::No => false,
     }
 }
@@ -1009,6 +1015,46 @@ pub fn create(
 mod tests {
     use super::*;
     use crate::ErrorKind;
+
+    #[test]
+    fn a_daemon_starting_restarts_what_the_policies_say() {
+        let rec = |policy: &str, code: i32, restarts: i64, by_hand: bool| Record {
+            id: "x".repeat(64),
+            name: "n".into(),
+            image_id: String::new(),
+            image: String::new(),
+            created: String::new(),
+            config: ContainerConfig {
+                restart: policy.parse().unwrap(),
+                ..Default::default()
+            },
+            state: State::Exited,
+            pid: 0,
+            monitor_pid: 0,
+            exit_code: code,
+            error: String::new(),
+            started_at: "2026-12-07T00:00:00Z".into(),
+            finished_at: String::new(),
+            restart_count: restarts,
+            health: String::new(),
+            monitor_start: 0,
+            stop_requested: by_hand,
+            oom_killed: false,
+        };
+        assert!(starts_with_daemon(&rec("always", 0, 0, true)));
+        assert!(starts_with_daemon(&rec("unless-stopped", 0, 0, false)));
+        assert!(!starts_with_daemon(&rec("unless-stopped", 0, 0, true)));
+        assert!(starts_with_daemon(&rec("on-failure", 1, 0, false)));
+        assert!(!starts_with_daemon(&rec("on-failure", 0, 0, false)));
+        // Its retries used up: not again.
+        assert!(starts_with_daemon(&rec("on-failure:3", 1, 2, false)));
+        assert!(!starts_with_daemon(&rec("on-failure:3", 1, 3, false)));
+        assert!(!starts_with_daemon(&rec("no", 1, 0, false)));
+        // Never started: left as created.
+        let mut never = rec("always", 0, 0, false);
+        never.started_at.clear();
+        assert!(!starts_with_daemon(&never));
+    }
 
     fn invalid(c: ContainerConfig) -> String {
         let e = validate(&c).expect_err("rejected");
