@@ -164,6 +164,7 @@ pub fn write_path_tar(
             w.dir(src, Path::new(""))?;
         }
         Some(name) => {
+            w.follow_top = follow;
             w.entry(src, Path::new(name), md)?;
         }
     }
@@ -173,13 +174,15 @@ pub fn write_path_tar(
 /// Opens the regular file `full` was when `md` was read, or fails: the
 /// tree may be a running container's, which can swap a file for a device
 /// node, a FIFO or a symlink between the look and the open. Nothing is
-/// followed, nothing blocks (a FIFO), no terminal is taken, and what was
-/// opened must be the very file looked at.
-fn open_regular(full: &Path, md: &fs::Metadata) -> io::Result<fs::File> {
+/// followed (unless `follow`: a symlink the user asked to follow, `cp -L`),
+/// nothing blocks (a FIFO), no terminal is taken, and what was opened
+/// must be the very file looked at.
+fn open_regular(full: &Path, md: &fs::Metadata, follow: bool) -> io::Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
+    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
     let f = fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .custom_flags(nofollow | libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(full)?;
     let now = f.metadata()?;
     if !now.file_type().is_file() || now.dev() != md.dev() || now.ino() != md.ino() {
@@ -223,6 +226,8 @@ struct TreeWriter<W: Write> {
     clamp: Option<u64>,
     /// Bytes of file content written.
     content: u64,
+    /// The next entry was looked at through its symlink (`cp -L`'s top).
+    follow_top: bool,
 }
 
 impl<W: Write> TreeWriter<W> {
@@ -236,6 +241,7 @@ impl<W: Write> TreeWriter<W> {
             links: HashMap::new(),
             clamp: None,
             content: 0,
+            follow_top: false,
         }
     }
 
@@ -255,6 +261,7 @@ impl<W: Write> TreeWriter<W> {
 
     /// One entry: the file at `full`, named `r`.
     fn entry(&mut self, full: &Path, r: &Path, md: fs::Metadata) -> io::Result<()> {
+        let follow = std::mem::take(&mut self.follow_top);
         let ft = md.file_type();
         if self.whiteouts && is_whiteout(&md) {
             let mut wh = OsString::from(WHITEOUT_PREFIX);
@@ -298,7 +305,10 @@ impl<W: Write> TreeWriter<W> {
             let len = md.len();
             self.content += len;
             let body = io::Read::take(
-                io::Read::chain(io::Read::take(open_regular(full, &md)?, len), io::repeat(0)),
+                io::Read::chain(
+                    io::Read::take(open_regular(full, &md, follow)?, len),
+                    io::repeat(0),
+                ),
                 len,
             );
             self.b.append_data(&mut h, r, body)?;
@@ -349,7 +359,12 @@ mod tests {
         let p = dir.path().join("f");
         fs::write(&p, "data").unwrap();
         let md = fs::symlink_metadata(&p).unwrap();
-        assert!(open_regular(&p, &md).is_ok());
+        assert!(open_regular(&p, &md, false).is_ok());
+        // Through a symlink only when following was asked for (`cp -L`).
+        let l = dir.path().join("l");
+        std::os::unix::fs::symlink(&p, &l).unwrap();
+        assert!(open_regular(&l, &md, true).is_ok());
+        assert!(open_regular(&l, &md, false).is_err());
         // A FIFO: refused at once, not waited on.
         fs::remove_file(&p).unwrap();
         rustix::fs::mknodat(
@@ -360,11 +375,11 @@ mod tests {
             0,
         )
         .unwrap();
-        assert!(open_regular(&p, &md).is_err());
+        assert!(open_regular(&p, &md, false).is_err());
         // /dev/null's node: refused (and never opened as a device).
         fs::remove_file(&p).unwrap();
         std::os::unix::fs::symlink("/dev/null", &p).unwrap();
-        assert!(open_regular(&p, &md).is_err());
+        assert!(open_regular(&p, &md, false).is_err());
         fs::remove_file(&p).unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
@@ -374,7 +389,7 @@ mod tests {
             rustix::fs::makedev(1, 3),
         )
         .unwrap();
-        assert!(open_regular(&p, &md).is_err());
+        assert!(open_regular(&p, &md, false).is_err());
     }
 
     fn mknod_whiteout(p: &Path) {
