@@ -122,14 +122,7 @@ fn config_from(a: &RunArgs) -> Result<ContainerConfig> {
         disabled: a.no_healthcheck,
         test: None,
     };
-    let memory = match &a.memory {
-        Some(m) => Some(berth_engine::config::parse_size(m).map_err(|e| {
-            coded(EngineError::Invalid(format!(
-                "invalid argument {m:?} for \"-m, --memory\" flag: {e}"
-            )))
-        })?),
-        None => None,
-    };
+    let memory = memory_flag(a.memory.as_deref())?;
     Ok(ContainerConfig {
         cmd: a.command.clone(),
         entrypoint: a.entrypoint.clone().map(|e| vec![e]),
@@ -318,17 +311,22 @@ pub fn rename(ctx: &Ctx, a: &RenameArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// `berth update`: each container's limits and restart policy; the
-/// names are printed as they are updated, as docker does.
-pub fn update(ctx: &Ctx, a: &UpdateArgs) -> Result<u8> {
-    let memory = match &a.memory {
-        Some(m) => Some(berth_engine::config::parse_size(m).map_err(|e| {
+/// `-m, --memory`: a size in bytes.
+fn memory_flag(m: Option<&str>) -> Result<Option<i64>> {
+    m.map(|m| {
+        berth_engine::config::parse_size(m).map_err(|e| {
             coded(EngineError::Invalid(format!(
                 "invalid argument {m:?} for \"-m, --memory\" flag: {e}"
             )))
-        })?),
-        None => None,
-    };
+        })
+    })
+    .transpose()
+}
+
+/// `berth update`: each container's limits and restart policy; the
+/// names are printed as they are updated, as docker does.
+pub fn update(ctx: &Ctx, a: &UpdateArgs) -> Result<u8> {
+    let memory = memory_flag(a.memory.as_deref())?;
     let cpus = match (a.cpus, a.cpu_quota) {
         (Some(_), Some(_)) => {
             return Err(coded(EngineError::Invalid(
@@ -336,10 +334,7 @@ pub fn update(ctx: &Ctx, a: &UpdateArgs) -> Result<u8> {
             )))
         }
         (Some(c), None) => Some(c),
-        (None, Some(q)) if q > 0 => {
-            Some(q as f64 / a.cpu_period.filter(|p| *p > 0).unwrap_or(100_000) as f64)
-        }
-        _ => None,
+        (None, q) => berth_service::create::cpus_of(0, q.unwrap_or(0), a.cpu_period.unwrap_or(0)),
     };
     let restart = match &a.restart {
         Some(r) => Some(r.parse().map_err(coded)?),

@@ -272,6 +272,41 @@ pub async fn handle(d: Arc<Daemon>, req: Request<Incoming>) -> Response<Body> {
     resp
 }
 
+/// A `200 application/x-tar` answer whose body `write` produces on the
+/// blocking pool; a failure midway breaks the stream off, so the client
+/// never takes a short archive for a whole one (`what` names it in the
+/// log).
+pub(crate) fn tar_stream(
+    d: &Daemon,
+    what: String,
+    write: impl FnOnce(&berth_engine::Paths, &mut dyn std::io::Write) -> Result<(), String>
+        + Send
+        + 'static,
+) -> Result<Response<Body>, ApiError> {
+    let permit = d.stream_permit()?;
+    let (tx, abort, body) = Body::abortable();
+    let paths = d.paths.clone();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        // Holds the stream open until the outcome is known.
+        let keep = tx.clone();
+        let mut w = std::io::BufWriter::new(crate::bridge::ChannelWriter::new(tx));
+        let done = write(&paths, &mut w)
+            .and_then(|()| std::io::Write::flush(&mut w).map_err(|e| e.to_string()));
+        drop(w);
+        if let Err(e) = done {
+            tracing::warn!("{what} broke off: {e}");
+            abort.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        drop(keep);
+    });
+    Ok(Response::builder()
+        .status(200)
+        .header("Content-Type", "application/x-tar")
+        .body(body)
+        .expect("a valid response"))
+}
+
 /// Reads a JSON request body (at most `limit` bytes; an empty body is
 /// `T::default()` as docker allows for optional bodies).
 pub async fn read_json<T: serde::de::DeserializeOwned + Default>(

@@ -337,20 +337,7 @@ pub fn copy(
     let rec = eng.get(key)?;
     let layout = eng.layout(&rec.id);
     let running = matches!(rec.state, State::Running | State::Paused) && rec.pid > 0;
-    let mounted_here = if running || crate::rootfs::is_mounted(&layout) {
-        false
-    } else {
-        crate::rootfs::prepare(
-            &layout,
-            &crate::rootfs::EtcFiles::of(
-                &rec.config,
-                rec.config.hostname.as_deref().unwrap_or(&rec.id[..12]),
-            ),
-        )?;
-        let lowers = eng.image_lowers(&rec.image_id)?;
-        crate::rootfs::mount(&layout, &lowers, false)?;
-        true
-    };
+    let mounted_here = !running && mount_stopped(eng, &rec, &layout)?;
     let root = if running {
         // The runtime's record of init (pid and start time): a pid the
         // kernel has since given to another process is never entered.
@@ -389,6 +376,29 @@ pub fn copy(
     result
 }
 
+/// Mounts a stopped container's overlay for a copy or an export, unless
+/// it is mounted already; true if this call mounted it (and the caller
+/// unmounts it).
+fn mount_stopped(
+    eng: &Engine,
+    rec: &crate::db::Record,
+    layout: &crate::rootfs::Layout,
+) -> Result<bool, EngineError> {
+    if crate::rootfs::is_mounted(layout) {
+        return Ok(false);
+    }
+    crate::rootfs::prepare(
+        layout,
+        &crate::rootfs::EtcFiles::of(
+            &rec.config,
+            rec.config.hostname.as_deref().unwrap_or(&rec.id[..12]),
+        ),
+    )?;
+    let lowers = eng.image_lowers(&rec.image_id)?;
+    crate::rootfs::mount(layout, &lowers, false)?;
+    Ok(true)
+}
+
 /// `berth export`: the container's root filesystem (its image's layers
 /// and what it changed; not its volumes, binds or the kernel's file
 /// systems) as a tar stream on `out`, owners kept. Running or stopped.
@@ -398,20 +408,7 @@ pub fn export(eng: &mut Engine, key: &str, out: &mut dyn Write) -> Result<(), En
     // The overlay is mounted on the host while the container runs (its
     // own mounts are in its namespace); a stopped one's is mounted for
     // the export.
-    let mounted_here = if crate::rootfs::is_mounted(&layout) {
-        false
-    } else {
-        crate::rootfs::prepare(
-            &layout,
-            &crate::rootfs::EtcFiles::of(
-                &rec.config,
-                rec.config.hostname.as_deref().unwrap_or(&rec.id[..12]),
-            ),
-        )?;
-        let lowers = eng.image_lowers(&rec.image_id)?;
-        crate::rootfs::mount(&layout, &lowers, false)?;
-        true
-    };
+    let mounted_here = mount_stopped(eng, &rec, &layout)?;
     let result = open_dir(&layout.merged()).and_then(|root| {
         let job = Job::Out {
             src: PathBuf::from("/"),

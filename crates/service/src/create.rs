@@ -110,7 +110,7 @@ pub struct CreateBody {
 }
 
 /// CPUs from `NanoCpus`, else from `CpuQuota` over `CpuPeriod`.
-fn cpus_of(nano_cpus: i64, quota: i64, period: i64) -> Option<f64> {
+pub fn cpus_of(nano_cpus: i64, quota: i64, period: i64) -> Option<f64> {
     if nano_cpus > 0 {
         Some(nano_cpus as f64 / 1e9)
     } else if quota > 0 {

@@ -466,26 +466,8 @@ pub(super) async fn stats(d: &Arc<Daemon>, id: String, q: &crate::query::Query) 
 async fn export(d: &Arc<Daemon>, id: String) -> Reply {
     // A missing container is a 404 before anything streams.
     let id = d.engine(move |eng| Ok(eng.get(&id)?.id)).await?;
-    let permit = d.stream_permit()?;
-    let (tx, abort, body) = crate::Body::abortable();
-    let paths = d.paths.clone();
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        // Holds the stream open until the outcome is known.
-        let keep = tx.clone();
-        let done = berth_engine::Engine::open(&paths).and_then(|mut eng| {
-            let mut w = std::io::BufWriter::new(crate::bridge::ChannelWriter::new(tx));
-            berth_engine::cp::export(&mut eng, &id, &mut w)
-        });
-        if let Err(e) = done {
-            tracing::warn!("export of {id} broke off: {e}");
-            abort.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-        drop(keep);
-    });
-    Ok(hyper::Response::builder()
-        .status(200)
-        .header("Content-Type", "application/x-tar")
-        .body(body)
-        .expect("a valid response"))
+    crate::tar_stream(d, format!("export of {id}"), move |paths, w| {
+        let mut eng = berth_engine::Engine::open(paths).map_err(|e| e.to_string())?;
+        berth_engine::cp::export(&mut eng, &id, w).map_err(|e| e.to_string())
+    })
 }

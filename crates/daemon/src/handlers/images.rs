@@ -267,34 +267,17 @@ pub(super) async fn save(d: &Arc<Daemon>, names: Vec<String>) -> Reply {
             Ok(out)
         })
         .await?;
-    let permit = d.stream_permit()?;
-    let (tx, abort, body) = crate::Body::abortable();
-    let paths = d.paths.clone();
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        // Holds the stream open until the outcome is known.
-        let keep = tx.clone();
-        let saved = berth_image::store::Store::open(&paths.root).and_then(|store| {
-            let w = std::io::BufWriter::new(crate::bridge::ChannelWriter::new(tx));
-            berth_image::save::save_to_writer(
-                &store,
-                &images,
-                berth_image::save::Format::DockerArchive,
-                w,
-            )
-            .map(drop)
-        });
-        if let Err(e) = saved {
-            tracing::warn!("save broke off: {e}");
-            abort.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-        drop(keep);
-    });
-    Ok(hyper::Response::builder()
-        .status(200)
-        .header("Content-Type", "application/x-tar")
-        .body(body)
-        .expect("a valid response"))
+    crate::tar_stream(d, "save".into(), move |paths, w| {
+        let store = berth_image::store::Store::open(&paths.root).map_err(|e| e.to_string())?;
+        berth_image::save::save_to_writer(
+            &store,
+            &images,
+            berth_image::save::Format::DockerArchive,
+            std::io::BufWriter::new(w),
+        )
+        .map(drop)
+        .map_err(|e| e.to_string())
+    })
 }
 
 /// `POST /images/load`: a docker-archive or OCI archive in the body
