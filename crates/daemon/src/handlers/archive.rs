@@ -67,14 +67,17 @@ fn first_entry_stat(prefix: &[u8], complete: bool) -> Result<Option<serde_json::
     }
 }
 
+/// The container path an archive request names (`?path=`).
+fn path_param(q: &crate::query::Query) -> Result<String, ApiError> {
+    q.get("path")
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::bad_request("path is required: ?path="))
+}
+
 /// HEAD and GET: the stat header, and for GET the archive.
 pub(super) async fn get(d: &Arc<Daemon>, id: String, call: Call, head: bool) -> Reply {
-    let path = call
-        .query
-        .get("path")
-        .filter(|p| !p.is_empty())
-        .ok_or_else(|| ApiError::bad_request("path is required: ?path="))?
-        .to_string();
+    let path = path_param(&call.query)?;
     let permit = d.stream_permit()?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(crate::body::STREAM_DEPTH);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), ApiError>>();
@@ -157,12 +160,7 @@ pub(super) async fn get(d: &Arc<Daemon>, id: String, call: Call, head: bool) -> 
 
 /// PUT: the body's archive unpacked into the directory `path`.
 pub(super) async fn put(d: &Arc<Daemon>, id: String, call: Call) -> Reply {
-    let path = call
-        .query
-        .get("path")
-        .filter(|p| !p.is_empty())
-        .ok_or_else(|| ApiError::bad_request("path is required: ?path="))?
-        .to_string();
+    let path = path_param(&call.query)?;
     let archive = call.query.bool("copyUIDGID");
     let permit = d.stream_permit()?;
     let mut reader = crate::bridge::BodyReader::new(call.req.into_body());
